@@ -1,0 +1,138 @@
+"""Tracking links: ``/pixels/click/<link_id>`` records a visit and redirects.
+
+The visitor is sent, with a ``302`` (a ``301`` would be cached and skip the
+next click), to the destination stored with the link; the signed attribution
+cookie that the conversion pixel later reads is set on the way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from werkzeug.utils import redirect
+
+from .attribution import AttributionCookies
+from .edge import is_https, is_prefetch, sends_global_privacy_control, truncated_ip
+from .ledger import Ledger
+from .clock import Clock, iso_utc
+from .models import Link, Reason
+from .pixel import parse_id
+from .redirects import destination_allowed
+from .responses import text_response
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+logger = logging.getLogger("pixel_wsgi")
+
+ConsentCheck = Callable[["WSGIEnvironment"], bool]
+
+_CLICK_SOURCE = "click"
+_MAX_USER_AGENT = 512
+
+
+class TrackingLink:
+    """Answers tracking-link clicks.
+
+    :param honor_gpc: set no cookie when the browser sends ``Sec-GPC: 1``.
+    :param consent: called with the WSGI environ; a false answer means no cookie.
+    :param allowed_redirect_hosts: hosts, besides the request's own, that a
+        link's absolute destination may point to.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        cookies: AttributionCookies,
+        *,
+        honor_gpc: bool,
+        consent: ConsentCheck | None,
+        allowed_redirect_hosts: Iterable[str],
+        clock: Clock,
+    ) -> None:
+        self.ledger = ledger
+        self.cookies = cookies
+        self.honor_gpc = honor_gpc
+        self.consent = consent
+        self.allowed_redirect_hosts = frozenset(h.lower() for h in allowed_redirect_hosts)
+        self._clock = clock
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse, link_text: str
+    ) -> Iterable[bytes]:
+        head = environ["REQUEST_METHOD"] == "HEAD"
+        storage = self.ledger.storage
+        link_id = parse_id(link_text)
+        link = None if link_id is None else storage.link(link_id)
+        if link is None:
+            if not head:
+                self.ledger.reject(
+                    advertiser_id=None,
+                    source=_CLICK_SOURCE,
+                    reason=Reason.UNKNOWN_LINK,
+                    detail=f"no tracking link {link_text[:40]!r}",
+                )
+            return text_response(
+                start_response, "404 Not Found", "Unknown tracking link.\n", head=head
+            )
+        request_host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        if not destination_allowed(link.destination, request_host, self.allowed_redirect_hosts):
+            if not head:
+                self.ledger.reject(
+                    advertiser_id=link.advertiser_id,
+                    source=_CLICK_SOURCE,
+                    reason=Reason.LINK_DESTINATION_NOT_ALLOWED,
+                    detail=f"link {link.id} points to a host not in allowed_redirect_hosts",
+                )
+            return text_response(
+                start_response, "404 Not Found", "Unknown tracking link.\n", head=head
+            )
+        if is_prefetch(environ):
+            # A non-2xx answer makes the browser drop the prefetch and make the
+            # real navigation later, which is the click we want to count.
+            return text_response(
+                start_response,
+                "503 Service Unavailable",
+                "Tracking links are not prefetched.\n",
+                extra_headers=[("Retry-After", "0")],
+            )
+        response = redirect(link.destination, code=302)
+        response.headers["Cache-Control"] = "no-store, private"
+        response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
+        if not head:
+            visit_id = self._record_visit(environ, link)
+            if visit_id is not None and self._may_set_cookie(environ):
+                response.headers.add(
+                    "Set-Cookie",
+                    self.cookies.set_cookie_header(
+                        link.advertiser_id, visit_id, secure=is_https(environ)
+                    ),
+                )
+        return response(environ, start_response)
+
+    def _record_visit(self, environ: WSGIEnvironment, link: Link) -> int | None:
+        user_agent = environ.get("HTTP_USER_AGENT", "")[:_MAX_USER_AGENT] or None
+        try:
+            return self.ledger.storage.record_visit(
+                link,
+                ip_prefix=truncated_ip(environ.get("REMOTE_ADDR")),
+                user_agent=user_agent,
+                created_at=iso_utc(self._clock()),
+            )
+        except Exception:
+            # The visitor still reaches the page; only this click is unattributed.
+            logger.exception("tracking-link click on link %s not stored", link.id)
+            return None
+
+    def _may_set_cookie(self, environ: WSGIEnvironment) -> bool:
+        if self.honor_gpc and sends_global_privacy_control(environ):
+            return False
+        if self.consent is not None:
+            try:
+                return bool(self.consent(environ))
+            except Exception:
+                logger.exception("the consent callable failed; no attribution cookie set")
+                return False
+        return True

@@ -1,0 +1,21 @@
+"""Time as the ledger stores it: UTC, ISO 8601 with microseconds and a ``Z``.
+
+One fixed-width text form sorts the same as time itself, in SQLite and in
+PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso_utc(moment: datetime) -> str:
+    """``2026-11-25T11:21:43.000123Z`` for an aware UTC datetime."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

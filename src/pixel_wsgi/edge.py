@@ -1,0 +1,44 @@
+"""Request facts decided at the edge, before anything is recorded."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+
+def is_prefetch(environ: WSGIEnvironment) -> bool:
+    """Whether the browser is only speculatively fetching, not navigating.
+
+    Chrome and Safari send ``Sec-Purpose: prefetch`` (possibly ``;prerender``),
+    older Chrome ``Purpose: prefetch``, Firefox ``X-Moz: prefetch``. A prefetch
+    that is never used must not count as a click or a conversion.
+    """
+    return (
+        "prefetch" in environ.get("HTTP_SEC_PURPOSE", "")
+        or environ.get("HTTP_PURPOSE", "") == "prefetch"
+        or environ.get("HTTP_X_MOZ", "") == "prefetch"
+    )
+
+
+def sends_global_privacy_control(environ: WSGIEnvironment) -> bool:
+    """``Sec-GPC: 1``: the visitor asks not to be tracked across sites."""
+    return environ.get("HTTP_SEC_GPC", "").strip() == "1"
+
+
+def truncated_ip(address: str | None) -> str | None:
+    """The visitor's network, never the full address: IPv4 /24, IPv6 /48."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+
+def is_https(environ: WSGIEnvironment) -> bool:
+    return environ.get("wsgi.url_scheme") == "https"

@@ -1,0 +1,48 @@
+"""The exception hierarchy of pixel-wsgi, rooted in :class:`PixelError`.
+
+Configuration errors are raised loudly at construction time. Errors about
+request input never escape the middleware: they become a recorded rejection
+with a :class:`~pixel_wsgi.models.Reason` and the normal response.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import Reason
+
+
+class PixelError(Exception):
+    """Base class of every error raised by pixel-wsgi."""
+
+
+class ConfigurationError(PixelError, ValueError):
+    """A constructor or command was given a value it cannot work with."""
+
+
+class ParamError(PixelError, ValueError):
+    """A report's parameters broke a rule; ``reason`` is machine-readable.
+
+    :param reason: the stable reason code recorded in the rejection log.
+    :param detail: a short human explanation (never contains personal data).
+    :param field: the parameter at fault, when there is one.
+    """
+
+    def __init__(self, reason: Reason, detail: str, *, field: str | None = None) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.field = field
+
+
+class StorageError(PixelError):
+    """The store could not complete an operation."""
+
+
+class NotFoundError(StorageError, LookupError):
+    """An entity that an operation refers to does not exist."""
+
+
+class MissingDependencyError(ConfigurationError, ImportError):
+    """An optional driver is not installed; the message names the extra."""

@@ -1,0 +1,331 @@
+"""The domain rules of the ledger, independent of any storage backend.
+
+- A conversion is credited to the visit its attribution cookie names; the
+  visit's campaign must belong to the advertiser the report is for.
+- ``(advertiser, reference_id)`` identifies a conversion: reporting it again
+  adds nothing, whatever values the repeat carries (the unauthenticated pixel
+  never overwrites).
+- Without a ``reference_id``, the same values from the same visit within the
+  reload window are the same conversion (a reloaded thank-you page).
+- ``parent_reference_id`` appends a correction row naming the row it corrects;
+  it inherits the attribution of the conversion, and from the pixel it must come
+  from the visit that made the conversion. A correction that changes nothing is
+  not written.
+- Every payout is computed, in exact decimals, when its row is written.
+- Whatever does not count is written to the rejection log with a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from .clock import Clock, iso_utc, utc_now
+from .models import (
+    Attribution,
+    PayoutKind,
+    PayoutRule,
+    Reason,
+    RejectionDraft,
+    SaleReport,
+    Source,
+    Transaction,
+    TransactionDraft,
+)
+from .storage.base import LedgerWriter, Storage
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+DEFAULT_RELOAD_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one report: a new row, or a rejection reason."""
+
+    transaction_id: int | None = None
+    reason: Reason | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.transaction_id is not None
+
+
+def compute_payout(rule: PayoutRule, sale_amount: Decimal | None, reason_code: str | None,
+                   sale_currency: str) -> tuple[Decimal, str]:
+    """The publisher's payout for one conversion, and its currency.
+
+    A campaign restricted to some reason codes pays nothing for the others; a
+    percentage of no sale is nothing. Rounded half-up to the cent.
+    """
+    if rule.kind is PayoutKind.PERCENT:
+        currency = sale_currency
+        if rule.reason_codes and reason_code not in rule.reason_codes:
+            return ZERO, currency
+        amount = sale_amount if sale_amount is not None else ZERO
+        return (amount * rule.value / 100).quantize(CENT, rounding=ROUND_HALF_UP), currency
+    if rule.reason_codes and reason_code not in rule.reason_codes:
+        return ZERO, rule.currency
+    return rule.value.quantize(CENT, rounding=ROUND_HALF_UP), rule.currency
+
+
+def reload_fingerprint(report: SaleReport) -> str:
+    """A digest of the reported values, to recognise a reload without a reference id."""
+    canonical = json.dumps(
+        [
+            None if report.sale_amount is None else str(report.sale_amount),
+            report.sale_currency,
+            report.reason_code,
+            report.sku_list,
+            report.quantity_list,
+            report.external_data,
+            sorted(report.custom_data.items()),
+        ],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Ledger:
+    """Applies the ledger's rules through a :class:`~pixel_wsgi.storage.Storage`.
+
+    :param storage: where rows are written.
+    :param reload_window: how long the same values from the same visit, without
+        a ``reference_id``, count as one conversion.
+    :param clock: returns the current UTC time (tests pass a fixed one).
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        reload_window: timedelta = DEFAULT_RELOAD_WINDOW,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.storage = storage
+        self.reload_window = reload_window
+        self.clock = clock
+
+    def reject(
+        self,
+        *,
+        advertiser_id: int | None,
+        source: Source | str,
+        reason: Reason,
+        detail: str,
+        params: str = "",
+        visit_id: int | None = None,
+        reference_id: str | None = None,
+    ) -> Outcome:
+        """Record why a report or click did not count."""
+        with self.storage.writer() as writer:
+            return self._reject(
+                writer, advertiser_id, source, reason, detail, params, visit_id, reference_id
+            )
+
+    def _reject(
+        self,
+        writer: LedgerWriter,
+        advertiser_id: int | None,
+        source: Source | str,
+        reason: Reason,
+        detail: str,
+        params: str,
+        visit_id: int | None,
+        reference_id: str | None,
+    ) -> Outcome:
+        writer.insert_rejection(
+            RejectionDraft(
+                advertiser_id=advertiser_id,
+                source=source.value if isinstance(source, Source) else source,
+                reason=reason,
+                detail=detail,
+                visit_id=visit_id,
+                reference_id=reference_id,
+                params=params,
+                created_at=iso_utc(self.clock()),
+            )
+        )
+        return Outcome(reason=reason)
+
+    def record_web_conversion(
+        self,
+        *,
+        advertiser_id: int,
+        report: SaleReport,
+        source: Source,
+        visit_id: int | None,
+        cookie_problem: Reason | None = None,
+        params: str = "",
+    ) -> Outcome:
+        """Record a conversion reported by a visitor's browser.
+
+        :param visit_id: the visit named by a valid attribution cookie, or None.
+        :param cookie_problem: why there is no visit (no cookie, bad signature, ...).
+        :param params: the redacted query, kept with a rejection.
+        """
+        reference_id = report.parent_reference_id or report.reference_id
+        with self.storage.writer() as writer:
+
+            def reject(reason: Reason, detail: str) -> Outcome:
+                return self._reject(
+                    writer, advertiser_id, source, reason, detail, params, visit_id, reference_id
+                )
+
+            if visit_id is None:
+                if not writer.advertiser_exists(advertiser_id):
+                    return reject(Reason.UNKNOWN_ADVERTISER, f"no advertiser {advertiser_id}")
+                problem = cookie_problem or Reason.NO_ATTRIBUTION
+                return reject(problem, "the visitor carries no valid attribution cookie")
+            attribution = writer.attribution(visit_id)
+            if attribution is None:
+                return reject(Reason.UNKNOWN_VISIT, f"visit {visit_id} does not exist")
+            if attribution.advertiser_id != advertiser_id:
+                if not writer.advertiser_exists(advertiser_id):
+                    return reject(Reason.UNKNOWN_ADVERTISER, f"no advertiser {advertiser_id}")
+                return reject(
+                    Reason.CROSS_ADVERTISER,
+                    f"the visit belongs to a campaign of advertiser {attribution.advertiser_id}",
+                )
+            if report.parent_reference_id is not None:
+                return self._correct_from_visit(writer, attribution, report, source, reject)
+            return self._record_new(writer, attribution, report, source, reject)
+
+    def _record_new(
+        self,
+        writer: LedgerWriter,
+        attribution: Attribution,
+        report: SaleReport,
+        source: Source,
+        reject: Callable[[Reason, str], Outcome],
+    ) -> Outcome:
+        now = self.clock()
+        fingerprint = ""
+        if report.reference_id is None:
+            fingerprint = reload_fingerprint(report)
+            since = iso_utc(now - self.reload_window)
+            if writer.has_recent_duplicate(
+                attribution.advertiser_id, attribution.visit_id, fingerprint, since
+            ):
+                return reject(
+                    Reason.DUPLICATE_RELOAD,
+                    "the same visit reported the same values within the reload window",
+                )
+        payout, payout_currency = compute_payout(
+            attribution.payout, report.sale_amount, report.reason_code, report.sale_currency
+        )
+        transaction_id = writer.insert_transaction(
+            TransactionDraft(
+                advertiser_id=attribution.advertiser_id,
+                campaign_id=attribution.campaign_id,
+                publisher_id=attribution.publisher_id,
+                visit_id=attribution.visit_id,
+                source=source.value,
+                reference_id=report.reference_id,
+                corrects_transaction_id=None,
+                original_transaction_id=None,
+                sale_amount=report.sale_amount,
+                sale_currency=report.sale_currency,
+                reason_code=report.reason_code,
+                sku_list=report.sku_list,
+                quantity_list=report.quantity_list,
+                external_data=report.external_data,
+                custom_data=report.custom_data,
+                payout=payout,
+                payout_currency=payout_currency,
+                fingerprint=fingerprint,
+                created_at=iso_utc(now),
+                personal_data=report.personal_data,
+            )
+        )
+        if transaction_id is None:
+            return reject(
+                Reason.DUPLICATE_REFERENCE_ID,
+                "this reference_id was already reported; use parent_reference_id to update it",
+            )
+        return Outcome(transaction_id=transaction_id)
+
+    def _correct_from_visit(
+        self,
+        writer: LedgerWriter,
+        attribution: Attribution,
+        report: SaleReport,
+        source: Source,
+        reject: Callable[[Reason, str], Outcome],
+    ) -> Outcome:
+        assert report.parent_reference_id is not None
+        original = writer.find_original(attribution.advertiser_id, report.parent_reference_id)
+        if original is None:
+            return reject(
+                Reason.UNKNOWN_PARENT_REFERENCE, "no conversion has this parent_reference_id"
+            )
+        if original.visit_id != attribution.visit_id:
+            return reject(
+                Reason.PARENT_FROM_OTHER_VISIT,
+                "only the visit that made a conversion may update it from the pixel",
+            )
+        return self._append_correction(writer, original, report, source, reject)
+
+    def _append_correction(
+        self,
+        writer: LedgerWriter,
+        original: Transaction,
+        report: SaleReport,
+        source: Source,
+        reject: Callable[[Reason, str], Outcome],
+    ) -> Outcome:
+        current = writer.chain_end(original.transaction_id)
+        given = report.given
+        sale_amount = report.sale_amount if "sale_amount" in given else current.sale_amount
+        sale_currency = report.sale_currency if "sale_currency" in given else current.sale_currency
+        reason_code = report.reason_code if "reason_code" in given else current.reason_code
+        if "sku_list" in given or "quantity_list" in given:
+            sku_list, quantity_list = report.sku_list, report.quantity_list
+        else:
+            sku_list, quantity_list = current.sku_list, current.quantity_list
+        custom_data = {**current.custom_data, **report.custom_data}
+        unchanged = (
+            sale_amount == current.sale_amount
+            and sale_currency == current.sale_currency
+            and reason_code == current.reason_code
+            and sku_list == current.sku_list
+            and quantity_list == current.quantity_list
+            and custom_data == current.custom_data
+        )
+        if unchanged:
+            return reject(
+                Reason.UNCHANGED_CORRECTION, "the update carries the conversion's current values"
+            )
+        payout, payout_currency = compute_payout(
+            writer.campaign_payout(original.campaign_id), sale_amount, reason_code, sale_currency
+        )
+        transaction_id = writer.insert_transaction(
+            TransactionDraft(
+                advertiser_id=original.advertiser_id,
+                campaign_id=original.campaign_id,
+                publisher_id=original.publisher_id,
+                visit_id=original.visit_id,
+                source=source.value,
+                reference_id=original.reference_id,
+                corrects_transaction_id=current.transaction_id,
+                original_transaction_id=original.transaction_id,
+                sale_amount=sale_amount,
+                sale_currency=sale_currency,
+                reason_code=reason_code,
+                sku_list=sku_list,
+                quantity_list=quantity_list,
+                external_data=current.external_data,
+                custom_data=custom_data,
+                payout=payout,
+                payout_currency=payout_currency,
+                fingerprint="",
+                created_at=iso_utc(self.clock()),
+                personal_data=report.personal_data,
+            )
+        )
+        assert transaction_id is not None  # corrections carry no new idempotency key
+        return Outcome(transaction_id=transaction_id)

@@ -1,0 +1,209 @@
+"""``PixelMiddleware``: the whole of pixel-wsgi in front of a host WSGI app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from .attribution import DEFAULT_WINDOW, AttributionCookies
+from .click import ConsentCheck, TrackingLink
+from .clock import Clock, utc_now
+from .currencies import ISO_4217_CODES
+from .errors import ConfigurationError, StorageError
+from .ledger import DEFAULT_RELOAD_WINDOW, Ledger
+from .params import DEFAULT_LIMITS, Limits
+from .pixel import ConversionPixel
+from .responses import json_response, method_not_allowed, text_response
+from .storage import Storage, storage_from_url
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger("pixel_wsgi")
+
+_READ_METHODS = ("GET", "HEAD")
+
+
+def _check_prefix(name: str, prefix: str) -> str:
+    if not prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
+        raise ConfigurationError(
+            f"{name} must start with '/' and not end with one, like '/pixels', got {prefix!r}"
+        )
+    return prefix
+
+
+class PixelMiddleware:
+    """Conversion tracking for any WSGI application.
+
+    Serves a few routes itself and hands every other request to ``app``
+    untouched::
+
+        /pixels/click/<link_id>                    tracking link: visit, cookie, 302
+        /pixels/conversion/<advertiser_id>.gif     conversion pixel: 1x1 GIF
+        /tracked_actions/web_sale/<advertiser_id>  the pre-2012 pixel
+        /pixels/health                             200 when the store answers, else 503
+
+    Flask::
+
+        app.wsgi_app = PixelMiddleware(
+            app.wsgi_app, "sqlite:///pixel-wsgi.db", secret_key=os.environ["PIXEL_SECRET"]
+        )
+
+    :param app: the WSGI application to wrap.
+    :param storage: a storage URL (``sqlite:///path.db``) or a
+        :class:`~pixel_wsgi.storage.Storage` object.
+    :param secret_key: signs attribution cookies: one key of at least 16
+        characters, or a list for rotation (the last signs, all verify).
+    :param prefix: where the ``click``, ``conversion`` and ``health`` routes live.
+    :param legacy_prefix: the pre-December-2012 pixel's route.
+    :param attribution_window: how long a click can earn a conversion (at most
+        400 days; the cookie's ``Max-Age`` and the signature's maximum age).
+    :param reload_window: how long a repeat of the same values from the same
+        visit, without ``reference_id``, is taken for a page reload.
+    :param default_currency: the ISO 4217 code of an amount given without one.
+    :param honor_gpc: set no cookie for browsers that send ``Sec-GPC: 1``.
+    :param consent: ``consent(environ) -> bool``; no cookie when it says False.
+    :param allowed_redirect_hosts: hosts besides the request's own that a link's
+        stored absolute destination may point to.
+    :param limits: caps on the size of pixel parameters.
+    :param migrate: bring the store's schema up to date at construction.
+    :param clock: the current UTC time (for tests).
+
+    Security: the cookie is only as secret as ``secret_key``; keep it out of
+    source control. Behind a proxy that terminates TLS, wrap the application in
+    :class:`werkzeug.middleware.proxy_fix.ProxyFix` so that cookies get
+    ``Secure`` and the truncated client address is the visitor's.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        storage: str | Storage = "sqlite:///pixel-wsgi.db",
+        *,
+        secret_key: str | bytes | Sequence[str | bytes],
+        prefix: str = "/pixels",
+        legacy_prefix: str = "/tracked_actions/web_sale",
+        attribution_window: timedelta = DEFAULT_WINDOW,
+        reload_window: timedelta = DEFAULT_RELOAD_WINDOW,
+        default_currency: str = "USD",
+        honor_gpc: bool = True,
+        consent: ConsentCheck | None = None,
+        allowed_redirect_hosts: Iterable[str] = (),
+        limits: Limits = DEFAULT_LIMITS,
+        migrate: bool = True,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.application = app
+        self.storage = storage_from_url(storage) if isinstance(storage, str) else storage
+        if not isinstance(self.storage, Storage):
+            raise ConfigurationError(f"storage must be a URL or a Storage, got {storage!r}")
+        if default_currency not in ISO_4217_CODES:
+            raise ConfigurationError(
+                f"default_currency must be an ISO 4217 code, got {default_currency!r}"
+            )
+        self.prefix = _check_prefix("prefix", prefix)
+        self.legacy_prefix = _check_prefix("legacy_prefix", legacy_prefix)
+        self.default_currency = default_currency
+        self.cookies = AttributionCookies(secret_key, window=attribution_window)
+        self.ledger = Ledger(self.storage, reload_window=reload_window, clock=clock)
+        self.conversion_pixel = ConversionPixel(
+            self.ledger, self.cookies, default_currency=default_currency, limits=limits
+        )
+        self.legacy_pixel = ConversionPixel(
+            self.ledger, self.cookies, default_currency=default_currency, limits=limits,
+            legacy=True,
+        )
+        self.tracking_link = TrackingLink(
+            self.ledger,
+            self.cookies,
+            honor_gpc=honor_gpc,
+            consent=consent,
+            allowed_redirect_hosts=allowed_redirect_hosts,
+            clock=clock,
+        )
+        self._conversion_prefix = f"{prefix}/conversion/"
+        self._click_prefix = f"{prefix}/click/"
+        self._health_path = f"{prefix}/health"
+        self._legacy_prefix = f"{legacy_prefix}/"
+        # One str.startswith() on a tuple decides pass-through (~0.1 µs).
+        self._routes = (
+            self._conversion_prefix,
+            self._click_prefix,
+            self._health_path,
+            self._legacy_prefix,
+        )
+        if migrate:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        try:
+            self.storage.migrate()
+        except StorageError:
+            # The host application must keep serving its own pages; every
+            # pixel hit will log the same failure until the store is fixed.
+            logger.exception("pixel-wsgi cannot migrate its store %r", self.storage)
+        finally:
+            # No connection may outlive construction: a server that forks
+            # after loading the app (gunicorn --preload) must not share it.
+            self.storage.close()
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        path: str = environ.get("PATH_INFO", "")
+        if not path.startswith(self._routes):
+            return self.application(environ, start_response)
+        try:
+            return self._dispatch(path, environ, start_response)
+        except Exception:
+            # Never let our failure become the host's error page.
+            logger.exception("pixel-wsgi failed on %s", path)
+            return text_response(
+                start_response, "503 Service Unavailable", "Temporarily unavailable.\n"
+            )
+
+    def _dispatch(
+        self, path: str, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        if path.startswith(self._conversion_prefix):
+            rest = path[len(self._conversion_prefix) :]
+            if not rest.endswith(".gif") or "/" in rest:
+                return self.application(environ, start_response)
+            if environ["REQUEST_METHOD"] not in _READ_METHODS:
+                return method_not_allowed(start_response)
+            return self.conversion_pixel(environ, start_response, rest[:-4])
+        if path.startswith(self._click_prefix):
+            rest = path[len(self._click_prefix) :]
+            if not rest or "/" in rest:
+                return self.application(environ, start_response)
+            if environ["REQUEST_METHOD"] not in _READ_METHODS:
+                return method_not_allowed(start_response)
+            return self.tracking_link(environ, start_response, rest)
+        if path.startswith(self._legacy_prefix):
+            rest = path[len(self._legacy_prefix) :]
+            if not rest or "/" in rest:
+                return self.application(environ, start_response)
+            if environ["REQUEST_METHOD"] not in _READ_METHODS:
+                return method_not_allowed(start_response)
+            return self.legacy_pixel(environ, start_response, rest)
+        if path == self._health_path:
+            if environ["REQUEST_METHOD"] not in _READ_METHODS:
+                return method_not_allowed(start_response)
+            return self._health(environ, start_response)
+        return self.application(environ, start_response)
+
+    def _health(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        head = environ["REQUEST_METHOD"] == "HEAD"
+        try:
+            self.storage.check()
+        except Exception as exc:
+            logger.error("pixel-wsgi store unhealthy: %s", exc)
+            return json_response(
+                start_response, "503 Service Unavailable", {"status": "degraded"}, head=head
+            )
+        return json_response(start_response, "200 OK", {"status": "ok"}, head=head)
+
+
+__all__ = ["PixelMiddleware"]

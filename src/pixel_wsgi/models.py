@@ -1,0 +1,257 @@
+"""Plain value types shared by the parser, the ledger and the storage backends."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+
+class Reason(str, enum.Enum):
+    """Why a report or click did not count. The values are stable and machine-readable."""
+
+    # Malformed requests
+    INVALID_QUERY = "invalid_query"
+    QUERY_TOO_LONG = "query_too_long"
+    TOO_MANY_PARAMETERS = "too_many_parameters"
+    DUPLICATE_PARAMETER = "duplicate_parameter"
+    INVALID_TEXT = "invalid_text"
+    VALUE_TOO_LONG = "value_too_long"
+    INVALID_SALE_AMOUNT = "invalid_sale_amount"
+    INVALID_CURRENCY = "invalid_currency"
+    INVALID_QUANTITY = "invalid_quantity"
+    QUANTITY_MISMATCH = "quantity_mismatch"
+    TOO_MANY_ITEMS = "too_many_items"
+    INVALID_PERSONAL_DATA = "invalid_personal_data"
+    TOO_MANY_CUSTOM_FIELDS = "too_many_custom_fields"
+    CONFLICTING_REFERENCE = "conflicting_reference"
+    # Attribution
+    UNKNOWN_ADVERTISER = "unknown_advertiser"
+    NO_ATTRIBUTION = "no_attribution"
+    INVALID_COOKIE = "invalid_cookie"
+    EXPIRED_COOKIE = "expired_cookie"
+    UNKNOWN_VISIT = "unknown_visit"
+    CROSS_ADVERTISER = "cross_advertiser"
+    # Duplicates and corrections
+    DUPLICATE_REFERENCE_ID = "duplicate_reference_id"
+    DUPLICATE_RELOAD = "duplicate_reload"
+    UNCHANGED_CORRECTION = "unchanged_correction"
+    UNKNOWN_PARENT_REFERENCE = "unknown_parent_reference"
+    PARENT_FROM_OTHER_VISIT = "parent_from_other_visit"
+    # Clicks
+    UNKNOWN_LINK = "unknown_link"
+    LINK_DESTINATION_NOT_ALLOWED = "link_destination_not_allowed"
+
+
+class Source(str, enum.Enum):
+    """Where a ledger row came from."""
+
+    PIXEL = "pixel"
+    LEGACY_PIXEL = "legacy_pixel"
+
+
+class PayoutKind(str, enum.Enum):
+    FIXED = "fixed"
+    PERCENT = "percent"
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRule:
+    """How a campaign pays its publisher for one conversion.
+
+    ``FIXED``: ``value`` in ``currency`` per qualifying conversion.
+    ``PERCENT``: ``value`` percent of ``sale_amount``, in the sale's currency.
+    ``reason_codes``: when not empty, only conversions with one of these
+    ``reason_code`` values earn a payout (the others are recorded at 0.00).
+    """
+
+    kind: PayoutKind
+    value: Decimal
+    currency: str = "USD"
+    reason_codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Advertiser:
+    id: int
+    name: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publisher:
+    id: int
+    name: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    id: int
+    advertiser_id: int
+    name: str
+    payout: PayoutRule
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A tracking link: where a publisher's visitors land for a campaign."""
+
+    id: int
+    campaign_id: int
+    publisher_id: int
+    advertiser_id: int
+    destination: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Who gets credit for a conversion: the visit a tracking link recorded."""
+
+    visit_id: int
+    advertiser_id: int
+    campaign_id: int
+    publisher_id: int
+    payout: PayoutRule
+
+
+@dataclass(frozen=True, slots=True)
+class SaleReport:
+    """The validated shared sale parameters of one conversion report."""
+
+    sale_amount: Decimal | None = None
+    sale_currency: str = "USD"
+    reason_code: str | None = None
+    sku_list: tuple[str, ...] = ()
+    quantity_list: tuple[int, ...] = ()
+    reference_id: str | None = None
+    parent_reference_id: str | None = None
+    external_data: str | None = None
+    custom_data: dict[str, str] = field(default_factory=dict)
+    personal_data: dict[str, str] = field(default_factory=dict)
+    # The shared fields the report actually carried ("sku_list", not "sku_list[]"):
+    # a correction replaces only these and inherits the rest.
+    given: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One immutable ledger row. A correction names the row it corrects."""
+
+    transaction_id: int
+    advertiser_id: int
+    campaign_id: int
+    publisher_id: int
+    visit_id: int | None
+    source: str
+    reference_id: str | None
+    corrects_transaction_id: int | None
+    original_transaction_id: int
+    sale_amount: Decimal | None
+    sale_currency: str
+    reason_code: str | None
+    sku_list: tuple[str, ...]
+    quantity_list: tuple[int, ...]
+    external_data: str | None
+    custom_data: dict[str, str]
+    payout: Decimal
+    payout_currency: str
+    created_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; money is a string, never a float."""
+        return {
+            "transaction_id": self.transaction_id,
+            "advertiser_id": self.advertiser_id,
+            "campaign_id": self.campaign_id,
+            "publisher_id": self.publisher_id,
+            "visit_id": self.visit_id,
+            "source": self.source,
+            "reference_id": self.reference_id,
+            "corrects_transaction_id": self.corrects_transaction_id,
+            "original_transaction_id": self.original_transaction_id,
+            "sale_amount": None if self.sale_amount is None else str(self.sale_amount),
+            "sale_currency": self.sale_currency,
+            "reason_code": self.reason_code,
+            "sku_list": list(self.sku_list),
+            "quantity_list": list(self.quantity_list),
+            "external_data": self.external_data,
+            "custom_data": dict(self.custom_data),
+            "payout": str(self.payout),
+            "payout_currency": self.payout_currency,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A report or click that did not count, and why."""
+
+    id: int
+    advertiser_id: int | None
+    source: str
+    reason: str
+    detail: str
+    visit_id: int | None
+    reference_id: str | None
+    params: str
+    created_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "advertiser_id": self.advertiser_id,
+            "source": self.source,
+            "reason": self.reason,
+            "detail": self.detail,
+            "visit_id": self.visit_id,
+            "reference_id": self.reference_id,
+            "params": self.params,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionDraft:
+    """A ledger row about to be written (no id yet).
+
+    ``original_transaction_id`` is None for the first row of a conversion and
+    the first row's id for every correction of it. ``fingerprint`` identifies
+    the reported values, to catch reloads that carry no ``reference_id``.
+    """
+
+    advertiser_id: int
+    campaign_id: int
+    publisher_id: int
+    visit_id: int | None
+    source: str
+    reference_id: str | None
+    corrects_transaction_id: int | None
+    original_transaction_id: int | None
+    sale_amount: Decimal | None
+    sale_currency: str
+    reason_code: str | None
+    sku_list: tuple[str, ...]
+    quantity_list: tuple[int, ...]
+    external_data: str | None
+    custom_data: dict[str, str]
+    payout: Decimal
+    payout_currency: str
+    fingerprint: str
+    created_at: str
+    personal_data: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionDraft:
+    advertiser_id: int | None
+    source: str
+    reason: Reason
+    detail: str
+    visit_id: int | None
+    reference_id: str | None
+    params: str
+    created_at: str

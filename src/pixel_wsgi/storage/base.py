@@ -1,0 +1,196 @@
+"""The storage contract every backend implements.
+
+A backend stores the entities of the ledger (advertisers, publishers,
+campaigns, tracking links, visits), the append-only transaction rows, personal
+data kept apart from them, and the bounded rejection log. The *rules* (what is
+a duplicate, what a correction inherits, what a payout is) live in
+:mod:`pixel_wsgi.ledger`; a backend only promises that the primitives of one
+:meth:`Storage.writer` block run atomically and serialised against every other
+writer, and that its unique keys hold under concurrency.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from ..errors import ConfigurationError
+from ..models import (
+    Advertiser,
+    Attribution,
+    Campaign,
+    Link,
+    PayoutRule,
+    Publisher,
+    Rejection,
+    RejectionDraft,
+    Transaction,
+    TransactionDraft,
+)
+
+
+class LedgerWriter(abc.ABC):
+    """The primitives the ledger uses inside one atomic, serialised write."""
+
+    @abc.abstractmethod
+    def attribution(self, visit_id: int) -> Attribution | None:
+        """The visit's campaign, publisher, advertiser and payout rule, or None."""
+
+    @abc.abstractmethod
+    def advertiser_exists(self, advertiser_id: int) -> bool:
+        """Whether an advertiser with this id exists."""
+
+    @abc.abstractmethod
+    def campaign_payout(self, campaign_id: int) -> PayoutRule:
+        """The current payout rule of a campaign."""
+
+    @abc.abstractmethod
+    def find_original(self, advertiser_id: int, reference_id: str) -> Transaction | None:
+        """The first row of the advertiser's conversion with this ``reference_id``."""
+
+    @abc.abstractmethod
+    def chain_end(self, original_transaction_id: int) -> Transaction:
+        """The newest row of a conversion's correction chain: its current state."""
+
+    @abc.abstractmethod
+    def has_recent_duplicate(
+        self, advertiser_id: int, visit_id: int, fingerprint: str, since: str
+    ) -> bool:
+        """Whether the visit reported these exact values, without a reference id, since then."""
+
+    @abc.abstractmethod
+    def insert_transaction(self, draft: TransactionDraft) -> int | None:
+        """Append a row and its personal data; None if its ``reference_id`` is taken."""
+
+    @abc.abstractmethod
+    def insert_rejection(self, draft: RejectionDraft) -> None:
+        """Append to the rejection log, dropping the oldest entries past its bound."""
+
+
+class Storage(abc.ABC):
+    """Base class of storage backends.
+
+    Subclasses set ``schemes`` to the URL schemes they serve and are found by
+    :func:`storage_from_url`::
+
+        storage = storage_from_url("sqlite:///pixel-wsgi.db")
+        storage.migrate()
+        acme = storage.add_advertiser("Acme")
+
+    A backend must be safe to share between threads and to create before a
+    server forks: connections are opened lazily, per process and per thread.
+    """
+
+    schemes: ClassVar[tuple[str, ...]] = ()
+    _registry: ClassVar[dict[str, type[Storage]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for scheme in cls.schemes:
+            Storage._registry[scheme] = cls
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str, **options: Any) -> Storage:
+        """Build the backend from its URL; raise ConfigurationError on a bad one."""
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def migrate(self) -> None:
+        """Bring the schema up to date; safe to run concurrently and repeatedly."""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise :class:`~pixel_wsgi.errors.StorageError` unless the store answers."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+
+    # -- entities --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_advertiser(self, name: str) -> Advertiser: ...
+
+    @abc.abstractmethod
+    def add_publisher(self, name: str) -> Publisher: ...
+
+    @abc.abstractmethod
+    def add_campaign(self, advertiser_id: int, name: str, payout: PayoutRule) -> Campaign:
+        """Raise NotFoundError when the advertiser does not exist."""
+
+    @abc.abstractmethod
+    def add_link(self, campaign_id: int, publisher_id: int, destination: str) -> Link:
+        """Raise NotFoundError when the campaign or publisher does not exist."""
+
+    @abc.abstractmethod
+    def advertiser(self, advertiser_id: int) -> Advertiser | None: ...
+
+    @abc.abstractmethod
+    def advertisers(self) -> list[Advertiser]: ...
+
+    @abc.abstractmethod
+    def publisher(self, publisher_id: int) -> Publisher | None: ...
+
+    @abc.abstractmethod
+    def campaign(self, campaign_id: int) -> Campaign | None: ...
+
+    @abc.abstractmethod
+    def link(self, link_id: int) -> Link | None: ...
+
+    @abc.abstractmethod
+    def record_visit(
+        self, link: Link, *, ip_prefix: str | None, user_agent: str | None, created_at: str
+    ) -> int:
+        """Durably record one click on a link; return the new visit id."""
+
+    # -- the ledger ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def writer(self) -> AbstractContextManager[LedgerWriter]:
+        """An atomic write serialised against all other writers (commit on success)."""
+
+    @abc.abstractmethod
+    def transactions(
+        self,
+        *,
+        advertiser_id: int | None = None,
+        after_transaction_id: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Transaction]:
+        """Ledger rows in ``transaction_id`` order, corrections included."""
+
+    @abc.abstractmethod
+    def conversions(self, *, advertiser_id: int | None = None) -> Iterator[Transaction]:
+        """The current state of each conversion: the end of every correction chain."""
+
+    @abc.abstractmethod
+    def rejections(
+        self, *, advertiser_id: int | None = None, limit: int | None = None
+    ) -> Iterator[Rejection]:
+        """The rejection log, newest first."""
+
+    @abc.abstractmethod
+    def personal_data(self, transaction_id: int) -> dict[str, str]:
+        """The remarketing fields stored with a row (empty when none or erased)."""
+
+    @abc.abstractmethod
+    def erase_personal_data(self, advertiser_id: int, reference_id: str) -> int:
+        """Erase the personal data of every row of a conversion; return rows erased."""
+
+
+def storage_from_url(url: str, **options: Any) -> Storage:
+    """The storage backend for ``url``, e.g. ``sqlite:///pixel-wsgi.db``.
+
+    :raises ConfigurationError: for an unknown scheme or a malformed URL.
+    """
+    scheme = urlsplit(url).scheme.split("+", 1)[0]
+    backend = Storage._registry.get(scheme)
+    if backend is None:
+        known = ", ".join(sorted(Storage._registry)) or "none"
+        raise ConfigurationError(f"no storage backend for {url!r} (known schemes: {known})")
+    return backend.from_url(url, **options)

@@ -1,0 +1,538 @@
+"""The SQLite backend: one file, no server, safe under threads and forks.
+
+Why these settings:
+
+- WAL journal: readers never block the writer, and a commit is one append
+  instead of a rollback journal's rewrite (about 45x faster measured here).
+- ``synchronous=NORMAL`` by default: in WAL mode a commit survives a crash of
+  the process or the server, and only a power loss can drop the last commits.
+  Pass ``synchronous="FULL"`` to survive power loss at about 9x the commit cost.
+- ``BEGIN IMMEDIATE`` for every write: the write lock is taken up front, so two
+  writers queue on the busy timeout instead of failing on lock upgrade.
+- A busy timeout (5 s) well under a WSGI worker's timeout (gunicorn: 30 s).
+- One connection per process *and* thread, opened lazily: a connection never
+  crosses a ``fork()`` (gunicorn ``--preload``) or a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from sqlite_utils import Database
+
+from ..clock import iso_utc, utc_now
+from ..errors import ConfigurationError, NotFoundError, StorageError
+from ..models import (
+    Advertiser,
+    Attribution,
+    Campaign,
+    Link,
+    PayoutKind,
+    PayoutRule,
+    Publisher,
+    Rejection,
+    RejectionDraft,
+    Transaction,
+    TransactionDraft,
+)
+from .base import LedgerWriter, Storage
+from .sqlite_migrations import migrations
+
+_SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+_TRANSACTION_COLUMNS = (
+    "id, advertiser_id, campaign_id, publisher_id, visit_id, source, reference_id, "
+    "corrects_transaction_id, COALESCE(original_transaction_id, id), sale_amount, "
+    "sale_currency, reason_code, sku_list, quantity_list, external_data, custom_data, "
+    "payout, payout_currency, created_at"
+)
+
+_INSERT_TRANSACTION = """
+INSERT INTO transactions (
+    advertiser_id, campaign_id, publisher_id, visit_id, source, reference_id,
+    corrects_transaction_id, original_transaction_id, sale_amount, sale_currency,
+    reason_code, sku_list, quantity_list, external_data, custom_data, payout,
+    payout_currency, fingerprint, created_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (advertiser_id, reference_id)
+    WHERE corrects_transaction_id IS NULL AND reference_id IS NOT NULL
+    DO NOTHING
+"""
+
+_ATTRIBUTION = """
+SELECT v.id, c.advertiser_id, l.campaign_id, l.publisher_id,
+       c.payout_kind, c.payout_value, c.payout_currency, c.reason_codes
+FROM visits v
+JOIN links l ON l.id = v.link_id
+JOIN campaigns c ON c.id = l.campaign_id
+WHERE v.id = ?
+"""
+
+_EMPTY_LIST = "[]"
+_EMPTY_OBJECT = "{}"
+
+
+def _json(value: Any, empty: str) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) if value else empty
+
+
+def _payout_rule(kind: str, value: str, currency: str, reason_codes: str) -> PayoutRule:
+    return PayoutRule(
+        kind=PayoutKind(kind),
+        value=Decimal(value),
+        currency=currency,
+        reason_codes=tuple(json.loads(reason_codes)),
+    )
+
+
+def _transaction(row: tuple[Any, ...]) -> Transaction:
+    return Transaction(
+        transaction_id=row[0],
+        advertiser_id=row[1],
+        campaign_id=row[2],
+        publisher_id=row[3],
+        visit_id=row[4],
+        source=row[5],
+        reference_id=row[6],
+        corrects_transaction_id=row[7],
+        original_transaction_id=row[8],
+        sale_amount=None if row[9] is None else Decimal(row[9]),
+        sale_currency=row[10],
+        reason_code=row[11],
+        sku_list=tuple(json.loads(row[12])),
+        quantity_list=tuple(json.loads(row[13])),
+        external_data=row[14],
+        custom_data=json.loads(row[15]),
+        payout=Decimal(row[16]),
+        payout_currency=row[17],
+        created_at=row[18],
+    )
+
+
+class SQLiteLedgerWriter(LedgerWriter):
+    """The ledger primitives on one connection inside ``BEGIN IMMEDIATE``."""
+
+    def __init__(self, conn: sqlite3.Connection, max_rejections: int) -> None:
+        self._conn = conn
+        self._max_rejections = max_rejections
+
+    def attribution(self, visit_id: int) -> Attribution | None:
+        row = self._conn.execute(_ATTRIBUTION, (visit_id,)).fetchone()
+        if row is None:
+            return None
+        return Attribution(
+            visit_id=row[0],
+            advertiser_id=row[1],
+            campaign_id=row[2],
+            publisher_id=row[3],
+            payout=_payout_rule(row[4], row[5], row[6], row[7]),
+        )
+
+    def advertiser_exists(self, advertiser_id: int) -> bool:
+        sql = "SELECT 1 FROM advertisers WHERE id = ?"
+        return self._conn.execute(sql, (advertiser_id,)).fetchone() is not None
+
+    def campaign_payout(self, campaign_id: int) -> PayoutRule:
+        row = self._conn.execute(
+            "SELECT payout_kind, payout_value, payout_currency, reason_codes"
+            " FROM campaigns WHERE id = ?",
+            (campaign_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"campaign {campaign_id} does not exist")
+        return _payout_rule(*row)
+
+    def find_original(self, advertiser_id: int, reference_id: str) -> Transaction | None:
+        row = self._conn.execute(
+            f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE advertiser_id = ?"
+            " AND reference_id = ? AND corrects_transaction_id IS NULL",
+            (advertiser_id, reference_id),
+        ).fetchone()
+        return None if row is None else _transaction(row)
+
+    def chain_end(self, original_transaction_id: int) -> Transaction:
+        # Chains are lines (transactions_corrects_key) and ids only grow, so
+        # the newest row of the chain is its end.
+        row = self._conn.execute(
+            f"SELECT {_TRANSACTION_COLUMNS} FROM transactions"
+            " WHERE id = ?1 OR original_transaction_id = ?1 ORDER BY id DESC LIMIT 1",
+            (original_transaction_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"transaction {original_transaction_id} does not exist")
+        return _transaction(row)
+
+    def has_recent_duplicate(
+        self, advertiser_id: int, visit_id: int, fingerprint: str, since: str
+    ) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM transactions WHERE visit_id = ? AND fingerprint = ?"
+            " AND reference_id IS NULL AND corrects_transaction_id IS NULL"
+            " AND advertiser_id = ? AND created_at >= ? LIMIT 1",
+            (visit_id, fingerprint, advertiser_id, since),
+        ).fetchone()
+        return row is not None
+
+    def insert_transaction(self, draft: TransactionDraft) -> int | None:
+        cursor = self._conn.execute(
+            _INSERT_TRANSACTION,
+            (
+                draft.advertiser_id,
+                draft.campaign_id,
+                draft.publisher_id,
+                draft.visit_id,
+                draft.source,
+                draft.reference_id,
+                draft.corrects_transaction_id,
+                draft.original_transaction_id,
+                None if draft.sale_amount is None else str(draft.sale_amount),
+                draft.sale_currency,
+                draft.reason_code,
+                _json(draft.sku_list, _EMPTY_LIST),
+                _json(draft.quantity_list, _EMPTY_LIST),
+                draft.external_data,
+                _json(draft.custom_data, _EMPTY_OBJECT),
+                str(draft.payout),
+                draft.payout_currency,
+                draft.fingerprint,
+                draft.created_at,
+            ),
+        )
+        if cursor.rowcount != 1:
+            return None
+        transaction_id = cursor.lastrowid
+        assert transaction_id is not None
+        if draft.personal_data:
+            self._conn.execute(
+                "INSERT INTO personal_data (transaction_id, advertiser_id, data, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (
+                    transaction_id,
+                    draft.advertiser_id,
+                    _json(draft.personal_data, _EMPTY_OBJECT),
+                    draft.created_at,
+                ),
+            )
+        return transaction_id
+
+    def insert_rejection(self, draft: RejectionDraft) -> None:
+        cursor = self._conn.execute(
+            "INSERT INTO rejections (advertiser_id, source, reason, detail, visit_id,"
+            " reference_id, params, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                draft.advertiser_id,
+                draft.source,
+                draft.reason.value,
+                draft.detail,
+                draft.visit_id,
+                draft.reference_id,
+                draft.params,
+                draft.created_at,
+            ),
+        )
+        # Keep the log bounded: trim in batches rather than on every insert.
+        newest = cursor.lastrowid or 0
+        if newest % 256 == 0 and newest > self._max_rejections:
+            self._conn.execute(
+                "DELETE FROM rejections WHERE id <= ?", (newest - self._max_rejections,)
+            )
+
+
+class SQLiteStorage(Storage):
+    """Storage in one SQLite file.
+
+    :param path: the database file; created with its directory's permissions.
+    :param busy_timeout: seconds a writer waits for the lock before failing.
+    :param synchronous: ``NORMAL`` (default) or ``FULL``; see the module docs.
+    :param max_rejections: how many rejection-log entries are kept.
+
+    Prefer :func:`~pixel_wsgi.storage.storage_from_url`::
+
+        storage = storage_from_url("sqlite:///var/pixel-wsgi.db")
+    """
+
+    schemes = ("sqlite",)
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 5.0,
+        synchronous: str = "NORMAL",
+        max_rejections: int = 100_000,
+    ) -> None:
+        self.path = Path(path)
+        if str(path) in ("", ":memory:"):
+            raise ConfigurationError(
+                "SQLite storage needs a file path: an in-memory database is private to one"
+                " connection and would lose data between threads"
+            )
+        if synchronous.upper() not in _SYNCHRONOUS_LEVELS:
+            raise ConfigurationError(
+                f"synchronous must be one of {', '.join(_SYNCHRONOUS_LEVELS)}, got {synchronous!r}"
+            )
+        if not 0 < busy_timeout <= 25:
+            raise ConfigurationError(
+                f"busy_timeout must be between 0 and 25 seconds (under a worker timeout),"
+                f" got {busy_timeout!r}"
+            )
+        if max_rejections < 1:
+            raise ConfigurationError(f"max_rejections must be at least 1, got {max_rejections}")
+        self.busy_timeout = busy_timeout
+        self.synchronous = synchronous.upper()
+        self.max_rejections = max_rejections
+        self._local = threading.local()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteStorage:
+        """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``."""
+        parts = urlsplit(url)
+        if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/"):
+            raise ConfigurationError(
+                f"SQLite URLs look like sqlite:///relative.db or sqlite:////abs/path.db, got {url!r}"
+            )
+        if parts.query:
+            raise ConfigurationError(f"SQLite URLs take no query string, got {url!r}")
+        return cls(unquote(parts.path[1:]), **options)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStorage({str(self.path)!r})"
+
+    # -- connections -----------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            # 64 MiB page cache: keeps the unique-key index hot at millions of rows.
+            conn.execute("PRAGMA cache_size = -65536")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        return conn
+
+    def _connection(self) -> sqlite3.Connection:
+        local = self._local
+        pid = os.getpid()
+        if getattr(local, "pid", None) != pid:
+            # A connection inherited through fork() must never be used nor
+            # closed in the child: drop it and open this process's own.
+            local.conn = self._connect()
+            local.pid = pid
+        conn: sqlite3.Connection = local.conn
+        return conn
+
+    @contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot start a write on {self.path}: {exc}") from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"write to {self.path} failed: {exc}") from exc
+            raise
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"read from {self.path} failed: {exc}") from exc
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def migrate(self) -> None:
+        # BEGIN IMMEDIATE serialises concurrent migrators; sqlite-utils nests
+        # each migration in a savepoint inside it.
+        with self._immediate() as conn:
+            migrations.apply(Database(conn, execute_plugins=False, recursive_triggers=False))
+
+    def check(self) -> None:
+        self._read("SELECT 1 FROM transactions LIMIT 1")
+
+    def close(self) -> None:
+        local = self._local
+        if getattr(local, "pid", None) == os.getpid():
+            local.conn.close()
+        local.__dict__.clear()
+
+    # -- entities --------------------------------------------------------------
+
+    def _insert(self, sql: str, params: tuple[Any, ...]) -> int:
+        with self._immediate() as conn:
+            try:
+                cursor = conn.execute(sql, params)
+            except sqlite3.IntegrityError as exc:
+                raise NotFoundError(f"a referenced entity does not exist ({exc})") from exc
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def add_advertiser(self, name: str) -> Advertiser:
+        now = iso_utc(utc_now())
+        new_id = self._insert(
+            "INSERT INTO advertisers (name, created_at) VALUES (?, ?)", (name, now)
+        )
+        return Advertiser(new_id, name, now)
+
+    def add_publisher(self, name: str) -> Publisher:
+        now = iso_utc(utc_now())
+        new_id = self._insert("INSERT INTO publishers (name, created_at) VALUES (?, ?)", (name, now))
+        return Publisher(new_id, name, now)
+
+    def add_campaign(self, advertiser_id: int, name: str, payout: PayoutRule) -> Campaign:
+        now = iso_utc(utc_now())
+        new_id = self._insert(
+            "INSERT INTO campaigns (advertiser_id, name, payout_kind, payout_value,"
+            " payout_currency, reason_codes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                advertiser_id,
+                name,
+                payout.kind.value,
+                str(payout.value),
+                payout.currency,
+                json.dumps(list(payout.reason_codes)),
+                now,
+            ),
+        )
+        return Campaign(new_id, advertiser_id, name, payout, now)
+
+    def add_link(self, campaign_id: int, publisher_id: int, destination: str) -> Link:
+        now = iso_utc(utc_now())
+        new_id = self._insert(
+            "INSERT INTO links (campaign_id, publisher_id, destination, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (campaign_id, publisher_id, destination, now),
+        )
+        link = self.link(new_id)
+        assert link is not None
+        return link
+
+    def advertiser(self, advertiser_id: int) -> Advertiser | None:
+        rows = self._read(
+            "SELECT id, name, created_at FROM advertisers WHERE id = ?", (advertiser_id,)
+        )
+        return Advertiser(*rows[0]) if rows else None
+
+    def advertisers(self) -> list[Advertiser]:
+        return [
+            Advertiser(*row)
+            for row in self._read("SELECT id, name, created_at FROM advertisers ORDER BY id")
+        ]
+
+    def publisher(self, publisher_id: int) -> Publisher | None:
+        rows = self._read(
+            "SELECT id, name, created_at FROM publishers WHERE id = ?", (publisher_id,)
+        )
+        return Publisher(*rows[0]) if rows else None
+
+    def campaign(self, campaign_id: int) -> Campaign | None:
+        rows = self._read(
+            "SELECT id, advertiser_id, name, payout_kind, payout_value, payout_currency,"
+            " reason_codes, created_at FROM campaigns WHERE id = ?",
+            (campaign_id,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return Campaign(row[0], row[1], row[2], _payout_rule(*row[3:7]), row[7])
+
+    def link(self, link_id: int) -> Link | None:
+        rows = self._read(
+            "SELECT l.id, l.campaign_id, l.publisher_id, c.advertiser_id, l.destination,"
+            " l.created_at FROM links l JOIN campaigns c ON c.id = l.campaign_id"
+            " WHERE l.id = ?",
+            (link_id,),
+        )
+        return Link(*rows[0]) if rows else None
+
+    def record_visit(
+        self, link: Link, *, ip_prefix: str | None, user_agent: str | None, created_at: str
+    ) -> int:
+        return self._insert(
+            "INSERT INTO visits (link_id, ip_prefix, user_agent, created_at) VALUES (?, ?, ?, ?)",
+            (link.id, ip_prefix, user_agent, created_at),
+        )
+
+    # -- the ledger ------------------------------------------------------------
+
+    @contextmanager
+    def writer(self) -> Iterator[LedgerWriter]:
+        with self._immediate() as conn:
+            yield SQLiteLedgerWriter(conn, self.max_rejections)
+
+    def transactions(
+        self,
+        *,
+        advertiser_id: int | None = None,
+        after_transaction_id: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Transaction]:
+        sql = f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE id > ?"
+        params: list[Any] = [after_transaction_id or 0]
+        if advertiser_id is not None:
+            sql += " AND advertiser_id = ?"
+            params.append(advertiser_id)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(-1 if limit is None else limit)
+        return (_transaction(row) for row in self._read(sql, tuple(params)))
+
+    def conversions(self, *, advertiser_id: int | None = None) -> Iterator[Transaction]:
+        sql = (
+            f"SELECT {_TRANSACTION_COLUMNS} FROM transactions t WHERE NOT EXISTS"
+            " (SELECT 1 FROM transactions c WHERE c.corrects_transaction_id = t.id)"
+        )
+        params: tuple[Any, ...] = ()
+        if advertiser_id is not None:
+            sql += " AND advertiser_id = ?"
+            params = (advertiser_id,)
+        sql += " ORDER BY COALESCE(original_transaction_id, id)"
+        return (_transaction(row) for row in self._read(sql, params))
+
+    def rejections(
+        self, *, advertiser_id: int | None = None, limit: int | None = None
+    ) -> Iterator[Rejection]:
+        sql = (
+            "SELECT id, advertiser_id, source, reason, detail, visit_id, reference_id, params,"
+            " created_at FROM rejections"
+        )
+        params: list[Any] = []
+        if advertiser_id is not None:
+            sql += " WHERE advertiser_id = ?"
+            params.append(advertiser_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(-1 if limit is None else limit)
+        return (Rejection(*row) for row in self._read(sql, tuple(params)))
+
+    def personal_data(self, transaction_id: int) -> dict[str, str]:
+        rows = self._read(
+            "SELECT data FROM personal_data WHERE transaction_id = ?", (transaction_id,)
+        )
+        return dict(json.loads(rows[0][0])) if rows else {}
+
+    def erase_personal_data(self, advertiser_id: int, reference_id: str) -> int:
+        with self._immediate() as conn:
+            cursor = conn.execute(
+                "DELETE FROM personal_data WHERE transaction_id IN (SELECT id FROM"
+                " transactions WHERE advertiser_id = ? AND reference_id = ?)",
+                (advertiser_id, reference_id),
+            )
+            return cursor.rowcount

@@ -1,0 +1,124 @@
+"""The SQLite schema, as a registry of sqlite-utils migrations applied in order.
+
+Never edit a migration that has shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("pixel_wsgi")
+
+
+def _script(db: Database, sql: str) -> None:
+    # executescript() would COMMIT the surrounding migration transaction, so
+    # run the statements one by one inside it.
+    for statement in sql.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@migrations(name="0001_initial")
+def initial(db: Database) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE advertisers (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE publishers (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE campaigns (
+            id INTEGER PRIMARY KEY,
+            advertiser_id INTEGER NOT NULL REFERENCES advertisers(id),
+            name TEXT NOT NULL,
+            payout_kind TEXT NOT NULL CHECK (payout_kind IN ('fixed', 'percent')),
+            payout_value TEXT NOT NULL,
+            payout_currency TEXT NOT NULL,
+            reason_codes TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE links (
+            id INTEGER PRIMARY KEY,
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
+            publisher_id INTEGER NOT NULL REFERENCES publishers(id),
+            destination TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE visits (
+            id INTEGER PRIMARY KEY,
+            link_id INTEGER NOT NULL REFERENCES links(id),
+            ip_prefix TEXT,
+            user_agent TEXT,
+            created_at TEXT NOT NULL
+        );
+        -- AUTOINCREMENT: ids are never reused, so a keyset cursor never skips a row.
+        CREATE TABLE transactions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            advertiser_id INTEGER NOT NULL REFERENCES advertisers(id),
+            campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
+            publisher_id INTEGER NOT NULL REFERENCES publishers(id),
+            visit_id INTEGER REFERENCES visits(id),
+            source TEXT NOT NULL,
+            reference_id TEXT,
+            corrects_transaction_id INTEGER REFERENCES transactions(id),
+            original_transaction_id INTEGER REFERENCES transactions(id),
+            sale_amount TEXT,
+            sale_currency TEXT NOT NULL,
+            reason_code TEXT,
+            sku_list TEXT NOT NULL,
+            quantity_list TEXT NOT NULL,
+            external_data TEXT,
+            custom_data TEXT NOT NULL,
+            payout TEXT NOT NULL,
+            payout_currency TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            CHECK ((corrects_transaction_id IS NULL) = (original_transaction_id IS NULL))
+        );
+        -- One conversion per (advertiser, reference_id): the idempotency key.
+        CREATE UNIQUE INDEX transactions_reference_key
+            ON transactions (advertiser_id, reference_id)
+            WHERE corrects_transaction_id IS NULL AND reference_id IS NOT NULL;
+        -- A row is corrected at most once, so every chain is a line and its
+        -- end is the current state, even when two corrections race.
+        CREATE UNIQUE INDEX transactions_corrects_key
+            ON transactions (corrects_transaction_id)
+            WHERE corrects_transaction_id IS NOT NULL;
+        CREATE INDEX transactions_original
+            ON transactions (original_transaction_id)
+            WHERE original_transaction_id IS NOT NULL;
+        CREATE INDEX transactions_reload
+            ON transactions (visit_id, fingerprint)
+            WHERE reference_id IS NULL AND corrects_transaction_id IS NULL;
+        CREATE INDEX transactions_advertiser ON transactions (advertiser_id, id);
+        CREATE TRIGGER transactions_no_update BEFORE UPDATE ON transactions
+            BEGIN SELECT RAISE(ABORT, 'transactions are append-only'); END;
+        CREATE TRIGGER transactions_no_delete BEFORE DELETE ON transactions
+            BEGIN SELECT RAISE(ABORT, 'transactions are append-only'); END;
+        CREATE TABLE personal_data (
+            transaction_id INTEGER PRIMARY KEY REFERENCES transactions(id),
+            advertiser_id INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE rejections (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            advertiser_id INTEGER,
+            source TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            visit_id INTEGER,
+            reference_id TEXT,
+            params TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX rejections_advertiser ON rejections (advertiser_id, id)
+        """,
+    )
