@@ -1,0 +1,116 @@
+"""Shared fixtures: a throwaway SQLite store, a small world in it, the wrapped host app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from webtest import TestApp
+
+from pixel_wsgi import PayoutKind, PayoutRule, PixelMiddleware, SQLiteStorage
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+SECRET = "test-secret-key-0123456789abcdef"
+
+
+def host_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The advertiser's own site: echoes the path so pass-through is visible."""
+    body = f"host page {environ['PATH_INFO']}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class FakeClock:
+    """A controllable UTC clock for the ledger's time windows."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@dataclass
+class World:
+    """An advertiser with a percent and a fixed campaign, a publisher, and links."""
+
+    storage: SQLiteStorage
+    advertiser_id: int
+    other_advertiser_id: int
+    publisher_id: int
+    percent_campaign_id: int
+    fixed_campaign_id: int
+    percent_link_id: int
+    fixed_link_id: int
+    other_link_id: int
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
+    store = SQLiteStorage(tmp_path / "pixel.db")
+    store.migrate()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def world(storage: SQLiteStorage) -> World:
+    acme = storage.add_advertiser("Acme")
+    other = storage.add_advertiser("Other Corp")
+    publisher = storage.add_publisher("Deals Blog")
+    percent = storage.add_campaign(
+        acme.id, "Ten percent", PayoutRule(PayoutKind.PERCENT, Decimal("10"))
+    )
+    fixed = storage.add_campaign(
+        acme.id,
+        "Renewals",
+        PayoutRule(PayoutKind.FIXED, Decimal("4.50"), "USD", ("renewal", "confirmed_order")),
+    )
+    other_campaign = storage.add_campaign(
+        other.id, "Other", PayoutRule(PayoutKind.FIXED, Decimal("1.00"))
+    )
+    return World(
+        storage=storage,
+        advertiser_id=acme.id,
+        other_advertiser_id=other.id,
+        publisher_id=publisher.id,
+        percent_campaign_id=percent.id,
+        fixed_campaign_id=fixed.id,
+        percent_link_id=storage.add_link(percent.id, publisher.id, "/landing?from=blog").id,
+        fixed_link_id=storage.add_link(fixed.id, publisher.id, "/renew").id,
+        other_link_id=storage.add_link(other_campaign.id, publisher.id, "/other").id,
+    )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def middleware(world: World, clock: FakeClock) -> PixelMiddleware:
+    return PixelMiddleware(host_app, world.storage, secret_key=SECRET, clock=clock)
+
+
+@pytest.fixture
+def app(middleware: PixelMiddleware) -> TestApp:
+    return TestApp(middleware)
+
+
+def pixel_url(advertiser_id: int, query: str = "") -> str:
+    return f"/pixels/conversion/{advertiser_id}.gif" + (f"?{query}" if query else "")
+
+
+def reasons(storage: SQLiteStorage, **filters: Any) -> list[str]:
+    """Rejection reasons, oldest first."""
+    return [r.reason for r in reversed(list(storage.rejections(**filters)))]

@@ -1,0 +1,150 @@
+"""Everything that is not ours reaches the host application exactly as it was sent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+from webtest import TestApp
+
+from pixel_wsgi import PixelMiddleware
+
+from .conftest import SECRET, World
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+
+class StreamingBody:
+    """A body that streams in chunks and records whether close() was called."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"chunk-1;"
+        yield b"chunk-2"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RecordingApp:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.body = StreamingBody()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        self.calls.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
+        start_response(
+            "418 I'm a teapot",
+            [("Content-Type", "text/plain"), ("X-Host", "yes"), ("Set-Cookie", "host=1; Path=/")],
+        )
+        return self.body
+
+
+@pytest.fixture
+def host() -> RecordingApp:
+    return RecordingApp()
+
+
+@pytest.fixture
+def wrapped(world: World, host: RecordingApp) -> TestApp:
+    return TestApp(PixelMiddleware(host, world.storage, secret_key=SECRET))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/", id="root"),
+        pytest.param("/checkout", id="host-page"),
+        pytest.param("/pixels", id="bare-prefix"),
+        pytest.param("/pixels/", id="prefix-slash"),
+        pytest.param("/pixels/conversionX/1.gif", id="conversion-lookalike"),
+        pytest.param("/pixels/conversion/1.png", id="not-a-gif"),
+        pytest.param("/pixels/conversion/1.gif/extra", id="gif-with-suffix"),
+        pytest.param("/pixels/conversion/a/1.gif", id="nested"),
+        pytest.param("/Pixels/conversion/1.gif", id="other-case"),
+        pytest.param("/pixels/click/", id="click-without-id"),
+        pytest.param("/pixels/click/1/extra", id="click-nested"),
+        pytest.param("/pixels/clicks/1", id="click-lookalike"),
+        pytest.param("/pixels/health/x", id="health-nested"),
+        pytest.param("/tracked_actions/web_sale/", id="legacy-without-id"),
+        pytest.param("/tracked_actions/web_sales/1", id="legacy-lookalike"),
+        pytest.param("/static/pixels/click/1", id="embedded"),
+    ],
+)
+def test_paths_that_are_not_ours_pass_through(
+    wrapped: TestApp, host: RecordingApp, path: str
+) -> None:
+    response = wrapped.get(path, status=418)
+    assert response.body == b"chunk-1;chunk-2"
+    assert response.headers["X-Host"] == "yes"
+    assert response.headers["Set-Cookie"] == "host=1; Path=/"
+    assert host.calls == [f"GET {path}"]
+    assert host.body.closed
+
+
+def test_the_host_response_object_is_returned_untouched(world: World, host: RecordingApp) -> None:
+    middleware = PixelMiddleware(host, world.storage, secret_key=SECRET)
+    seen: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None):  # type: ignore[no-untyped-def]
+        seen.append((status, headers))
+        return lambda data: None
+
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/checkout", "QUERY_STRING": "a=1"}
+    result = middleware(environ, start_response)  # type: ignore[arg-type]
+    assert result is host.body
+    assert seen == [
+        (
+            "418 I'm a teapot",
+            [("Content-Type", "text/plain"), ("X-Host", "yes"), ("Set-Cookie", "host=1; Path=/")],
+        )
+    ]
+
+
+def test_host_exceptions_are_the_hosts_own(world: World) -> None:
+    def failing(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        raise KeyError("host bug")
+
+    middleware = PixelMiddleware(failing, world.storage, secret_key=SECRET)
+    with pytest.raises(KeyError, match="host bug"):
+        middleware({"PATH_INFO": "/x", "REQUEST_METHOD": "GET"}, lambda *a: None)  # type: ignore[arg-type,return-value]
+
+
+def test_our_failures_never_reach_the_host(
+    world: World, host: RecordingApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    middleware = PixelMiddleware(host, world.storage, secret_key=SECRET)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("bug in pixel-wsgi")
+
+    monkeypatch.setattr(middleware.tracking_link, "__call__", broken)
+    monkeypatch.setattr(type(middleware.tracking_link), "__call__", broken)
+    response = TestApp(middleware).get(f"/pixels/click/{world.percent_link_id}", status=503)
+    assert response.body == b"Temporarily unavailable.\n"
+    assert host.calls == []
+
+
+def test_health(world: World, app: TestApp) -> None:
+    response = app.get("/pixels/health")
+    assert response.json == {"status": "ok"}
+    assert response.headers["Cache-Control"] == "no-store, private"
+
+
+def test_health_degraded(app: TestApp, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> None:
+        raise OSError("gone")
+
+    monkeypatch.setattr(world.storage, "check", broken)
+    assert app.get("/pixels/health", status=503).json == {"status": "degraded"}
+
+
+def test_custom_prefix(world: World, host: RecordingApp) -> None:
+    app = TestApp(PixelMiddleware(host, world.storage, secret_key=SECRET, prefix="/t"))
+    assert app.get(f"/t/click/{world.percent_link_id}").status_int == 302
+    app.get(f"/pixels/click/{world.percent_link_id}", status=418)
+    assert host.calls == [f"GET /pixels/click/{world.percent_link_id}"]
