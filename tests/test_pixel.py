@@ -13,7 +13,7 @@ from webtest import TestApp, TestRequest
 from pixel_wsgi import PixelMiddleware
 from pixel_wsgi.gif import TRANSPARENT_GIF
 
-from .conftest import SECRET, FakeClock, World, host_app, pixel_url, reasons
+from .conftest import FakeClock, World, host_app, pixel_url, reasons
 
 NO_STORE = "no-store, no-cache, must-revalidate, max-age=0"
 
@@ -381,8 +381,9 @@ def test_other_methods_get_405(app: TestApp, world: World, method: str) -> None:
         pytest.param("&".join(f"k{i}=v" for i in range(100)), "too_many_parameters", id="many"),
         pytest.param("q=" + "x" * 9000, "query_too_long", id="huge-query"),
         pytest.param("sku_list[]=a&quantity_list[]=0", "invalid_quantity", id="zero-quantity"),
-        pytest.param("sku_list[]=a&quantity_list[]=1&quantity_list[]=2", "quantity_mismatch",
-                     id="mismatch"),
+        pytest.param(
+            "sku_list[]=a&quantity_list[]=1&quantity_list[]=2", "quantity_mismatch", id="mismatch"
+        ),
     ],
 )
 def test_bad_input_is_rejected_with_a_reason_and_still_a_gif(

@@ -56,9 +56,9 @@ __all__ = [
     "SQLiteStorage",
     "SaleReport",
     "Source",
+    "Storage",
     "StorageError",
     "Transaction",
-    "Storage",
     "compute_payout",
     "storage_from_url",
 ]

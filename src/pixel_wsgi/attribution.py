@@ -50,7 +50,9 @@ class AttributionCookies:
         window: timedelta = DEFAULT_WINDOW,
         cookie_prefix: str = "pixel_wsgi_a",
     ) -> None:
-        keys = [secret_keys] if isinstance(secret_keys, (str, bytes)) else list(secret_keys)
+        given = [secret_keys] if isinstance(secret_keys, (str, bytes)) else list(secret_keys)
+        # itsdangerous takes keys all of one type: bytes serve both kinds.
+        keys = [key.encode() if isinstance(key, str) else key for key in given]
         if not keys or any(len(key) < 16 for key in keys):
             raise ConfigurationError(
                 "secret_key must be a key (or list of keys) of at least 16 characters"

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from werkzeug.utils import redirect
 
 from .attribution import AttributionCookies
+from .clock import Clock, iso_utc
 from .edge import is_https, is_prefetch, sends_global_privacy_control, truncated_ip
 from .ledger import Ledger
-from .clock import Clock, iso_utc
 from .models import Link, Reason
 from .pixel import parse_id
 from .redirects import destination_allowed

@@ -16,16 +16,16 @@ def is_prefetch(environ: WSGIEnvironment) -> bool:
     older Chrome ``Purpose: prefetch``, Firefox ``X-Moz: prefetch``. A prefetch
     that is never used must not count as a click or a conversion.
     """
-    return (
-        "prefetch" in environ.get("HTTP_SEC_PURPOSE", "")
-        or environ.get("HTTP_PURPOSE", "") == "prefetch"
-        or environ.get("HTTP_X_MOZ", "") == "prefetch"
-    )
+    sec_purpose: str = environ.get("HTTP_SEC_PURPOSE", "")
+    purpose: str = environ.get("HTTP_PURPOSE", "")
+    x_moz: str = environ.get("HTTP_X_MOZ", "")
+    return "prefetch" in sec_purpose or purpose == "prefetch" or x_moz == "prefetch"
 
 
 def sends_global_privacy_control(environ: WSGIEnvironment) -> bool:
     """``Sec-GPC: 1``: the visitor asks not to be tracked across sites."""
-    return environ.get("HTTP_SEC_GPC", "").strip() == "1"
+    gpc: str = environ.get("HTTP_SEC_GPC", "")
+    return gpc.strip() == "1"
 
 
 def truncated_ip(address: str | None) -> str | None:

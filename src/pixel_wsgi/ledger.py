@@ -55,8 +55,9 @@ class Outcome:
         return self.transaction_id is not None
 
 
-def compute_payout(rule: PayoutRule, sale_amount: Decimal | None, reason_code: str | None,
-                   sale_currency: str) -> tuple[Decimal, str]:
+def compute_payout(
+    rule: PayoutRule, sale_amount: Decimal | None, reason_code: str | None, sale_currency: str
+) -> tuple[Decimal, str]:
     """The publisher's payout for one conversion, and its currency.
 
     A campaign restricted to some reason codes pays nothing for the others; a

@@ -112,7 +112,10 @@ class PixelMiddleware:
             self.ledger, self.cookies, default_currency=default_currency, limits=limits
         )
         self.legacy_pixel = ConversionPixel(
-            self.ledger, self.cookies, default_currency=default_currency, limits=limits,
+            self.ledger,
+            self.cookies,
+            default_currency=default_currency,
+            limits=limits,
             legacy=True,
         )
         self.tracking_link = TrackingLink(
@@ -149,9 +152,7 @@ class PixelMiddleware:
             # after loading the app (gunicorn --preload) must not share it.
             self.storage.close()
 
-    def __call__(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
         if not path.startswith(self._routes):
             return self.application(environ, start_response)

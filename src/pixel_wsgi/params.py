@@ -337,7 +337,7 @@ def _add_personal(key: str, values: list[str], personal: dict[str, str], limits:
         if _E164_RE.fullmatch(text) is None:
             raise ParamError(
                 Reason.INVALID_PERSONAL_DATA,
-                f"{key} must be an E.164 number such as +15555550123",
+                f"{key} must be an E.164 number such as +14155550100",
                 field=key,
             )
     elif key == "opt_in_SMS":

@@ -298,7 +298,8 @@ class SQLiteStorage(Storage):
         parts = urlsplit(url)
         if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/"):
             raise ConfigurationError(
-                f"SQLite URLs look like sqlite:///relative.db or sqlite:////abs/path.db, got {url!r}"
+                "SQLite URLs look like sqlite:///relative.db or sqlite:////abs/path.db,"
+                f" got {url!r}"
             )
         if parts.query:
             raise ConfigurationError(f"SQLite URLs take no query string, got {url!r}")
@@ -395,7 +396,9 @@ class SQLiteStorage(Storage):
 
     def add_publisher(self, name: str) -> Publisher:
         now = iso_utc(utc_now())
-        new_id = self._insert("INSERT INTO publishers (name, created_at) VALUES (?, ?)", (name, now))
+        new_id = self._insert(
+            "INSERT INTO publishers (name, created_at) VALUES (?, ?)", (name, now)
+        )
         return Publisher(new_id, name, now)
 
     def add_campaign(self, advertiser_id: int, name: str, payout: PayoutRule) -> Campaign:

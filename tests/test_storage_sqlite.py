@@ -1,0 +1,159 @@
+"""The SQLite backend: the shared contract plus what is SQLite's own."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pixel_wsgi import ConfigurationError, SQLiteStorage, StorageError, storage_from_url
+
+from .storage_contract import MakeStorage, StorageContract, draft
+
+
+@pytest.fixture
+def make_storage(tmp_path: Path) -> Iterator[MakeStorage]:
+    made: list[SQLiteStorage] = []
+
+    def make(**options: Any) -> SQLiteStorage:
+        store = SQLiteStorage(tmp_path / f"store-{len(made)}.db", **options)
+        store.migrate()
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+class TestSQLiteContract(StorageContract):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        pytest.param("sqlite:///pixel.db", "pixel.db", id="relative"),
+        pytest.param("sqlite:////var/data/pixel.db", "/var/data/pixel.db", id="absolute"),
+        pytest.param("sqlite:///dir/my%20file.db", "dir/my file.db", id="escaped"),
+    ],
+)
+def test_urls(url: str, path: str) -> None:
+    store = storage_from_url(url)
+    assert isinstance(store, SQLiteStorage)
+    assert str(store.path) == path
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("sqlite://", id="no-path"),
+        pytest.param("sqlite:///:memory:", id="memory"),
+        pytest.param("sqlite://host/x.db", id="host"),
+        pytest.param("sqlite:///x.db?mode=ro", id="query"),
+        pytest.param("mysql://x/y", id="unknown-scheme"),
+        pytest.param("pixel.db", id="no-scheme"),
+    ],
+)
+def test_bad_urls_fail_loudly(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        storage_from_url(url)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"busy_timeout": 0}, id="no-busy-timeout"),
+        pytest.param({"busy_timeout": 60}, id="busy-timeout-over-worker-timeout"),
+        pytest.param({"synchronous": "SOMETIMES"}, id="synchronous"),
+        pytest.param({"max_rejections": 0}, id="max-rejections"),
+    ],
+)
+def test_bad_options_fail_loudly(tmp_path: Path, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        SQLiteStorage(tmp_path / "x.db", **options)
+
+
+def test_connection_settings(tmp_path: Path) -> None:
+    store = SQLiteStorage(tmp_path / "x.db", busy_timeout=2.5)
+    store.migrate()
+    conn = store._connection()
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+    assert conn.execute("PRAGMA busy_timeout").fetchone() == (2500,)
+    assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+
+
+def test_ledger_rows_are_append_only(make_storage: MakeStorage) -> None:
+    store = make_storage()
+    advertiser = store.add_advertiser("A")
+    from decimal import Decimal
+
+    from pixel_wsgi import PayoutKind, PayoutRule
+
+    campaign = store.add_campaign(advertiser.id, "c", PayoutRule(PayoutKind.FIXED, Decimal("1")))
+    publisher = store.add_publisher("p")
+    with store.writer() as writer:
+        writer.insert_transaction(draft(advertiser.id, campaign.id, publisher.id, None))
+    conn = store._connection()  # type: ignore[attr-defined]
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE transactions SET sale_amount = '999.00'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("DELETE FROM transactions")
+
+
+def test_threads_get_their_own_connections(make_storage: MakeStorage) -> None:
+    import threading
+
+    store = make_storage()
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(id(store._connection())))  # type: ignore[attr-defined]
+    thread.start()
+    thread.join()
+    assert seen and seen[0] != id(store._connection())  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_opens_its_own_connection(make_storage: MakeStorage) -> None:
+    store = make_storage()
+    parent_conn = store._connection()  # type: ignore[attr-defined]
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            ok = store._connection() is not parent_conn  # type: ignore[attr-defined]
+            store.add_advertiser("from the child")
+            os._exit(0 if ok else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [a.name for a in store.advertisers()] == ["from the child"]
+
+
+def test_concurrent_migrations_from_processes(tmp_path: Path) -> None:
+    db = tmp_path / "race.db"
+    code = "import sys; from pixel_wsgi import SQLiteStorage; SQLiteStorage(sys.argv[1]).migrate()"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(db)]) for _ in range(4)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
+    conn = sqlite3.connect(db)
+    applied = conn.execute("SELECT name FROM _sqlite_migrations").fetchall()
+    assert applied == [("0001_initial",)]
+
+
+def test_a_locked_database_is_a_storage_error(make_storage: MakeStorage) -> None:
+    store = make_storage(busy_timeout=0.1)
+    holder = sqlite3.connect(store.path, isolation_level=None)  # type: ignore[attr-defined]
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageError, match="locked"):
+            store.add_advertiser("blocked")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.add_advertiser("after").name == "after"
