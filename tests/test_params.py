@@ -1114,3 +1114,17 @@ def test_default_limits() -> None:
     assert DEFAULT_LIMITS.max_query_length == 8192
     assert DEFAULT_LIMITS.max_parameters == 64
     assert DEFAULT_LIMITS.max_amount_integer_digits == 12
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("Email_Address", id="case"),
+        pytest.param("email_address[]", id="brackets"),
+        pytest.param("NAME", id="upper"),
+    ],
+)
+def test_near_misses_of_personal_names_stay_personal(key: str) -> None:
+    report = parse_sale_params(MultiDict([(key, "Jo Private"), ("coupon", "X")]))
+    assert report.personal_data == {key: "Jo Private"}
+    assert report.custom_data == {"coupon": "X"}
