@@ -5,7 +5,8 @@ Why these settings:
 - WAL journal: readers never block the writer, and a commit is one append
   instead of a rollback journal's rewrite (about 45x faster measured here).
 - ``synchronous=NORMAL`` by default: in WAL mode a commit survives a crash of
-  the process or the server, and only a power loss can drop the last commits.
+  the application process; only an OS crash or a power loss can drop the newest
+  commits, and the database stays consistent either way.
   Pass ``synchronous="FULL"`` to survive power loss at about 9x the commit cost.
 - ``BEGIN IMMEDIATE`` for every write: the write lock is taken up front, so two
   writers queue on the busy timeout instead of failing on lock upgrade.

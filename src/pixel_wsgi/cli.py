@@ -1,0 +1,589 @@
+"""The operator command line, ``pixel-wsgi``.
+
+Set up what the middleware tracks, and read what it recorded::
+
+    pixel-wsgi --storage sqlite:///pixel-wsgi.db migrate
+    pixel-wsgi advertiser add "Acme Shop"
+    pixel-wsgi publisher add "Tea Blog"
+    pixel-wsgi campaign add --advertiser 1 "Spring sale" --payout-percent 10
+    pixel-wsgi link add --campaign 1 --publisher 1 --to /landing
+    pixel-wsgi conversions --advertiser 1 --json
+
+The store is chosen with ``--storage URL`` or the ``PIXEL_WSGI_STORAGE``
+environment variable. Every command but ``migrate`` and ``demo`` brings the
+schema up to date first (it is idempotent), so a new file just works.
+
+Each command takes ``--json`` to print one JSON document on stdout instead of
+text; money is always a string (``"24.50"``), never a float. Errors are one
+``Error: ...`` line on stderr and exit status 1 (2 for a malformed command line).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import click
+
+from .currencies import ISO_4217_CODES
+from .errors import NotFoundError, ParamError, PixelError
+from .models import Campaign, Link, PayoutKind, PayoutRule, Rejection, Transaction
+from .params import parse_amount
+from .redirects import validate_destination
+from .storage import Storage, storage_from_url
+
+__all__ = ["DEFAULT_STORAGE", "STORAGE_ENV", "cli", "main"]
+
+#: The store used when neither ``--storage`` nor ``PIXEL_WSGI_STORAGE`` is given.
+DEFAULT_STORAGE = "sqlite:///pixel-wsgi.db"
+#: The environment variable read for ``--storage``.
+STORAGE_ENV = "PIXEL_WSGI_STORAGE"
+
+#: Where the tracking-link route lives with the middleware's default ``prefix``.
+CLICK_PATH = "/pixels/click/{}"
+
+# A percentage is a plain decimal with at most 4 places: enough for 12.3456 %,
+# and, like amounts, never parsed through float.
+_PERCENT_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,4})?")
+_HUNDRED = Decimal(100)
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+_MAX_NAME_LENGTH = 200
+_DEFAULT_REJECTIONS_LIMIT = 100
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _State:
+    """What the group hands its commands: the storage URL, opened on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._storage: Storage | None = None
+
+    def storage(self, *, migrate: bool = True) -> Storage:
+        if self._storage is None:
+            self._storage = storage_from_url(self.url)
+            if migrate:
+                self._storage.migrate()
+        return self._storage
+
+    def close(self) -> None:
+        if self._storage is not None:
+            self._storage.close()
+
+
+class _PixelGroup(click.Group):
+    """A group that turns pixel-wsgi's own errors into ``Error: ...`` and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PixelError as exc:
+            # An operator wants the reason, not a traceback: every PixelError
+            # message is written to be read on its own.
+            raise click.ClickException(str(exc)) from exc
+
+
+# -- option helpers ----------------------------------------------------------------
+
+
+def _json_option(command: _F) -> _F:
+    option = click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document instead of text."
+    )
+    return option(command)
+
+
+def _emit_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _check_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    name = value.strip()
+    if not name:
+        raise click.BadParameter("must not be empty")
+    if _CONTROL_RE.search(name):
+        raise click.BadParameter("must not contain control characters")
+    if len(name) > _MAX_NAME_LENGTH:
+        raise click.BadParameter(f"must be at most {_MAX_NAME_LENGTH} characters")
+    return name
+
+
+def _parse_fixed_payout(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return parse_amount(value, field="the amount")
+    except ParamError as exc:
+        raise click.BadParameter(f"{exc.detail} (like 5 or 12.50), got {value!r}") from exc
+
+
+def _parse_percent(ctx: click.Context, param: click.Parameter, value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    if _PERCENT_RE.fullmatch(value) is None:
+        raise click.BadParameter(
+            f"must be a decimal percentage with at most 4 decimals (like 10 or 7.5), got {value!r}"
+        )
+    percent = Decimal(value)
+    if not 0 < percent <= _HUNDRED:
+        raise click.BadParameter(f"must be more than 0 and at most 100, got {value!r}")
+    return percent
+
+
+def _parse_currency(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    code = value.upper()
+    if code not in ISO_4217_CODES:
+        raise click.BadParameter(f"must be an ISO 4217 currency code like USD, got {value!r}")
+    return code
+
+
+def _check_reason_codes(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    for code in value:
+        if not code.strip() or _CONTROL_RE.search(code):
+            raise click.BadParameter(f"must be non-empty text, got {code!r}")
+    return value
+
+
+# -- rendering -------------------------------------------------------------------
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, right: int = 0) -> str:
+    """Columns padded to their widest cell; the last ``right`` columns right-aligned."""
+    body = [list(row) for row in rows]
+    widths = [max([len(h), *(len(row[i]) for row in body)]) for i, h in enumerate(headers)]
+    first_right = len(headers) - right
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            cell.rjust(width) if i >= first_right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(headers), *(line(row) for row in body)])
+
+
+def _text(value: object) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def _money(amount: Decimal | None, currency: str) -> str:
+    return "-" if amount is None else f"{amount} {currency}"
+
+
+_LEDGER_HEADERS = (
+    "id",
+    "conversion",
+    "corrects",
+    "advertiser",
+    "campaign",
+    "publisher",
+    "source",
+    "reference_id",
+    "reason_code",
+    "created_at",
+    "sale",
+    "payout",
+)
+
+
+def _ledger_row(row: Transaction) -> list[str]:
+    return [
+        str(row.transaction_id),
+        str(row.original_transaction_id),
+        _text(row.corrects_transaction_id),
+        str(row.advertiser_id),
+        str(row.campaign_id),
+        str(row.publisher_id),
+        row.source,
+        _text(row.reference_id),
+        _text(row.reason_code),
+        row.created_at,
+        _money(row.sale_amount, row.sale_currency),
+        _money(row.payout, row.payout_currency),
+    ]
+
+
+def _print_ledger(rows: list[Transaction], as_json: bool, empty: str) -> None:
+    if as_json:
+        _emit_json([row.as_dict() for row in rows])
+    elif not rows:
+        click.echo(empty)
+    else:
+        click.echo(_table(_LEDGER_HEADERS, (_ledger_row(row) for row in rows), right=2))
+
+
+def _describe_payout(rule: PayoutRule) -> str:
+    if rule.kind is PayoutKind.PERCENT:
+        text = f"{rule.value}% of sale_amount"
+    else:
+        text = f"{rule.value} {rule.currency} per conversion"
+    if rule.reason_codes:
+        text += f" (only for reason_code {', '.join(rule.reason_codes)})"
+    return text
+
+
+def _campaign_dict(campaign: Campaign) -> dict[str, Any]:
+    rule = campaign.payout
+    return {
+        "id": campaign.id,
+        "advertiser_id": campaign.advertiser_id,
+        "name": campaign.name,
+        "payout": {
+            "kind": rule.kind.value,
+            "value": str(rule.value),
+            # A percentage is paid in the sale's own currency.
+            "currency": rule.currency if rule.kind is PayoutKind.FIXED else None,
+            "reason_codes": list(rule.reason_codes),
+        },
+        "created_at": campaign.created_at,
+    }
+
+
+def _link_dict(link: Link) -> dict[str, Any]:
+    return {
+        "id": link.id,
+        "campaign_id": link.campaign_id,
+        "publisher_id": link.publisher_id,
+        "advertiser_id": link.advertiser_id,
+        "destination": link.destination,
+        "path": CLICK_PATH.format(link.id),
+        "created_at": link.created_at,
+    }
+
+
+def _require_advertiser(storage: Storage, advertiser_id: int) -> None:
+    if storage.advertiser(advertiser_id) is None:
+        raise NotFoundError(f"no advertiser with id {advertiser_id}")
+
+
+# -- the commands ------------------------------------------------------------------
+
+_ID = click.IntRange(min=1)
+
+
+@click.group(cls=_PixelGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--storage",
+    "storage_url",
+    metavar="URL",
+    envvar=STORAGE_ENV,
+    default=DEFAULT_STORAGE,
+    show_default=True,
+    help=f"Where the ledger lives (env {STORAGE_ENV}), e.g. sqlite:///pixel-wsgi.db.",
+)
+@click.version_option(package_name="pixel-wsgi")
+@click.pass_context
+def cli(ctx: click.Context, storage_url: str) -> None:
+    """Operate pixel-wsgi: set up advertisers, publishers, campaigns and tracking
+    links, and read the conversions, ledger rows and rejections it recorded."""
+    state = _State(storage_url)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+@cli.command()
+@_json_option
+@click.pass_obj
+def migrate(state: _State, as_json: bool) -> None:
+    """Create or update the storage schema.
+
+    Safe to run repeatedly and concurrently.
+    """
+    state.storage(migrate=False).migrate()
+    if as_json:
+        _emit_json({"migrated": True})
+    else:
+        click.echo("Storage schema is up to date.")
+
+
+@cli.group()
+def advertiser() -> None:
+    """Advertisers: the sites whose conversions are tracked."""
+
+
+@advertiser.command("add")
+@click.argument("name", callback=_check_name)
+@_json_option
+@click.pass_obj
+def advertiser_add(state: _State, name: str, as_json: bool) -> None:
+    """Create an advertiser called NAME and print its id."""
+    created = state.storage().add_advertiser(name)
+    if as_json:
+        _emit_json({"id": created.id, "name": created.name, "created_at": created.created_at})
+    else:
+        click.echo(f"Created advertiser {created.id} ({created.name})")
+
+
+@advertiser.command("list")
+@_json_option
+@click.pass_obj
+def advertiser_list(state: _State, as_json: bool) -> None:
+    """List every advertiser."""
+    rows = state.storage().advertisers()
+    if as_json:
+        _emit_json([{"id": a.id, "name": a.name, "created_at": a.created_at} for a in rows])
+    elif not rows:
+        click.echo("No advertisers.")
+    else:
+        click.echo(
+            _table(("id", "name", "created_at"), [[str(a.id), a.name, a.created_at] for a in rows])
+        )
+
+
+@cli.group()
+def publisher() -> None:
+    """Publishers: the partners whose visitors earn payouts."""
+
+
+@publisher.command("add")
+@click.argument("name", callback=_check_name)
+@_json_option
+@click.pass_obj
+def publisher_add(state: _State, name: str, as_json: bool) -> None:
+    """Create a publisher called NAME and print its id."""
+    created = state.storage().add_publisher(name)
+    if as_json:
+        _emit_json({"id": created.id, "name": created.name, "created_at": created.created_at})
+    else:
+        click.echo(f"Created publisher {created.id} ({created.name})")
+
+
+@cli.group()
+def campaign() -> None:
+    """Campaigns: what an advertiser pays per conversion."""
+
+
+@campaign.command("add")
+@click.option("--advertiser", "advertiser_id", type=_ID, required=True, help="Advertiser id.")
+@click.argument("name", callback=_check_name)
+@click.option(
+    "--payout",
+    metavar="AMOUNT",
+    callback=_parse_fixed_payout,
+    help="A fixed payout per conversion, like 5 or 12.50.",
+)
+@click.option(
+    "--payout-percent",
+    metavar="P",
+    callback=_parse_percent,
+    help="A payout of P percent of sale_amount (0 < P <= 100).",
+)
+@click.option(
+    "--currency",
+    metavar="CODE",
+    callback=_parse_currency,
+    help="ISO 4217 currency of a fixed --payout  [default: USD]",
+)
+@click.option(
+    "--reason-code",
+    "reason_codes",
+    multiple=True,
+    metavar="CODE",
+    callback=_check_reason_codes,
+    help="Pay only for conversions with this reason_code (repeatable).",
+)
+@_json_option
+@click.pass_obj
+def campaign_add(
+    state: _State,
+    advertiser_id: int,
+    name: str,
+    payout: Decimal | None,
+    payout_percent: Decimal | None,
+    currency: str | None,
+    reason_codes: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Create a campaign called NAME for an advertiser.
+
+    Give exactly one of --payout (a fixed amount per conversion) or
+    --payout-percent (a share of the sale, paid in the sale's currency).
+    """
+    if (payout is None) == (payout_percent is None):
+        raise click.UsageError("give exactly one of --payout or --payout-percent")
+    if payout_percent is not None and currency is not None:
+        raise click.UsageError(
+            "--currency applies to --payout only: a percentage is paid in the sale's currency"
+        )
+    if payout is not None:
+        rule = PayoutRule(PayoutKind.FIXED, payout, currency or "USD", reason_codes)
+    else:
+        assert payout_percent is not None
+        rule = PayoutRule(PayoutKind.PERCENT, payout_percent, "USD", reason_codes)
+    storage = state.storage()
+    _require_advertiser(storage, advertiser_id)
+    created = storage.add_campaign(advertiser_id, name, rule)
+    if as_json:
+        _emit_json(_campaign_dict(created))
+    else:
+        click.echo(
+            f"Created campaign {created.id} ({created.name}) for advertiser"
+            f" {created.advertiser_id}: pays {_describe_payout(created.payout)}"
+        )
+
+
+@cli.group()
+def link() -> None:
+    """Tracking links for publishers."""
+
+
+@link.command("add")
+@click.option("--campaign", "campaign_id", type=_ID, required=True, help="Campaign id.")
+@click.option("--publisher", "publisher_id", type=_ID, required=True, help="Publisher id.")
+@click.option(
+    "--to",
+    "destination",
+    metavar="URL",
+    required=True,
+    help="Where visitors land: a path like /landing or an https:// URL.",
+)
+@_json_option
+@click.pass_obj
+def link_add(
+    state: _State, campaign_id: int, publisher_id: int, destination: str, as_json: bool
+) -> None:
+    """Create a tracking link and print its path (/pixels/click/<id>)."""
+    validate_destination(destination)
+    storage = state.storage()
+    if storage.campaign(campaign_id) is None:
+        raise NotFoundError(f"no campaign with id {campaign_id}")
+    if storage.publisher(publisher_id) is None:
+        raise NotFoundError(f"no publisher with id {publisher_id}")
+    created = storage.add_link(campaign_id, publisher_id, destination)
+    if as_json:
+        _emit_json(_link_dict(created))
+    else:
+        click.echo(
+            f"Created link {created.id}: {CLICK_PATH.format(created.id)} -> {created.destination}"
+        )
+
+
+@cli.command()
+@click.option("--advertiser", "advertiser_id", type=_ID, help="Only this advertiser's rows.")
+@click.option("--after", "after_id", type=_ID, help="Only rows after this transaction id.")
+@click.option("--limit", type=_ID, help="At most this many rows.")
+@_json_option
+@click.pass_obj
+def transactions(
+    state: _State,
+    advertiser_id: int | None,
+    after_id: int | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """Every ledger row, corrections included.
+
+    Oldest first.
+    """
+    rows = list(
+        state.storage().transactions(
+            advertiser_id=advertiser_id, after_transaction_id=after_id, limit=limit
+        )
+    )
+    _print_ledger(rows, as_json, "No transactions.")
+
+
+@cli.command()
+@click.option("--advertiser", "advertiser_id", type=_ID, help="Only this advertiser's.")
+@_json_option
+@click.pass_obj
+def conversions(state: _State, advertiser_id: int | None, as_json: bool) -> None:
+    """The current state of each conversion.
+
+    One row per conversion: the end of its correction chain.
+    """
+    rows = list(state.storage().conversions(advertiser_id=advertiser_id))
+    _print_ledger(rows, as_json, "No conversions.")
+
+
+def _rejection_row(row: Rejection) -> list[str]:
+    return [
+        str(row.id),
+        _text(row.advertiser_id),
+        row.source,
+        row.reason,
+        _text(row.reference_id),
+        row.created_at,
+        row.detail,
+    ]
+
+
+@cli.command()
+@click.option("--advertiser", "advertiser_id", type=_ID, help="Only this advertiser's.")
+@click.option(
+    "--limit",
+    type=_ID,
+    default=_DEFAULT_REJECTIONS_LIMIT,
+    show_default=True,
+    help="At most this many, newest first.",
+)
+@_json_option
+@click.pass_obj
+def rejections(state: _State, advertiser_id: int | None, limit: int, as_json: bool) -> None:
+    """Reports and clicks that did not count, and why.
+
+    Newest first.
+    """
+    rows = list(state.storage().rejections(advertiser_id=advertiser_id, limit=limit))
+    if as_json:
+        _emit_json([row.as_dict() for row in rows])
+    elif not rows:
+        click.echo("No rejections.")
+    else:
+        headers = ("id", "advertiser", "source", "reason", "reference_id", "created_at", "detail")
+        click.echo(_table(headers, (_rejection_row(row) for row in rows)))
+
+
+@cli.command()
+@click.option("--advertiser", "advertiser_id", type=_ID, required=True, help="Advertiser id.")
+@click.option("--reference-id", required=True, help="The conversion's reference_id.")
+@_json_option
+@click.pass_obj
+def erase(state: _State, advertiser_id: int, reference_id: str, as_json: bool) -> None:
+    """Erase a conversion's personal data.
+
+    Removes the remarketing fields stored with every row of the conversion
+    that has this reference_id; the ledger rows themselves stay.
+    """
+    storage = state.storage()
+    _require_advertiser(storage, advertiser_id)
+    erased = storage.erase_personal_data(advertiser_id, reference_id)
+    if as_json:
+        _emit_json({"advertiser_id": advertiser_id, "reference_id": reference_id, "erased": erased})
+    else:
+        noun = "row" if erased == 1 else "rows"
+        click.echo(f"Erased personal data from {erased} {noun}.")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port."
+)
+@click.pass_obj
+def demo(state: _State, host: str, port: int) -> None:
+    """Run the demo shop.
+
+    Needs Flask: pip install 'pixel-wsgi[demo]'. The shop, a publisher page
+    and the tracking link are seeded into the store on first run; stop the
+    server with Ctrl-C.
+    """
+    from .demo import run_demo
+
+    run_demo(state.url, host=host, port=port)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the ``pixel-wsgi`` command line (the console script's entry point)."""
+    cli.main(args=argv, prog_name="pixel-wsgi")

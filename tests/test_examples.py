@@ -1,0 +1,281 @@
+"""Each example in ``examples/`` driven the way a visitor would, and the Paste filter."""
+
+from __future__ import annotations
+
+import html
+import importlib
+import re
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from paste.deploy import loadapp
+from webtest import TestApp, TestResponse
+
+from pixel_wsgi import ConfigurationError, PayoutKind, PayoutRule, PixelMiddleware, SQLiteStorage
+from pixel_wsgi.paste import filter_app_factory
+
+from .conftest import SECRET, host_app
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+PIXEL_IMG = re.compile(r'<img src="([^"]+)" width="1" height="1" alt="">')
+
+
+def pixel_src(page: TestResponse) -> str:
+    match = PIXEL_IMG.search(page.text)
+    assert match is not None, page.text
+    return html.unescape(match.group(1))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "shop.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SQLiteStorage]:
+    storage = SQLiteStorage(db_path)
+    storage.migrate()
+    yield storage
+    storage.close()
+
+
+def seed(store: SQLiteStorage, destination: str, payout: PayoutRule) -> int:
+    """Advertiser 1 with one campaign and one tracking link; returns the link id."""
+    advertiser = store.add_advertiser("Shop")
+    publisher = store.add_publisher("Blog")
+    campaign = store.add_campaign(advertiser.id, "Launch", payout)
+    return store.add_link(campaign.id, publisher.id, destination).id
+
+
+def example(name: str, monkeypatch: pytest.MonkeyPatch, *path: Path) -> ModuleType:
+    for directory in (EXAMPLES, *path):
+        monkeypatch.syspath_prepend(str(directory))
+    return importlib.import_module(name)
+
+
+# -- examples/flask_shop.py --------------------------------------------------------
+
+
+def test_flask_shop(store: SQLiteStorage, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flask_shop = example("flask_shop", monkeypatch)
+    link_id = seed(store, "/", PayoutRule(PayoutKind.FIXED, Decimal("5.00")))
+    browser = TestApp(flask_shop.create_app(f"sqlite:///{db_path}", SECRET))
+
+    home = browser.get(f"/pixels/click/{link_id}").follow()
+    assert "Paper &amp; Ink" in home.text
+    product = home.click(description="Fountain pen")
+    form = product.forms[0]
+    form["quantity"] = "2"
+    thanks = form.submit().follow()
+    assert "Thanks! Order 1001 is on its way: 2 x Fountain pen, $77.00." in thanks.text
+    src = pixel_src(thanks)
+    assert src == (
+        "/pixels/conversion/1.gif?sale_amount=77.00&reference_id=order-1001"
+        "&sku_list%5B%5D=pen&quantity_list%5B%5D=2"
+    )
+    assert browser.get(src).content_type == "image/gif"
+    browser.get(src)  # a reload of the thank-you page
+
+    [conversion] = store.conversions()
+    assert (conversion.reference_id, conversion.sale_amount) == ("order-1001", Decimal("77.00"))
+    assert (conversion.payout, conversion.payout_currency) == (Decimal("5.00"), "USD")
+    assert (conversion.sku_list, conversion.quantity_list) == (("pen",), (2,))
+    assert len(list(store.transactions())) == 1
+
+
+def test_flask_shop_reads_the_environment(
+    store: SQLiteStorage, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flask_shop = example("flask_shop", monkeypatch)
+    seed(store, "/", PayoutRule(PayoutKind.PERCENT, Decimal("10")))
+    monkeypatch.setenv("PIXEL_WSGI_STORAGE", f"sqlite:///{db_path}")
+    monkeypatch.setenv("PIXEL_WSGI_SECRET_KEY", SECRET)
+    app = flask_shop.create_app()
+    middleware = app.wsgi_app
+    assert isinstance(middleware, PixelMiddleware)
+    assert middleware.storage.path == db_path  # type: ignore[attr-defined]
+    browser = TestApp(app)
+    browser.get("/pixels/click/1")
+    browser.post("/checkout", {"sku": "notebook", "quantity": "3"}).follow()
+    browser.get(pixel_src(browser.get("/thank-you/1001")))
+    [conversion] = store.conversions()
+    assert (conversion.sale_amount, conversion.payout) == (Decimal("42.00"), Decimal("4.20"))
+
+
+# -- examples/pyramid_app ------------------------------------------------------------
+
+
+@pytest.fixture
+def ini_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The example's development.ini, copied so that %(here)s is the test's directory."""
+    monkeypatch.syspath_prepend(str(EXAMPLES / "pyramid_app"))
+    copy = tmp_path / "development.ini"
+    shutil.copyfile(EXAMPLES / "pyramid_app" / "development.ini", copy)
+    return copy
+
+
+def test_pyramid_app_through_paste(store: SQLiteStorage, ini_path: Path) -> None:
+    link_id = seed(store, "/landing", PayoutRule(PayoutKind.PERCENT, Decimal("20")))
+    app = loadapp(f"config:{ini_path}")
+    assert isinstance(app, PixelMiddleware)
+    assert app.storage.path == store.path  # type: ignore[attr-defined]
+    browser = TestApp(app)
+
+    landing = browser.get(f"/pixels/click/{link_id}").follow()
+    assert "Annual membership: $35.00" in landing.text
+    form = landing.forms[0]
+    form["quantity"] = "2"
+    placed = form.submit()
+    assert placed.status_int == 303
+    thanks = placed.follow()
+    order_id = thanks.request.path.removeprefix("/thank-you/")
+    assert f"Welcome aboard! Order {order_id}: $70.00." in thanks.text
+    src = pixel_src(thanks)
+    assert src == (
+        f"/pixels/conversion/1.gif?sale_amount=70.00&reference_id=order-{order_id}"
+        "&sku_list%5B%5D=MEMBER-1Y&quantity_list%5B%5D=2"
+    )
+    browser.get(src)
+    browser.get(src)
+
+    [conversion] = store.conversions()
+    assert (conversion.reference_id, conversion.sale_amount) == (
+        f"order-{order_id}",
+        Decimal("70.00"),
+    )
+    assert conversion.payout == Decimal("14.00")
+    assert len(list(store.transactions())) == 1
+
+
+def test_pyramid_app_bad_requests(store: SQLiteStorage, ini_path: Path) -> None:
+    browser = TestApp(loadapp(f"config:{ini_path}"))
+    assert browser.post("/checkout", {"quantity": "0"}, status=400).status_int == 400
+    assert browser.get("/thank-you/nope", status=404).status_int == 404
+    assert browser.get("/pixels/health").json == {"status": "ok"}
+
+
+def test_paste_ini_without_secret_key_fails_loudly(tmp_path: Path, ini_path: Path) -> None:
+    text = ini_path.read_text()
+    ini_path.write_text(re.sub(r"(?m)^secret_key = .*\n", "", text))
+    with pytest.raises(ConfigurationError, match="needs the option: secret_key"):
+        loadapp(f"config:{ini_path}")
+
+
+# -- examples/plain_wsgi.py ------------------------------------------------------------
+
+
+def test_plain_wsgi(store: SQLiteStorage, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain_wsgi = example("plain_wsgi", monkeypatch)
+    link_id = seed(store, "/landing", PayoutRule(PayoutKind.FIXED, Decimal("3.00"), "EUR"))
+    browser = TestApp(plain_wsgi.make_app(f"sqlite:///{db_path}", SECRET))
+
+    landing = browser.get(f"/pixels/click/{link_id}").follow()
+    assert "New eBooks every week" in landing.text
+    thanks = browser.get("/thank-you/A-1002")
+    assert "Thank you for order A-1002." in thanks.text
+    browser.get(pixel_src(thanks))
+
+    [conversion] = store.conversions()
+    assert (conversion.reference_id, conversion.sale_amount) == ("A-1002", Decimal("50.00"))
+    assert (conversion.payout, conversion.payout_currency) == (Decimal("3.00"), "EUR")
+    assert (conversion.sku_list, conversion.quantity_list) == (("EBOOK-9",), (2,))
+    assert browser.get("/nope", status=404).text == "Not found\n"
+
+
+# -- the Paste filter factory ------------------------------------------------------------
+
+
+def factory(store: SQLiteStorage, **options: str) -> PixelMiddleware:
+    conf = {"storage": f"sqlite:///{store.path}", "secret_key": SECRET, **options}
+    return filter_app_factory(host_app, {"here": str(store.path.parent)}, **conf)
+
+
+def test_filter_defaults(store: SQLiteStorage) -> None:
+    middleware = factory(store)
+    assert middleware.application is host_app
+    assert (middleware.prefix, middleware.default_currency) == ("/pixels", "USD")
+    assert middleware.cookies.window == timedelta(days=30)
+    assert middleware.tracking_link.honor_gpc is True
+    assert middleware.tracking_link.allowed_redirect_hosts == frozenset()
+
+
+def test_filter_options(store: SQLiteStorage) -> None:
+    middleware = factory(
+        store,
+        prefix="/track",
+        legacy_prefix="/old/web_sale",
+        default_currency="EUR",
+        attribution_window_days="7",
+        allowed_redirect_hosts="Shop.example\n  www.shop.example",
+        honor_gpc="off",
+        migrate="no",
+    )
+    assert (middleware.prefix, middleware.legacy_prefix) == ("/track", "/old/web_sale")
+    assert middleware.default_currency == "EUR"
+    assert middleware.cookies.window == timedelta(days=7)
+    assert middleware.tracking_link.honor_gpc is False
+    assert middleware.tracking_link.allowed_redirect_hosts == frozenset(
+        {"shop.example", "www.shop.example"}
+    )
+
+
+def test_filter_key_rotation(store: SQLiteStorage) -> None:
+    link_id = seed(store, "/landing", PayoutRule(PayoutKind.FIXED, Decimal("1.00")))
+    old_key = "the-previous-secret-key-0123456789"
+    before = TestApp(factory(store, secret_key=old_key))
+    before.get(f"/pixels/click/{link_id}")
+    rotated = factory(store, old_secret_keys=f"retired-key-abcdefghijkl {old_key}")
+    after = TestApp(rotated, cookiejar=before.cookiejar)
+    after.get("/pixels/conversion/1.gif?reference_id=r1")
+    assert [c.reference_id for c in store.conversions()] == ["r1"]
+    # Without the old key the same cookie no longer verifies.
+    TestApp(factory(store), cookiejar=before.cookiejar).get(
+        "/pixels/conversion/1.gif?reference_id=r2"
+    )
+    assert [c.reference_id for c in store.conversions()] == ["r1"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param(
+            {"secret_key": ""}, "the pixel-wsgi filter needs the option: secret_key", id="no-key"
+        ),
+        pytest.param(
+            {"storage": "  "}, "the pixel-wsgi filter needs the option: storage", id="no-storage"
+        ),
+        pytest.param(
+            {"secretkey": "x"},
+            "unknown pixel-wsgi filter option(s): secretkey (known: storage, secret_key,",
+            id="unknown-option",
+        ),
+        pytest.param(
+            {"honor_gpc": "maybe"},
+            "[filter:pixel] honor_gpc must be true or false, got 'maybe'",
+            id="bad-bool",
+        ),
+        pytest.param(
+            {"attribution_window_days": "1.5"},
+            "[filter:pixel] attribution_window_days must be a whole number of days, got '1.5'",
+            id="bad-days",
+        ),
+        pytest.param(
+            {"attribution_window_days": "0"}, "attribution window must be more than 0", id="zero"
+        ),
+        pytest.param({"default_currency": "XYZ"}, "ISO 4217", id="bad-currency"),
+        pytest.param({"prefix": "pixels/"}, "prefix must start with '/'", id="bad-prefix"),
+        pytest.param({"storage": "redis://x"}, "no storage backend", id="bad-storage"),
+    ],
+)
+def test_filter_refuses_bad_options(
+    store: SQLiteStorage, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        factory(store, **options)
+    assert message in str(info.value)
