@@ -21,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from .clock import Clock, iso_utc, utc_now
@@ -41,6 +41,13 @@ from .storage.base import LedgerWriter, Storage
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 DEFAULT_RELOAD_WINDOW = timedelta(hours=24)
+_DUPLICATE_REFERENCE_DETAIL = (
+    "this reference_id was already reported; use parent_reference_id to update it"
+)
+
+# The redacted query kept with a rejection, or a callable that makes it on demand:
+# the accepted path never pays for redaction.
+Params = str | Callable[[], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +125,7 @@ class Ledger:
         source: Source | str,
         reason: Reason,
         detail: str,
-        params: str = "",
+        params: Params = "",
         visit_id: int | None = None,
         reference_id: str | None = None,
     ) -> Outcome:
@@ -135,7 +142,7 @@ class Ledger:
         source: Source | str,
         reason: Reason,
         detail: str,
-        params: str,
+        params: Params,
         visit_id: int | None,
         reference_id: str | None,
     ) -> Outcome:
@@ -147,7 +154,7 @@ class Ledger:
                 detail=detail,
                 visit_id=visit_id,
                 reference_id=reference_id,
-                params=params,
+                params=params if isinstance(params, str) else params(),
                 created_at=iso_utc(self.clock()),
             )
         )
@@ -161,14 +168,37 @@ class Ledger:
         source: Source,
         visit_id: int | None,
         cookie_problem: Reason | None = None,
-        params: str = "",
+        params: Params = "",
     ) -> Outcome:
         """Record a conversion reported by a visitor's browser.
 
         :param visit_id: the visit named by a valid attribution cookie, or None.
         :param cookie_problem: why there is no visit (no cookie, bad signature, ...).
-        :param params: the redacted query, kept with a rejection.
+        :param params: the redacted query kept with a rejection, or a callable that
+            makes it (only called when the report is rejected).
         """
+        if (
+            visit_id is not None
+            and report.reference_id is not None
+            and report.parent_reference_id is None
+        ):
+            # The common case, a new conversion with its reference_id: the unique key
+            # settles reloads and races, so one atomic append is enough.
+            attribution = self.storage.attribution(visit_id)
+            if attribution is not None and attribution.advertiser_id == advertiser_id:
+                draft = self._new_draft(attribution, report, source, "", self.clock())
+                transaction_id = self.storage.append_transaction(draft)
+                if transaction_id is not None:
+                    return Outcome(transaction_id=transaction_id)
+                return self.reject(
+                    advertiser_id=advertiser_id,
+                    source=source,
+                    reason=Reason.DUPLICATE_REFERENCE_ID,
+                    detail=_DUPLICATE_REFERENCE_DETAIL,
+                    params=params,
+                    visit_id=visit_id,
+                    reference_id=report.reference_id,
+                )
         reference_id = report.parent_reference_id or report.reference_id
         with self.storage.writer() as writer:
 
@@ -196,6 +226,40 @@ class Ledger:
                 return self._correct_from_visit(writer, attribution, report, source, reject)
             return self._record_new(writer, attribution, report, source, reject)
 
+    def _new_draft(
+        self,
+        attribution: Attribution,
+        report: SaleReport,
+        source: Source,
+        fingerprint: str,
+        now: datetime,
+    ) -> TransactionDraft:
+        payout, payout_currency = compute_payout(
+            attribution.payout, report.sale_amount, report.reason_code, report.sale_currency
+        )
+        return TransactionDraft(
+            advertiser_id=attribution.advertiser_id,
+            campaign_id=attribution.campaign_id,
+            publisher_id=attribution.publisher_id,
+            visit_id=attribution.visit_id,
+            source=source.value,
+            reference_id=report.reference_id,
+            corrects_transaction_id=None,
+            original_transaction_id=None,
+            sale_amount=report.sale_amount,
+            sale_currency=report.sale_currency,
+            reason_code=report.reason_code,
+            sku_list=report.sku_list,
+            quantity_list=report.quantity_list,
+            external_data=report.external_data,
+            custom_data=report.custom_data,
+            payout=payout,
+            payout_currency=payout_currency,
+            fingerprint=fingerprint,
+            created_at=iso_utc(now),
+            personal_data=report.personal_data,
+        )
+
     def _record_new(
         self,
         writer: LedgerWriter,
@@ -216,38 +280,11 @@ class Ledger:
                     Reason.DUPLICATE_RELOAD,
                     "the same visit reported the same values within the reload window",
                 )
-        payout, payout_currency = compute_payout(
-            attribution.payout, report.sale_amount, report.reason_code, report.sale_currency
-        )
         transaction_id = writer.insert_transaction(
-            TransactionDraft(
-                advertiser_id=attribution.advertiser_id,
-                campaign_id=attribution.campaign_id,
-                publisher_id=attribution.publisher_id,
-                visit_id=attribution.visit_id,
-                source=source.value,
-                reference_id=report.reference_id,
-                corrects_transaction_id=None,
-                original_transaction_id=None,
-                sale_amount=report.sale_amount,
-                sale_currency=report.sale_currency,
-                reason_code=report.reason_code,
-                sku_list=report.sku_list,
-                quantity_list=report.quantity_list,
-                external_data=report.external_data,
-                custom_data=report.custom_data,
-                payout=payout,
-                payout_currency=payout_currency,
-                fingerprint=fingerprint,
-                created_at=iso_utc(now),
-                personal_data=report.personal_data,
-            )
+            self._new_draft(attribution, report, source, fingerprint, now)
         )
         if transaction_id is None:
-            return reject(
-                Reason.DUPLICATE_REFERENCE_ID,
-                "this reference_id was already reported; use parent_reference_id to update it",
-            )
+            return reject(Reason.DUPLICATE_REFERENCE_ID, _DUPLICATE_REFERENCE_DETAIL)
         return Outcome(transaction_id=transaction_id)
 
     def _correct_from_visit(

@@ -118,7 +118,7 @@ class Attribution:
     payout: PayoutRule
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SaleReport:
     """The validated shared sale parameters of one conversion report."""
 
@@ -214,7 +214,7 @@ class Rejection:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransactionDraft:
     """A ledger row about to be written (no id yet).
 
@@ -245,7 +245,7 @@ class TransactionDraft:
     personal_data: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RejectionDraft:
     advertiser_id: int | None
     source: str

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from werkzeug.http import parse_cookie
-
 from .attribution import AttributionCookies, AttributionRejected
 from .edge import is_prefetch
 from .errors import ParamError, StorageError
@@ -120,20 +118,17 @@ class ConversionPixel:
             return
         visit_id: int | None = None
         problem: Reason | None = None
-        name = self.cookies.cookie_name(advertiser_id)
-        cookie_header = environ.get("HTTP_COOKIE", "")
-        if name in cookie_header:
-            value = parse_cookie(cookie_header).get(name)
-            if value:
-                try:
-                    visit_id = self.cookies.verify(value)
-                except AttributionRejected as exc:
-                    problem = exc.reason
+        value = self.cookies.read(environ.get("HTTP_COOKIE", ""), advertiser_id)
+        if value:
+            try:
+                visit_id = self.cookies.verify(value)
+            except AttributionRejected as exc:
+                problem = exc.reason
         self.ledger.record_web_conversion(
             advertiser_id=advertiser_id,
             report=report,
             source=self.source,
             visit_id=visit_id,
             cookie_problem=problem,
-            params=redacted_query(args),
+            params=lambda: redacted_query(args),
         )

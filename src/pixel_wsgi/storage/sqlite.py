@@ -17,6 +17,7 @@ Why these settings:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -82,10 +83,16 @@ _EMPTY_LIST = "[]"
 _EMPTY_OBJECT = "{}"
 
 
+# json.dumps() with options builds a new encoder on every call; build one once.
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _json(value: Any, empty: str) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) if value else empty
+    return _encode_json(value) if value else empty
 
 
+# Campaigns are few and their rules small: parse each stored rule once, not per hit.
+@functools.lru_cache(maxsize=1024)
 def _payout_rule(kind: str, value: str, currency: str, reason_codes: str) -> PayoutRule:
     return PayoutRule(
         kind=PayoutKind(kind),
@@ -119,6 +126,62 @@ def _transaction(row: tuple[Any, ...]) -> Transaction:
     )
 
 
+def _read_attribution(conn: sqlite3.Connection, visit_id: int) -> Attribution | None:
+    row = conn.execute(_ATTRIBUTION, (visit_id,)).fetchone()
+    if row is None:
+        return None
+    return Attribution(
+        visit_id=row[0],
+        advertiser_id=row[1],
+        campaign_id=row[2],
+        publisher_id=row[3],
+        payout=_payout_rule(row[4], row[5], row[6], row[7]),
+    )
+
+
+def _insert_transaction(conn: sqlite3.Connection, draft: TransactionDraft) -> int | None:
+    cursor = conn.execute(
+        _INSERT_TRANSACTION,
+        (
+            draft.advertiser_id,
+            draft.campaign_id,
+            draft.publisher_id,
+            draft.visit_id,
+            draft.source,
+            draft.reference_id,
+            draft.corrects_transaction_id,
+            draft.original_transaction_id,
+            None if draft.sale_amount is None else str(draft.sale_amount),
+            draft.sale_currency,
+            draft.reason_code,
+            _json(draft.sku_list, _EMPTY_LIST),
+            _json(draft.quantity_list, _EMPTY_LIST),
+            draft.external_data,
+            _json(draft.custom_data, _EMPTY_OBJECT),
+            str(draft.payout),
+            draft.payout_currency,
+            draft.fingerprint,
+            draft.created_at,
+        ),
+    )
+    if cursor.rowcount != 1:
+        return None
+    transaction_id = cursor.lastrowid
+    assert transaction_id is not None
+    if draft.personal_data:
+        conn.execute(
+            "INSERT INTO personal_data (transaction_id, advertiser_id, data, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (
+                transaction_id,
+                draft.advertiser_id,
+                _json(draft.personal_data, _EMPTY_OBJECT),
+                draft.created_at,
+            ),
+        )
+    return transaction_id
+
+
 class SQLiteLedgerWriter(LedgerWriter):
     """The ledger primitives on one connection inside ``BEGIN IMMEDIATE``."""
 
@@ -127,16 +190,7 @@ class SQLiteLedgerWriter(LedgerWriter):
         self._max_rejections = max_rejections
 
     def attribution(self, visit_id: int) -> Attribution | None:
-        row = self._conn.execute(_ATTRIBUTION, (visit_id,)).fetchone()
-        if row is None:
-            return None
-        return Attribution(
-            visit_id=row[0],
-            advertiser_id=row[1],
-            campaign_id=row[2],
-            publisher_id=row[3],
-            payout=_payout_rule(row[4], row[5], row[6], row[7]),
-        )
+        return _read_attribution(self._conn, visit_id)
 
     def advertiser_exists(self, advertiser_id: int) -> bool:
         sql = "SELECT 1 FROM advertisers WHERE id = ?"
@@ -184,46 +238,7 @@ class SQLiteLedgerWriter(LedgerWriter):
         return row is not None
 
     def insert_transaction(self, draft: TransactionDraft) -> int | None:
-        cursor = self._conn.execute(
-            _INSERT_TRANSACTION,
-            (
-                draft.advertiser_id,
-                draft.campaign_id,
-                draft.publisher_id,
-                draft.visit_id,
-                draft.source,
-                draft.reference_id,
-                draft.corrects_transaction_id,
-                draft.original_transaction_id,
-                None if draft.sale_amount is None else str(draft.sale_amount),
-                draft.sale_currency,
-                draft.reason_code,
-                _json(draft.sku_list, _EMPTY_LIST),
-                _json(draft.quantity_list, _EMPTY_LIST),
-                draft.external_data,
-                _json(draft.custom_data, _EMPTY_OBJECT),
-                str(draft.payout),
-                draft.payout_currency,
-                draft.fingerprint,
-                draft.created_at,
-            ),
-        )
-        if cursor.rowcount != 1:
-            return None
-        transaction_id = cursor.lastrowid
-        assert transaction_id is not None
-        if draft.personal_data:
-            self._conn.execute(
-                "INSERT INTO personal_data (transaction_id, advertiser_id, data, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (
-                    transaction_id,
-                    draft.advertiser_id,
-                    _json(draft.personal_data, _EMPTY_OBJECT),
-                    draft.created_at,
-                ),
-            )
-        return transaction_id
+        return _insert_transaction(self._conn, draft)
 
     def insert_rejection(self, draft: RejectionDraft) -> None:
         cursor = self._conn.execute(
@@ -477,6 +492,23 @@ class SQLiteStorage(Storage):
         )
 
     # -- the ledger ------------------------------------------------------------
+
+    def attribution(self, visit_id: int) -> Attribution | None:
+        try:
+            return _read_attribution(self._connection(), visit_id)
+        except sqlite3.Error as exc:
+            raise StorageError(f"read from {self.path} failed: {exc}") from exc
+
+    def append_transaction(self, draft: TransactionDraft) -> int | None:
+        if draft.personal_data:
+            with self._immediate() as conn:
+                return _insert_transaction(conn, draft)
+        # One statement is atomic on its own: no BEGIN/COMMIT round trip, and the
+        # write lock is held only for the INSERT itself.
+        try:
+            return _insert_transaction(self._connection(), draft)
+        except sqlite3.Error as exc:
+            raise StorageError(f"write to {self.path} failed: {exc}") from exc
 
     @contextmanager
     def writer(self) -> Iterator[LedgerWriter]:
