@@ -262,7 +262,9 @@ def build_flask_app(db_path: Path) -> Any:
         cookie = request.cookies.get(f"{COOKIE_PREFIX}{adv}")
         if cookie:
             try:
-                visit_id = int(signer.unsign(cookie, max_age=COOKIE_MAX_AGE))
+                # The cookie names "<visit_id>-<link_id>".
+                visit_text = signer.unsign(cookie, max_age=COOKIE_MAX_AGE).split(b"-")[0]
+                visit_id = int(visit_text)
             except (BadSignature, ValueError):
                 visit_id = None
         if visit_id is not None:

@@ -1128,3 +1128,29 @@ def test_near_misses_of_personal_names_stay_personal(key: str) -> None:
     report = parse_sale_params(MultiDict([(key, "Jo Private"), ("coupon", "X")]))
     assert report.personal_data == {key: "Jo Private"}
     assert report.custom_data == {"coupon": "X"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "a=1&b=2",
+        "a",
+        "a=",
+        "=",
+        "=v",
+        "a=b=c",
+        "&&a=1&&",
+        "a=1&a=2&b",
+        "sku_list[]=x&sku_list[]=y",
+        "x=1;y=2",
+        "&",
+        " a = 1 ",
+        "a=%41&b=+",
+        "a=x+y&b=%2B",
+    ],
+)
+def test_parse_query_splits_exactly_like_parse_qsl(query: str) -> None:
+    from urllib.parse import parse_qsl
+
+    expected = parse_qsl(query, keep_blank_values=True, errors="strict")
+    assert list(parse_query(query).items(multi=True)) == expected

@@ -243,9 +243,11 @@ def test_tampered_cookie_is_no_attribution(app: TestApp, world: World) -> None:
     click(app, world.percent_link_id)
     name = f"pixel_wsgi_a{world.advertiser_id}"
     value = app.cookies[name]
-    visit, rest = value.split(".", 1)
+    payload, rest = value.split(".", 1)
+    visit_id, link_id = payload.split("-")
     app.reset()
-    app.set_cookie(name, f"{int(visit) + 1}.{rest}")
+    # Claim another visit and link under the same signature.
+    app.set_cookie(name, f"{int(visit_id) + 1}-{int(link_id) + 1}.{rest}")
     assert_gif(app.get(pixel_url(world.advertiser_id, "sale_amount=10")))
     assert list(world.storage.transactions()) == []
     assert reasons(world.storage) == ["invalid_cookie"]

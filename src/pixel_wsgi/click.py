@@ -63,9 +63,8 @@ class TrackingLink:
         self, environ: WSGIEnvironment, start_response: StartResponse, link_text: str
     ) -> Iterable[bytes]:
         head = environ["REQUEST_METHOD"] == "HEAD"
-        storage = self.ledger.storage
         link_id = parse_id(link_text)
-        link = None if link_id is None else storage.link(link_id)
+        link = None if link_id is None else self.ledger.catalog.link(link_id)
         if link is None:
             if not head:
                 self.ledger.reject(
@@ -107,7 +106,7 @@ class TrackingLink:
                 response.headers.add(
                     "Set-Cookie",
                     self.cookies.set_cookie_header(
-                        link.advertiser_id, visit_id, secure=is_https(environ)
+                        link.advertiser_id, visit_id, link.id, secure=is_https(environ)
                     ),
                 )
         return response(environ, start_response)

@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from .attribution import VisitClaim
+from .catalog import Catalog
 from .clock import Clock, iso_utc, utc_now
+from .errors import NotFoundError
 from .models import (
     Attribution,
     PayoutKind,
@@ -115,6 +118,7 @@ class Ledger:
         clock: Clock = utc_now,
     ) -> None:
         self.storage = storage
+        self.catalog = Catalog(storage)
         self.reload_window = reload_window
         self.clock = clock
 
@@ -166,39 +170,40 @@ class Ledger:
         advertiser_id: int,
         report: SaleReport,
         source: Source,
-        visit_id: int | None,
+        visit: VisitClaim | None,
         cookie_problem: Reason | None = None,
         params: Params = "",
     ) -> Outcome:
         """Record a conversion reported by a visitor's browser.
 
-        :param visit_id: the visit named by a valid attribution cookie, or None.
+        :param visit: what a valid attribution cookie says, or None.
         :param cookie_problem: why there is no visit (no cookie, bad signature, ...).
         :param params: the redacted query kept with a rejection, or a callable that
             makes it (only called when the report is rejected).
         """
-        if (
-            visit_id is not None
-            and report.reference_id is not None
-            and report.parent_reference_id is None
-        ):
+        visit_id = None if visit is None else visit.visit_id
+        if visit is not None and report.reference_id and report.parent_reference_id is None:
             # The common case, a new conversion with its reference_id: the unique key
             # settles reloads and races, so one atomic append is enough.
-            attribution = self.storage.attribution(visit_id)
+            attribution = self.catalog.attribution(visit)
             if attribution is not None and attribution.advertiser_id == advertiser_id:
                 draft = self._new_draft(attribution, report, source, "", self.clock())
-                transaction_id = self.storage.append_transaction(draft)
-                if transaction_id is not None:
-                    return Outcome(transaction_id=transaction_id)
-                return self.reject(
-                    advertiser_id=advertiser_id,
-                    source=source,
-                    reason=Reason.DUPLICATE_REFERENCE_ID,
-                    detail=_DUPLICATE_REFERENCE_DETAIL,
-                    params=params,
-                    visit_id=visit_id,
-                    reference_id=report.reference_id,
-                )
+                try:
+                    transaction_id = self.storage.append_transaction(draft)
+                except NotFoundError:
+                    pass  # the visit is gone: the full path below records why
+                else:
+                    if transaction_id is not None:
+                        return Outcome(transaction_id=transaction_id)
+                    return self.reject(
+                        advertiser_id=advertiser_id,
+                        source=source,
+                        reason=Reason.DUPLICATE_REFERENCE_ID,
+                        detail=_DUPLICATE_REFERENCE_DETAIL,
+                        params=params,
+                        visit_id=visit_id,
+                        reference_id=report.reference_id,
+                    )
         reference_id = report.parent_reference_id or report.reference_id
         with self.storage.writer() as writer:
 

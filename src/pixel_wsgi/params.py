@@ -183,6 +183,18 @@ def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> MultiDict
             query_string = query_string.encode("latin-1").decode("utf-8")
         except UnicodeError as exc:
             raise ParamError(Reason.INVALID_QUERY, "the query string is not UTF-8") from exc
+    if "%" not in query_string and "+" not in query_string:
+        # Nothing to unquote (the usual pixel query): split exactly as parse_qsl
+        # does, at about half its cost.
+        pieces = query_string.split("&")
+        if len(pieces) > limits.max_parameters:
+            raise ParamError(
+                Reason.TOO_MANY_PARAMETERS,
+                f"the query has more than {limits.max_parameters} parameters",
+            )
+        return MultiDict(
+            [(name, value) for name, _, value in (p.partition("=") for p in pieces if p)]
+        )
     try:
         pairs = parse_qsl(
             query_string,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .attribution import AttributionCookies, AttributionRejected
+from .attribution import AttributionCookies, AttributionRejected, VisitClaim
 from .edge import is_prefetch
 from .errors import ParamError, StorageError
 from .gif import GIF_HEADERS, TRANSPARENT_GIF
@@ -116,19 +116,19 @@ class ConversionPixel:
                 params=redacted_query(args),
             )
             return
-        visit_id: int | None = None
+        visit: VisitClaim | None = None
         problem: Reason | None = None
         value = self.cookies.read(environ.get("HTTP_COOKIE", ""), advertiser_id)
         if value:
             try:
-                visit_id = self.cookies.verify(value)
+                visit = self.cookies.verify(value)
             except AttributionRejected as exc:
                 problem = exc.reason
         self.ledger.record_web_conversion(
             advertiser_id=advertiser_id,
             report=report,
             source=self.source,
-            visit_id=visit_id,
+            visit=visit,
             cookie_problem=problem,
             params=lambda: redacted_query(args),
         )

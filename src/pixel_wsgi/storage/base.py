@@ -151,18 +151,13 @@ class Storage(abc.ABC):
     # -- the ledger ------------------------------------------------------------
 
     @abc.abstractmethod
-    def attribution(self, visit_id: int) -> Attribution | None:
-        """:meth:`LedgerWriter.attribution` as a plain read, outside any write.
-
-        Safe because a visit never changes once recorded.
-        """
-
-    @abc.abstractmethod
     def append_transaction(self, draft: TransactionDraft) -> int | None:
         """Atomically append one new conversion and its personal data.
 
         The ``(advertiser, reference_id)`` unique key alone makes this idempotent,
         so it needs no serialised :meth:`writer` block: None when the key is taken.
+
+        :raises NotFoundError: when the row's visit, campaign or publisher is gone.
         """
 
     @abc.abstractmethod

@@ -182,6 +182,14 @@ def _insert_transaction(conn: sqlite3.Connection, draft: TransactionDraft) -> in
     return transaction_id
 
 
+def _append_new(conn: sqlite3.Connection, draft: TransactionDraft) -> int | None:
+    try:
+        return _insert_transaction(conn, draft)
+    except sqlite3.IntegrityError as exc:
+        # The reference key is handled by ON CONFLICT: what is left is a foreign key.
+        raise NotFoundError(f"a row this conversion refers to is gone ({exc})") from exc
+
+
 class SQLiteLedgerWriter(LedgerWriter):
     """The ledger primitives on one connection inside ``BEGIN IMMEDIATE``."""
 
@@ -493,20 +501,14 @@ class SQLiteStorage(Storage):
 
     # -- the ledger ------------------------------------------------------------
 
-    def attribution(self, visit_id: int) -> Attribution | None:
-        try:
-            return _read_attribution(self._connection(), visit_id)
-        except sqlite3.Error as exc:
-            raise StorageError(f"read from {self.path} failed: {exc}") from exc
-
     def append_transaction(self, draft: TransactionDraft) -> int | None:
         if draft.personal_data:
             with self._immediate() as conn:
-                return _insert_transaction(conn, draft)
+                return _append_new(conn, draft)
         # One statement is atomic on its own: no BEGIN/COMMIT round trip, and the
         # write lock is held only for the INSERT itself.
         try:
-            return _insert_transaction(self._connection(), draft)
+            return _append_new(self._connection(), draft)
         except sqlite3.Error as exc:
             raise StorageError(f"write to {self.path} failed: {exc}") from exc
 

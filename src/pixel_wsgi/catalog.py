@@ -1,0 +1,90 @@
+"""A per-process cache of tracking links and campaign payout rules.
+
+The conversion pixel needs a link's campaign, publisher and advertiser and the
+campaign's payout rule on every hit. Links and campaigns are written once and
+read millions of times, so each process keeps what it has read for ``ttl``
+seconds instead of a database round trip per hit. A row another process adds
+is read on first use; an edit to a campaign (none exists yet) would be seen
+within ``ttl``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from .attribution import VisitClaim
+from .models import Attribution, Link, PayoutRule
+from .storage.base import Storage
+
+DEFAULT_TTL = 60.0
+T = TypeVar("T")
+
+
+class Catalog:
+    """Cached look-ups of links and payout rules.
+
+    :param storage: where the rows live.
+    :param ttl: seconds an entry is trusted.
+    :param max_entries: entries kept per kind; the cache is cleared beyond it.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        ttl: float = DEFAULT_TTL,
+        max_entries: int = 10_000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.storage = storage
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._monotonic = monotonic
+        self._links: dict[int, tuple[float, Link]] = {}
+        self._payouts: dict[int, tuple[float, PayoutRule]] = {}
+
+    def link(self, link_id: int) -> Link | None:
+        now = self._monotonic()
+        cached = self._links.get(link_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        link = self.storage.link(link_id)
+        if link is not None:  # unknown ids are not cached: another process may add them
+            self._remember(self._links, link_id, (now + self.ttl, link))
+        return link
+
+    def payout(self, campaign_id: int) -> PayoutRule | None:
+        now = self._monotonic()
+        cached = self._payouts.get(campaign_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        campaign = self.storage.campaign(campaign_id)
+        if campaign is None:
+            return None
+        self._remember(self._payouts, campaign_id, (now + self.ttl, campaign.payout))
+        return campaign.payout
+
+    def attribution(self, claim: VisitClaim) -> Attribution | None:
+        """Who gets the credit for a verified cookie's visit, or None for an unknown link."""
+        link = self.link(claim.link_id)
+        if link is None:
+            return None
+        payout = self.payout(link.campaign_id)
+        if payout is None:
+            return None
+        return Attribution(
+            visit_id=claim.visit_id,
+            advertiser_id=link.advertiser_id,
+            campaign_id=link.campaign_id,
+            publisher_id=link.publisher_id,
+            payout=payout,
+        )
+
+    def _remember(
+        self, cache: dict[int, tuple[float, T]], key: int, entry: tuple[float, T]
+    ) -> None:
+        if len(cache) >= self.max_entries:
+            cache.clear()
+        cache[key] = entry
