@@ -157,3 +157,26 @@ def test_a_locked_database_is_a_storage_error(make_storage: MakeStorage) -> None
         holder.execute("ROLLBACK")
         holder.close()
     assert store.add_advertiser("after").name == "after"
+
+
+@pytest.mark.parametrize(
+    "skus",
+    [
+        pytest.param((), id="none"),
+        pytest.param(("34657",), id="one"),
+        pytest.param(("dog", "cat"), id="two"),
+        pytest.param(('q"uote', "back\\slash", "ünïcödé", "tab\tx", "\u2028"), id="escapes"),
+    ],
+)
+def test_sku_lists_are_stored_as_standard_json(
+    make_storage: MakeStorage, skus: tuple[str, ...]
+) -> None:
+    import json
+
+    from pixel_wsgi.storage.sqlite import _json_strings
+
+    assert json.loads(_json_strings(skus)) == list(skus)
+    if skus:
+        assert _json_strings(skus) == json.dumps(
+            list(skus), ensure_ascii=False, separators=(",", ":")
+        )
