@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import functools
 import json
-from json.encoder import encode_basestring
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
