@@ -275,7 +275,8 @@ class Ledger:
     ) -> Outcome:
         now = self.clock()
         fingerprint = ""
-        if report.reference_id is None:
+        # Without a reference id, only the visit can tell a reload from a new sale.
+        if report.reference_id is None and attribution.visit_id is not None:
             fingerprint = reload_fingerprint(report)
             since = iso_utc(now - self.reload_window)
             if writer.has_recent_duplicate(
@@ -343,32 +344,29 @@ class Ledger:
             return reject(
                 Reason.UNCHANGED_CORRECTION, "the update carries the conversion's current values"
             )
-        payout, payout_currency = compute_payout(
-            writer.campaign_payout(original.campaign_id), sale_amount, reason_code, sale_currency
+        # The correction is credited exactly like the conversion it corrects, and
+        # paid by the campaign's current rule.
+        attribution = Attribution(
+            visit_id=original.visit_id,
+            advertiser_id=original.advertiser_id,
+            campaign_id=original.campaign_id,
+            publisher_id=original.publisher_id,
+            payout=writer.campaign_payout(original.campaign_id),
         )
-        transaction_id = writer.insert_transaction(
-            TransactionDraft(
-                advertiser_id=original.advertiser_id,
-                campaign_id=original.campaign_id,
-                publisher_id=original.publisher_id,
-                visit_id=original.visit_id,
-                source=source.value,
-                reference_id=original.reference_id,
-                corrects_transaction_id=current.transaction_id,
-                original_transaction_id=original.transaction_id,
-                sale_amount=sale_amount,
-                sale_currency=sale_currency,
-                reason_code=reason_code,
-                sku_list=sku_list,
-                quantity_list=quantity_list,
-                external_data=current.external_data,
-                custom_data=custom_data,
-                payout=payout,
-                payout_currency=payout_currency,
-                fingerprint="",
-                created_at=iso_utc(self.clock()),
-                personal_data=report.personal_data,
-            )
+        corrected = SaleReport(
+            sale_amount=sale_amount,
+            sale_currency=sale_currency,
+            reason_code=reason_code,
+            sku_list=sku_list,
+            quantity_list=quantity_list,
+            reference_id=original.reference_id,
+            external_data=current.external_data,
+            custom_data=custom_data,
+            personal_data=report.personal_data,
         )
+        draft = self._new_draft(attribution, corrected, source, "", self.clock())
+        draft.corrects_transaction_id = current.transaction_id
+        draft.original_transaction_id = original.transaction_id
+        transaction_id = writer.insert_transaction(draft)
         assert transaction_id is not None  # corrections carry no new idempotency key
         return Outcome(transaction_id=transaction_id)

@@ -109,9 +109,12 @@ class Link:
 
 @dataclass(frozen=True, slots=True)
 class Attribution:
-    """Who gets credit for a conversion: the visit a tracking link recorded."""
+    """Who gets credit for a conversion: the visit a tracking link recorded.
 
-    visit_id: int
+    ``visit_id`` is None only for a conversion reported without a visit.
+    """
+
+    visit_id: int | None
     advertiser_id: int
     campaign_id: int
     publisher_id: int
