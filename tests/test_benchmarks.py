@@ -1,0 +1,28 @@
+"""The benchmark script runs end to end (its figures are a report, never a test)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "hot_path.py"
+
+
+def test_hot_path_benchmark_runs_and_checks_its_own_row_counts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("hot_path", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Its dataclasses look their module up in sys.modules.
+    monkeypatch.setitem(sys.modules, "hot_path", module)
+    spec.loader.exec_module(module)
+    # Exit 2 would mean a variant did not write the rows it claims to time.
+    assert module.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "pass-through overhead" in out
+    assert "pixel hit / raw INSERT+COMMIT" in out
+    assert "BENCHMARK BROKEN" not in out
