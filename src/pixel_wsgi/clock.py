@@ -18,7 +18,8 @@ def utc_now() -> datetime:
 
 def iso_utc(moment: datetime) -> str:
     """``2026-11-25T11:21:43.000123Z`` for an aware datetime."""
-    if moment.utcoffset():
+    if moment.tzinfo is not timezone.utc:
         moment = moment.astimezone(timezone.utc)
-    # isoformat() is about 4x faster than strftime() on the pixel's hot path.
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # isoformat() is several times faster than strftime() on the pixel's hot path;
+    # drop its "+00:00" for the shorter "Z".
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"

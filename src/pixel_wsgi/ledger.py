@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple
 
 from .attribution import VisitClaim
 from .catalog import Catalog
@@ -53,8 +53,7 @@ _DUPLICATE_REFERENCE_DETAIL = (
 Params = str | Callable[[], str]
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What became of one report: a new row, or a rejection reason."""
 
     transaction_id: int | None = None

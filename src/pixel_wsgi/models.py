@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Reason(str, enum.Enum):
@@ -107,11 +107,11 @@ class Link:
     created_at: str
 
 
-@dataclass(frozen=True, slots=True)
-class Attribution:
+class Attribution(NamedTuple):
     """Who gets credit for a conversion: the visit a tracking link recorded.
 
-    ``visit_id`` is None only for a conversion reported without a visit.
+    ``visit_id`` is None only for a conversion reported without a visit. (A named
+    tuple: built on every pixel hit, at a third of a frozen dataclass's cost.)
     """
 
     visit_id: int | None
