@@ -1147,6 +1147,10 @@ def test_near_misses_of_personal_names_stay_personal(key: str) -> None:
         " a = 1 ",
         "a=%41&b=+",
         "a=x+y&b=%2B",
+        "sku_list%5B%5D=34657&sku_list%5B%5D=x",
+        "a%3Db=c%26d",
+        "bad=%zz&half=%4",
+        "caf%C3%A9=%E2%82%AC",
     ],
 )
 def test_parse_query_splits_exactly_like_parse_qsl(query: str) -> None:

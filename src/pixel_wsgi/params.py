@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote, unquote
 
 from werkzeug.datastructures import MultiDict
 
@@ -183,33 +183,29 @@ def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> MultiDict
             query_string = query_string.encode("latin-1").decode("utf-8")
         except UnicodeError as exc:
             raise ParamError(Reason.INVALID_QUERY, "the query string is not UTF-8") from exc
-    if "%" not in query_string and "+" not in query_string:
-        # Nothing to unquote (the usual pixel query): split exactly as parse_qsl
-        # does, at about half its cost.
-        pieces = query_string.split("&")
-        if len(pieces) > limits.max_parameters:
-            raise ParamError(
-                Reason.TOO_MANY_PARAMETERS,
-                f"the query has more than {limits.max_parameters} parameters",
-            )
-        return MultiDict(
-            [(name, value) for name, _, value in (p.partition("=") for p in pieces if p)]
-        )
-    try:
-        pairs = parse_qsl(
-            query_string,
-            keep_blank_values=True,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=limits.max_parameters,
-        )
-    except UnicodeDecodeError as exc:
-        raise ParamError(Reason.INVALID_QUERY, "a percent-encoded sequence is not UTF-8") from exc
-    except ValueError as exc:  # parse_qsl's only other error: max_num_fields exceeded
+    # Split exactly as urllib.parse.parse_qsl(keep_blank_values=True) does, but
+    # unquote only the pieces that need it: most pixel queries have none, and this
+    # halves the cost of the hot path's parsing.
+    pieces = query_string.split("&")
+    if len(pieces) > limits.max_parameters:
         raise ParamError(
             Reason.TOO_MANY_PARAMETERS,
             f"the query has more than {limits.max_parameters} parameters",
-        ) from exc
+        )
+    pairs: list[tuple[str, str]] = []
+    for piece in pieces:
+        if not piece:
+            continue
+        name, _, value = piece.partition("=")
+        if "%" in piece or "+" in piece:
+            try:
+                name = unquote(name.replace("+", " "), encoding="utf-8", errors="strict")
+                value = unquote(value.replace("+", " "), encoding="utf-8", errors="strict")
+            except UnicodeDecodeError as exc:
+                raise ParamError(
+                    Reason.INVALID_QUERY, "a percent-encoded sequence is not UTF-8"
+                ) from exc
+        pairs.append((name, value))
     return MultiDict(pairs)
 
 
