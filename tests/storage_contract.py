@@ -313,3 +313,16 @@ class StorageContract:
             thread.join()
         assert sorted(results, key=lambda r: r is None)[1:] == [None] * 7
         assert len(list(store.transactions())) == 1
+
+    def test_lists_of_entities(self, store: Storage, setup: dict[str, int]) -> None:
+        other = store.add_advertiser("Other")
+        other_campaign = store.add_campaign(
+            other.id, "Theirs", PayoutRule(PayoutKind.FIXED, Decimal("2.00"))
+        )
+        other_link = store.add_link(other_campaign.id, setup["publisher"], "/theirs")
+        assert [p.name for p in store.publishers()] == ["Pub"]
+        assert [c.name for c in store.campaigns()] == ["Camp", "Theirs"]
+        assert [c.id for c in store.campaigns(advertiser_id=other.id)] == [other_campaign.id]
+        assert [link.id for link in store.links()] == [setup["link"], other_link.id]
+        assert [link.destination for link in store.links(advertiser_id=other.id)] == ["/theirs"]
+        assert store.links(advertiser_id=999) == []

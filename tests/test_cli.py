@@ -639,3 +639,33 @@ def test_the_console_script_is_installed(tmp_path: Path) -> None:
         "",
         "Error: no advertiser with id 2\n",
     )
+
+
+def test_publisher_campaign_and_link_lists(run: Run) -> None:
+    assert ok(run("publisher", "list")) == "No publishers.\n"
+    assert ok(run("campaign", "list")) == "No campaigns.\n"
+    assert ok(run("link", "list")) == "No links.\n"
+    ok(run("advertiser", "add", "Acme"))
+    ok(run("advertiser", "add", "Beta"))
+    ok(run("publisher", "add", "Blog"))
+    ok(run("campaign", "add", "--advertiser", "1", "Spring", "--payout-percent", "10"))
+    ok(run("campaign", "add", "--advertiser", "2", "Fixed", "--payout", "2.50"))
+    ok(run("link", "add", "--campaign", "2", "--publisher", "1", "--to", "/beta"))
+
+    assert [p["name"] for p in as_json(run("publisher", "list", "--json"))] == ["Blog"]
+    campaigns = as_json(run("campaign", "list", "--json"))
+    assert [(c["id"], c["pays"]) for c in campaigns] == [
+        (1, "10% of sale_amount"),
+        (2, "2.50 USD per conversion"),
+    ]
+    assert [c["id"] for c in as_json(run("campaign", "list", "--advertiser", "2", "--json"))] == [2]
+    [link] = as_json(run("link", "list", "--json"))
+    assert (link["path"], link["destination"], link["advertiser_id"]) == (
+        "/pixels/click/1",
+        "/beta",
+        2,
+    )
+    assert as_json(run("link", "list", "--advertiser", "1", "--json")) == []
+    header, row = ok(run("link", "list")).splitlines()
+    assert header.split() == ["id", "path", "campaign_id", "publisher_id", "destination"]
+    assert row.split() == ["1", "/pixels/click/1", "2", "1", "/beta"]

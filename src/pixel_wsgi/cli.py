@@ -54,6 +54,7 @@ _MAX_NAME_LENGTH = 200
 _DEFAULT_REJECTIONS_LIMIT = 100
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_E = TypeVar("_E")
 
 
 class _State:
@@ -330,15 +331,30 @@ def advertiser_add(state: _State, name: str, as_json: bool) -> None:
 @click.pass_obj
 def advertiser_list(state: _State, as_json: bool) -> None:
     """List every advertiser."""
-    rows = state.storage().advertisers()
+    _print_entities(
+        state.storage().advertisers(),
+        as_json,
+        ("id", "name", "created_at"),
+        lambda a: {"id": a.id, "name": a.name, "created_at": a.created_at},
+        "No advertisers.",
+    )
+
+
+def _print_entities(
+    rows: Sequence[_E],
+    as_json: bool,
+    headers: Sequence[str],
+    as_dict: Callable[[_E], dict[str, Any]],
+    empty: str,
+) -> None:
+    """A list command's output: JSON objects, or a table of the same fields."""
+    documents = [as_dict(row) for row in rows]
     if as_json:
-        _emit_json([{"id": a.id, "name": a.name, "created_at": a.created_at} for a in rows])
-    elif not rows:
-        click.echo("No advertisers.")
+        _emit_json(documents)
+    elif not documents:
+        click.echo(empty)
     else:
-        click.echo(
-            _table(("id", "name", "created_at"), [[str(a.id), a.name, a.created_at] for a in rows])
-        )
+        click.echo(_table(headers, ([_text(d[h]) for h in headers] for d in documents)))
 
 
 @cli.group()
@@ -357,6 +373,20 @@ def publisher_add(state: _State, name: str, as_json: bool) -> None:
         _emit_json({"id": created.id, "name": created.name, "created_at": created.created_at})
     else:
         click.echo(f"Created publisher {created.id} ({created.name})")
+
+
+@publisher.command("list")
+@_json_option
+@click.pass_obj
+def publisher_list(state: _State, as_json: bool) -> None:
+    """List every publisher."""
+    _print_entities(
+        state.storage().publishers(),
+        as_json,
+        ("id", "name", "created_at"),
+        lambda p: {"id": p.id, "name": p.name, "created_at": p.created_at},
+        "No publishers.",
+    )
 
 
 @cli.group()
@@ -433,6 +463,21 @@ def campaign_add(
         )
 
 
+@campaign.command("list")
+@click.option("--advertiser", "advertiser_id", type=_ID, help="Only this advertiser's.")
+@_json_option
+@click.pass_obj
+def campaign_list(state: _State, advertiser_id: int | None, as_json: bool) -> None:
+    """List campaigns and what they pay."""
+    _print_entities(
+        state.storage().campaigns(advertiser_id=advertiser_id),
+        as_json,
+        ("id", "advertiser_id", "name", "pays"),
+        lambda c: {**_campaign_dict(c), "pays": _describe_payout(c.payout)},
+        "No campaigns.",
+    )
+
+
 @cli.group()
 def link() -> None:
     """Tracking links for publishers."""
@@ -467,6 +512,21 @@ def link_add(
         click.echo(
             f"Created link {created.id}: {CLICK_PATH.format(created.id)} -> {created.destination}"
         )
+
+
+@link.command("list")
+@click.option("--advertiser", "advertiser_id", type=_ID, help="Only this advertiser's.")
+@_json_option
+@click.pass_obj
+def link_list(state: _State, advertiser_id: int | None, as_json: bool) -> None:
+    """List tracking links and where they lead."""
+    _print_entities(
+        state.storage().links(advertiser_id=advertiser_id),
+        as_json,
+        ("id", "path", "campaign_id", "publisher_id", "destination"),
+        _link_dict,
+        "No links.",
+    )
 
 
 @cli.command()

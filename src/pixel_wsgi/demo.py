@@ -140,12 +140,8 @@ class DemoSeed(TypedDict):
 
 
 def _find_demo_link(storage: Storage, advertiser: Advertiser) -> DemoSeed | None:
-    # Storage has no "list links" call, so walk link ids from 1: they are
-    # dense (links are never deleted) and a demo store holds a handful.
-    link_id = 1
-    while (link := storage.link(link_id)) is not None:
-        link_id += 1
-        if link.advertiser_id != advertiser.id or link.destination != DEMO_LANDING:
+    for link in storage.links(advertiser_id=advertiser.id):
+        if link.destination != DEMO_LANDING:
             continue
         campaign = storage.campaign(link.campaign_id)
         publisher = storage.publisher(link.publisher_id)

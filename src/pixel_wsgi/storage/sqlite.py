@@ -478,25 +478,46 @@ class SQLiteStorage(Storage):
         )
         return Publisher(*rows[0]) if rows else None
 
+    def publishers(self) -> list[Publisher]:
+        return [
+            Publisher(*row)
+            for row in self._read("SELECT id, name, created_at FROM publishers ORDER BY id")
+        ]
+
     def campaign(self, campaign_id: int) -> Campaign | None:
+        found = self._campaigns("WHERE id = ?", (campaign_id,))
+        return found[0] if found else None
+
+    def campaigns(self, *, advertiser_id: int | None = None) -> list[Campaign]:
+        if advertiser_id is None:
+            return self._campaigns("", ())
+        return self._campaigns("WHERE advertiser_id = ?", (advertiser_id,))
+
+    def _campaigns(self, where: str, params: tuple[Any, ...]) -> list[Campaign]:
         rows = self._read(
             "SELECT id, advertiser_id, name, payout_kind, payout_value, payout_currency,"
-            " reason_codes, created_at FROM campaigns WHERE id = ?",
-            (campaign_id,),
+            f" reason_codes, created_at FROM campaigns {where} ORDER BY id",
+            params,
         )
-        if not rows:
-            return None
-        row = rows[0]
-        return Campaign(row[0], row[1], row[2], _payout_rule(*row[3:7]), row[7])
+        return [Campaign(row[0], row[1], row[2], _payout_rule(*row[3:7]), row[7]) for row in rows]
 
     def link(self, link_id: int) -> Link | None:
+        found = self._links("WHERE l.id = ?", (link_id,))
+        return found[0] if found else None
+
+    def links(self, *, advertiser_id: int | None = None) -> list[Link]:
+        if advertiser_id is None:
+            return self._links("", ())
+        return self._links("WHERE c.advertiser_id = ?", (advertiser_id,))
+
+    def _links(self, where: str, params: tuple[Any, ...]) -> list[Link]:
         rows = self._read(
             "SELECT l.id, l.campaign_id, l.publisher_id, c.advertiser_id, l.destination,"
             " l.created_at FROM links l JOIN campaigns c ON c.id = l.campaign_id"
-            " WHERE l.id = ?",
-            (link_id,),
+            f" {where} ORDER BY l.id",
+            params,
         )
-        return Link(*rows[0]) if rows else None
+        return [Link(*row) for row in rows]
 
     def record_visit(
         self, link: Link, *, ip_prefix: str | None, user_agent: str | None, created_at: str
