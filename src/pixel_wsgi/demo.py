@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -449,6 +450,14 @@ def demo_secret_key(storage: Storage) -> str:
     return key
 
 
+def _cli_command() -> str:
+    """How to call the CLI from a shell: ``make demo`` runs it from ``.venv/bin``."""
+    program = sys.argv[0] if sys.argv else ""
+    if os.path.basename(program) == "pixel-wsgi":
+        return shlex.quote(os.path.relpath(program) if os.path.isabs(program) else program)
+    return "pixel-wsgi"
+
+
 def run_demo(
     storage_url: str,
     *,
@@ -491,7 +500,7 @@ def run_demo(
         f"  1. the publisher's page:  {base}/publisher\n"
         f"  2. its tracking link:     {base}{_PIXEL_PREFIX}/click/{seed['link'].id}\n"
         f"  3. buy something, then:   {base}/report\n"
-        f"  or from a shell:          pixel-wsgi --storage {shlex.quote(storage_url)}"
+        f"  or from a shell:          {_cli_command()} --storage {shlex.quote(storage_url)}"
         f" conversions\n"
         "Press Ctrl-C to stop.",
         flush=True,
