@@ -113,6 +113,9 @@ def test_rotation_signs_with_the_newest_and_verifies_all() -> None:
         pytest.param('pixel_wsgi_a1="quoted"', "quoted", id="quoted"),
         pytest.param("pixel_wsgi_a1=first;pixel_wsgi_a1=second", "first", id="first-wins"),
         pytest.param("", None, id="empty"),
+        pytest.param("a=pixel_wsgi_a1=x; pixel_wsgi_a1=real", "real", id="inside-another-value"),
+        pytest.param("a=1;pixel_wsgi_a1=tight", "tight", id="no-space"),
+        pytest.param("a=1;  pixel_wsgi_a1= padded ", "padded", id="padded"),
     ],
 )
 def test_read_finds_the_advertisers_cookie(header: str, expected: str | None) -> None:
