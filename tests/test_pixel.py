@@ -486,3 +486,21 @@ def test_storage_failure_still_answers_the_gif(
 
     monkeypatch.setattr(world.storage, "writer", broken)
     assert_gif(app.get(pixel_url(world.advertiser_id, "sale_amount=10")))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("sale_amount=10&reference_id=r1", id="with-reference"),
+        pytest.param("sale_amount=10", id="without-reference"),
+    ],
+)
+def test_a_signed_cookie_for_a_visit_the_store_lost_is_unknown_visit(
+    app: TestApp, middleware: PixelMiddleware, world: World, query: str
+) -> None:
+    # As after restoring an old backup: the signature is good, the visit is gone.
+    value = middleware.cookies.sign(999, world.percent_link_id)
+    app.set_cookie(f"pixel_wsgi_a{world.advertiser_id}", value)
+    assert_gif(app.get(pixel_url(world.advertiser_id, query)))
+    assert list(world.storage.transactions()) == []
+    assert reasons(world.storage) == ["unknown_visit"]
