@@ -67,3 +67,22 @@ def test_the_cache_is_bounded(world: World) -> None:
     for link_id in (world.percent_link_id, world.fixed_link_id, world.other_link_id):
         catalog.link(link_id)
     assert len(catalog._links) <= 2
+
+
+def test_attribution_terms_are_reread_after_the_ttl(world: World) -> None:
+    ticker = Ticker()
+    catalog = Catalog(world.storage, ttl=60, monotonic=ticker)
+    reads: list[int] = []
+    original = world.storage.campaign
+
+    def counting_campaign(campaign_id: int) -> object:
+        reads.append(campaign_id)
+        return original(campaign_id)
+
+    world.storage.campaign = counting_campaign  # type: ignore[method-assign,assignment]
+    for _ in range(3):
+        catalog.attribution(VisitClaim(1, world.fixed_link_id))
+    assert reads == [world.fixed_campaign_id]
+    ticker.now += 61
+    catalog.attribution(VisitClaim(2, world.fixed_link_id))
+    assert reads == [world.fixed_campaign_id] * 2

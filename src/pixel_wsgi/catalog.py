@@ -4,8 +4,8 @@ The conversion pixel needs a link's campaign, publisher and advertiser and the
 campaign's payout rule on every hit. Links and campaigns are written once and
 read millions of times, so each process keeps what it has read for ``ttl``
 seconds instead of a database round trip per hit. A row another process adds
-is read on first use; an edit to a campaign (none exists yet) would be seen
-within ``ttl``.
+is read on first use; an edit to a link or campaign (no command makes one yet)
+would be seen within ``ttl``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 
 class Catalog:
-    """Cached look-ups of links and payout rules.
+    """Cached look-ups of links and of what a conversion through a link earns.
 
     :param storage: where the rows live.
     :param ttl: seconds an entry is trusted.
@@ -43,9 +43,11 @@ class Catalog:
         self.max_entries = max_entries
         self._monotonic = monotonic
         self._links: dict[int, tuple[float, Link]] = {}
-        self._payouts: dict[int, tuple[float, PayoutRule]] = {}
+        # Per link: what a conversion through it is credited and paid, in one look-up.
+        self._terms: dict[int, tuple[float, Link, PayoutRule]] = {}
 
     def link(self, link_id: int) -> Link | None:
+        """The tracking link with this id, or None."""
         now = self._monotonic()
         cached = self._links.get(link_id)
         if cached is not None and cached[0] > now:
@@ -55,25 +57,18 @@ class Catalog:
             self._remember(self._links, link_id, (now + self.ttl, link))
         return link
 
-    def payout(self, campaign_id: int) -> PayoutRule | None:
-        now = self._monotonic()
-        cached = self._payouts.get(campaign_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        campaign = self.storage.campaign(campaign_id)
-        if campaign is None:
-            return None
-        self._remember(self._payouts, campaign_id, (now + self.ttl, campaign.payout))
-        return campaign.payout
-
     def attribution(self, claim: VisitClaim) -> Attribution | None:
         """Who gets the credit for a verified cookie's visit, or None for an unknown link."""
-        link = self.link(claim.link_id)
-        if link is None:
-            return None
-        payout = self.payout(link.campaign_id)
-        if payout is None:
-            return None
+        now = self._monotonic()
+        cached = self._terms.get(claim.link_id)
+        if cached is None or cached[0] <= now:
+            link = self.storage.link(claim.link_id)
+            campaign = None if link is None else self.storage.campaign(link.campaign_id)
+            if link is None or campaign is None:
+                return None
+            cached = (now + self.ttl, link, campaign.payout)
+            self._remember(self._terms, claim.link_id, cached)
+        _, link, payout = cached
         return Attribution(
             visit_id=claim.visit_id,
             advertiser_id=link.advertiser_id,
@@ -82,9 +77,7 @@ class Catalog:
             payout=payout,
         )
 
-    def _remember(
-        self, cache: dict[int, tuple[float, T]], key: int, entry: tuple[float, T]
-    ) -> None:
+    def _remember(self, cache: dict[int, T], key: int, entry: T) -> None:
         if len(cache) >= self.max_entries:
             cache.clear()
         cache[key] = entry

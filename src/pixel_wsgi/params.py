@@ -17,6 +17,7 @@ data. Typical use::
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, fields
 from decimal import Decimal
@@ -197,16 +198,24 @@ def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> MultiDict
         if not piece:
             continue
         name, _, value = piece.partition("=")
-        if "%" in piece or "+" in piece:
-            try:
-                name = unquote(name.replace("+", " "), encoding="utf-8", errors="strict")
-                value = unquote(value.replace("+", " "), encoding="utf-8", errors="strict")
-            except UnicodeDecodeError as exc:
-                raise ParamError(
-                    Reason.INVALID_QUERY, "a percent-encoded sequence is not UTF-8"
-                ) from exc
+        if "%" in name or "+" in name:
+            # Names come from a small set ("sku_list%5B%5D" on every hit): memoised.
+            name = _unquote_name(name)
+        if "%" in value or "+" in value:
+            value = _unquote_plus(value)
         pairs.append((name, value))
     return MultiDict(pairs)
+
+
+def _unquote_plus(text: str) -> str:
+    try:
+        return unquote(text.replace("+", " "), encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise ParamError(Reason.INVALID_QUERY, "a percent-encoded sequence is not UTF-8") from exc
+
+
+# A failed call raises and is not cached; at most this many distinct names are kept.
+_unquote_name = functools.lru_cache(maxsize=256)(_unquote_plus)
 
 
 def parse_amount(
