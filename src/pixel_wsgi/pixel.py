@@ -15,11 +15,13 @@ from .edge import is_prefetch
 from .errors import ParamError, StorageError
 from .gif import GIF_HEADERS, TRANSPARENT_GIF
 from .ledger import Ledger
-from .models import Reason, Source
+from .models import Reason, SaleReport, Source
 from .params import Limits, parse_legacy_params, parse_query, parse_sale_params, redacted_query
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from werkzeug.datastructures import MultiDict
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
@@ -86,34 +88,20 @@ class ConversionPixel:
             )
             return
         query = environ.get("QUERY_STRING", "")
+        args: MultiDict[str, str] | None = None
         try:
             args = parse_query(query, self.limits)
-        except ParamError as exc:
-            # An unparseable query cannot be redacted, so keep only its size.
-            self.ledger.reject(
-                advertiser_id=advertiser_id,
-                source=self.source,
-                reason=exc.reason,
-                detail=exc.detail,
-                params=f"[unparsed query of {len(query)} characters]",
-            )
-            return
-        try:
-            if self.legacy:
-                report = parse_legacy_params(
-                    args, default_currency=self.default_currency, limits=self.limits
-                )
-            else:
-                report = parse_sale_params(
-                    args, default_currency=self.default_currency, limits=self.limits
-                )
+            report = self._parse(args)
         except ParamError as exc:
             self.ledger.reject(
                 advertiser_id=advertiser_id,
                 source=self.source,
                 reason=exc.reason,
                 detail=exc.detail,
-                params=redacted_query(args),
+                # A query that did not parse cannot be redacted: keep only its size.
+                params=f"[unparsed query of {len(query)} characters]"
+                if args is None
+                else redacted_query(args),
             )
             return
         visit: VisitClaim | None = None
@@ -132,3 +120,10 @@ class ConversionPixel:
             cookie_problem=problem,
             params=lambda: redacted_query(args),
         )
+
+    def _parse(self, args: MultiDict[str, str]) -> SaleReport:
+        if self.legacy:
+            return parse_legacy_params(
+                args, default_currency=self.default_currency, limits=self.limits
+            )
+        return parse_sale_params(args, default_currency=self.default_currency, limits=self.limits)
