@@ -219,3 +219,9 @@ def test_storage_failure_still_redirects_without_cookie(
     response = app.get(f"/pixels/click/{world.percent_link_id}")
     assert response.status_int == 302
     assert "Set-Cookie" not in response.headers
+
+
+def test_looking_at_an_unknown_link_records_nothing(app: TestApp, world: World) -> None:
+    app.head("/pixels/click/999", status=404)
+    app.get("/pixels/click/999", headers={"Sec-Purpose": "prefetch"}, status=404)
+    assert list(world.storage.rejections()) == []

@@ -63,32 +63,25 @@ class TrackingLink:
         self, environ: WSGIEnvironment, start_response: StartResponse, link_text: str
     ) -> Iterable[bytes]:
         head = environ["REQUEST_METHOD"] == "HEAD"
+        # HEAD requests and prefetches look, but never count.
+        counts = not head and not is_prefetch(environ)
         link_id = parse_id(link_text)
         link = None if link_id is None else self.ledger.catalog.link(link_id)
         if link is None:
-            if not head:
-                self.ledger.reject(
-                    advertiser_id=None,
-                    source=_CLICK_SOURCE,
-                    reason=Reason.UNKNOWN_LINK,
-                    detail=f"no tracking link {link_text[:40]!r}",
-                )
-            return text_response(
-                start_response, "404 Not Found", "Unknown tracking link.\n", head=head
-            )
+            detail = f"no tracking link {link_text[:40]!r}"
+            return self._refuse(start_response, head, counts, None, Reason.UNKNOWN_LINK, detail)
         request_host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
         if not destination_allowed(link.destination, request_host, self.allowed_redirect_hosts):
-            if not head:
-                self.ledger.reject(
-                    advertiser_id=link.advertiser_id,
-                    source=_CLICK_SOURCE,
-                    reason=Reason.LINK_DESTINATION_NOT_ALLOWED,
-                    detail=f"link {link.id} points to a host not in allowed_redirect_hosts",
-                )
-            return text_response(
-                start_response, "404 Not Found", "Unknown tracking link.\n", head=head
+            detail = f"link {link.id} points to a host not in allowed_redirect_hosts"
+            return self._refuse(
+                start_response,
+                head,
+                counts,
+                link.advertiser_id,
+                Reason.LINK_DESTINATION_NOT_ALLOWED,
+                detail,
             )
-        if is_prefetch(environ):
+        if not head and not counts:
             # A non-2xx answer makes the browser drop the prefetch and make the
             # real navigation later, which is the click we want to count.
             return text_response(
@@ -100,7 +93,7 @@ class TrackingLink:
         response = redirect(link.destination, code=302)
         response.headers["Cache-Control"] = "no-store, private"
         response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
-        if not head:
+        if counts:
             visit_id = self._record_visit(environ, link)
             if visit_id is not None and self._may_set_cookie(environ):
                 response.headers.add(
@@ -110,6 +103,22 @@ class TrackingLink:
                     ),
                 )
         return response(environ, start_response)
+
+    def _refuse(
+        self,
+        start_response: StartResponse,
+        head: bool,
+        counts: bool,
+        advertiser_id: int | None,
+        reason: Reason,
+        detail: str,
+    ) -> Iterable[bytes]:
+        """404 for a link we will not follow, recorded unless only looked at."""
+        if counts:
+            self.ledger.reject(
+                advertiser_id=advertiser_id, source=_CLICK_SOURCE, reason=reason, detail=detail
+            )
+        return text_response(start_response, "404 Not Found", "Unknown tracking link.\n", head=head)
 
     def _record_visit(self, environ: WSGIEnvironment, link: Link) -> int | None:
         user_agent = environ.get("HTTP_USER_AGENT", "")[:_MAX_USER_AGENT] or None
