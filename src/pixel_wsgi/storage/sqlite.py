@@ -98,7 +98,7 @@ def _json_ints(items: tuple[int, ...]) -> str:
     return "[" + ",".join(map(str, items)) + "]" if items else _EMPTY_LIST
 
 
-# Campaigns are few and their rules small: parse each stored rule once, not per hit.
+# Campaigns are few and their rules small: parse each stored rule once.
 @functools.lru_cache(maxsize=1024)
 def _payout_rule(kind: str, value: str, currency: str, reason_codes: str) -> PayoutRule:
     return PayoutRule(
@@ -130,19 +130,6 @@ def _transaction(row: tuple[Any, ...]) -> Transaction:
         payout=Decimal(row[16]),
         payout_currency=row[17],
         created_at=row[18],
-    )
-
-
-def _read_attribution(conn: sqlite3.Connection, visit_id: int) -> Attribution | None:
-    row = conn.execute(_ATTRIBUTION, (visit_id,)).fetchone()
-    if row is None:
-        return None
-    return Attribution(
-        visit_id=row[0],
-        advertiser_id=row[1],
-        campaign_id=row[2],
-        publisher_id=row[3],
-        payout=_payout_rule(row[4], row[5], row[6], row[7]),
     )
 
 
@@ -205,7 +192,16 @@ class SQLiteLedgerWriter(LedgerWriter):
         self._max_rejections = max_rejections
 
     def attribution(self, visit_id: int) -> Attribution | None:
-        return _read_attribution(self._conn, visit_id)
+        row = self._conn.execute(_ATTRIBUTION, (visit_id,)).fetchone()
+        if row is None:
+            return None
+        return Attribution(
+            visit_id=row[0],
+            advertiser_id=row[1],
+            campaign_id=row[2],
+            publisher_id=row[3],
+            payout=_payout_rule(row[4], row[5], row[6], row[7]),
+        )
 
     def advertiser_exists(self, advertiser_id: int) -> bool:
         sql = "SELECT 1 FROM advertisers WHERE id = ?"
