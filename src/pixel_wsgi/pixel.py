@@ -21,9 +21,8 @@ from .params import Limits, parse_legacy_params, parse_query, parse_sale_params,
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from werkzeug.datastructures import MultiDict
-
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from werkzeug.datastructures import MultiDict
 
 logger = logging.getLogger("pixel_wsgi")
 
