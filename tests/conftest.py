@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from webtest import TestApp
+from webtest import TestApp, TestResponse
 
 from pixel_wsgi import PayoutKind, PayoutRule, PixelMiddleware, SQLiteStorage
 
@@ -56,8 +58,14 @@ class World:
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
-    store = SQLiteStorage(tmp_path / "pixel.db")
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "pixel.db"
+
+
+@pytest.fixture
+def storage(db_path: Path) -> Iterator[SQLiteStorage]:
+    """A migrated throwaway store in ``db_path``."""
+    store = SQLiteStorage(db_path)
     store.migrate()
     yield store
     store.close()
@@ -109,6 +117,16 @@ def app(middleware: PixelMiddleware) -> TestApp:
 
 def pixel_url(advertiser_id: int, query: str = "") -> str:
     return f"/pixels/conversion/{advertiser_id}.gif" + (f"?{query}" if query else "")
+
+
+PIXEL_IMG = re.compile(r'<img src="([^"]+)" width="1" height="1" alt="">')
+
+
+def pixel_src(page: TestResponse) -> str:
+    """The URL of the conversion pixel a page carries, as the browser will fetch it."""
+    match = PIXEL_IMG.search(page.text)
+    assert match is not None, page.text
+    return html.unescape(match.group(1))
 
 
 def reasons(storage: SQLiteStorage, **filters: Any) -> list[str]:

@@ -7,7 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,6 @@ ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "cli.db"
-
-
-@pytest.fixture
 def db_url(db_path: Path) -> str:
     return f"sqlite:///{db_path}"
 
@@ -45,15 +40,6 @@ def run(db_url: str) -> Run:
         return runner.invoke(cli, ["--storage", db_url, *args], catch_exceptions=False)
 
     return invoke
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[SQLiteStorage]:
-    """The same file the CLI writes, read directly."""
-    storage = SQLiteStorage(db_path)
-    storage.migrate()
-    yield storage
-    storage.close()
 
 
 def ok(result: Result) -> str:
@@ -101,9 +87,9 @@ def test_storage_comes_from_the_environment(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'env.db'}"
     result = CliRunner().invoke(cli, ["advertiser", "add", "Acme"], env={"PIXEL_WSGI_STORAGE": url})
     assert ok(result) == "Created advertiser 1 (Acme)\n"
-    store = SQLiteStorage(tmp_path / "env.db")
-    assert [a.name for a in store.advertisers()] == ["Acme"]
-    store.close()
+    storage = SQLiteStorage(tmp_path / "env.db")
+    assert [a.name for a in storage.advertisers()] == ["Acme"]
+    storage.close()
 
 
 def test_a_fresh_file_works_without_migrate(run: Run) -> None:
@@ -140,11 +126,11 @@ def test_version() -> None:
 
 
 @pytest.mark.parametrize("kind", ["advertiser", "publisher"])
-def test_add_prints_the_new_id(run: Run, store: SQLiteStorage, kind: str) -> None:
+def test_add_prints_the_new_id(run: Run, storage: SQLiteStorage, kind: str) -> None:
     assert ok(run(kind, "add", "Acme")) == f"Created {kind} 1 (Acme)\n"
     document = as_json(run(kind, "add", "  Beta Corp ", "--json"))
     assert created_at(document) == {"id": 2, "name": "Beta Corp"}
-    found = store.advertiser(2) if kind == "advertiser" else store.publisher(2)
+    found = storage.advertiser(2) if kind == "advertiser" else storage.publisher(2)
     assert found is not None
     assert (found.name, found.created_at) == ("Beta Corp", document["created_at"])
 
@@ -158,10 +144,10 @@ def test_add_prints_the_new_id(run: Run, store: SQLiteStorage, kind: str) -> Non
         pytest.param("x" * 201, "must be at most 200 characters", id="too-long"),
     ],
 )
-def test_bad_names_are_refused(run: Run, store: SQLiteStorage, name: str, message: str) -> None:
+def test_bad_names_are_refused(run: Run, storage: SQLiteStorage, name: str, message: str) -> None:
     stderr = failed(run("advertiser", "add", name), 2)
     assert f"Error: Invalid value for 'NAME': {message}" in stderr
-    assert store.advertisers() == []
+    assert storage.advertisers() == []
 
 
 def test_advertiser_list(run: Run) -> None:
@@ -228,7 +214,7 @@ def test_advertiser_list(run: Run) -> None:
 )
 def test_campaign_add(
     run: Run,
-    store: SQLiteStorage,
+    storage: SQLiteStorage,
     options: tuple[str, ...],
     rule: PayoutRule,
     payout_json: dict[str, Any],
@@ -241,7 +227,7 @@ def test_campaign_add(
         "name": "Spring",
         "payout": payout_json,
     }
-    campaign = store.campaign(1)
+    campaign = storage.campaign(1)
     assert campaign is not None
     assert campaign.payout == rule
     assert isinstance(campaign.payout.value, Decimal)
@@ -343,24 +329,24 @@ def test_campaign_add_plain(run: Run, options: tuple[str, ...], message: str) ->
     ],
 )
 def test_campaign_add_refuses_bad_input(
-    run: Run, store: SQLiteStorage, options: tuple[str, ...], exit_code: int, message: str
+    run: Run, storage: SQLiteStorage, options: tuple[str, ...], exit_code: int, message: str
 ) -> None:
     ok(run("advertiser", "add", "Acme"))
     stderr = failed(run("campaign", "add", "--advertiser", "1", "Spring", *options), exit_code)
     assert message in stderr
-    assert store.campaign(1) is None
+    assert storage.campaign(1) is None
 
 
-def test_campaign_for_an_unknown_advertiser(run: Run, store: SQLiteStorage) -> None:
+def test_campaign_for_an_unknown_advertiser(run: Run, storage: SQLiteStorage) -> None:
     stderr = failed(run("campaign", "add", "--advertiser", "99", "Spring", "--payout", "5"), 1)
     assert stderr == "Error: no advertiser with id 99\n"
-    assert store.campaign(1) is None
+    assert storage.campaign(1) is None
 
 
 # -- links -----------------------------------------------------------------------
 
 
-def test_link_add(run: Run, store: SQLiteStorage) -> None:
+def test_link_add(run: Run, storage: SQLiteStorage) -> None:
     ok(run("advertiser", "add", "Acme"))
     ok(run("publisher", "add", "Blog"))
     ok(run("campaign", "add", "--advertiser", "1", "Spring", "--payout", "5"))
@@ -387,7 +373,7 @@ def test_link_add(run: Run, store: SQLiteStorage) -> None:
         "destination": "https://shop.example/spring",
         "path": "/pixels/click/2",
     }
-    link = store.link(2)
+    link = storage.link(2)
     assert link is not None
     assert link.destination == "https://shop.example/spring"
 
@@ -413,7 +399,7 @@ def test_link_add(run: Run, store: SQLiteStorage) -> None:
     ],
 )
 def test_link_add_refuses_bad_input(
-    run: Run, store: SQLiteStorage, options: tuple[str, ...], message: str
+    run: Run, storage: SQLiteStorage, options: tuple[str, ...], message: str
 ) -> None:
     ok(run("advertiser", "add", "Acme"))
     ok(run("publisher", "add", "Blog"))
@@ -423,7 +409,7 @@ def test_link_add_refuses_bad_input(
     assert stderr.startswith("Error: ")
     assert stderr.count("\n") == 1
     assert message in stderr
-    assert store.link(1) is None
+    assert storage.link(1) is None
 
 
 # -- reading the ledger after real traffic ----------------------------------------------
@@ -554,18 +540,18 @@ def test_rejections(run: Run, browser: TestApp, db_url: str) -> None:
     assert first.split()[:5] == ["2", "-", "click", "unknown_link", "-"]
 
 
-def test_erase(run: Run, browser: TestApp, store: SQLiteStorage) -> None:
+def test_erase(run: Run, browser: TestApp, storage: SQLiteStorage) -> None:
     browser.get("/pixels/click/1")
     browser.get(
         "/pixels/conversion/1.gif?sale_amount=20.00&reference_id=order-1"
         "&email_address=ann%40example.com"
     )
-    assert store.personal_data(1) == {"email_address": "ann@example.com"}
+    assert storage.personal_data(1) == {"email_address": "ann@example.com"}
 
     assert ok(run("erase", "--advertiser", "1", "--reference-id", "order-1")) == (
         "Erased personal data from 1 row.\n"
     )
-    assert store.personal_data(1) == {}
+    assert storage.personal_data(1) == {}
     assert as_json(run("erase", "--advertiser", "1", "--reference-id", "order-1", "--json")) == {
         "advertiser_id": 1,
         "reference_id": "order-1",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 import stat
 import sys
@@ -29,15 +28,7 @@ from pixel_wsgi.demo import (
     seed_demo,
 )
 
-from .conftest import SECRET
-
-PIXEL_IMG = re.compile(r'<img src="([^"]+)" width="1" height="1" alt="">')
-
-
-def pixel_src(page: TestResponse) -> str:
-    match = PIXEL_IMG.search(page.text)
-    assert match is not None, page.text
-    return html.unescape(match.group(1))
+from .conftest import SECRET, pixel_src
 
 
 @pytest.fixture

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import html
 import importlib
 import re
 import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,42 +13,28 @@ from typing import Any
 
 import pytest
 from paste.deploy import loadapp
-from webtest import TestApp, TestResponse
+from webtest import TestApp
 
 from pixel_wsgi import ConfigurationError, PayoutKind, PayoutRule, PixelMiddleware, SQLiteStorage
 from pixel_wsgi.paste import filter_app_factory
 
-from .conftest import SECRET, host_app
+from .conftest import SECRET, host_app, pixel_src
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-PIXEL_IMG = re.compile(r'<img src="([^"]+)" width="1" height="1" alt="">')
-
-
-def pixel_src(page: TestResponse) -> str:
-    match = PIXEL_IMG.search(page.text)
-    assert match is not None, page.text
-    return html.unescape(match.group(1))
 
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
+    """The file the Pyramid example's development.ini names."""
     return tmp_path / "shop.db"
 
 
-@pytest.fixture
-def store(db_path: Path) -> Iterator[SQLiteStorage]:
-    storage = SQLiteStorage(db_path)
-    storage.migrate()
-    yield storage
-    storage.close()
-
-
-def seed(store: SQLiteStorage, destination: str, payout: PayoutRule) -> int:
+def seed(storage: SQLiteStorage, destination: str, payout: PayoutRule) -> int:
     """Advertiser 1 with one campaign and one tracking link; returns the link id."""
-    advertiser = store.add_advertiser("Shop")
-    publisher = store.add_publisher("Blog")
-    campaign = store.add_campaign(advertiser.id, "Launch", payout)
-    return store.add_link(campaign.id, publisher.id, destination).id
+    advertiser = storage.add_advertiser("Shop")
+    publisher = storage.add_publisher("Blog")
+    campaign = storage.add_campaign(advertiser.id, "Launch", payout)
+    return storage.add_link(campaign.id, publisher.id, destination).id
 
 
 def example(name: str, monkeypatch: pytest.MonkeyPatch, *path: Path) -> ModuleType:
@@ -62,9 +46,9 @@ def example(name: str, monkeypatch: pytest.MonkeyPatch, *path: Path) -> ModuleTy
 # -- examples/flask_shop.py --------------------------------------------------------
 
 
-def test_flask_shop(store: SQLiteStorage, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flask_shop(storage: SQLiteStorage, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     flask_shop = example("flask_shop", monkeypatch)
-    link_id = seed(store, "/", PayoutRule(PayoutKind.FIXED, Decimal("5.00")))
+    link_id = seed(storage, "/", PayoutRule(PayoutKind.FIXED, Decimal("5.00")))
     browser = TestApp(flask_shop.create_app(f"sqlite:///{db_path}", SECRET))
 
     home = browser.get(f"/pixels/click/{link_id}").follow()
@@ -82,18 +66,18 @@ def test_flask_shop(store: SQLiteStorage, db_path: Path, monkeypatch: pytest.Mon
     assert browser.get(src).content_type == "image/gif"
     browser.get(src)  # a reload of the thank-you page
 
-    [conversion] = store.conversions()
+    [conversion] = storage.conversions()
     assert (conversion.reference_id, conversion.sale_amount) == ("order-1001", Decimal("77.00"))
     assert (conversion.payout, conversion.payout_currency) == (Decimal("5.00"), "USD")
     assert (conversion.sku_list, conversion.quantity_list) == (("pen",), (2,))
-    assert len(list(store.transactions())) == 1
+    assert len(list(storage.transactions())) == 1
 
 
 def test_flask_shop_reads_the_environment(
-    store: SQLiteStorage, db_path: Path, monkeypatch: pytest.MonkeyPatch
+    storage: SQLiteStorage, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flask_shop = example("flask_shop", monkeypatch)
-    seed(store, "/", PayoutRule(PayoutKind.PERCENT, Decimal("10")))
+    seed(storage, "/", PayoutRule(PayoutKind.PERCENT, Decimal("10")))
     monkeypatch.setenv("PIXEL_WSGI_STORAGE", f"sqlite:///{db_path}")
     monkeypatch.setenv("PIXEL_WSGI_SECRET_KEY", SECRET)
     app = flask_shop.create_app()
@@ -104,7 +88,7 @@ def test_flask_shop_reads_the_environment(
     browser.get("/pixels/click/1")
     browser.post("/checkout", {"sku": "notebook", "quantity": "3"}).follow()
     browser.get(pixel_src(browser.get("/thank-you/1001")))
-    [conversion] = store.conversions()
+    [conversion] = storage.conversions()
     assert (conversion.sale_amount, conversion.payout) == (Decimal("42.00"), Decimal("4.20"))
 
 
@@ -120,11 +104,11 @@ def ini_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return copy
 
 
-def test_pyramid_app_through_paste(store: SQLiteStorage, ini_path: Path) -> None:
-    link_id = seed(store, "/landing", PayoutRule(PayoutKind.PERCENT, Decimal("20")))
+def test_pyramid_app_through_paste(storage: SQLiteStorage, ini_path: Path) -> None:
+    link_id = seed(storage, "/landing", PayoutRule(PayoutKind.PERCENT, Decimal("20")))
     app = loadapp(f"config:{ini_path}")
     assert isinstance(app, PixelMiddleware)
-    assert app.storage.path == store.path  # type: ignore[attr-defined]
+    assert app.storage.path == storage.path  # type: ignore[attr-defined]
     browser = TestApp(app)
 
     landing = browser.get(f"/pixels/click/{link_id}").follow()
@@ -144,16 +128,16 @@ def test_pyramid_app_through_paste(store: SQLiteStorage, ini_path: Path) -> None
     browser.get(src)
     browser.get(src)
 
-    [conversion] = store.conversions()
+    [conversion] = storage.conversions()
     assert (conversion.reference_id, conversion.sale_amount) == (
         f"order-{order_id}",
         Decimal("70.00"),
     )
     assert conversion.payout == Decimal("14.00")
-    assert len(list(store.transactions())) == 1
+    assert len(list(storage.transactions())) == 1
 
 
-def test_pyramid_app_bad_requests(store: SQLiteStorage, ini_path: Path) -> None:
+def test_pyramid_app_bad_requests(storage: SQLiteStorage, ini_path: Path) -> None:
     browser = TestApp(loadapp(f"config:{ini_path}"))
     assert browser.post("/checkout", {"quantity": "0"}, status=400).status_int == 400
     assert browser.get("/thank-you/nope", status=404).status_int == 404
@@ -170,9 +154,9 @@ def test_paste_ini_without_secret_key_fails_loudly(tmp_path: Path, ini_path: Pat
 # -- examples/plain_wsgi.py ------------------------------------------------------------
 
 
-def test_plain_wsgi(store: SQLiteStorage, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plain_wsgi(storage: SQLiteStorage, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plain_wsgi = example("plain_wsgi", monkeypatch)
-    link_id = seed(store, "/landing", PayoutRule(PayoutKind.FIXED, Decimal("3.00"), "EUR"))
+    link_id = seed(storage, "/landing", PayoutRule(PayoutKind.FIXED, Decimal("3.00"), "EUR"))
     browser = TestApp(plain_wsgi.make_app(f"sqlite:///{db_path}", SECRET))
 
     landing = browser.get(f"/pixels/click/{link_id}").follow()
@@ -181,7 +165,7 @@ def test_plain_wsgi(store: SQLiteStorage, db_path: Path, monkeypatch: pytest.Mon
     assert "Thank you for order A-1002." in thanks.text
     browser.get(pixel_src(thanks))
 
-    [conversion] = store.conversions()
+    [conversion] = storage.conversions()
     assert (conversion.reference_id, conversion.sale_amount) == ("A-1002", Decimal("50.00"))
     assert (conversion.payout, conversion.payout_currency) == (Decimal("3.00"), "EUR")
     assert (conversion.sku_list, conversion.quantity_list) == (("EBOOK-9",), (2,))
@@ -191,13 +175,13 @@ def test_plain_wsgi(store: SQLiteStorage, db_path: Path, monkeypatch: pytest.Mon
 # -- the Paste filter factory ------------------------------------------------------------
 
 
-def factory(store: SQLiteStorage, **options: str) -> PixelMiddleware:
+def factory(store: SQLiteStorage, /, **options: str) -> PixelMiddleware:
     conf = {"storage": f"sqlite:///{store.path}", "secret_key": SECRET, **options}
     return filter_app_factory(host_app, {"here": str(store.path.parent)}, **conf)
 
 
-def test_filter_defaults(store: SQLiteStorage) -> None:
-    middleware = factory(store)
+def test_filter_defaults(storage: SQLiteStorage) -> None:
+    middleware = factory(storage)
     assert middleware.application is host_app
     assert (middleware.prefix, middleware.default_currency) == ("/pixels", "USD")
     assert middleware.cookies.window == timedelta(days=30)
@@ -205,9 +189,9 @@ def test_filter_defaults(store: SQLiteStorage) -> None:
     assert middleware.tracking_link.allowed_redirect_hosts == frozenset()
 
 
-def test_filter_options(store: SQLiteStorage) -> None:
+def test_filter_options(storage: SQLiteStorage) -> None:
     middleware = factory(
-        store,
+        storage,
         prefix="/track",
         legacy_prefix="/old/web_sale",
         default_currency="EUR",
@@ -225,20 +209,20 @@ def test_filter_options(store: SQLiteStorage) -> None:
     )
 
 
-def test_filter_key_rotation(store: SQLiteStorage) -> None:
-    link_id = seed(store, "/landing", PayoutRule(PayoutKind.FIXED, Decimal("1.00")))
+def test_filter_key_rotation(storage: SQLiteStorage) -> None:
+    link_id = seed(storage, "/landing", PayoutRule(PayoutKind.FIXED, Decimal("1.00")))
     old_key = "the-previous-secret-key-0123456789"
-    before = TestApp(factory(store, secret_key=old_key))
+    before = TestApp(factory(storage, secret_key=old_key))
     before.get(f"/pixels/click/{link_id}")
-    rotated = factory(store, old_secret_keys=f"retired-key-abcdefghijkl {old_key}")
+    rotated = factory(storage, old_secret_keys=f"retired-key-abcdefghijkl {old_key}")
     after = TestApp(rotated, cookiejar=before.cookiejar)
     after.get("/pixels/conversion/1.gif?reference_id=r1")
-    assert [c.reference_id for c in store.conversions()] == ["r1"]
+    assert [c.reference_id for c in storage.conversions()] == ["r1"]
     # Without the old key the same cookie no longer verifies.
-    TestApp(factory(store), cookiejar=before.cookiejar).get(
+    TestApp(factory(storage), cookiejar=before.cookiejar).get(
         "/pixels/conversion/1.gif?reference_id=r2"
     )
-    assert [c.reference_id for c in store.conversions()] == ["r1"]
+    assert [c.reference_id for c in storage.conversions()] == ["r1"]
 
 
 @pytest.mark.parametrize(
@@ -274,8 +258,8 @@ def test_filter_key_rotation(store: SQLiteStorage) -> None:
     ],
 )
 def test_filter_refuses_bad_options(
-    store: SQLiteStorage, options: dict[str, Any], message: str
+    storage: SQLiteStorage, options: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ConfigurationError) as info:
-        factory(store, **options)
+        factory(storage, **options)
     assert message in str(info.value)
