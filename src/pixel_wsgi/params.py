@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from decimal import Decimal
+from typing import cast
 from urllib.parse import quote, unquote
 
 from werkzeug.datastructures import MultiDict
@@ -146,6 +148,15 @@ def _check_text(value: str, field: str, max_length: int) -> None:
         )
     if _CONTROL_RE.search(value) is not None:
         raise ParamError(Reason.INVALID_TEXT, f"{field} contains a control character", field=field)
+
+
+def _lists(args: MultiDict[str, str]) -> Iterable[tuple[str, list[str]]]:
+    """``args.lists()`` without its copy of every list (a third of the cost).
+
+    A MultiDict is a dict of lists underneath (its typing says otherwise); the
+    parsers only read them.
+    """
+    return dict.items(cast("dict[str, list[str]]", args))
 
 
 def _single(key: str, values: list[str]) -> str:
@@ -439,7 +450,7 @@ def parse_sale_params(
     personal: dict[str, str] = {}
     given: set[str] = set()
 
-    for key, values in args.lists():
+    for key, values in _lists(args):
         if not values:
             continue
         if key == "sale_amount":
@@ -550,7 +561,7 @@ def parse_legacy_params(
     personal: dict[str, str] = {}
     given: set[str] = set()
 
-    for key, values in args.lists():
+    for key, values in _lists(args):
         if not values:
             continue
         if key == "amount":
