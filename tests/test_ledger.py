@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
 from pixel_wsgi import PayoutKind, PayoutRule, SaleReport, compute_payout
+from pixel_wsgi.clock import iso_utc
 from pixel_wsgi.ledger import reload_fingerprint
 
 PERCENT_10 = PayoutRule(PayoutKind.PERCENT, Decimal("10"))
@@ -66,3 +68,27 @@ def test_fingerprint_tells_values_apart() -> None:
         ),
     ]
     assert len({reload_fingerprint(r) for r in [base, *others]}) == 6
+
+
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        pytest.param(
+            datetime(2026, 11, 25, 12, 0, 0, 7, tzinfo=timezone.utc),
+            "2026-11-25T12:00:00.000007Z",
+            id="microseconds",
+        ),
+        pytest.param(
+            datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc),
+            "2026-11-25T12:00:00.000000Z",
+            id="zero-microseconds-keep-the-width",
+        ),
+        pytest.param(
+            datetime(2026, 11, 25, 1, 30, tzinfo=timezone(timedelta(hours=2))),
+            "2026-11-24T23:30:00.000000Z",
+            id="converted-to-utc",
+        ),
+    ],
+)
+def test_timestamps_are_fixed_width_utc(moment: datetime, text: str) -> None:
+    assert iso_utc(moment) == text

@@ -246,7 +246,7 @@ class Ledger:
             campaign_id=attribution.campaign_id,
             publisher_id=attribution.publisher_id,
             visit_id=attribution.visit_id,
-            source=source.value,
+            source=source._value_,  # the documented raw value, without .value's descriptor
             reference_id=report.reference_id,
             corrects_transaction_id=None,
             original_transaction_id=None,
