@@ -153,8 +153,8 @@ def _check_text(value: str, field: str, max_length: int) -> None:
 def _lists(args: MultiDict[str, str]) -> Iterable[tuple[str, list[str]]]:
     """``args.lists()`` without its copy of every list (a third of the cost).
 
-    A MultiDict is a dict of lists underneath (its typing says otherwise); the
-    parsers only read them.
+    A MultiDict is a dict of lists underneath (its typing says otherwise), the
+    representation Werkzeug itself relies on; the parsers only read the lists.
     """
     return dict.items(cast("dict[str, list[str]]", args))
 
@@ -204,7 +204,7 @@ def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> MultiDict
             Reason.TOO_MANY_PARAMETERS,
             f"the query has more than {limits.max_parameters} parameters",
         )
-    pairs: list[tuple[str, str]] = []
+    lists: dict[str, list[str]] = {}
     for piece in pieces:
         if not piece:
             continue
@@ -214,8 +214,15 @@ def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> MultiDict
             name = _unquote_name(name)
         if "%" in value or "+" in value:
             value = _unquote_plus(value)
-        pairs.append((name, value))
-    return MultiDict(pairs)
+        if name in lists:
+            lists[name].append(value)
+        else:
+            lists[name] = [value]
+    # The dict of lists *is* a MultiDict's content (see _lists); filling it directly
+    # skips the per-pair Python loop of MultiDict(pairs).
+    args: MultiDict[str, str] = MultiDict()
+    dict.update(args, lists)
+    return args
 
 
 def _unquote_plus(text: str) -> str:
