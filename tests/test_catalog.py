@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from pixel_wsgi import PayoutKind, PayoutRule, SQLiteStorage
-from pixel_wsgi.attribution import VisitClaim
 from pixel_wsgi.catalog import Catalog
 
 from .conftest import World
@@ -21,15 +20,14 @@ class Ticker:
 
 def test_attribution_comes_from_the_link_and_campaign(world: World) -> None:
     catalog = Catalog(world.storage)
-    attribution = catalog.attribution(VisitClaim(7, world.fixed_link_id))
+    attribution = catalog.attribution(world.fixed_link_id)
     assert attribution is not None
-    assert (attribution.visit_id, attribution.campaign_id, attribution.advertiser_id) == (
-        7,
+    assert (attribution.campaign_id, attribution.advertiser_id) == (
         world.fixed_campaign_id,
         world.advertiser_id,
     )
     assert attribution.payout.value == Decimal("4.50")
-    assert catalog.attribution(VisitClaim(7, 999)) is None
+    assert catalog.attribution(999) is None
 
 
 def test_entries_are_reread_after_the_ttl(world: World, monkeypatch: object) -> None:
@@ -81,8 +79,8 @@ def test_attribution_terms_are_reread_after_the_ttl(world: World) -> None:
 
     world.storage.campaign = counting_campaign  # type: ignore[method-assign,assignment]
     for _ in range(3):
-        catalog.attribution(VisitClaim(1, world.fixed_link_id))
+        catalog.attribution(world.fixed_link_id)
     assert reads == [world.fixed_campaign_id]
     ticker.now += 61
-    catalog.attribution(VisitClaim(2, world.fixed_link_id))
+    catalog.attribution(world.fixed_link_id)
     assert reads == [world.fixed_campaign_id] * 2

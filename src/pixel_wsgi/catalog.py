@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .attribution import VisitClaim
-from .models import Attribution, Link, PayoutRule
+from .models import Attribution, Link
 from .storage.base import Storage
 
 DEFAULT_TTL = 60.0
@@ -43,8 +42,7 @@ class Catalog:
         self.max_entries = max_entries
         self._monotonic = monotonic
         self._links: dict[int, tuple[float, Link]] = {}
-        # Per link: what a conversion through it is credited and paid, in one look-up.
-        self._terms: dict[int, tuple[float, Link, PayoutRule]] = {}
+        self._attributions: dict[int, tuple[float, Attribution]] = {}
 
     def link(self, link_id: int) -> Link | None:
         """The tracking link with this id, or None."""
@@ -57,25 +55,24 @@ class Catalog:
             self._remember(self._links, link_id, (now + self.ttl, link))
         return link
 
-    def attribution(self, claim: VisitClaim) -> Attribution | None:
-        """Who gets the credit for a verified cookie's visit, or None for an unknown link."""
+    def attribution(self, link_id: int) -> Attribution | None:
+        """Who is credited for, and how is paid, a conversion through a link; None if unknown."""
         now = self._monotonic()
-        cached = self._terms.get(claim.link_id)
-        if cached is None or cached[0] <= now:
-            link = self.storage.link(claim.link_id)
-            campaign = None if link is None else self.storage.campaign(link.campaign_id)
-            if link is None or campaign is None:
-                return None
-            cached = (now + self.ttl, link, campaign.payout)
-            self._remember(self._terms, claim.link_id, cached)
-        _, link, payout = cached
-        return Attribution(
-            visit_id=claim.visit_id,
+        cached = self._attributions.get(link_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        link = self.storage.link(link_id)
+        campaign = None if link is None else self.storage.campaign(link.campaign_id)
+        if link is None or campaign is None:
+            return None
+        attribution = Attribution(
             advertiser_id=link.advertiser_id,
             campaign_id=link.campaign_id,
             publisher_id=link.publisher_id,
-            payout=payout,
+            payout=campaign.payout,
         )
+        self._remember(self._attributions, link_id, (now + self.ttl, attribution))
+        return attribution
 
     def _remember(self, cache: dict[int, T], key: int, entry: T) -> None:
         if len(cache) >= self.max_entries:

@@ -184,9 +184,11 @@ class Ledger:
         if visit is not None and report.reference_id and report.parent_reference_id is None:
             # The common case, a new conversion with its reference_id: the unique key
             # settles reloads and races, so one atomic append is enough.
-            attribution = self.catalog.attribution(visit)
+            attribution = self.catalog.attribution(visit.link_id)
             if attribution is not None and attribution.advertiser_id == advertiser_id:
-                draft = self._new_draft(attribution, report, source, "", self.clock())
+                draft = self._new_draft(
+                    attribution, visit.visit_id, report, source, "", self.clock()
+                )
                 try:
                     transaction_id = self.storage.append_transaction(draft)
                 except NotFoundError:
@@ -227,12 +229,15 @@ class Ledger:
                     f"the visit belongs to a campaign of advertiser {attribution.advertiser_id}",
                 )
             if report.parent_reference_id is not None:
-                return self._correct_from_visit(writer, attribution, report, source, reject)
-            return self._record_new(writer, attribution, report, source, reject)
+                return self._correct_from_visit(
+                    writer, attribution, visit_id, report, source, reject
+                )
+            return self._record_new(writer, attribution, visit_id, report, source, reject)
 
     def _new_draft(
         self,
         attribution: Attribution,
+        visit_id: int | None,
         report: SaleReport,
         source: Source,
         fingerprint: str,
@@ -245,7 +250,7 @@ class Ledger:
             advertiser_id=attribution.advertiser_id,
             campaign_id=attribution.campaign_id,
             publisher_id=attribution.publisher_id,
-            visit_id=attribution.visit_id,
+            visit_id=visit_id,
             source=source._value_,  # the documented raw value, without .value's descriptor
             reference_id=report.reference_id,
             corrects_transaction_id=None,
@@ -268,6 +273,7 @@ class Ledger:
         self,
         writer: LedgerWriter,
         attribution: Attribution,
+        visit_id: int,
         report: SaleReport,
         source: Source,
         reject: Callable[[Reason, str], Outcome],
@@ -275,18 +281,16 @@ class Ledger:
         now = self.clock()
         fingerprint = ""
         # Without a reference id, only the visit can tell a reload from a new sale.
-        if report.reference_id is None and attribution.visit_id is not None:
+        if report.reference_id is None:
             fingerprint = reload_fingerprint(report)
             since = iso_utc(now - self.reload_window)
-            if writer.has_recent_duplicate(
-                attribution.advertiser_id, attribution.visit_id, fingerprint, since
-            ):
+            if writer.has_recent_duplicate(attribution.advertiser_id, visit_id, fingerprint, since):
                 return reject(
                     Reason.DUPLICATE_RELOAD,
                     "the same visit reported the same values within the reload window",
                 )
         transaction_id = writer.insert_transaction(
-            self._new_draft(attribution, report, source, fingerprint, now)
+            self._new_draft(attribution, visit_id, report, source, fingerprint, now)
         )
         if transaction_id is None:
             return reject(Reason.DUPLICATE_REFERENCE_ID, _DUPLICATE_REFERENCE_DETAIL)
@@ -296,6 +300,7 @@ class Ledger:
         self,
         writer: LedgerWriter,
         attribution: Attribution,
+        visit_id: int,
         report: SaleReport,
         source: Source,
         reject: Callable[[Reason, str], Outcome],
@@ -306,7 +311,7 @@ class Ledger:
             return reject(
                 Reason.UNKNOWN_PARENT_REFERENCE, "no conversion has this parent_reference_id"
             )
-        if original.visit_id != attribution.visit_id:
+        if original.visit_id != visit_id:
             return reject(
                 Reason.PARENT_FROM_OTHER_VISIT,
                 "only the visit that made a conversion may update it from the pixel",
@@ -346,7 +351,6 @@ class Ledger:
         # The correction is credited exactly like the conversion it corrects, and
         # paid by the campaign's current rule.
         attribution = Attribution(
-            visit_id=original.visit_id,
             advertiser_id=original.advertiser_id,
             campaign_id=original.campaign_id,
             publisher_id=original.publisher_id,
@@ -363,7 +367,7 @@ class Ledger:
             custom_data=custom_data,
             personal_data=report.personal_data,
         )
-        draft = self._new_draft(attribution, corrected, source, "", self.clock())
+        draft = self._new_draft(attribution, original.visit_id, corrected, source, "", self.clock())
         draft.corrects_transaction_id = current.transaction_id
         draft.original_transaction_id = original.transaction_id
         transaction_id = writer.insert_transaction(draft)

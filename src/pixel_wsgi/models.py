@@ -108,13 +108,12 @@ class Link:
 
 
 class Attribution(NamedTuple):
-    """Who gets credit for a conversion: the visit a tracking link recorded.
+    """Who is credited for a conversion through a tracking link, and how it is paid.
 
-    ``visit_id`` is None only for a conversion reported without a visit. (A named
-    tuple: built on every pixel hit, at a third of a frozen dataclass's cost.)
+    The same for every visit through the link, so it is cached per link. (A named
+    tuple: cheaper to build than a frozen dataclass.)
     """
 
-    visit_id: int | None
     advertiser_id: int
     campaign_id: int
     publisher_id: int

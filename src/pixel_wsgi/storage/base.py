@@ -37,7 +37,7 @@ class LedgerWriter(abc.ABC):
 
     @abc.abstractmethod
     def attribution(self, visit_id: int) -> Attribution | None:
-        """The visit's campaign, publisher, advertiser and payout rule, or None."""
+        """The attribution of the visit's tracking link, or None for an unknown visit."""
 
     @abc.abstractmethod
     def advertiser_exists(self, advertiser_id: int) -> bool:

@@ -72,7 +72,7 @@ ON CONFLICT (advertiser_id, reference_id)
 """
 
 _ATTRIBUTION = """
-SELECT v.id, c.advertiser_id, l.campaign_id, l.publisher_id,
+SELECT c.advertiser_id, l.campaign_id, l.publisher_id,
        c.payout_kind, c.payout_value, c.payout_currency, c.reason_codes
 FROM visits v
 JOIN links l ON l.id = v.link_id
@@ -196,11 +196,10 @@ class SQLiteLedgerWriter(LedgerWriter):
         if row is None:
             return None
         return Attribution(
-            visit_id=row[0],
-            advertiser_id=row[1],
-            campaign_id=row[2],
-            publisher_id=row[3],
-            payout=_payout_rule(row[4], row[5], row[6], row[7]),
+            advertiser_id=row[0],
+            campaign_id=row[1],
+            publisher_id=row[2],
+            payout=_payout_rule(row[3], row[4], row[5], row[6]),
         )
 
     def advertiser_exists(self, advertiser_id: int) -> bool:
