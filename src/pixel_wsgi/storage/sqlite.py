@@ -8,8 +8,10 @@ Why these settings:
   the application process; only an OS crash or a power loss can drop the newest
   commits, and the database stays consistent either way.
   Pass ``synchronous="FULL"`` to survive power loss at about 9x the commit cost.
-- ``BEGIN IMMEDIATE`` for every write: the write lock is taken up front, so two
-  writers queue on the busy timeout instead of failing on lock upgrade.
+- ``BEGIN IMMEDIATE`` for every write of more than one statement: the write
+  lock is taken up front, so two writers queue on the busy timeout instead of
+  failing on lock upgrade. A new conversion without personal data is a single
+  autocommit ``INSERT``, which takes the write lock at once and so needs none.
 - A busy timeout (5 s) well under a WSGI worker's timeout (gunicorn: 30 s).
 - One connection per process *and* thread, opened lazily: a connection never
   crosses a ``fork()`` (gunicorn ``--preload``) or a thread.
