@@ -33,11 +33,6 @@ _COOKIE_SEPARATORS = "; \t"
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
-def _is_id(text: bytes) -> bool:
-    """A positive id as we write it: ASCII digits, no leading zero, at most 18."""
-    return 0 < len(text) <= 18 and text.isdigit() and text[0] != ord("0")
-
-
 class AttributionRejected(Exception):
     """The cookie was present but cannot attribute; ``reason`` says why."""
 
@@ -152,10 +147,16 @@ class AttributionCookies:
             raise AttributionRejected(Reason.INVALID_COOKIE) from None
         if not 0 <= self._signer.get_timestamp() - timestamp <= self.max_age:
             raise AttributionRejected(Reason.EXPIRED_COOKIE)
-        visit_id, dash, link_id = payload.partition(b"-")
-        if not (dash and _is_id(visit_id) and _is_id(link_id)):
+        # The signature held, so the payload is one we wrote; these checks only
+        # refuse a payload of another shape (another version, another signer).
+        visit_text, _, link_text = payload.partition(b"-")
+        try:
+            claim = VisitClaim(int(visit_text), int(link_text))
+        except ValueError:
+            raise AttributionRejected(Reason.INVALID_COOKIE) from None
+        if claim.visit_id < 1 or claim.link_id < 1:
             raise AttributionRejected(Reason.INVALID_COOKIE)
-        return VisitClaim(int(visit_id), int(link_id))
+        return claim
 
     def set_cookie_header(
         self, advertiser_id: int, visit_id: int, link_id: int, *, secure: bool
