@@ -44,7 +44,7 @@ RAW_QUERIES = st.one_of(
 
 
 @given(RAW_QUERIES)
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 def test_parsing_raises_nothing_but_param_error(query: str) -> None:
     try:
         args = parse_query(query)
@@ -58,7 +58,7 @@ def test_parsing_raises_nothing_but_param_error(query: str) -> None:
 
 
 @given(st.lists(st.tuples(KEYS, st.text(max_size=30)), max_size=10))
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 def test_structured_parameters_raise_nothing_but_param_error(
     pairs: list[tuple[str, str]],
 ) -> None:
@@ -84,7 +84,9 @@ def _call(middleware: PixelMiddleware, environ: dict[str, Any]) -> tuple[str, by
     query=RAW_QUERIES,
     cookie=st.one_of(st.none(), st.binary(max_size=120).map(lambda b: b.decode("latin-1"))),
 )
-@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_the_pixel_always_answers_the_gif_and_records_every_report(
     middleware: PixelMiddleware, world: World, advertiser: str, query: str, cookie: str | None
 ) -> None:
