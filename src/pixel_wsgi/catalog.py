@@ -46,35 +46,34 @@ class Catalog:
 
     def link(self, link_id: int) -> Link | None:
         """The tracking link with this id, or None."""
-        now = self._monotonic()
-        cached = self._links.get(link_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        link = self.storage.link(link_id)
-        if link is not None:  # unknown ids are not cached: another process may add them
-            self._remember(self._links, link_id, (now + self.ttl, link))
-        return link
+        return self._cached(self._links, link_id, self.storage.link)
 
     def attribution(self, link_id: int) -> Attribution | None:
         """Who is credited for, and how is paid, a conversion through a link; None if unknown."""
-        now = self._monotonic()
-        cached = self._attributions.get(link_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        link = self.storage.link(link_id)
+        return self._cached(self._attributions, link_id, self._load_attribution)
+
+    def _load_attribution(self, link_id: int) -> Attribution | None:
+        link = self.link(link_id)
         campaign = None if link is None else self.storage.campaign(link.campaign_id)
         if link is None or campaign is None:
             return None
-        attribution = Attribution(
+        return Attribution(
             advertiser_id=link.advertiser_id,
             campaign_id=link.campaign_id,
             publisher_id=link.publisher_id,
             payout=campaign.payout,
         )
-        self._remember(self._attributions, link_id, (now + self.ttl, attribution))
-        return attribution
 
-    def _remember(self, cache: dict[int, T], key: int, entry: T) -> None:
-        if len(cache) >= self.max_entries:
-            cache.clear()
-        cache[key] = entry
+    def _cached(
+        self, cache: dict[int, tuple[float, T]], key: int, load: Callable[[int], T | None]
+    ) -> T | None:
+        now = self._monotonic()
+        entry = cache.get(key)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        value = load(key)
+        if value is not None:  # unknown ids are not cached: another process may add them
+            if len(cache) >= self.max_entries:
+                cache.clear()
+            cache[key] = (now + self.ttl, value)
+        return value
