@@ -63,8 +63,9 @@ class TrackingLink:
         self, environ: WSGIEnvironment, start_response: StartResponse, link_text: str
     ) -> Iterable[bytes]:
         head = environ["REQUEST_METHOD"] == "HEAD"
+        prefetch = is_prefetch(environ)
         # HEAD requests and prefetches look, but never count.
-        counts = not head and not is_prefetch(environ)
+        counts = not head and not prefetch
         link_id = parse_id(link_text)
         link = None if link_id is None else self.ledger.catalog.link(link_id)
         if link is None:
@@ -81,7 +82,7 @@ class TrackingLink:
                 Reason.LINK_DESTINATION_NOT_ALLOWED,
                 detail,
             )
-        if not head and not counts:
+        if prefetch:
             # A non-2xx answer makes the browser drop the prefetch and make the
             # real navigation later, which is the click we want to count.
             return text_response(
