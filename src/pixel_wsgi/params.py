@@ -502,7 +502,7 @@ def parse_sale_params(
             quantity_key = key
             quantities = _parse_quantities(key, values, limits)
             given.add("quantity_list")
-        elif key in PERSONAL_FIELDS or _is_personal_key(key):
+        elif _is_personal_key(key):
             # A near-miss of a personal field's name (Email_Address) is still personal
             # data: keep it apart from the conversion, where it stays erasable.
             _add_personal(key, values, personal, limits)
@@ -583,7 +583,7 @@ def parse_legacy_params(
             external_data = _parse_optional_text(key, values, limits.max_external_data_length)
             if external_data is not None:
                 given.add("external_data")
-        elif key in PERSONAL_FIELDS or _is_personal_key(key):
+        elif _is_personal_key(key):
             # A near-miss of a personal field's name (Email_Address) is still personal
             # data: keep it apart from the conversion, where it stays erasable.
             _add_personal(key, values, personal, limits)
