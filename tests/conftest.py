@@ -37,6 +37,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped in CI, where nothing may skip: {reason}"
 
 
+def host_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The advertiser's own site: echoes the path so pass-through is visible."""
+    body = f"host page {environ['PATH_INFO']}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 class FakeClock:
     """A controllable UTC clock for the ledger's time windows."""
 

@@ -438,6 +438,7 @@ def test_a_conversion_shows_in_transactions_and_conversions(run: Run, browser: T
     )
     expected = {
         "transaction_id": 1,
+        "transaction_type": "conversion",
         "advertiser_id": 1,
         "campaign_id": 1,
         "publisher_id": 1,
@@ -455,6 +456,7 @@ def test_a_conversion_shows_in_transactions_and_conversions(run: Run, browser: T
         "custom_data": {},
         "payout": "8.00",
         "payout_currency": "USD",
+        "reversal_reason": None,
     }
     assert [created_at(row) for row in as_json(run("transactions", "--json"))] == [expected]
     assert [created_at(row) for row in as_json(run("conversions", "--json"))] == [expected]

@@ -143,7 +143,7 @@ def test_concurrent_migrations_from_processes(tmp_path: Path) -> None:
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
     conn = sqlite3.connect(db)
     applied = conn.execute("SELECT name FROM _sqlite_migrations").fetchall()
-    assert applied == [("0001_initial",)]
+    assert applied == [("0001_initial",), ("0002_server_side_reporting",)]
 
 
 def test_a_locked_database_is_a_storage_error(make_storage: MakeStorage) -> None:

@@ -39,6 +39,14 @@ class Reason(str, enum.Enum):
     UNCHANGED_CORRECTION = "unchanged_correction"
     UNKNOWN_PARENT_REFERENCE = "unknown_parent_reference"
     PARENT_FROM_OTHER_VISIT = "parent_from_other_visit"
+    # Server-side reports (the Conversion Reporting API, CSV upload, in-process calls)
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    UNKNOWN_CAMPAIGN = "unknown_campaign"
+    UNKNOWN_PUBLISHER = "unknown_publisher"
+    PUBLISHER_NOT_APPROVED = "publisher_not_approved"
+    ATTRIBUTION_CONFLICT = "attribution_conflict"
+    IMMUTABLE_TRANSACTION = "immutable_transaction"
     # Clicks
     UNKNOWN_LINK = "unknown_link"
     LINK_DESTINATION_NOT_ALLOWED = "link_destination_not_allowed"
@@ -49,6 +57,18 @@ class Source(str, enum.Enum):
 
     PIXEL = "pixel"
     LEGACY_PIXEL = "legacy_pixel"
+    API = "api"
+    CSV_UPLOAD = "csv_upload"
+    IN_PROCESS = "in_process"
+
+
+class TransactionType(str, enum.Enum):
+    """What a ledger row is: a conversion's first row, or a later row of its chain."""
+
+    CONVERSION = "conversion"
+    CORRECTION = "correction"
+    #: a correction that voids the conversion (payout 0.00), with a reason
+    REVERSAL = "reversal"
 
 
 class PayoutKind(str, enum.Enum):
@@ -162,11 +182,21 @@ class Transaction:
     payout: Decimal
     payout_currency: str
     created_at: str
+    reversal_reason: str | None = None
+
+    @property
+    def transaction_type(self) -> TransactionType:
+        if self.reversal_reason is not None:
+            return TransactionType.REVERSAL
+        if self.corrects_transaction_id is not None:
+            return TransactionType.CORRECTION
+        return TransactionType.CONVERSION
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; money is a string, never a float."""
         return {
             "transaction_id": self.transaction_id,
+            "transaction_type": self.transaction_type.value,
             "advertiser_id": self.advertiser_id,
             "campaign_id": self.campaign_id,
             "publisher_id": self.publisher_id,
@@ -184,6 +214,7 @@ class Transaction:
             "custom_data": dict(self.custom_data),
             "payout": str(self.payout),
             "payout_currency": self.payout_currency,
+            "reversal_reason": self.reversal_reason,
             "created_at": self.created_at,
         }
 
@@ -245,6 +276,7 @@ class TransactionDraft:
     fingerprint: str
     created_at: str
     personal_data: dict[str, str] = field(default_factory=dict)
+    reversal_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -256,4 +288,45 @@ class RejectionDraft:
     visit_id: int | None
     reference_id: str | None
     params: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCredential:
+    """A secret an advertiser's servers use on the Conversion Reporting and Transactions APIs.
+
+    Only a SHA-256 digest of the secret is stored; the secret itself is shown once.
+    """
+
+    id: int
+    advertiser_id: int
+    label: str
+    secret_hash: str
+    created_at: str
+    revoked_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "advertiser_id": self.advertiser_id,
+            "username": str(self.advertiser_id),
+            "label": self.label,
+            "created_at": self.created_at,
+            "revoked_at": self.revoked_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """The answer given to a request with an ``Idempotency-Key``, to give again on a retry."""
+
+    advertiser_id: int
+    key: str
+    request_hash: str
+    status: int
+    body: str
     created_at: str

@@ -20,8 +20,10 @@ from urllib.parse import urlsplit
 from ..errors import ConfigurationError
 from ..models import (
     Advertiser,
+    ApiCredential,
     Attribution,
     Campaign,
+    IdempotencyRecord,
     Link,
     PayoutRule,
     Publisher,
@@ -29,6 +31,7 @@ from ..models import (
     RejectionDraft,
     Transaction,
     TransactionDraft,
+    TransactionType,
 )
 
 
@@ -46,6 +49,22 @@ class LedgerWriter(abc.ABC):
     @abc.abstractmethod
     def campaign_payout(self, campaign_id: int) -> PayoutRule:
         """The current payout rule of a campaign."""
+
+    @abc.abstractmethod
+    def campaign(self, campaign_id: int) -> Campaign | None:
+        """A campaign, or None when there is none with this id."""
+
+    @abc.abstractmethod
+    def publisher_approved(self, campaign_id: int, publisher_id: int) -> bool:
+        """Whether the publisher promotes the campaign: it has a tracking link for it."""
+
+    @abc.abstractmethod
+    def claim_event(self, event_id: str, claimed_at: str) -> bool:
+        """Mark a spooled event as applied; False when it was applied before.
+
+        Called inside the same write as the event's rows, so an event is applied
+        exactly once however often a replay runs or crashes.
+        """
 
     @abc.abstractmethod
     def find_original(self, advertiser_id: int, reference_id: str) -> Transaction | None:
@@ -180,8 +199,21 @@ class Storage(abc.ABC):
         advertiser_id: int | None = None,
         after_transaction_id: int | None = None,
         limit: int | None = None,
+        transaction_id: int | None = None,
+        reference_id: str | None = None,
+        transaction_type: TransactionType | None = None,
+        created_from: str | None = None,
+        created_before: str | None = None,
     ) -> Iterator[Transaction]:
-        """Ledger rows in ``transaction_id`` order, corrections included."""
+        """Ledger rows in ``transaction_id`` order, corrections included.
+
+        Every filter given must hold. ``reference_id`` matches every row of the
+        conversion's chain; ``created_from`` (inclusive) and ``created_before``
+        (exclusive) compare with ``created_at`` as stored (ISO UTC text).
+
+        Ids are handed out in commit order, so a keyset cursor
+        (``after_transaction_id``) never skips or repeats a row while writes go on.
+        """
 
     @abc.abstractmethod
     def conversions(self, *, advertiser_id: int | None = None) -> Iterator[Transaction]:
@@ -192,6 +224,42 @@ class Storage(abc.ABC):
         self, *, advertiser_id: int | None = None, limit: int | None = None
     ) -> Iterator[Rejection]:
         """The rejection log, newest first."""
+
+    # -- API credentials and idempotency keys ------------------------------------
+
+    @abc.abstractmethod
+    def add_credential(self, advertiser_id: int, label: str, secret_hash: str) -> ApiCredential:
+        """Store a new credential (its secret's digest only).
+
+        :raises NotFoundError: when the advertiser does not exist.
+        """
+
+    @abc.abstractmethod
+    def credential(self, credential_id: int) -> ApiCredential | None: ...
+
+    @abc.abstractmethod
+    def credentials(self, *, advertiser_id: int | None = None) -> list[ApiCredential]:
+        """Credentials in id order, revoked ones included."""
+
+    @abc.abstractmethod
+    def revoke_credential(self, credential_id: int) -> bool:
+        """Revoke a credential now; False when it does not exist or was revoked already."""
+
+    @abc.abstractmethod
+    def idempotency_record(
+        self, advertiser_id: int, key: str, *, since: str
+    ) -> IdempotencyRecord | None:
+        """The answer stored for this key, unless it is older than ``since``."""
+
+    @abc.abstractmethod
+    def save_idempotency_record(
+        self, record: IdempotencyRecord, *, expired_before: str
+    ) -> IdempotencyRecord:
+        """Store an answer; when the key is taken (a race), return the stored one.
+
+        Records created before ``expired_before`` are deleted first, so an
+        expired key can be used again.
+        """
 
     @abc.abstractmethod
     def personal_data(self, transaction_id: int) -> dict[str, str]:

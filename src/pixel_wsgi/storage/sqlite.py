@@ -38,8 +38,10 @@ from ..clock import iso_utc, utc_now
 from ..errors import ConfigurationError, NotFoundError, StorageError
 from ..models import (
     Advertiser,
+    ApiCredential,
     Attribution,
     Campaign,
+    IdempotencyRecord,
     Link,
     PayoutKind,
     PayoutRule,
@@ -48,6 +50,7 @@ from ..models import (
     RejectionDraft,
     Transaction,
     TransactionDraft,
+    TransactionType,
 )
 from .base import LedgerWriter, Storage
 from .sqlite_migrations import migrations
@@ -58,7 +61,7 @@ _TRANSACTION_COLUMNS = (
     "id, advertiser_id, campaign_id, publisher_id, visit_id, source, reference_id, "
     "corrects_transaction_id, COALESCE(original_transaction_id, id), sale_amount, "
     "sale_currency, reason_code, sku_list, quantity_list, external_data, custom_data, "
-    "payout, payout_currency, created_at"
+    "payout, payout_currency, created_at, reversal_reason"
 )
 
 _INSERT_TRANSACTION = """
@@ -66,8 +69,8 @@ INSERT INTO transactions (
     advertiser_id, campaign_id, publisher_id, visit_id, source, reference_id,
     corrects_transaction_id, original_transaction_id, sale_amount, sale_currency,
     reason_code, sku_list, quantity_list, external_data, custom_data, payout,
-    payout_currency, fingerprint, created_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    payout_currency, fingerprint, created_at, reversal_reason
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (advertiser_id, reference_id)
     WHERE corrects_transaction_id IS NULL AND reference_id IS NOT NULL
     DO NOTHING
@@ -132,7 +135,29 @@ def _transaction(row: tuple[Any, ...]) -> Transaction:
         payout=Decimal(row[16]),
         payout_currency=row[17],
         created_at=row[18],
+        reversal_reason=row[19],
     )
+
+
+_SELECT_CAMPAIGNS = (
+    "SELECT id, advertiser_id, name, payout_kind, payout_value, payout_currency,"
+    " reason_codes, created_at FROM campaigns"
+)
+
+
+def _campaign(row: tuple[Any, ...]) -> Campaign:
+    return Campaign(row[0], row[1], row[2], _payout_rule(*row[3:7]), row[7])
+
+
+# Which rows a TransactionType names, as a condition on the transactions table.
+_TYPE_CONDITIONS = {
+    TransactionType.CONVERSION: "corrects_transaction_id IS NULL",
+    TransactionType.CORRECTION: "corrects_transaction_id IS NOT NULL AND reversal_reason IS NULL",
+    TransactionType.REVERSAL: "reversal_reason IS NOT NULL",
+}
+
+_CREDENTIAL_COLUMNS = "id, advertiser_id, label, secret_hash, created_at, revoked_at"
+_IDEMPOTENCY_COLUMNS = "advertiser_id, key, request_hash, status, body, created_at"
 
 
 def _insert_transaction(conn: sqlite3.Connection, draft: TransactionDraft) -> int | None:
@@ -158,6 +183,7 @@ def _insert_transaction(conn: sqlite3.Connection, draft: TransactionDraft) -> in
             draft.payout_currency,
             draft.fingerprint,
             draft.created_at,
+            draft.reversal_reason,
         ),
     )
     if cursor.rowcount != 1:
@@ -217,6 +243,22 @@ class SQLiteLedgerWriter(LedgerWriter):
         if row is None:
             raise NotFoundError(f"campaign {campaign_id} does not exist")
         return _payout_rule(*row)
+
+    def campaign(self, campaign_id: int) -> Campaign | None:
+        row = self._conn.execute(f"{_SELECT_CAMPAIGNS} WHERE id = ?", (campaign_id,)).fetchone()
+        return None if row is None else _campaign(row)
+
+    def publisher_approved(self, campaign_id: int, publisher_id: int) -> bool:
+        sql = "SELECT 1 FROM links WHERE campaign_id = ? AND publisher_id = ? LIMIT 1"
+        return self._conn.execute(sql, (campaign_id, publisher_id)).fetchone() is not None
+
+    def claim_event(self, event_id: str, claimed_at: str) -> bool:
+        cursor = self._conn.execute(
+            "INSERT INTO applied_events (event_id, applied_at) VALUES (?, ?)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            (event_id, claimed_at),
+        )
+        return cursor.rowcount == 1
 
     def find_original(self, advertiser_id: int, reference_id: str) -> Transaction | None:
         row = self._conn.execute(
@@ -491,12 +533,8 @@ class SQLiteStorage(Storage):
         return self._campaigns("WHERE advertiser_id = ?", (advertiser_id,))
 
     def _campaigns(self, where: str, params: tuple[Any, ...]) -> list[Campaign]:
-        rows = self._read(
-            "SELECT id, advertiser_id, name, payout_kind, payout_value, payout_currency,"
-            f" reason_codes, created_at FROM campaigns {where} ORDER BY id",
-            params,
-        )
-        return [Campaign(row[0], row[1], row[2], _payout_rule(*row[3:7]), row[7]) for row in rows]
+        rows = self._read(f"{_SELECT_CAMPAIGNS} {where} ORDER BY id", params)
+        return [_campaign(row) for row in rows]
 
     def link(self, link_id: int) -> Link | None:
         found = self._links("WHERE l.id = ?", (link_id,))
@@ -548,12 +586,26 @@ class SQLiteStorage(Storage):
         advertiser_id: int | None = None,
         after_transaction_id: int | None = None,
         limit: int | None = None,
+        transaction_id: int | None = None,
+        reference_id: str | None = None,
+        transaction_type: TransactionType | None = None,
+        created_from: str | None = None,
+        created_before: str | None = None,
     ) -> Iterator[Transaction]:
         sql = f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE id > ?"
         params: list[Any] = [after_transaction_id or 0]
-        if advertiser_id is not None:
-            sql += " AND advertiser_id = ?"
-            params.append(advertiser_id)
+        for condition, value in (
+            ("advertiser_id = ?", advertiser_id),
+            ("id = ?", transaction_id),
+            ("reference_id = ?", reference_id),
+            ("created_at >= ?", created_from),
+            ("created_at < ?", created_before),
+        ):
+            if value is not None:
+                sql += f" AND {condition}"
+                params.append(value)
+        if transaction_type is not None:
+            sql += f" AND {_TYPE_CONDITIONS[transaction_type]}"
         sql += " ORDER BY id LIMIT ?"
         params.append(-1 if limit is None else limit)
         return (_transaction(row) for row in self._read(sql, tuple(params)))
@@ -584,6 +636,75 @@ class SQLiteStorage(Storage):
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(-1 if limit is None else limit)
         return (Rejection(*row) for row in self._read(sql, tuple(params)))
+
+    # -- API credentials and idempotency keys ------------------------------------
+
+    def add_credential(self, advertiser_id: int, label: str, secret_hash: str) -> ApiCredential:
+        now = iso_utc(utc_now())
+        new_id = self._insert(
+            "INSERT INTO api_credentials (advertiser_id, label, secret_hash, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (advertiser_id, label, secret_hash, now),
+        )
+        return ApiCredential(new_id, advertiser_id, label, secret_hash, now)
+
+    def credential(self, credential_id: int) -> ApiCredential | None:
+        rows = self._read(
+            f"SELECT {_CREDENTIAL_COLUMNS} FROM api_credentials WHERE id = ?", (credential_id,)
+        )
+        return ApiCredential(*rows[0]) if rows else None
+
+    def credentials(self, *, advertiser_id: int | None = None) -> list[ApiCredential]:
+        sql = f"SELECT {_CREDENTIAL_COLUMNS} FROM api_credentials"
+        params: tuple[Any, ...] = ()
+        if advertiser_id is not None:
+            sql += " WHERE advertiser_id = ?"
+            params = (advertiser_id,)
+        return [ApiCredential(*row) for row in self._read(sql + " ORDER BY id", params)]
+
+    def revoke_credential(self, credential_id: int) -> bool:
+        with self._immediate() as conn:
+            cursor = conn.execute(
+                "UPDATE api_credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (iso_utc(utc_now()), credential_id),
+            )
+            return cursor.rowcount == 1
+
+    def idempotency_record(
+        self, advertiser_id: int, key: str, *, since: str
+    ) -> IdempotencyRecord | None:
+        rows = self._read(
+            f"SELECT {_IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
+            " WHERE advertiser_id = ? AND key = ? AND created_at >= ?",
+            (advertiser_id, key, since),
+        )
+        return IdempotencyRecord(*rows[0]) if rows else None
+
+    def save_idempotency_record(
+        self, record: IdempotencyRecord, *, expired_before: str
+    ) -> IdempotencyRecord:
+        with self._immediate() as conn:
+            conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (expired_before,))
+            cursor = conn.execute(
+                f"INSERT INTO idempotency_keys ({_IDEMPOTENCY_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (advertiser_id, key) DO NOTHING",
+                (
+                    record.advertiser_id,
+                    record.key,
+                    record.request_hash,
+                    record.status,
+                    record.body,
+                    record.created_at,
+                ),
+            )
+            if cursor.rowcount == 1:
+                return record
+            row = conn.execute(
+                f"SELECT {_IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
+                " WHERE advertiser_id = ? AND key = ?",
+                (record.advertiser_id, record.key),
+            ).fetchone()
+            return IdempotencyRecord(*row)
 
     def personal_data(self, transaction_id: int) -> dict[str, str]:
         rows = self._read(

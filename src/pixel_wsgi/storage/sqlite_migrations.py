@@ -124,3 +124,39 @@ def initial(db: Database) -> None:
         CREATE INDEX rejections_advertiser ON rejections (advertiser_id, id)
         """,
     )
+
+
+@migrations(name="0002_server_side_reporting")
+def server_side_reporting(db: Database) -> None:
+    _script(
+        db,
+        """
+        -- A reversal is a correction that voids its conversion, with the reason.
+        ALTER TABLE transactions ADD COLUMN reversal_reason TEXT;
+        CREATE INDEX transactions_advertiser ON transactions (advertiser_id, id);
+        CREATE INDEX transactions_created ON transactions (advertiser_id, created_at);
+        CREATE TABLE api_credentials (
+            id INTEGER PRIMARY KEY,
+            advertiser_id INTEGER NOT NULL REFERENCES advertisers(id),
+            label TEXT NOT NULL,
+            secret_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        CREATE TABLE idempotency_keys (
+            advertiser_id INTEGER NOT NULL REFERENCES advertisers(id),
+            key TEXT NOT NULL,
+            request_hash TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (advertiser_id, key)
+        );
+        CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+        -- Spooled events applied by a replay: each is applied exactly once.
+        CREATE TABLE applied_events (
+            event_id TEXT PRIMARY KEY,
+            applied_at TEXT NOT NULL
+        )
+        """,
+    )
