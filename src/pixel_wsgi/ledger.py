@@ -17,9 +17,11 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import NamedTuple
@@ -27,7 +29,7 @@ from typing import NamedTuple
 from .attribution import VisitClaim
 from .catalog import Catalog
 from .clock import Clock, iso_utc, utc_now
-from .errors import NotFoundError
+from .errors import NotFoundError, PixelError, StorageError
 from .models import (
     Attribution,
     PayoutKind,
@@ -64,6 +66,66 @@ class Outcome(NamedTuple):
         return self.transaction_id is not None
 
 
+class ReportStatus(str, enum.Enum):
+    """What a server-side report did to the ledger."""
+
+    CREATED = "created"
+    UNCHANGED = "unchanged"
+    CORRECTED = "corrected"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerReport:
+    """A conversion reported by the advertiser's servers (API, CSV upload, in-process).
+
+    :param report: the shared sale parameters, as the pixel's.
+    :param campaign_id: ``advertiser_campaign_id``, for a conversion the pixel never saw.
+    :param publisher_id: ``affiliate_id``, the publisher credited with it.
+    :param reversal_reason: voids the conversion ``reference_id`` names.
+    """
+
+    report: SaleReport
+    campaign_id: int | None = None
+    publisher_id: int | None = None
+    reversal_reason: str | None = None
+
+
+class ReportResult(NamedTuple):
+    """A server-side report's effect and the conversion's current state after it."""
+
+    status: ReportStatus
+    transaction: Transaction
+
+
+class ReportRefused(PixelError):
+    """A server-side report that cannot be applied (it is in the rejection log).
+
+    :param status: the HTTP status the API answers with (400, 404, 409, 422).
+    """
+
+    def __init__(
+        self, reason: Reason, detail: str, *, field: str | None = None, status: int = 422
+    ) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.field = field
+        self.status = status
+
+
+class EventAlreadyApplied(PixelError):
+    """A replayed event was applied to the store before: nothing was written."""
+
+
+class _Plan(NamedTuple):
+    status: ReportStatus
+    attribution: Attribution | None = None
+    visit_id: int | None = None
+    original: Transaction | None = None
+    current: Transaction | None = None
+    values: SaleReport | None = None
+
+
 def compute_payout(
     rule: PayoutRule, sale_amount: Decimal | None, reason_code: str | None, sale_currency: str
 ) -> tuple[Decimal, str]:
@@ -79,6 +141,10 @@ def compute_payout(
         amount = sale_amount if sale_amount is not None else ZERO
         return (amount * rule.value / 100).quantize(CENT, rounding=ROUND_HALF_UP), currency
     if rule.reason_codes and reason_code not in rule.reason_codes:
+        return ZERO, rule.currency
+    if sale_amount is not None and sale_amount < 0:
+        # A refund reported as a negative sale (server side only) claws back a
+        # percentage; it never earns a fixed payout.
         return ZERO, rule.currency
     return rule.value.quantize(CENT, rounding=ROUND_HALF_UP), rule.currency
 
@@ -327,49 +393,265 @@ class Ledger:
         reject: Callable[[Reason, str], Outcome],
     ) -> Outcome:
         current = writer.chain_end(original.transaction_id)
-        given = report.given
-        sale_amount = report.sale_amount if "sale_amount" in given else current.sale_amount
-        sale_currency = report.sale_currency if "sale_currency" in given else current.sale_currency
-        reason_code = report.reason_code if "reason_code" in given else current.reason_code
-        if "sku_list" in given or "quantity_list" in given:
-            sku_list, quantity_list = report.sku_list, report.quantity_list
-        else:
-            sku_list, quantity_list = current.sku_list, current.quantity_list
-        custom_data = {**current.custom_data, **report.custom_data}
-        unchanged = (
-            sale_amount == current.sale_amount
-            and sale_currency == current.sale_currency
-            and reason_code == current.reason_code
-            and sku_list == current.sku_list
-            and quantity_list == current.quantity_list
-            and custom_data == current.custom_data
-        )
-        if unchanged:
+        corrected = corrected_values(current, report)
+        if corrected is None:
             return reject(
                 Reason.UNCHANGED_CORRECTION, "the update carries the conversion's current values"
             )
+        return Outcome(
+            transaction_id=self._insert_correction(writer, original, current, corrected, source)
+        )
+
+    def _insert_correction(
+        self,
+        writer: LedgerWriter,
+        original: Transaction,
+        current: Transaction,
+        corrected: SaleReport,
+        source: Source,
+        reversal_reason: str | None = None,
+    ) -> int:
         # The correction is credited exactly like the conversion it corrects, and
-        # paid by the campaign's current rule.
+        # paid by the campaign's current rule (nothing for a reversal).
         attribution = Attribution(
             advertiser_id=original.advertiser_id,
             campaign_id=original.campaign_id,
             publisher_id=original.publisher_id,
             payout=writer.campaign_payout(original.campaign_id),
         )
-        corrected = SaleReport(
-            sale_amount=sale_amount,
-            sale_currency=sale_currency,
-            reason_code=reason_code,
-            sku_list=sku_list,
-            quantity_list=quantity_list,
-            reference_id=original.reference_id,
-            external_data=current.external_data,
-            custom_data=custom_data,
-            personal_data=report.personal_data,
-        )
         draft = self._new_draft(attribution, original.visit_id, corrected, source, "", self.clock())
         draft.corrects_transaction_id = current.transaction_id
         draft.original_transaction_id = original.transaction_id
+        if reversal_reason is not None:
+            draft.reversal_reason = reversal_reason
+            draft.payout = ZERO
         transaction_id = writer.insert_transaction(draft)
         assert transaction_id is not None  # corrections carry no new idempotency key
-        return Outcome(transaction_id=transaction_id)
+        return transaction_id
+
+    # -- server-side reports -------------------------------------------------------
+
+    def report(
+        self,
+        advertiser_id: int,
+        server_report: ServerReport,
+        *,
+        source: Source = Source.API,
+        visit: VisitClaim | None = None,
+        params: Params = "",
+        event_id: str | None = None,
+    ) -> ReportResult:
+        """Apply a report from the advertiser's own servers, idempotently.
+
+        - A ``reference_id`` not seen before creates a conversion (``CREATED``),
+          credited to ``campaign_id``/``publisher_id`` (the publisher must have a
+          tracking link for the campaign) or, for an in-process call made while
+          serving the visitor, to the visit of ``visit``.
+        - A ``reference_id`` (or ``parent_reference_id``) of an earlier conversion,
+          from the pixel or not, is tied to it and inherits its attribution: the
+          same values again change nothing (``UNCHANGED``); other values append
+          a correction (``CORRECTED``); ``reversal_reason`` voids it (payout 0.00).
+
+        :param event_id: a spooled event's id: applied at most once, ever.
+        :raises ReportRefused: when the report cannot be applied; it is also
+            written to the rejection log.
+        :raises EventAlreadyApplied: when ``event_id`` was applied before.
+        :raises StorageError: when the store failed (then nothing was written).
+        """
+        report = server_report.report
+        with self.storage.writer() as writer:
+            if event_id is not None and not writer.claim_event(event_id, iso_utc(self.clock())):
+                raise EventAlreadyApplied(event_id)
+            plan = self._plan(writer, advertiser_id, server_report, visit)
+            if isinstance(plan, ReportRefused):
+                self._reject(
+                    writer,
+                    advertiser_id,
+                    source,
+                    plan.reason,
+                    plan.detail,
+                    params,
+                    None if visit is None else visit.visit_id,
+                    report.parent_reference_id or report.reference_id,
+                )
+            else:
+                result = self._apply(writer, plan, server_report, source)
+        if isinstance(plan, ReportRefused):
+            raise plan
+        return result
+
+    def _plan(
+        self,
+        writer: LedgerWriter,
+        advertiser_id: int,
+        server_report: ServerReport,
+        visit: VisitClaim | None,
+    ) -> _Plan | ReportRefused:
+        """Decide what a server-side report does; nothing is written here."""
+        report = server_report.report
+        reference_id = report.parent_reference_id or report.reference_id
+        if reference_id is None:
+            return ReportRefused(
+                Reason.MISSING_FIELD,
+                "a server-side report needs reference_id (or parent_reference_id)",
+                field="reference_id",
+                status=400,
+            )
+        if not writer.advertiser_exists(advertiser_id):
+            return ReportRefused(
+                Reason.UNKNOWN_ADVERTISER, f"no advertiser {advertiser_id}", status=404
+            )
+        original = writer.find_original(advertiser_id, reference_id)
+        if original is None:
+            return self._plan_new(writer, advertiser_id, server_report, visit)
+        for field, given, held in (
+            ("advertiser_campaign_id", server_report.campaign_id, original.campaign_id),
+            ("affiliate_id", server_report.publisher_id, original.publisher_id),
+        ):
+            if given is not None and given != held:
+                return ReportRefused(
+                    Reason.ATTRIBUTION_CONFLICT,
+                    f"conversion {reference_id!r} is credited to {field} {held}, not {given}",
+                    field=field,
+                    status=409,
+                )
+        current = writer.chain_end(original.transaction_id)
+        if server_report.reversal_reason is not None:
+            if current.reversal_reason == server_report.reversal_reason:
+                return _Plan(ReportStatus.UNCHANGED, original=original, current=current)
+            voided = _values_of(current, personal_data=report.personal_data)
+            voided.sale_amount = ZERO
+            return _Plan(ReportStatus.CORRECTED, original=original, current=current, values=voided)
+        values = corrected_values(current, report)
+        if values is None:
+            if current.reversal_reason is None:
+                return _Plan(ReportStatus.UNCHANGED, original=original, current=current)
+            # Restating a reversed conversion's values brings it back.
+            values = _values_of(current, personal_data=report.personal_data)
+        return _Plan(ReportStatus.CORRECTED, original=original, current=current, values=values)
+
+    def _plan_new(
+        self,
+        writer: LedgerWriter,
+        advertiser_id: int,
+        server_report: ServerReport,
+        visit: VisitClaim | None,
+    ) -> _Plan | ReportRefused:
+        report = server_report.report
+        if report.parent_reference_id is not None or server_report.reversal_reason is not None:
+            return ReportRefused(
+                Reason.UNKNOWN_PARENT_REFERENCE,
+                "no conversion has this reference_id to update",
+                field="parent_reference_id" if report.parent_reference_id else "reference_id",
+                status=422,
+            )
+        campaign_id, publisher_id = server_report.campaign_id, server_report.publisher_id
+        if campaign_id is None and publisher_id is None and visit is not None:
+            attribution = writer.attribution(visit.visit_id)
+            if attribution is None or attribution.advertiser_id != advertiser_id:
+                return ReportRefused(
+                    Reason.NO_ATTRIBUTION,
+                    "the visitor's visit does not credit this advertiser",
+                    status=422,
+                )
+            return _Plan(ReportStatus.CREATED, attribution=attribution, visit_id=visit.visit_id)
+        if campaign_id is None or publisher_id is None:
+            return ReportRefused(
+                Reason.NO_ATTRIBUTION,
+                "no earlier conversion has this reference_id, so a new one needs"
+                " advertiser_campaign_id and affiliate_id",
+                field="advertiser_campaign_id" if campaign_id is None else "affiliate_id",
+                status=422,
+            )
+        campaign = writer.campaign(campaign_id)
+        if campaign is None or campaign.advertiser_id != advertiser_id:
+            return ReportRefused(
+                Reason.UNKNOWN_CAMPAIGN,
+                f"advertiser {advertiser_id} has no campaign {campaign_id}",
+                field="advertiser_campaign_id",
+                status=422,
+            )
+        if not writer.publisher_approved(campaign_id, publisher_id):
+            return ReportRefused(
+                Reason.PUBLISHER_NOT_APPROVED,
+                f"publisher {publisher_id} has no tracking link for campaign {campaign_id}",
+                field="affiliate_id",
+                status=422,
+            )
+        attribution = Attribution(advertiser_id, campaign_id, publisher_id, campaign.payout)
+        return _Plan(ReportStatus.CREATED, attribution=attribution)
+
+    def _apply(
+        self, writer: LedgerWriter, plan: _Plan, server_report: ServerReport, source: Source
+    ) -> ReportResult:
+        """Write what :meth:`_plan` decided; return the conversion's new current state."""
+        if plan.status is ReportStatus.UNCHANGED:
+            assert plan.current is not None
+            return ReportResult(plan.status, plan.current)
+        if plan.status is ReportStatus.CREATED:
+            assert plan.attribution is not None
+            draft = self._new_draft(
+                plan.attribution, plan.visit_id, server_report.report, source, "", self.clock()
+            )
+            transaction_id = writer.insert_transaction(draft)
+            if transaction_id is None:
+                # Writers are serialised and the reference was free a moment ago.
+                raise StorageError("the reference key was taken inside a serialised write")
+            return ReportResult(plan.status, writer.chain_end(transaction_id))
+        assert plan.original is not None and plan.current is not None and plan.values is not None
+        self._insert_correction(
+            writer, plan.original, plan.current, plan.values, source, server_report.reversal_reason
+        )
+        return ReportResult(plan.status, writer.chain_end(plan.original.transaction_id))
+
+
+def _values_of(current: Transaction, *, personal_data: dict[str, str]) -> SaleReport:
+    """A conversion's current values as a report (to restate them in a new row)."""
+    return SaleReport(
+        sale_amount=current.sale_amount,
+        sale_currency=current.sale_currency,
+        reason_code=current.reason_code,
+        sku_list=current.sku_list,
+        quantity_list=current.quantity_list,
+        reference_id=current.reference_id,
+        external_data=current.external_data,
+        custom_data=dict(current.custom_data),
+        personal_data=personal_data,
+    )
+
+
+def corrected_values(current: Transaction, report: SaleReport) -> SaleReport | None:
+    """The values a conversion has after ``report`` updates it; None when nothing changes.
+
+    Only the fields the report carried are replaced (SKUs and quantities
+    together); custom data is merged key by key.
+    """
+    given = report.given
+    sale_amount = report.sale_amount if "sale_amount" in given else current.sale_amount
+    sale_currency = report.sale_currency if "sale_currency" in given else current.sale_currency
+    reason_code = report.reason_code if "reason_code" in given else current.reason_code
+    if "sku_list" in given or "quantity_list" in given:
+        sku_list, quantity_list = report.sku_list, report.quantity_list
+    else:
+        sku_list, quantity_list = current.sku_list, current.quantity_list
+    custom_data = {**current.custom_data, **report.custom_data}
+    if (
+        sale_amount == current.sale_amount
+        and sale_currency == current.sale_currency
+        and reason_code == current.reason_code
+        and sku_list == current.sku_list
+        and quantity_list == current.quantity_list
+        and custom_data == current.custom_data
+    ):
+        return None
+    return SaleReport(
+        sale_amount=sale_amount,
+        sale_currency=sale_currency,
+        reason_code=reason_code,
+        sku_list=sku_list,
+        quantity_list=quantity_list,
+        reference_id=current.reference_id,
+        external_data=current.external_data,
+        custom_data=custom_data,
+        personal_data=report.personal_data,
+    )

@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .api import ReportingAPI
 from .attribution import DEFAULT_WINDOW, AttributionCookies
 from .click import ConsentCheck, TrackingLink
 from .clock import Clock, utc_now
 from .currencies import ISO_4217_CODES
 from .errors import ConfigurationError, StorageError
-from .ledger import DEFAULT_RELOAD_WINDOW, Ledger
+from .ledger import DEFAULT_RELOAD_WINDOW, Ledger, ReportResult
 from .params import DEFAULT_LIMITS, Limits
 from .pixel import ConversionPixel
+from .reporting import ConversionReporter, RequestReporter
 from .responses import json_response, method_not_allowed, text_response
 from .storage import Storage, storage_from_url
 
@@ -43,7 +45,14 @@ class PixelMiddleware:
         /pixels/click/<link_id>                    tracking link: visit, cookie, 302
         /pixels/conversion/<advertiser_id>.gif     conversion pixel: 1x1 GIF
         /tracked_actions/web_sale/<advertiser_id>  the pre-2012 pixel
+        /pixels/api/conversions                    Conversion Reporting API (POST)
+        /pixels/api/conversions.csv                bulk CSV upload (POST)
+        /pixels/api/transactions.json (.csv)       Transactions API (GET)
         /pixels/health                             200 when the store answers, else 503
+
+    Host code reports server-side conversions in process: during a request with
+    ``environ["pixel_wsgi"].report(...)`` (a :class:`~pixel_wsgi.reporting.RequestReporter`,
+    which credits the visitor's cookie), elsewhere with :meth:`report`.
 
     Flask::
 
@@ -68,6 +77,12 @@ class PixelMiddleware:
     :param allowed_redirect_hosts: hosts besides the request's own that a link's
         stored absolute destination may point to.
     :param limits: caps on the size of pixel parameters.
+    :param advertiser_id: the site's own advertiser: the one in-process reports are
+        for when they name none.
+    :param api_allowed_origins: ``Origin`` values whose pages may call the APIs (by
+        default no browser may).
+    :param environ_key: where each request's :class:`~pixel_wsgi.reporting.RequestReporter`
+        goes in the environ; None to put none there.
     :param migrate: bring the store's schema up to date at construction.
     :param clock: the current UTC time (for tests).
 
@@ -92,6 +107,9 @@ class PixelMiddleware:
         consent: ConsentCheck | None = None,
         allowed_redirect_hosts: Iterable[str] = (),
         limits: Limits = DEFAULT_LIMITS,
+        advertiser_id: int | None = None,
+        api_allowed_origins: Iterable[str] = (),
+        environ_key: str | None = "pixel_wsgi",
         migrate: bool = True,
         clock: Clock = utc_now,
     ) -> None:
@@ -126,7 +144,22 @@ class PixelMiddleware:
             allowed_redirect_hosts=allowed_redirect_hosts,
             clock=clock,
         )
+        self.api = ReportingAPI(
+            self.ledger,
+            default_currency=default_currency,
+            limits=limits,
+            allowed_origins=tuple(api_allowed_origins),
+        )
+        self.reporter = ConversionReporter(
+            self.ledger,
+            self.cookies,
+            default_currency=default_currency,
+            limits=limits,
+            advertiser_id=advertiser_id,
+        )
+        self.environ_key = environ_key
         self._conversion_prefix = f"{prefix}/conversion/"
+        self._api_prefix = f"{prefix}/api/"
         self._click_prefix = f"{prefix}/click/"
         self._health_path = f"{prefix}/health"
         self._legacy_prefix = f"{legacy_prefix}/"
@@ -136,6 +169,7 @@ class PixelMiddleware:
             self._click_prefix,
             self._health_path,
             self._legacy_prefix,
+            self._api_prefix,
         )
         if migrate:
             self._migrate()
@@ -152,7 +186,17 @@ class PixelMiddleware:
             # after loading the app (gunicorn --preload) must not share it.
             self.storage.close()
 
+    def report(self, **fields: Any) -> ReportResult:
+        """Report a server-side conversion from anywhere (a background job, a refund).
+
+        The keyword arguments of :meth:`pixel_wsgi.reporting.ConversionReporter.report`;
+        the same rules as ``POST /pixels/api/conversions``.
+        """
+        return self.reporter.report(**fields)
+
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.environ_key is not None:
+            environ[self.environ_key] = RequestReporter(self.reporter, environ)
         path: str = environ.get("PATH_INFO", "")
         if not path.startswith(self._routes):
             return self.application(environ, start_response)
@@ -189,6 +233,8 @@ class PixelMiddleware:
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
             return self.legacy_pixel(environ, start_response, rest)
+        if path.startswith(self._api_prefix):
+            return self.api(environ, start_response, path[len(self._api_prefix) :])
         if path == self._health_path:
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)

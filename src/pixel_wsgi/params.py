@@ -502,7 +502,7 @@ def parse_sale_params(
             quantity_key = key
             quantities = _parse_quantities(key, values, limits)
             given.add("quantity_list")
-        elif _is_personal_key(key):
+        elif is_personal_key(key):
             # A near-miss of a personal field's name (Email_Address) is still personal
             # data: keep it apart from the conversion, where it stays erasable.
             _add_personal(key, values, personal, limits)
@@ -583,7 +583,7 @@ def parse_legacy_params(
             external_data = _parse_optional_text(key, values, limits.max_external_data_length)
             if external_data is not None:
                 given.add("external_data")
-        elif _is_personal_key(key):
+        elif is_personal_key(key):
             # A near-miss of a personal field's name (Email_Address) is still personal
             # data: keep it apart from the conversion, where it stays erasable.
             _add_personal(key, values, personal, limits)
@@ -600,7 +600,7 @@ def parse_legacy_params(
     )
 
 
-def _is_personal_key(key: str) -> bool:
+def is_personal_key(key: str) -> bool:
     key = key.strip().lower()
     if key.endswith("[]"):
         key = key[:-2]
@@ -623,7 +623,7 @@ def redacted_query(args: MultiDict[str, str], limit: int = 2048) -> str:
     parts: list[str] = []
     size = 0
     for key, value in args.items(multi=True):
-        shown = _REDACTED if _is_personal_key(key) else quote(value, safe=_LOG_SAFE)
+        shown = _REDACTED if is_personal_key(key) else quote(value, safe=_LOG_SAFE)
         part = f"{quote(key, safe=_LOG_SAFE)}={shown}"
         parts.append(part)
         size += len(part) + 1

@@ -33,7 +33,12 @@ def text_response(
 
 
 def json_response(
-    start_response: StartResponse, status: str, payload: Any, *, head: bool = False
+    start_response: StartResponse,
+    status: str,
+    payload: Any,
+    *,
+    extra_headers: Iterable[tuple[str, str]] = (),
+    head: bool = False,
 ) -> list[bytes]:
     """A JSON answer that no cache keeps."""
     data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
@@ -41,6 +46,7 @@ def json_response(
         ("Content-Type", "application/json"),
         ("Content-Length", str(len(data))),
         _NO_STORE,
+        *extra_headers,
     ]
     start_response(status, headers)
     return [] if head else [data]

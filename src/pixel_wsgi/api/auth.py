@@ -1,0 +1,122 @@
+"""Who is calling the APIs: per-advertiser credentials, and refusing browsers.
+
+A credential's secret is ``pwk_<credential id>_<43 random URL-safe characters>``
+(256 bits). Only its SHA-256 digest is stored: a random secret of that size needs no
+slow password hash, and the digest is compared in constant time. The id inside the
+secret finds the stored digest without a table scan.
+
+Clients send it as HTTP Basic, the advertiser's id as the user name and the secret as
+the password (as Invoca's Conversion Reporting clients do), or as
+``Authorization: Bearer <secret>``. Cookies are never credentials here, and requests
+that a browser sends on a page's behalf (an ``Origin`` not allow-listed, or
+``Sec-Fetch-Site`` other than ``same-origin``/``none``) are refused, so no web page a
+visitor opens can use the APIs with anything the browser holds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from collections.abc import Collection
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..models import ApiCredential
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+    from ..storage import Storage
+
+__all__ = [
+    "CHALLENGES",
+    "AuthFailure",
+    "Authenticator",
+    "hash_secret",
+    "new_secret",
+]
+
+_PREFIX = "pwk_"
+_MAX_HEADER = 1024
+_BROWSER_SAFE_FETCH_SITES = frozenset({"same-origin", "none"})
+
+#: The ``WWW-Authenticate`` challenges of a ``401``.
+CHALLENGES = (
+    ("WWW-Authenticate", 'Basic realm="pixel-wsgi", charset="UTF-8"'),
+    ("WWW-Authenticate", 'Bearer realm="pixel-wsgi"'),
+)
+
+
+def new_secret(credential_id: int) -> str:
+    """A fresh secret for the credential with this id."""
+    return f"{_PREFIX}{credential_id}_{secrets.token_urlsafe(32)}"
+
+
+def hash_secret(secret: str) -> str:
+    """The digest stored for a secret."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class AuthFailure(NamedTuple):
+    """Why a request is not let in: ``401`` (who are you?) or ``403`` (not from a browser)."""
+
+    status: int
+    code: str
+    message: str
+
+
+class Authenticator:
+    """Finds the advertiser an API request speaks for.
+
+    :param storage: where credentials are kept.
+    :param allowed_origins: ``Origin`` values (``https://admin.example.com``) whose
+        pages may call the APIs; by default none may.
+    """
+
+    def __init__(self, storage: Storage, *, allowed_origins: Collection[str] = ()) -> None:
+        self.storage = storage
+        self.allowed_origins = frozenset(allowed_origins)
+
+    def __call__(self, environ: WSGIEnvironment) -> int | AuthFailure:
+        """The advertiser id, or why the request is refused."""
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is not None and origin not in self.allowed_origins:
+            return AuthFailure(403, "browser_request", "requests from web pages are refused")
+        fetch_site = environ.get("HTTP_SEC_FETCH_SITE")
+        if fetch_site is not None and fetch_site not in _BROWSER_SAFE_FETCH_SITES:
+            return AuthFailure(403, "browser_request", "cross-site browser requests are refused")
+        header: str = environ.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return AuthFailure(401, "unauthorized", "credentials are required")
+        scheme, _, value = header[:_MAX_HEADER].partition(" ")
+        scheme = scheme.lower()
+        user: str | None = None
+        if scheme == "bearer":
+            secret = value.strip()
+        elif scheme == "basic":
+            try:
+                decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return AuthFailure(401, "unauthorized", "malformed Basic credentials")
+            user, _, secret = decoded.partition(":")
+        else:
+            return AuthFailure(401, "unauthorized", "use Basic or Bearer credentials")
+        credential = self._credential(secret)
+        if credential is None or (user is not None and user != str(credential.advertiser_id)):
+            return AuthFailure(401, "unauthorized", "unknown, revoked or mismatched credentials")
+        return credential.advertiser_id
+
+    def _credential(self, secret: str) -> ApiCredential | None:
+        if not secret.startswith(_PREFIX):
+            return None
+        id_text, _, _ = secret[len(_PREFIX) :].partition("_")
+        if not (0 < len(id_text) <= 18 and id_text.isascii() and id_text.isdigit()):
+            return None
+        credential = self.storage.credential(int(id_text))
+        if credential is None or not credential.active:
+            return None
+        if not hmac.compare_digest(credential.secret_hash, hash_secret(secret)):
+            return None
+        return credential

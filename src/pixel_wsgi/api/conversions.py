@@ -1,0 +1,367 @@
+"""``POST /pixels/api/conversions``: the Conversion Reporting API.
+
+One report per request, form-encoded (as Invoca's clients send) or a JSON object, or a
+batch as a JSON array of objects answered item by item. Every report is idempotent by
+``reference_id``: new → ``201``; the same values again → ``200`` ``unchanged``; other
+values → ``200`` ``corrected`` (a correction row is appended). An ``Idempotency-Key``
+header makes a retried request answer exactly what the first one did.
+
+``POST /pixels/api/conversions.csv`` takes a CSV body (see :mod:`pixel_wsgi.bulk`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.datastructures import MultiDict
+from werkzeug.wsgi import LimitedStream
+
+from ..bulk import import_csv
+from ..clock import iso_utc
+from ..errors import ParamError, StorageError
+from ..ledger import Ledger, ReportRefused, ReportStatus
+from ..models import IdempotencyRecord, Reason, Source
+from ..params import Limits, parse_query, redacted_query
+from ..responses import json_response
+from ..server_report import (
+    ReportInvalid,
+    args_from_json,
+    loads_exact,
+    parse_server_report,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+logger = logging.getLogger("pixel_wsgi")
+
+#: The largest form or JSON body accepted (a batch included).
+MAX_BODY_BYTES = 1024 * 1024
+#: The most reports in one JSON batch.
+MAX_BATCH = 100
+#: How long an ``Idempotency-Key`` is remembered.
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+_MAX_KEY_LENGTH = 255
+_RETRY_AFTER = "5"
+
+_STATUS_LINES = {
+    200: "200 OK",
+    201: "201 Created",
+    400: "400 Bad Request",
+    404: "404 Not Found",
+    409: "409 Conflict",
+    411: "411 Length Required",
+    413: "413 Content Too Large",
+    415: "415 Unsupported Media Type",
+    422: "422 Unprocessable Content",
+    503: "503 Service Unavailable",
+}
+_RESULT_STATUS = {
+    ReportStatus.CREATED: 201,
+    ReportStatus.CORRECTED: 200,
+    ReportStatus.UNCHANGED: 200,
+}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON body of every API error: a stable ``code`` and a human ``message``."""
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def status_line(status: int) -> str:
+    return _STATUS_LINES[status]
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(code, message, **extra)
+
+
+def _content_type(environ: WSGIEnvironment) -> str:
+    return str(environ.get("CONTENT_TYPE", "")).split(";", 1)[0].strip().lower()
+
+
+def _content_length(environ: WSGIEnvironment) -> int:
+    text = environ.get("CONTENT_LENGTH") or ""
+    if not text:
+        raise _BadRequest(411, "length_required", "send the body with a Content-Length")
+    if not (text.isascii() and text.isdigit()):
+        raise _BadRequest(400, "invalid_request", "Content-Length is not a number")
+    return int(text)
+
+
+def _read_body(environ: WSGIEnvironment) -> bytes:
+    length = _content_length(environ)
+    if length > MAX_BODY_BYTES:
+        raise _BadRequest(
+            413,
+            "body_too_large",
+            f"the body may be at most {MAX_BODY_BYTES} bytes; send large files as CSV"
+            " to conversions.csv",
+        )
+    body: bytes = environ["wsgi.input"].read(length)
+    return body
+
+
+class ConversionsEndpoint:
+    """The Conversion Reporting API's ``POST`` handlers (authenticated by the caller).
+
+    :param ledger: applies the reports.
+    :param default_currency: the currency of a report that names none.
+    :param limits: the size caps of the shared parameters.
+    """
+
+    def __init__(self, ledger: Ledger, *, default_currency: str, limits: Limits) -> None:
+        self.ledger = ledger
+        self.default_currency = default_currency
+        self.limits = limits
+
+    # -- one report or a batch -------------------------------------------------------
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse, advertiser_id: int
+    ) -> Iterable[bytes]:
+        key = environ.get("HTTP_IDEMPOTENCY_KEY")
+        try:
+            body = _read_body(environ)
+            if key is not None:
+                return self._idempotent(environ, start_response, advertiser_id, key, body)
+            status, payload = self._answer(environ, advertiser_id, body)
+        except _BadRequest as exc:
+            return json_response(start_response, status_line(exc.status), exc.body)
+        return self._respond(start_response, status, payload)
+
+    def _respond(
+        self,
+        start_response: StartResponse,
+        status: int,
+        payload: Any,
+        extra_headers: Iterable[tuple[str, str]] = (),
+    ) -> Iterable[bytes]:
+        headers = list(extra_headers)
+        if status == 503:
+            headers.append(("Retry-After", _RETRY_AFTER))
+        return json_response(start_response, status_line(status), payload, extra_headers=headers)
+
+    def _idempotent(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        advertiser_id: int,
+        key: str,
+        body: bytes,
+    ) -> Iterable[bytes]:
+        if not key or len(key) > _MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+            raise _BadRequest(
+                400,
+                "invalid_idempotency_key",
+                f"Idempotency-Key must be 1 to {_MAX_KEY_LENGTH} printable ASCII characters",
+            )
+        # The same key must come with the same request: path, media type and body.
+        digest = hashlib.sha256(
+            b"\0".join(
+                [
+                    environ.get("PATH_INFO", "").encode("latin-1"),
+                    _content_type(environ).encode("latin-1"),
+                    body,
+                ]
+            )
+        ).hexdigest()
+        now = self.ledger.clock()
+        expired_before = iso_utc(now - IDEMPOTENCY_WINDOW)
+        storage = self.ledger.storage
+        stored = storage.idempotency_record(advertiser_id, key, since=expired_before)
+        if stored is None:
+            status, payload = self._answer(environ, advertiser_id, body)
+            if status >= 500:
+                return self._respond(start_response, status, payload)  # not stored: retry
+            record = IdempotencyRecord(
+                advertiser_id, key, digest, status, json.dumps(payload), iso_utc(now)
+            )
+            stored = storage.save_idempotency_record(record, expired_before=expired_before)
+            if stored == record:
+                return self._respond(start_response, status, payload)
+            # A concurrent request with the same key was answered first: say what it did.
+        if stored.request_hash != digest:
+            return self._respond(
+                start_response,
+                422,
+                error_body(
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request",
+                ),
+            )
+        return self._respond(
+            start_response,
+            stored.status,
+            json.loads(stored.body),
+            [("Idempotent-Replayed", "true")],
+        )
+
+    def _answer(self, environ: WSGIEnvironment, advertiser_id: int, body: bytes) -> tuple[int, Any]:
+        content_type = _content_type(environ)
+        if content_type == "application/x-www-form-urlencoded":
+            try:
+                args = parse_query(body.decode("latin-1"), self.limits)
+            except ParamError as exc:
+                self._log_invalid(advertiser_id, exc.reason, exc.detail, "")
+                return 400, error_body(exc.reason.value, exc.detail)
+            return self._one(advertiser_id, args)
+        if content_type == "application/json":
+            try:
+                document = loads_exact(body)
+            except (ValueError, UnicodeDecodeError):
+                self._log_invalid(advertiser_id, Reason.INVALID_QUERY, "the body is not JSON", "")
+                return 400, error_body(Reason.INVALID_QUERY.value, "the body is not valid JSON")
+            if isinstance(document, list):
+                return self._batch(advertiser_id, document)
+            if not isinstance(document, dict):
+                return 400, error_body("invalid_request", "send a JSON object or an array of them")
+            return self._one_json(advertiser_id, document)
+        raise _BadRequest(
+            415,
+            "unsupported_media_type",
+            "send application/x-www-form-urlencoded or application/json"
+            " (text/csv to conversions.csv)",
+        )
+
+    def _batch(self, advertiser_id: int, documents: list[Any]) -> tuple[int, Any]:
+        if not documents or len(documents) > MAX_BATCH:
+            return 400, error_body(
+                "invalid_batch", f"a batch holds 1 to {MAX_BATCH} reports, got {len(documents)}"
+            )
+        results = []
+        for index, document in enumerate(documents):
+            if isinstance(document, dict):
+                status, payload = self._one_json(advertiser_id, document)
+            else:
+                status, payload = 400, error_body("invalid_request", "each item must be an object")
+            results.append({"index": index, "status": status, **payload})
+        return 200, {"results": results}
+
+    def _one_json(self, advertiser_id: int, document: dict[str, Any]) -> tuple[int, Any]:
+        try:
+            args = args_from_json(document)
+        except ReportInvalid as exc:
+            return self._invalid(advertiser_id, exc, MultiDict())
+        return self._one(advertiser_id, args)
+
+    def _one(self, advertiser_id: int, args: MultiDict[str, str]) -> tuple[int, Any]:
+        try:
+            server_report = parse_server_report(
+                args, default_currency=self.default_currency, limits=self.limits
+            )
+        except ReportInvalid as exc:
+            return self._invalid(advertiser_id, exc, args)
+        try:
+            result = self.ledger.report(
+                advertiser_id,
+                server_report,
+                source=Source.API,
+                params=lambda: redacted_query(args),
+            )
+        except ReportRefused as exc:
+            return exc.status, error_body(exc.reason.value, exc.detail, field=exc.field)
+        except StorageError as exc:
+            logger.error("conversion report not stored: %s", exc)
+            return 503, error_body("storage_unavailable", "the store is unavailable; retry later")
+        return _RESULT_STATUS[result.status], {
+            "result": result.status.value,
+            "transaction": result.transaction.as_dict(),
+        }
+
+    def _invalid(
+        self, advertiser_id: int, exc: ReportInvalid, args: MultiDict[str, str]
+    ) -> tuple[int, Any]:
+        self._log_invalid(advertiser_id, exc.reason, str(exc), redacted_query(args))
+        return 400, error_body(
+            "invalid_report",
+            "the report has invalid fields",
+            fields=[error.as_dict() for error in exc.errors],
+        )
+
+    def _log_invalid(self, advertiser_id: int, reason: Reason, detail: str, params: str) -> None:
+        try:
+            self.ledger.reject(
+                advertiser_id=advertiser_id,
+                source=Source.API,
+                reason=reason,
+                detail=detail[:500],
+                params=params,
+            )
+        except StorageError as exc:
+            logger.error("rejection not logged: %s", exc)
+
+    # -- bulk CSV upload -------------------------------------------------------------
+
+    def upload_csv(
+        self, environ: WSGIEnvironment, start_response: StartResponse, advertiser_id: int
+    ) -> Iterable[bytes]:
+        try:
+            if _content_type(environ) not in ("text/csv", "application/csv"):
+                raise _BadRequest(415, "unsupported_media_type", "send the file as text/csv")
+            length = _content_length(environ)
+        except _BadRequest as exc:
+            return json_response(start_response, status_line(exc.status), exc.body)
+        stream = LimitedStream(environ["wsgi.input"], length)
+        try:
+            summary = import_csv(
+                self.ledger,
+                advertiser_id,
+                _decoded_lines(stream),
+                default_currency=self.default_currency,
+                limits=self.limits,
+            )
+        except ReportInvalid as exc:
+            return json_response(
+                start_response,
+                status_line(400),
+                error_body(
+                    "invalid_file", str(exc), fields=[error.as_dict() for error in exc.errors]
+                ),
+            )
+        except UnicodeDecodeError:
+            return json_response(
+                start_response,
+                status_line(400),
+                error_body("invalid_file", "the file is not UTF-8; rows before it were applied"),
+            )
+        except StorageError as exc:
+            logger.error("CSV upload stopped: %s", exc)
+            return self._respond(
+                start_response,
+                503,
+                error_body(
+                    "storage_unavailable",
+                    "the store failed part way; upload the same file again (rows are idempotent)",
+                ),
+            )
+        return json_response(start_response, status_line(200), summary.as_dict())
+
+
+def _decoded_lines(stream: LimitedStream) -> Iterator[str]:
+    """The body's lines as text, decoded incrementally (UTF-8, an optional BOM)."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
+    pending = ""
+    while True:
+        chunk = stream.read(64 * 1024)
+        text = decoder.decode(chunk, final=not chunk)
+        pending += text
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            yield line + "\n"
+        if not chunk:
+            break
+    if pending:
+        yield pending
+
+
+__all__ = ["MAX_BATCH", "MAX_BODY_BYTES", "ConversionsEndpoint", "error_body", "status_line"]

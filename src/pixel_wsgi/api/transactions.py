@@ -1,0 +1,227 @@
+"""``GET /pixels/api/transactions.json`` and ``.csv``: the Transactions API.
+
+The authenticated advertiser's ledger rows, corrections included, in ``transaction_id``
+order. Page with ``start_after_transaction_id`` (the last id of the previous page) and
+``limit`` (default 1000, at most 4000) until a page comes back empty; ids are handed out
+in commit order, so a page read while writes go on never skips or repeats a row.
+
+Query parameters (any other is a ``400``):
+
+``from``, ``to``
+    inclusive dates (``YYYY-MM-DD``) of ``created_at`` in ``timezone``
+``timezone``
+    an IANA zone name such as ``America/New_York``; default ``UTC``
+``transaction_type``
+    ``conversion``, ``correction`` or ``reversal``
+``transaction_id``, ``reference_id``
+    one row, or every row of one conversion
+``include_columns``, ``exclude_columns``
+    comma-separated column names
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime, time, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..clock import iso_utc
+from ..columns import csv_cells, select_columns
+from ..errors import ParamError
+from ..models import Transaction, TransactionType
+from ..params import parse_query
+from ..responses import json_response
+from .conversions import error_body, status_line
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from ..storage import Storage
+
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "TransactionsEndpoint"]
+
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 4000
+_PARAMETERS = frozenset(
+    {
+        "from",
+        "to",
+        "timezone",
+        "transaction_type",
+        "transaction_id",
+        "reference_id",
+        "start_after_transaction_id",
+        "limit",
+        "include_columns",
+        "exclude_columns",
+    }
+)
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
+
+
+class _Invalid(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _single(args: dict[str, list[str]], name: str) -> str | None:
+    values = args.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise _Invalid(name, f"{name} may be given only once")
+    return values[0]
+
+
+def _number(args: dict[str, list[str]], name: str, *, low: int, high: int) -> int | None:
+    text = _single(args, name)
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= 18) or not low <= int(text) <= high:
+        raise _Invalid(name, f"{name} must be a whole number from {low} to {high}")
+    return int(text)
+
+
+def _day(args: dict[str, list[str]], name: str) -> date | None:
+    text = _single(args, name)
+    if text is None:
+        return None
+    try:
+        if not _DATE_RE.fullmatch(text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise _Invalid(name, f"{name} must be a date like 2026-11-25") from None
+
+
+def _zone(args: dict[str, list[str]]) -> timezone | ZoneInfo:
+    name = _single(args, "timezone")
+    if name is None or name == "UTC":
+        return timezone.utc
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _Invalid("timezone", "timezone must be an IANA name like Europe/Paris") from None
+
+
+def _start_of(day: date, zone: timezone | ZoneInfo) -> str:
+    return iso_utc(datetime.combine(day, time(0), tzinfo=zone).astimezone(timezone.utc))
+
+
+def _columns(args: dict[str, list[str]]) -> tuple[str, ...]:
+    include = _single(args, "include_columns")
+    exclude = _single(args, "exclude_columns")
+    try:
+        return select_columns(
+            [name.strip() for name in include.split(",") if name.strip()] if include else (),
+            [name.strip() for name in exclude.split(",") if name.strip()] if exclude else (),
+        )
+    except ValueError as exc:
+        raise _Invalid("include_columns" if include else "exclude_columns", str(exc)) from None
+
+
+class TransactionsEndpoint:
+    """Serves the authenticated advertiser's ledger rows as JSON or CSV."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def __call__(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        advertiser_id: int,
+        extension: str | None,
+    ) -> Iterable[bytes]:
+        head = environ["REQUEST_METHOD"] == "HEAD"
+        form = extension or _negotiate(environ.get("HTTP_ACCEPT", ""))
+        try:
+            args = dict(parse_query(environ.get("QUERY_STRING", "")).lists())
+            unknown = sorted(set(args) - _PARAMETERS)
+            if unknown:
+                raise _Invalid(unknown[0], f"unknown parameter {unknown[0]!r}")
+            zone = _zone(args)
+            first, last = _day(args, "from"), _day(args, "to")
+            if first is not None and last is not None and last < first:
+                raise _Invalid("to", "to is before from")
+            type_text = _single(args, "transaction_type")
+            try:
+                kind = None if type_text is None else TransactionType(type_text)
+            except ValueError:
+                names = ", ".join(t.value for t in TransactionType)
+                raise _Invalid("transaction_type", f"transaction_type is one of {names}") from None
+            columns = _columns(args)
+            limit = _number(args, "limit", low=1, high=MAX_LIMIT) or DEFAULT_LIMIT
+            after = _number(args, "start_after_transaction_id", low=0, high=2**63 - 1)
+            rows = list(
+                self.storage.transactions(
+                    advertiser_id=advertiser_id,
+                    after_transaction_id=after,
+                    limit=limit,
+                    transaction_id=_number(args, "transaction_id", low=1, high=2**63 - 1),
+                    reference_id=_single(args, "reference_id"),
+                    transaction_type=kind,
+                    created_from=None if first is None else _start_of(first, zone),
+                    created_before=None
+                    if last is None
+                    else _start_of(last + timedelta(days=1), zone),
+                )
+            )
+        except _Invalid as exc:
+            return json_response(
+                start_response,
+                status_line(400),
+                error_body("invalid_parameter", str(exc), field=exc.field),
+                head=head,
+            )
+        except ParamError as exc:
+            return json_response(
+                start_response,
+                status_line(400),
+                error_body(exc.reason.value, exc.detail),
+                head=head,
+            )
+        headers = [("Content-Type", _FORMATS[form]), ("Cache-Control", "no-store, private")]
+        if len(rows) == limit:
+            # The next page: the same query after this page's last id.
+            following = {key: values[-1] for key, values in args.items()}
+            following["start_after_transaction_id"] = str(rows[-1].transaction_id)
+            path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+            headers.append(("Link", f'<{path}?{urlencode(following)}>; rel="next"'))
+        if form == "csv":
+            headers.append(("Content-Disposition", 'attachment; filename="transactions.csv"'))
+        body = b"".join(_csv(rows, columns) if form == "csv" else _json(rows, columns))
+        headers.append(("Content-Length", str(len(body))))
+        start_response(status_line(200), headers)
+        return [] if head else [body]
+
+
+def _negotiate(accept: str) -> str:
+    """``csv`` when the client prefers ``text/csv``, else ``json``."""
+    return "csv" if "text/csv" in accept and "application/json" not in accept else "json"
+
+
+def _json(rows: Sequence[Transaction], columns: Sequence[str]) -> Iterator[bytes]:
+    yield b"["
+    for index, row in enumerate(rows):
+        values: dict[str, Any] = row.as_dict()
+        document = {name: values[name] for name in columns}
+        yield (b"," if index else b"") + json.dumps(document, separators=(",", ":")).encode()
+    yield b"]"
+
+
+def _csv(rows: Sequence[Transaction], columns: Sequence[str]) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(csv_cells(row, columns))
+    yield buffer.getvalue().encode("utf-8")

@@ -1,0 +1,326 @@
+"""Bulk CSV upload: many server-side reports in one file, each applied on its own.
+
+The columns are the API's fields (``reference_id``, ``sale_amount``, ``sku_list`` and
+``quantity_list`` comma-separated within a cell, ``advertiser_campaign_id``,
+``affiliate_id``, ...). A file written by ``pixel-wsgi export`` (the Transactions API's
+columns) reads back too: ``campaign_id``/``publisher_id`` credit a new conversion,
+``custom_data`` is a JSON object, and a row that names an existing ``transaction_id`` of
+the advertiser must match it (it is unchanged) because ledger rows never change.
+
+Rows are read one at a time from any iterable of lines, so a file of any size is
+processed in flat memory; each row is its own atomic, idempotent report, so a file can
+be uploaded again after a failure and only the missing rows take effect.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.datastructures import MultiDict
+
+from .columns import csv_cells
+from .ledger import Ledger, ReportRefused, ReportStatus
+from .models import Reason, Source, Transaction
+from .params import DEFAULT_LIMITS, Limits, is_personal_key
+from .server_report import FieldError, ReportInvalid, parse_server_report
+
+__all__ = ["MAX_LISTED_FAILURES", "ImportSummary", "RowFailure", "import_csv"]
+
+#: Failures listed in a summary; the rest are only counted.
+MAX_LISTED_FAILURES = 1000
+_MAX_CELL = 64 * 1024
+_LIST_COLUMNS = ("sku_list", "quantity_list", "sku_list[]", "quantity_list[]")
+# Export columns that describe the stored row, not the report: read, never applied.
+_LEDGER_COLUMNS = frozenset(
+    {
+        "transaction_type",
+        "advertiser_id",
+        "visit_id",
+        "source",
+        "corrects_transaction_id",
+        "original_transaction_id",
+        "payout",
+        "payout_currency",
+        "created_at",
+    }
+)
+# Reasons that mean "nothing to tie this report to", counted apart from failures.
+_UNMATCHED = frozenset(
+    {Reason.UNKNOWN_PARENT_REFERENCE, Reason.NO_ATTRIBUTION, Reason.UNKNOWN_CAMPAIGN}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RowFailure:
+    """A row that did not take effect: its row number in the file (the header is
+    row 1), its cells (personal data redacted) and why."""
+
+    row: int
+    content: dict[str, str]
+    code: str
+    message: str
+    unmatched: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "row": self.row,
+            "content": self.content,
+            "code": self.code,
+            "message": self.message,
+            "unmatched": self.unmatched,
+        }
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    """What a bulk upload did, row by row, counted."""
+
+    rows: int = 0
+    created: int = 0
+    corrected: int = 0
+    unchanged: int = 0
+    unmatched: int = 0
+    failed: int = 0
+    failures: list[RowFailure] = field(default_factory=list)
+    failures_not_listed: int = 0
+
+    @property
+    def processed(self) -> int:
+        """Rows that took effect or already had: created, corrected or unchanged."""
+        return self.created + self.corrected + self.unchanged
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "processed": self.processed,
+            "created": self.created,
+            "corrected": self.corrected,
+            "unchanged": self.unchanged,
+            "unmatched": self.unmatched,
+            "failed": self.failed,
+            "failures": [failure.as_dict() for failure in self.failures],
+            "failures_not_listed": self.failures_not_listed,
+        }
+
+    def _fail(self, failure: RowFailure) -> None:
+        if failure.unmatched:
+            self.unmatched += 1
+        else:
+            self.failed += 1
+        if len(self.failures) < MAX_LISTED_FAILURES:
+            self.failures.append(failure)
+        else:
+            self.failures_not_listed += 1
+
+
+def _redacted(cells: dict[str, str]) -> dict[str, str]:
+    return {
+        key: "[redacted]" if is_personal_key(key) and value else value[:256]
+        for key, value in cells.items()
+    }
+
+
+def _list_cell(column: str, text: str) -> list[str]:
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(i, str | int) for i in items):
+            raise ReportInvalid(
+                [FieldError(column, Reason.INVALID_FIELD, f"{column} is not a JSON array")]
+            )
+        return [str(item) for item in items]
+    return [item.strip() for item in text.split(",")]
+
+
+def _report_args(cells: dict[str, str]) -> tuple[MultiDict[str, str], int | None]:
+    """The row as report fields, and the ``transaction_id`` it names (export files)."""
+    args: MultiDict[str, str] = MultiDict()
+    transaction_id: int | None = None
+    for column, text in cells.items():
+        if not text or column in _LEDGER_COLUMNS:
+            continue
+        if column == "transaction_id":
+            if not (text.isascii() and text.isdigit() and 0 < len(text) <= 18):
+                raise ReportInvalid(
+                    [
+                        FieldError(
+                            column,
+                            Reason.INVALID_FIELD,
+                            "transaction_id must be a positive integer",
+                        )
+                    ]
+                )
+            transaction_id = int(text)
+        elif column in _LIST_COLUMNS:
+            args.setlist(column.removesuffix("[]") + "[]", _list_cell(column, text))
+        elif column == "custom_data":
+            try:
+                custom = json.loads(text)
+            except ValueError:
+                custom = None
+            if not isinstance(custom, dict) or not all(isinstance(v, str) for v in custom.values()):
+                raise ReportInvalid(
+                    [FieldError(column, Reason.INVALID_FIELD, "custom_data is not a JSON object")]
+                )
+            for key, value in custom.items():
+                args.add(key, value)
+        else:
+            args.add(column, text)
+    return args, transaction_id
+
+
+def _same_values(stored: Transaction, cells: dict[str, str]) -> bool:
+    """Whether an exported row's cells are exactly the stored row's."""
+    columns = [column for column in cells if column in stored.as_dict()]
+    return csv_cells(stored, columns) == [cells[column] for column in columns]
+
+
+def import_csv(
+    ledger: Ledger,
+    advertiser_id: int,
+    lines: Iterable[str],
+    *,
+    source: Source = Source.CSV_UPLOAD,
+    default_currency: str = "USD",
+    limits: Limits = DEFAULT_LIMITS,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Apply every row of a CSV file as a server-side report of ``advertiser_id``.
+
+    :param lines: the file's text lines (an open text file, or lines decoded on the fly).
+    :param progress: called after each row with the row number.
+    :raises ReportInvalid: when the header row is missing or repeats a column.
+    :raises ~pixel_wsgi.errors.StorageError: when the store fails; the rows before it
+        are applied, so the same file can simply be uploaded again.
+    """
+    csv.field_size_limit(_MAX_CELL)
+    reader = csv.reader(lines, strict=True)
+    summary = ImportSummary()
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ReportInvalid(
+            [FieldError(None, Reason.MISSING_FIELD, "the file has no header row")]
+        ) from None
+    except csv.Error as exc:
+        raise ReportInvalid(
+            [FieldError(None, Reason.INVALID_FIELD, f"bad CSV header: {exc}")]
+        ) from exc
+    header = [name.strip().lstrip("\ufeff") for name in header]
+    if len(set(header)) != len(header):
+        raise ReportInvalid(
+            [FieldError(None, Reason.DUPLICATE_PARAMETER, "the header repeats a column")]
+        )
+    for row_number, cells in _numbered(reader, header, summary):
+        summary.rows += 1
+        _import_row(
+            ledger, advertiser_id, row_number, cells, summary, source, default_currency, limits
+        )
+        if progress is not None:
+            progress(row_number)
+    return summary
+
+
+def _numbered(
+    reader: Iterator[list[str]], header: list[str], summary: ImportSummary
+) -> Iterator[tuple[int, dict[str, str]]]:
+    row_number = 1
+    while True:
+        row_number += 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            summary.rows += 1
+            summary._fail(RowFailure(row_number, {}, Reason.INVALID_FIELD.value, f"bad CSV: {exc}"))
+            continue
+        if not any(row):
+            continue  # a blank line is no report (but still a row of the file)
+        if len(row) != len(header):
+            summary.rows += 1
+            summary._fail(
+                RowFailure(
+                    row_number,
+                    _redacted(dict(zip(header, row, strict=False))),
+                    Reason.INVALID_FIELD.value,
+                    f"the row has {len(row)} cells, the header {len(header)}",
+                )
+            )
+            continue
+        yield row_number, dict(zip(header, row, strict=True))
+
+
+def _import_row(
+    ledger: Ledger,
+    advertiser_id: int,
+    row_number: int,
+    cells: dict[str, str],
+    summary: ImportSummary,
+    source: Source,
+    default_currency: str,
+    limits: Limits,
+) -> None:
+    try:
+        args, transaction_id = _report_args(cells)
+        if transaction_id is not None:
+            stored = next(
+                ledger.storage.transactions(
+                    advertiser_id=advertiser_id, transaction_id=transaction_id
+                ),
+                None,
+            )
+            if stored is not None:
+                if _same_values(stored, cells):
+                    summary.unchanged += 1
+                    return
+                refused = ReportRefused(
+                    Reason.IMMUTABLE_TRANSACTION,
+                    f"transaction {transaction_id} exists with other values; ledger rows"
+                    " never change (leave transaction_id out to report a correction)",
+                    field="transaction_id",
+                    status=409,
+                )
+                ledger.reject(
+                    advertiser_id=advertiser_id,
+                    source=source,
+                    reason=refused.reason,
+                    detail=f"row {row_number}: {refused.detail}",
+                    reference_id=stored.reference_id,
+                )
+                raise refused
+        server_report = parse_server_report(args, default_currency=default_currency, limits=limits)
+        result = ledger.report(advertiser_id, server_report, source=source)
+    except ReportInvalid as exc:
+        first = exc.errors[0]
+        ledger.reject(
+            advertiser_id=advertiser_id,
+            source=source,
+            reason=first.reason,
+            detail=f"row {row_number}: {exc}"[:500],
+        )
+        summary._fail(RowFailure(row_number, _redacted(cells), first.reason.value, str(exc)))
+        return
+    except ReportRefused as exc:
+        summary._fail(
+            RowFailure(
+                row_number,
+                _redacted(cells),
+                exc.reason.value,
+                exc.detail,
+                unmatched=exc.reason in _UNMATCHED,
+            )
+        )
+        return
+    if result.status is ReportStatus.CREATED:
+        summary.created += 1
+    elif result.status is ReportStatus.CORRECTED:
+        summary.corrected += 1
+    else:
+        summary.unchanged += 1
