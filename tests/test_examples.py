@@ -17,10 +17,18 @@ from webtest import TestApp
 
 from pixel_wsgi import ConfigurationError, PayoutKind, PayoutRule, PixelMiddleware, SQLiteStorage
 from pixel_wsgi.paste import filter_app_factory
+from pixel_wsgi.testing import (
+    assert_conversion,
+    assert_conversions,
+    fire_pixels,
+    visit_through_link,
+)
 
 from .conftest import SECRET, host_app, pixel_src
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
@@ -51,7 +59,7 @@ def test_flask_shop(storage: SQLiteStorage, db_path: Path, monkeypatch: pytest.M
     link_id = seed(storage, "/", PayoutRule(PayoutKind.FIXED, Decimal("5.00")))
     browser = TestApp(flask_shop.create_app(f"sqlite:///{db_path}", SECRET))
 
-    home = browser.get(f"/pixels/click/{link_id}").follow()
+    home = visit_through_link(browser, link_id)
     assert "Paper &amp; Ink" in home.text
     product = home.click(description="Fountain pen")
     form = product.forms[0]
@@ -63,13 +71,20 @@ def test_flask_shop(storage: SQLiteStorage, db_path: Path, monkeypatch: pytest.M
         "/pixels/conversion/1.gif?sale_amount=77.00&reference_id=order-1001"
         "&sku_list%5B%5D=pen&quantity_list%5B%5D=2"
     )
-    assert browser.get(src).content_type == "image/gif"
-    browser.get(src)  # a reload of the thank-you page
+    [gif] = fire_pixels(browser, thanks)
+    assert gif.content_type == "image/gif"
+    fire_pixels(browser, thanks)  # a reload of the thank-you page
 
-    [conversion] = storage.conversions()
-    assert (conversion.reference_id, conversion.sale_amount) == ("order-1001", Decimal("77.00"))
-    assert (conversion.payout, conversion.payout_currency) == (Decimal("5.00"), "USD")
-    assert (conversion.sku_list, conversion.quantity_list) == (("pen",), (2,))
+    assert_conversions(storage, 1)
+    assert_conversion(
+        storage,
+        reference_id="order-1001",
+        sale_amount="77.00",
+        payout="5.00",
+        payout_currency="USD",
+        sku_list=["pen"],
+        quantity_list=[2],
+    )
     assert len(list(storage.transactions())) == 1
 
 
@@ -85,11 +100,11 @@ def test_flask_shop_reads_the_environment(
     assert isinstance(middleware, PixelMiddleware)
     assert middleware.storage.path == db_path  # type: ignore[attr-defined]
     browser = TestApp(app)
-    browser.get("/pixels/click/1")
+    visit_through_link(browser, 1)
     browser.post("/checkout", {"sku": "notebook", "quantity": "3"}).follow()
-    browser.get(pixel_src(browser.get("/thank-you/1001")))
-    [conversion] = storage.conversions()
-    assert (conversion.sale_amount, conversion.payout) == (Decimal("42.00"), Decimal("4.20"))
+    fire_pixels(browser, browser.get("/thank-you/1001"))
+    assert_conversions(storage, 1)
+    assert_conversion(storage, sale_amount="42.00", payout="4.20")
 
 
 # -- examples/pyramid_app ------------------------------------------------------------
@@ -111,7 +126,7 @@ def test_pyramid_app_through_paste(storage: SQLiteStorage, ini_path: Path) -> No
     assert app.storage.path == storage.path  # type: ignore[attr-defined]
     browser = TestApp(app)
 
-    landing = browser.get(f"/pixels/click/{link_id}").follow()
+    landing = visit_through_link(browser, link_id)
     assert "Annual membership: $35.00" in landing.text
     form = landing.forms[0]
     form["quantity"] = "2"
@@ -125,15 +140,13 @@ def test_pyramid_app_through_paste(storage: SQLiteStorage, ini_path: Path) -> No
         f"/pixels/conversion/1.gif?sale_amount=70.00&reference_id=order-{order_id}"
         "&sku_list%5B%5D=MEMBER-1Y&quantity_list%5B%5D=2"
     )
-    browser.get(src)
-    browser.get(src)
+    fire_pixels(browser, thanks)
+    fire_pixels(browser, thanks)
 
-    [conversion] = storage.conversions()
-    assert (conversion.reference_id, conversion.sale_amount) == (
-        f"order-{order_id}",
-        Decimal("70.00"),
+    assert_conversions(storage, 1)
+    assert_conversion(
+        storage, reference_id=f"order-{order_id}", sale_amount="70.00", payout="14.00"
     )
-    assert conversion.payout == Decimal("14.00")
     assert len(list(storage.transactions())) == 1
 
 
@@ -159,17 +172,52 @@ def test_plain_wsgi(storage: SQLiteStorage, db_path: Path, monkeypatch: pytest.M
     link_id = seed(storage, "/landing", PayoutRule(PayoutKind.FIXED, Decimal("3.00"), "EUR"))
     browser = TestApp(plain_wsgi.make_app(f"sqlite:///{db_path}", SECRET))
 
-    landing = browser.get(f"/pixels/click/{link_id}").follow()
+    landing = visit_through_link(browser, link_id)
     assert "New eBooks every week" in landing.text
     thanks = browser.get("/thank-you/A-1002")
     assert "Thank you for order A-1002." in thanks.text
-    browser.get(pixel_src(thanks))
+    assert pixel_src(thanks) == (
+        "/pixels/conversion/1.gif?sale_amount=50.00&reference_id=A-1002"
+        "&sku_list%5B%5D=EBOOK-9&quantity_list%5B%5D=2"
+    )
+    fire_pixels(browser, thanks)
 
-    [conversion] = storage.conversions()
-    assert (conversion.reference_id, conversion.sale_amount) == ("A-1002", Decimal("50.00"))
-    assert (conversion.payout, conversion.payout_currency) == (Decimal("3.00"), "EUR")
-    assert (conversion.sku_list, conversion.quantity_list) == (("EBOOK-9",), (2,))
+    assert_conversions(storage, 1)
+    assert_conversion(
+        storage,
+        reference_id="A-1002",
+        sale_amount="50.00",
+        payout="3.00",
+        payout_currency="EUR",
+        sku_list=["EBOOK-9"],
+        quantity_list=[2],
+    )
     assert browser.get("/nope", status=404).text == "Not found\n"
+
+
+# -- the examples' own checkout tests, as a host team runs them -----------------------------
+
+
+def test_the_examples_checkout_tests_pass(pytester: pytest.Pytester) -> None:
+    """The test files in examples/ that show a host team how to use pixel_wsgi.testing.
+
+    Run in a separate pytest process, as a host's suite would run them: the
+    plugin comes from its entry point, with no conftest of ours.
+    """
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-v",
+        str(EXAMPLES / "test_flask_shop_checkout.py"),
+        str(EXAMPLES / "pyramid_app" / "test_checkout.py"),
+    )
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_flask_shop_checkout.py::test_checkout_fires_one_conversion PASSED*",
+            "*test_checkout.py::test_joining_fires_one_conversion PASSED*",
+        ]
+    )
 
 
 # -- the Paste filter factory ------------------------------------------------------------
@@ -213,7 +261,7 @@ def test_filter_key_rotation(storage: SQLiteStorage) -> None:
     link_id = seed(storage, "/landing", PayoutRule(PayoutKind.FIXED, Decimal("1.00")))
     old_key = "the-previous-secret-key-0123456789"
     before = TestApp(factory(storage, secret_key=old_key))
-    before.get(f"/pixels/click/{link_id}")
+    visit_through_link(before, link_id, follow=False)
     rotated = factory(storage, old_secret_keys=f"retired-key-abcdefghijkl {old_key}")
     after = TestApp(rotated, cookiejar=before.cookiejar)
     after.get("/pixels/conversion/1.gif?reference_id=r1")

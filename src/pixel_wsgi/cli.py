@@ -8,6 +8,9 @@ Set up what the middleware tracks, and read what it recorded::
     pixel-wsgi campaign add --advertiser 1 "Spring sale" --payout-percent 10
     pixel-wsgi link add --campaign 1 --publisher 1 --to /landing
     pixel-wsgi conversions --advertiser 1 --json
+    pixel-wsgi credential add --advertiser 1
+    pixel-wsgi import conversions.csv --advertiser 1
+    pixel-wsgi export --advertiser 1 --format csv > ledger.csv
 
 The store is chosen with ``--storage URL`` or the ``PIXEL_WSGI_STORAGE``
 environment variable. Every command but ``migrate`` and ``demo`` brings the
@@ -20,19 +23,27 @@ text; money is always a string (``"24.50"``), never a float. Errors are one
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TextIO, TypeVar
 
 import click
 
+from .api.auth import issue_credential
+from .bulk import import_csv
+from .columns import COLUMNS, csv_cells
 from .currencies import ISO_4217_CODES
 from .errors import NotFoundError, ParamError, PixelError
+from .ledger import Ledger
 from .models import Campaign, Link, PayoutKind, PayoutRule, Rejection, Transaction
 from .params import parse_amount
 from .redirects import validate_destination
+from .server_report import ReportInvalid
 from .storage import Storage, storage_from_url
 
 __all__ = ["DEFAULT_STORAGE", "STORAGE_ENV", "cli", "main"]
@@ -261,6 +272,12 @@ def _link_dict(link: Link) -> dict[str, Any]:
         "path": CLICK_PATH.format(link.id),
         "created_at": link.created_at,
     }
+
+
+def _check_label(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if _CONTROL_RE.search(value) or len(value) > _MAX_NAME_LENGTH:
+        raise click.BadParameter(f"at most {_MAX_NAME_LENGTH} characters, no control characters")
+    return value.strip()
 
 
 def _require_advertiser(storage: Storage, advertiser_id: int) -> None:
@@ -642,6 +659,203 @@ def demo(state: _State, host: str, port: int) -> None:
     from .demo import run_demo
 
     run_demo(state.url, host=host, port=port)
+
+
+# -- server-side reporting: credentials, bulk import, export -------------------------
+
+
+@cli.group()
+def credential() -> None:
+    """API credentials of advertisers (for /pixels/api/...)."""
+
+
+@credential.command("add")
+@click.option("--advertiser", "advertiser_id", type=_ID, required=True, help="Advertiser id.")
+@click.option("--label", default="", help="A note on who uses it.", callback=_check_label)
+@_json_option
+@click.pass_obj
+def credential_add(state: _State, advertiser_id: int, label: str, as_json: bool) -> None:
+    """Make a credential and print its secret, once.
+
+    Only a digest of the secret is stored: keep the secret where your
+    servers read it. They send it as HTTP Basic (the advertiser id as the
+    user name) or as "Authorization: Bearer <secret>".
+    """
+    storage = state.storage()
+    _require_advertiser(storage, advertiser_id)
+    issued = issue_credential(storage, advertiser_id, label)
+    if as_json:
+        _emit_json({**issued.credential.as_dict(), "secret": issued.secret})
+    else:
+        click.echo(
+            f"Credential {issued.credential.id} for advertiser {advertiser_id}.\n"
+            f"  username: {advertiser_id}\n"
+            f"  secret:   {issued.secret}\n"
+            "The secret is shown only now; only its digest is stored."
+        )
+
+
+@credential.command("list")
+@click.option("--advertiser", "advertiser_id", type=_ID, help="Only this advertiser's.")
+@_json_option
+@click.pass_obj
+def credential_list(state: _State, advertiser_id: int | None, as_json: bool) -> None:
+    """Credentials and whether they are revoked (never their secrets)."""
+    rows = state.storage().credentials(advertiser_id=advertiser_id)
+    if as_json:
+        _emit_json([row.as_dict() for row in rows])
+    elif not rows:
+        click.echo("No credentials.")
+    else:
+        headers = ("id", "advertiser", "label", "created_at", "revoked_at")
+        click.echo(
+            _table(
+                headers,
+                (
+                    [str(r.id), str(r.advertiser_id), r.label, r.created_at, _text(r.revoked_at)]
+                    for r in rows
+                ),
+            )
+        )
+
+
+@credential.command("revoke")
+@click.argument("credential_id", type=_ID)
+@_json_option
+@click.pass_obj
+def credential_revoke(state: _State, credential_id: int, as_json: bool) -> None:
+    """Revoke a credential: requests using it get 401 from now on."""
+    storage = state.storage()
+    if storage.credential(credential_id) is None:
+        raise NotFoundError(f"no credential with id {credential_id}")
+    revoked = storage.revoke_credential(credential_id)
+    if as_json:
+        _emit_json({"id": credential_id, "revoked": True, "already_revoked": not revoked})
+    else:
+        click.echo(
+            f"Credential {credential_id} " + ("revoked." if revoked else "was revoked already.")
+        )
+
+
+def _lines_with_progress(raw: BinaryIO, size: int | None, show: bool) -> Iterator[str]:
+    """The file's lines as text, advancing a progress bar (on stderr) by bytes read."""
+    first = True
+    with click.progressbar(
+        length=size or 0, label="Importing", file=sys.stderr, hidden=not show or not size
+    ) as bar:
+        for line in raw:
+            bar.update(len(line))
+            text = line.decode("utf-8-sig" if first else "utf-8")
+            first = False
+            yield text
+
+
+@cli.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.option("--advertiser", "advertiser_id", type=_ID, required=True, help="Advertiser id.")
+@click.option(
+    "--currency",
+    "default_currency",
+    default="USD",
+    show_default=True,
+    callback=_parse_currency,
+    help="The currency of rows that name none.",
+)
+@_json_option
+@click.pass_obj
+def import_command(
+    state: _State, file: BinaryIO, advertiser_id: int, default_currency: str, as_json: bool
+) -> None:
+    """Apply a CSV file of server-side reports (- reads standard input).
+
+    The columns of POST /pixels/api/conversions, or a file written by
+    export. Each row is applied on its own and idempotently, so after a
+    failure the same file can be imported again. Exits 1 when any row
+    failed or matched nothing.
+    """
+    storage = state.storage()
+    _require_advertiser(storage, advertiser_id)
+    try:
+        size: int | None = os.fstat(file.fileno()).st_size
+    except (OSError, ValueError):
+        size = None
+    ledger = Ledger(storage)
+    try:
+        summary = import_csv(
+            ledger,
+            advertiser_id,
+            _lines_with_progress(file, size, show=not as_json),
+            default_currency=default_currency or "USD",
+        )
+    except ReportInvalid as exc:
+        raise click.ClickException(f"not a CSV of reports: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(
+            f"the file is not UTF-8 (at byte {exc.start} of a line); the rows before it"
+            " were applied"
+        ) from exc
+    if as_json:
+        _emit_json(summary.as_dict())
+    else:
+        click.echo(
+            f"{summary.rows} rows: {summary.created} created, {summary.corrected} corrected,"
+            f" {summary.unchanged} unchanged, {summary.unmatched} unmatched,"
+            f" {summary.failed} failed."
+        )
+        for failure in summary.failures:
+            click.echo(f"  row {failure.row}: {failure.code}: {failure.message}")
+        if summary.failures_not_listed:
+            click.echo(f"  ... and {summary.failures_not_listed} more.")
+    if summary.failed or summary.unmatched:
+        sys.exit(1)
+
+
+_EXPORT_PAGE = 1000
+
+
+def _all_rows(storage: Storage, advertiser_id: int) -> Iterator[Transaction]:
+    """Every row of the advertiser, read page by page (flat memory for any ledger)."""
+    after = 0
+    while True:
+        page = list(
+            storage.transactions(
+                advertiser_id=advertiser_id, after_transaction_id=after, limit=_EXPORT_PAGE
+            )
+        )
+        yield from page
+        if len(page) < _EXPORT_PAGE:
+            return
+        after = page[-1].transaction_id
+
+
+@cli.command()
+@click.option("--advertiser", "advertiser_id", type=_ID, required=True, help="Advertiser id.")
+@click.option(
+    "--format", "form", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option(
+    "--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="Default: stdout."
+)
+@click.pass_obj
+def export(state: _State, advertiser_id: int, form: str, output: TextIO) -> None:
+    """Write every ledger row of an advertiser.
+
+    The columns of the Transactions API; import reads the CSV back
+    (unchanged rows are recognised by transaction_id).
+    """
+    storage = state.storage()
+    _require_advertiser(storage, advertiser_id)
+    rows = _all_rows(storage, advertiser_id)
+    if form == "csv":
+        writer = csv.writer(output, lineterminator="\r\n")
+        writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow(csv_cells(row, COLUMNS))
+        return
+    output.write("[")
+    for index, row in enumerate(rows):
+        output.write(("," if index else "") + "\n" + json.dumps(row.as_dict(), ensure_ascii=False))
+    output.write("\n]\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -543,7 +543,7 @@ class Ledger:
                 Reason.UNKNOWN_PARENT_REFERENCE,
                 "no conversion has this reference_id to update",
                 field="parent_reference_id" if report.parent_reference_id else "reference_id",
-                status=422,
+                status=404,
             )
         campaign_id, publisher_id = server_report.campaign_id, server_report.publisher_id
         if campaign_id is None and publisher_id is None and visit is not None:

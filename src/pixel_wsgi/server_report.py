@@ -137,6 +137,19 @@ def _reversal_reason(
     return values[0] or None
 
 
+_TIED = (
+    ("sku_list", "sku_list[]", "quantity_list", "quantity_list[]"),
+    ("reference_id", "parent_reference_id"),
+)
+
+
+def _partners(key: str) -> tuple[str, ...]:
+    for group in _TIED:
+        if key in group:
+            return group
+    return (key,)
+
+
 def parse_server_report(
     args: MultiDict[str, str],
     *,
@@ -169,12 +182,17 @@ def parse_server_report(
             sale_args, default_currency=default_currency, allow_negative=True, limits=limits
         )
     except ParamError as whole:
-        # Check each field alone to name them all; a rule between fields (quantities
-        # for SKUs, two references) only shows in the whole.
+        # Check each field alone to name them all, with the fields a rule ties it to
+        # (SKUs with quantities, the two references); those rules show only there.
+        seen: set[str] = set()
         for key in sale_args:
+            if key in seen:
+                continue
+            group = [k for k in _partners(key) if k in sale_args] or [key]
+            seen.update(group)
             try:
                 parse_sale_params(
-                    MultiDict([(key, v) for v in sale_args.getlist(key)]),
+                    MultiDict([(k, v) for k in group for v in sale_args.getlist(k)]),
                     default_currency=default_currency,
                     allow_negative=True,
                     limits=limits,
@@ -184,6 +202,14 @@ def parse_server_report(
         if not any(error.field not in extra for error in errors):
             errors.append(FieldError(whole.field, whole.reason, whole.detail))
         raise ReportInvalid(errors) from whole
+    if report.reference_id is None and report.parent_reference_id is None:
+        errors.append(
+            FieldError(
+                "reference_id",
+                Reason.MISSING_FIELD,
+                "a server-side report needs reference_id (or parent_reference_id)",
+            )
+        )
     if errors:
         raise ReportInvalid(errors)
     return ServerReport(

@@ -1,9 +1,9 @@
 """Who is calling the APIs: per-advertiser credentials, and refusing browsers.
 
 A credential's secret is ``pwk_<credential id>_<43 random URL-safe characters>``
-(256 bits). Only its SHA-256 digest is stored: a random secret of that size needs no
-slow password hash, and the digest is compared in constant time. The id inside the
-secret finds the stored digest without a table scan.
+(256 random bits). Only the SHA-256 digest of the random part is stored: a random
+secret of that size needs no slow password hash, and the digest is compared in
+constant time. The id inside the secret finds the stored digest without a table scan.
 
 Clients send it as HTTP Basic, the advertiser's id as the user name and the secret as
 the password (as Invoca's Conversion Reporting clients do), or as
@@ -28,14 +28,15 @@ from ..models import ApiCredential
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-    from ..storage import Storage
+    from ..storage.base import Storage
 
 __all__ = [
     "CHALLENGES",
     "AuthFailure",
     "Authenticator",
-    "hash_secret",
-    "new_secret",
+    "IssuedCredential",
+    "hash_token",
+    "issue_credential",
 ]
 
 _PREFIX = "pwk_"
@@ -49,14 +50,25 @@ CHALLENGES = (
 )
 
 
-def new_secret(credential_id: int) -> str:
-    """A fresh secret for the credential with this id."""
-    return f"{_PREFIX}{credential_id}_{secrets.token_urlsafe(32)}"
+def hash_token(token: str) -> str:
+    """The digest stored for a secret's random part."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def hash_secret(secret: str) -> str:
-    """The digest stored for a secret."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+class IssuedCredential(NamedTuple):
+    credential: ApiCredential
+    #: shown once to the operator; never stored
+    secret: str
+
+
+def issue_credential(storage: Storage, advertiser_id: int, label: str = "") -> IssuedCredential:
+    """Make a credential for an advertiser; the secret is in the result only.
+
+    :raises ~pixel_wsgi.errors.NotFoundError: when the advertiser does not exist.
+    """
+    token = secrets.token_urlsafe(32)
+    credential = storage.add_credential(advertiser_id, label, hash_token(token))
+    return IssuedCredential(credential, f"{_PREFIX}{credential.id}_{token}")
 
 
 class AuthFailure(NamedTuple):
@@ -111,12 +123,12 @@ class Authenticator:
     def _credential(self, secret: str) -> ApiCredential | None:
         if not secret.startswith(_PREFIX):
             return None
-        id_text, _, _ = secret[len(_PREFIX) :].partition("_")
+        id_text, _, token = secret[len(_PREFIX) :].partition("_")
         if not (0 < len(id_text) <= 18 and id_text.isascii() and id_text.isdigit()):
             return None
         credential = self.storage.credential(int(id_text))
         if credential is None or not credential.active:
             return None
-        if not hmac.compare_digest(credential.secret_hash, hash_secret(secret)):
+        if not hmac.compare_digest(credential.secret_hash, hash_token(token)):
             return None
         return credential
