@@ -5,10 +5,8 @@ from __future__ import annotations
 import html
 import http.cookiejar
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -17,44 +15,14 @@ from pathlib import Path
 import pytest
 
 from .conftest import PIXEL_IMG
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from .servers import demo_server
 
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """The demo server on a free local port; yields its base URL and storage URL."""
-    port = free_port()
-    storage = f"sqlite:///{tmp_path / 'demo.db'}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pixel_wsgi", "--storage", storage, "demo", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    output = server.stdout.read() if server.stdout else ""
-                    pytest.fail(f"the demo did not start:\n{output}")
-                time.sleep(0.1)
-        yield base, storage
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        if server.stdout:
-            server.stdout.close()
+    with demo_server(tmp_path) as server:
+        yield server.base, server.storage
 
 
 def test_the_demo_records_an_attributed_conversion_over_http(demo: tuple[str, str]) -> None:

@@ -12,6 +12,9 @@ wrapped in :class:`~pixel_wsgi.middleware.PixelMiddleware` exactly as a real
 shop would be. Orders live in memory (see :class:`OrderBook`); everything the
 middleware records lives in the store.
 
+The operator dashboard is mounted at ``/dashboard/`` (user ``admin``, password
+from ``PIXEL_WSGI_DASHBOARD_PASSWORD``, ``demo`` when unset).
+
 The cookie-signing key comes from ``PIXEL_WSGI_SECRET_KEY`` when set, otherwise
 from a random key that the first run writes beside the SQLite file
 (``<db>.secret``, mode 0600), so that attribution cookies stay valid across
@@ -32,6 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import urlencode
 
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from .dashboard import Dashboard, basic_auth
 from .errors import ConfigurationError, MissingDependencyError
 from .middleware import PixelMiddleware
 from .models import Advertiser, Campaign, Link, PayoutKind, PayoutRule, Publisher
@@ -42,12 +48,15 @@ if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
 
 __all__ = [
+    "DASHBOARD_PASSWORD_ENV",
+    "DASHBOARD_PATH",
     "PRODUCTS",
     "SECRET_KEY_ENV",
     "DemoSeed",
     "OrderBook",
     "Product",
     "create_demo_app",
+    "demo_dashboard_password",
     "demo_secret_key",
     "run_demo",
     "seed_demo",
@@ -55,6 +64,11 @@ __all__ = [
 
 #: The environment variable that overrides the demo's persisted secret key.
 SECRET_KEY_ENV = "PIXEL_WSGI_SECRET_KEY"
+#: The environment variable with the dashboard's password (``demo`` when unset).
+DASHBOARD_PASSWORD_ENV = "PIXEL_WSGI_DASHBOARD_PASSWORD"
+#: Where the demo mounts the operator dashboard.
+DASHBOARD_PATH = "/dashboard"
+DEMO_DASHBOARD_PASSWORD = "demo"
 
 DEMO_ADVERTISER = "Demo Shop"
 DEMO_PUBLISHER = "Demo Publisher"
@@ -226,6 +240,7 @@ _INDEX = (
       (the tracking link <code>{{ click_path }}</code> sets the attribution cookie).</li>
   <li>Buy something in the shop; the thank-you page fires the conversion pixel.</li>
   <li>See <a href="/report">the conversion and the publisher's payout</a>.</li>
+  <li>Or open <a href="/dashboard/">the operator dashboard</a> (user <code>admin</code>).</li>
 </ol>
 """
     + _FOOT
@@ -322,17 +337,27 @@ _REPORT = (
 )
 
 
-def create_demo_app(storage: Storage | str, *, secret_key: str) -> flask.Flask:
+def demo_dashboard_password() -> str:
+    """The demo dashboard's password: ``PIXEL_WSGI_DASHBOARD_PASSWORD``, else ``demo``."""
+    return os.environ.get(DASHBOARD_PASSWORD_ENV) or DEMO_DASHBOARD_PASSWORD
+
+
+def create_demo_app(
+    storage: Storage | str, *, secret_key: str, dashboard_password: str | None = None
+) -> flask.Flask:
     """The demo shop as a Flask app wrapped in :class:`PixelMiddleware`.
 
     Seeds the store with :func:`seed_demo` (a no-op after the first time); the
     seed is at ``app.extensions["pixel_wsgi_demo"]``. Routes: ``/`` (how to
     use the demo), ``/publisher``, ``/landing``, ``/product/<sku>``,
     ``/checkout`` (GET form, POST places an order and answers 303),
-    ``/thank-you/<order_id>`` (with the pixel) and ``/report``.
+    ``/thank-you/<order_id>`` (with the pixel) and ``/report``; the
+    operator dashboard is mounted at ``/dashboard``.
 
     :param storage: a storage URL or a :class:`~pixel_wsgi.storage.Storage`.
     :param secret_key: signs the attribution cookies.
+    :param dashboard_password: the dashboard's password for user ``admin``
+        (default: :func:`demo_dashboard_password`).
     :raises MissingDependencyError: when Flask is not installed.
     """
     try:
@@ -413,8 +438,13 @@ def create_demo_app(storage: Storage | str, *, secret_key: str) -> flask.Flask:
         )
 
     app.extensions["pixel_wsgi_demo"] = seed
-    app.wsgi_app = PixelMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, store, secret_key=secret_key
+    password = dashboard_password or demo_dashboard_password()
+    operator_dashboard = Dashboard(store, authenticate=basic_auth(password))
+    # The dispatcher sends /dashboard/... to the dashboard (SCRIPT_NAME=/dashboard)
+    # and everything else through the pixel middleware to the shop.
+    app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
+        PixelMiddleware(app.wsgi_app, store, secret_key=secret_key),
+        {DASHBOARD_PATH: operator_dashboard},
     )
     return app
 
@@ -495,11 +525,19 @@ def run_demo(
     if ":" in shown_host:
         shown_host = f"[{shown_host}]"  # an IPv6 address in a URL
     base = f"http://{shown_host}:{port}"
+    # A password chosen through the environment is not printed.
+    shown_password = (
+        f"from ${DASHBOARD_PASSWORD_ENV}"
+        if os.environ.get(DASHBOARD_PASSWORD_ENV)
+        else f'"{DEMO_DASHBOARD_PASSWORD}"'
+    )
     print(
         f"pixel-wsgi demo on {base}/ (store: {storage!r}, cookie key: {key_source})\n"
         f"  1. the publisher's page:  {base}/publisher\n"
         f"  2. its tracking link:     {base}{_PIXEL_PREFIX}/click/{seed['link'].id}\n"
         f"  3. buy something, then:   {base}/report\n"
+        f"  the operator dashboard:   {base}{DASHBOARD_PATH}/"
+        f" (user admin, password {shown_password})\n"
         f"  or from a shell:          {_cli_command()} --storage {shlex.quote(storage_url)}"
         f" conversions\n"
         "Press Ctrl-C to stop.",

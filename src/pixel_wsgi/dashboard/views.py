@@ -1,0 +1,763 @@
+"""Each page's data: read through the public Storage API, shaped by :mod:`.reports`.
+
+A view function takes the store, the advertiser, the date range and the query
+arguments, and returns what both the HTML page and its CSV export are made
+from. Personal data never enters here: the Storage methods used return ledger
+rows, entities and the (redacted) rejection log, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlencode
+
+from werkzeug.datastructures import MultiDict
+
+from ..models import Advertiser, Rejection
+from ..storage import Storage
+from .query import (
+    NotFound,
+    currency_of_sort,
+    optional_id,
+    parse_table_query,
+    reason_filter,
+)
+from .reports import (
+    ChainStep,
+    Conversion,
+    DateRange,
+    DayRow,
+    GroupRow,
+    ReasonCount,
+    Tally,
+    by_campaign,
+    by_day,
+    by_publisher,
+    chain_steps,
+    conversions_from_rows,
+    format_money,
+    format_value,
+    reason_counts,
+    reversal_reason,
+    row_type,
+    totals,
+)
+from .tables import Column, Table, TableQuery, money_csv, money_sort, money_text, optional_sort
+
+R = TypeVar("R")
+
+#: What each rejection reason means, for the people reading the log.
+REASON_MEANINGS: dict[str, str] = {
+    "invalid_query": "the query string could not be parsed",
+    "query_too_long": "the query string was longer than allowed",
+    "too_many_parameters": "the report carried more parameters than allowed",
+    "duplicate_parameter": "a single-valued parameter was given twice",
+    "invalid_text": "a value was not clean UTF-8 text",
+    "value_too_long": "a value was longer than allowed",
+    "invalid_sale_amount": "sale_amount was not a plain decimal with at most 2 places",
+    "invalid_currency": "sale_currency was not an ISO 4217 code",
+    "invalid_quantity": "a quantity was not a whole number of at least 1",
+    "quantity_mismatch": "quantity_list did not match sku_list",
+    "too_many_items": "the report listed more SKUs than allowed",
+    "invalid_personal_data": "a remarketing field was malformed (its value is not kept)",
+    "too_many_custom_fields": "the report carried more custom fields than allowed",
+    "conflicting_reference": "reference_id and parent_reference_id did not fit together",
+    "unknown_advertiser": "the pixel named an advertiser that does not exist",
+    "no_attribution": "the visitor carried no attribution cookie",
+    "invalid_cookie": "the attribution cookie was tampered with or foreign",
+    "expired_cookie": "the attribution cookie was older than the attribution window",
+    "unknown_visit": "the attribution cookie named a visit that does not exist",
+    "cross_advertiser": "the visit came through another advertiser's campaign",
+    "duplicate_reference_id": "this reference_id was already reported",
+    "duplicate_reload": "the same visit reported the same values again (a reload)",
+    "unchanged_correction": "an update carried the conversion's current values",
+    "unknown_parent_reference": "parent_reference_id named no conversion",
+    "parent_from_other_visit": "an update came from a visit other than the conversion's",
+    "missing_field": "a server-side report left out a required field",
+    "invalid_field": "a server-side report carried a malformed field",
+    "unknown_campaign": "the report named a campaign that does not exist",
+    "unknown_publisher": "the report named a publisher that does not exist",
+    "publisher_not_approved": "the publisher is not approved for this campaign",
+    "attribution_conflict": "the report's attribution contradicted the conversion's",
+    "immutable_transaction": "the report tried to change a conversion that cannot change",
+    "unknown_link": "a tracking link that does not exist was followed",
+    "link_destination_not_allowed": "a tracking link's destination is not allowed",
+    "invalid_signature": "the signed pixel URL's signature did not verify",
+    "expired_signature": "the signed pixel URL was too old",
+    "unsigned_pixel": "the advertiser requires signed pixel URLs; this one was not signed",
+    "bot": "the request came from a bot or crawler",
+    "cookie_stuffing": "the click did not come from a visitor's own navigation",
+    "cross_site_pixel": "another site's page fired the pixel",
+    "daily_cap_reached": "a daily cap on conversions was reached",
+    "too_fast": "a flag, not a rejection: the conversion counts, but came suspiciously fast",
+}
+
+#: The most rows a page shows; the CSV export always has them all.
+MAX_HTML_ROWS = 1000
+
+
+# -- what every advertiser page is about --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The advertiser and the date range of a page, and links that keep them."""
+
+    advertiser: Advertiser
+    days: DateRange
+
+    def range_params(self) -> list[tuple[str, str]]:
+        return [("from", self.days.start.isoformat()), ("to", self.days.end.isoformat())]
+
+    def path(self, below: str = "") -> str:
+        """A path under the dashboard's root, like ``/advertisers/1/conversions``."""
+        return f"/advertisers/{self.advertiser.id}{below}"
+
+    def link(self, below: str = "", params: Sequence[tuple[str, str]] = ()) -> str:
+        return f"{self.path(below)}?{urlencode([*self.range_params(), *params])}"
+
+
+@dataclass(frozen=True)
+class TableView(Generic[R]):
+    """A table with its rows filtered and sorted: one page's HTML table and its CSV.
+
+    ``keep`` are the page's own filters (``campaign=``, ``reason=``), which every
+    link of the page carries along with ``from``/``to``, ``sort``, ``dir`` and ``q``.
+    """
+
+    title: str
+    path: str
+    table: Table[R]
+    rows: list[R]
+    total: int
+    query: TableQuery
+    keep: list[tuple[str, str]] = field(default_factory=list)
+    filters: list[str] = field(default_factory=list)
+
+
+def _view(
+    title: str,
+    path: str,
+    table: Table[R],
+    rows: Sequence[R],
+    args: MultiDict[str, str],
+    *,
+    keep: Sequence[tuple[str, str]] = (),
+    filters: Sequence[str] = (),
+) -> TableView[R]:
+    query = parse_table_query(args, table)
+    return TableView(
+        title, path, table, table.apply(rows, query), len(rows), query, list(keep), list(filters)
+    )
+
+
+def _default_view(title: str, path: str, table: Table[R], rows: Sequence[R]) -> TableView[R]:
+    query = table.default_query()
+    return TableView(title, path, table, table.apply(rows, query), len(rows), query)
+
+
+# -- conversions in the range --------------------------------------------------------
+
+
+def _load_conversions(storage: Storage, scope: Scope) -> list[Conversion]:
+    rows = storage.transactions(advertiser_id=scope.advertiser.id)
+    return [c for c in conversions_from_rows(rows) if scope.days.contains(c.recorded_at)]
+
+
+def _currencies(tallies: Iterable[Tally], requested: str | None) -> tuple[list[str], list[str]]:
+    """The sale and the payout currencies that get a column, sorted."""
+    sales: set[str] = set()
+    payouts: set[str] = set()
+    for tally in tallies:
+        sales.update(tally.sales)
+        payouts.update(tally.payouts)
+    if requested is not None:
+        sales.add(requested)
+        payouts.add(requested)
+    return sorted(sales), sorted(payouts)
+
+
+def _tally_columns(
+    get: Callable[[Any], Tally], sale_currencies: Sequence[str], payout_currencies: Sequence[str]
+) -> list[Column[Any]]:
+    """A count column, then one column per sale currency and per payout currency."""
+    columns: list[Column[Any]] = [
+        Column(
+            "conversions",
+            "Conversions",
+            lambda row: str(get(row).conversions),
+            sort=lambda row: get(row).conversions,
+            numeric=True,
+        )
+    ]
+
+    def money(kind: str, currency: str) -> Column[Any]:
+        def amount(row: Any) -> Decimal:
+            tally = get(row)
+            return tally.sale(currency) if kind == "sales" else tally.payout(currency)
+
+        key = f"{kind}_{currency}"
+        return Column(
+            key,
+            f"{kind.capitalize()} {currency}",
+            lambda row: money_text(amount(row), currency),
+            sort=amount,
+            numeric=True,
+            csv=((key, lambda row: format_money(amount(row))),),
+        )
+
+    columns += [money("sales", currency) for currency in sale_currencies]
+    columns += [money("payouts", currency) for currency in payout_currencies]
+    return columns
+
+
+def campaign_table(
+    scope: Scope, rows: Sequence[GroupRow], requested: str | None
+) -> Table[GroupRow]:
+    sales, payouts = _currencies((row.tally for row in rows), requested)
+    return Table(
+        "campaigns",
+        [
+            Column("id", "Id", lambda row: str(row.id), sort=lambda row: row.id, numeric=True),
+            Column(
+                "campaign",
+                "Campaign",
+                lambda row: row.name,
+                sort=lambda row: row.name.casefold(),
+                link=lambda row: scope.link("/conversions", [("campaign", str(row.id))]),
+            ),
+            Column("payout_rule", "Pays", lambda row: row.rule or "-"),
+            *_tally_columns(lambda row: row.tally, sales, payouts),
+        ],
+        default_sort="conversions",
+        default_descending=True,
+    )
+
+
+def publisher_table(
+    scope: Scope, rows: Sequence[GroupRow], requested: str | None
+) -> Table[GroupRow]:
+    sales, payouts = _currencies((row.tally for row in rows), requested)
+    return Table(
+        "publishers",
+        [
+            Column("id", "Id", lambda row: str(row.id), sort=lambda row: row.id, numeric=True),
+            Column(
+                "publisher",
+                "Publisher",
+                lambda row: row.name,
+                sort=lambda row: row.name.casefold(),
+                link=lambda row: scope.link("/conversions", [("publisher", str(row.id))]),
+            ),
+            *_tally_columns(lambda row: row.tally, sales, payouts),
+        ],
+        default_sort="conversions",
+        default_descending=True,
+    )
+
+
+def day_table(scope: Scope, rows: Sequence[DayRow], requested: str | None) -> Table[DayRow]:
+    sales, payouts = _currencies((row.tally for row in rows), requested)
+
+    def conversions_of_day(row: DayRow) -> str:
+        day = row.day.isoformat()
+        return f"{scope.path('/conversions')}?{urlencode([('from', day), ('to', day)])}"
+
+    return Table(
+        "days",
+        [
+            Column("date", "Date (UTC)", lambda row: row.day.isoformat(), link=conversions_of_day),
+            *_tally_columns(lambda row: row.tally, sales, payouts),
+        ],
+        default_sort="date",
+    )
+
+
+@dataclass(frozen=True)
+class Overview:
+    scope: Scope
+    totals: Tally
+    days: list[DayRow]
+    campaigns: TableView[GroupRow]
+    publishers: TableView[GroupRow]
+
+
+def overview(storage: Storage, scope: Scope) -> Overview:
+    conversions = _load_conversions(storage, scope)
+    campaigns = by_campaign(conversions, storage.campaigns(advertiser_id=scope.advertiser.id))
+    publishers = by_publisher(conversions, {p.id: p for p in storage.publishers()})
+    return Overview(
+        scope,
+        totals(conversions),
+        by_day(conversions, scope.days),
+        _default_view(
+            "By campaign",
+            scope.path("/campaigns"),
+            campaign_table(scope, campaigns, None),
+            campaigns,
+        ),
+        _default_view(
+            "By publisher",
+            scope.path("/publishers"),
+            publisher_table(scope, publishers, None),
+            publishers,
+        ),
+    )
+
+
+def campaigns_view(
+    storage: Storage, scope: Scope, args: MultiDict[str, str]
+) -> TableView[GroupRow]:
+    conversions = _load_conversions(storage, scope)
+    rows = by_campaign(conversions, storage.campaigns(advertiser_id=scope.advertiser.id))
+    table = campaign_table(scope, rows, currency_of_sort(args))
+    return _view("Conversions by campaign", scope.path("/campaigns"), table, rows, args)
+
+
+def publishers_view(
+    storage: Storage, scope: Scope, args: MultiDict[str, str]
+) -> TableView[GroupRow]:
+    conversions = _load_conversions(storage, scope)
+    rows = by_publisher(conversions, {p.id: p for p in storage.publishers()})
+    table = publisher_table(scope, rows, currency_of_sort(args))
+    return _view("Conversions by publisher", scope.path("/publishers"), table, rows, args)
+
+
+def days_view(
+    storage: Storage, scope: Scope, args: MultiDict[str, str]
+) -> tuple[TableView[DayRow], list[DayRow]]:
+    """The table of days, and every day of the range in order (for the chart)."""
+    rows = by_day(_load_conversions(storage, scope), scope.days)
+    table = day_table(scope, rows, currency_of_sort(args))
+    return _view("Conversions by day", scope.path("/days"), table, rows, args), rows
+
+
+def _items(row: Any) -> str:
+    if not row.sku_list:
+        return "-"
+    quantities = list(row.quantity_list) + [None] * (len(row.sku_list) - len(row.quantity_list))
+    return ", ".join(
+        sku if quantity is None else f"{sku} x{quantity}"
+        for sku, quantity in zip(row.sku_list, quantities, strict=False)
+    )
+
+
+def status(conversion: Conversion) -> str:
+    """``as reported``, ``corrected`` or ``reversed: <reason>``."""
+    reason = reversal_reason(conversion.current)
+    if reason is not None:
+        return f"reversed: {reason}" if reason else "reversed"
+    return "corrected" if conversion.corrections else "as reported"
+
+
+def shown_time(timestamp: str) -> str:
+    """``2026-11-25 11:21:43`` from a stored ``2026-11-25T11:21:43.000123Z``."""
+    return timestamp[:19].replace("T", " ")
+
+
+def conversion_table(
+    scope: Scope, campaign_names: dict[int, str], publisher_names: dict[int, str]
+) -> Table[Conversion]:
+    def campaign(row: Conversion) -> str:
+        key = row.current.campaign_id
+        return campaign_names.get(key, f"campaign {key}")
+
+    def publisher(row: Conversion) -> str:
+        key = row.current.publisher_id
+        return publisher_names.get(key, f"publisher {key}")
+
+    return Table(
+        "conversions",
+        [
+            Column(
+                "conversion",
+                "Conversion",
+                lambda row: str(row.conversion_id),
+                sort=lambda row: row.conversion_id,
+                numeric=True,
+                csv=(("conversion_id", lambda row: str(row.conversion_id)),),
+                link=lambda row: scope.link(f"/conversions/{row.conversion_id}"),
+            ),
+            Column(
+                "recorded",
+                "Recorded (UTC)",
+                lambda row: shown_time(row.recorded_at),
+                sort=lambda row: row.recorded_at,
+                csv=(("recorded_at", lambda row: row.recorded_at),),
+            ),
+            Column(
+                "reference_id",
+                "Reference id",
+                lambda row: row.first.reference_id or "-",
+                sort=lambda row: optional_sort(row.first.reference_id),
+                csv=(("reference_id", lambda row: row.first.reference_id or ""),),
+            ),
+            Column(
+                "campaign",
+                "Campaign",
+                campaign,
+                sort=lambda row: campaign(row).casefold(),
+                csv=(
+                    ("campaign_id", lambda row: str(row.current.campaign_id)),
+                    ("campaign", campaign),
+                ),
+            ),
+            Column(
+                "publisher",
+                "Publisher",
+                publisher,
+                sort=lambda row: publisher(row).casefold(),
+                csv=(
+                    ("publisher_id", lambda row: str(row.current.publisher_id)),
+                    ("publisher", publisher),
+                ),
+            ),
+            Column("status", "Status", status),
+            Column("source", "Source", lambda row: row.current.source),
+            Column(
+                "reason_code",
+                "Reason code",
+                lambda row: row.current.reason_code or "-",
+                sort=lambda row: optional_sort(row.current.reason_code),
+                csv=(("reason_code", lambda row: row.current.reason_code or ""),),
+            ),
+            Column(
+                "items",
+                "Items",
+                lambda row: _items(row.current),
+                csv=(
+                    ("items", lambda row: "" if not row.current.sku_list else _items(row.current)),
+                ),
+            ),
+            Column(
+                "sale",
+                "Sale",
+                lambda row: money_text(row.current.sale_amount, row.current.sale_currency),
+                sort=lambda row: money_sort(row.current.sale_amount, row.current.sale_currency),
+                numeric=True,
+                csv=(
+                    ("sale_amount", lambda row: money_csv(row.current.sale_amount)),
+                    ("sale_currency", lambda row: row.current.sale_currency),
+                ),
+            ),
+            Column(
+                "payout",
+                "Payout",
+                lambda row: money_text(row.current.payout, row.current.payout_currency),
+                sort=lambda row: money_sort(row.current.payout, row.current.payout_currency),
+                numeric=True,
+                csv=(
+                    ("payout", lambda row: money_csv(row.current.payout)),
+                    ("payout_currency", lambda row: row.current.payout_currency),
+                ),
+            ),
+            Column(
+                "corrections",
+                "Corrections",
+                lambda row: str(row.corrections),
+                sort=lambda row: row.corrections,
+                numeric=True,
+            ),
+            Column(
+                "updated",
+                "Updated (UTC)",
+                lambda row: shown_time(row.current.created_at),
+                sort=lambda row: row.current.created_at,
+                csv=(("updated_at", lambda row: row.current.created_at),),
+            ),
+        ],
+        default_sort="recorded",
+        default_descending=True,
+        extra_csv=(("transaction_id", lambda row: str(row.current.transaction_id)),),
+    )
+
+
+def conversions_view(
+    storage: Storage, scope: Scope, args: MultiDict[str, str]
+) -> TableView[Conversion]:
+    campaign_id = optional_id(args, "campaign")
+    publisher_id = optional_id(args, "publisher")
+    conversions = _load_conversions(storage, scope)
+    campaign_names = {c.id: c.name for c in storage.campaigns(advertiser_id=scope.advertiser.id)}
+    publisher_names = {p.id: p.name for p in storage.publishers()}
+    keep: list[tuple[str, str]] = []
+    filters: list[str] = []
+    if campaign_id is not None:
+        conversions = [c for c in conversions if c.current.campaign_id == campaign_id]
+        keep.append(("campaign", str(campaign_id)))
+        filters.append(f"campaign: {campaign_names.get(campaign_id, f'campaign {campaign_id}')}")
+    if publisher_id is not None:
+        conversions = [c for c in conversions if c.current.publisher_id == publisher_id]
+        keep.append(("publisher", str(publisher_id)))
+        filters.append(
+            f"publisher: {publisher_names.get(publisher_id, f'publisher {publisher_id}')}"
+        )
+    table = conversion_table(scope, campaign_names, publisher_names)
+    return _view(
+        "Conversions",
+        scope.path("/conversions"),
+        table,
+        conversions,
+        args,
+        keep=keep,
+        filters=filters,
+    )
+
+
+# -- one conversion's correction chain -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chain:
+    conversion: Conversion
+    campaign: str
+    publisher: str
+    view: TableView[ChainStep]
+
+
+def _changes_text(step: ChainStep) -> str:
+    if step.step == 1:
+        return "first report"
+    if not step.changes:
+        return "no visible change"
+    return "; ".join(f"{c.field}: {c.before} \u2192 {c.after}" for c in step.changes)
+
+
+def chain_table() -> Table[ChainStep]:
+    return Table(
+        "chain",
+        [
+            Column("step", "Step", lambda s: str(s.step), sort=lambda s: s.step, numeric=True),
+            Column("type", "Type", lambda s: row_type(s.row)),
+            Column("changes", "What changed", _changes_text, wide=True),
+            Column(
+                "transaction_id",
+                "Row",
+                lambda s: str(s.row.transaction_id),
+                sort=lambda s: s.row.transaction_id,
+                numeric=True,
+            ),
+            Column(
+                "corrects",
+                "Corrects",
+                lambda s: format_value(s.row.corrects_transaction_id),
+                sort=lambda s: optional_sort(s.row.corrects_transaction_id),
+                csv=(
+                    (
+                        "corrects_transaction_id",
+                        lambda s: (
+                            ""
+                            if s.row.corrects_transaction_id is None
+                            else str(s.row.corrects_transaction_id)
+                        ),
+                    ),
+                ),
+            ),
+            Column(
+                "recorded",
+                "Recorded (UTC)",
+                lambda s: shown_time(s.row.created_at),
+                sort=lambda s: s.row.created_at,
+                csv=(("created_at", lambda s: s.row.created_at),),
+            ),
+            Column("source", "Source", lambda s: s.row.source),
+            Column(
+                "sale",
+                "Sale",
+                lambda s: money_text(s.row.sale_amount, s.row.sale_currency),
+                sort=lambda s: money_sort(s.row.sale_amount, s.row.sale_currency),
+                numeric=True,
+                csv=(
+                    ("sale_amount", lambda s: money_csv(s.row.sale_amount)),
+                    ("sale_currency", lambda s: s.row.sale_currency),
+                ),
+            ),
+            Column(
+                "payout",
+                "Payout",
+                lambda s: money_text(s.row.payout, s.row.payout_currency),
+                sort=lambda s: money_sort(s.row.payout, s.row.payout_currency),
+                numeric=True,
+                csv=(
+                    ("payout", lambda s: money_csv(s.row.payout)),
+                    ("payout_currency", lambda s: s.row.payout_currency),
+                ),
+            ),
+            Column(
+                "reason_code",
+                "Reason code",
+                lambda s: s.row.reason_code or "-",
+                sort=lambda s: optional_sort(s.row.reason_code),
+                csv=(("reason_code", lambda s: s.row.reason_code or ""),),
+            ),
+            Column("items", "Items", lambda s: _items(s.row)),
+            Column(
+                "custom_data", "Custom data", lambda s: format_value(s.row.custom_data), wide=True
+            ),
+        ],
+        default_sort="step",
+    )
+
+
+def chain_view(
+    storage: Storage, scope: Scope, transaction_id: int, args: MultiDict[str, str]
+) -> Chain:
+    """The chain of the conversion that ``transaction_id`` (any of its rows) belongs to."""
+    advertiser_id = scope.advertiser.id
+    found = next(
+        iter(
+            storage.transactions(
+                advertiser_id=advertiser_id, after_transaction_id=transaction_id - 1, limit=1
+            )
+        ),
+        None,
+    )
+    if found is None or found.transaction_id != transaction_id:
+        raise NotFound(f"advertiser {advertiser_id} has no ledger row {transaction_id}")
+    original = found.original_transaction_id or found.transaction_id
+    rows = [
+        row
+        for row in storage.transactions(
+            advertiser_id=advertiser_id, after_transaction_id=original - 1
+        )
+        if (row.original_transaction_id or row.transaction_id) == original
+    ]
+    [conversion] = conversions_from_rows(rows)
+    campaign_id, publisher_id = conversion.current.campaign_id, conversion.current.publisher_id
+    campaigns = {c.id: c.name for c in storage.campaigns(advertiser_id=advertiser_id)}
+    publishers = {p.id: p.name for p in storage.publishers()}
+    steps = chain_steps(conversion)
+    view = _view(
+        f"Conversion {conversion.conversion_id}",
+        scope.path(f"/conversions/{transaction_id}"),
+        chain_table(),
+        steps,
+        args,
+    )
+    return Chain(
+        conversion,
+        campaigns.get(campaign_id, f"campaign {campaign_id}"),
+        publishers.get(publisher_id, f"publisher {publisher_id}"),
+        view,
+    )
+
+
+# -- the rejection log ---------------------------------------------------------------
+
+
+def meaning(reason: str) -> str:
+    return REASON_MEANINGS.get(reason, "-")
+
+
+def rejection_table(scope: Scope) -> Table[Rejection]:
+    return Table(
+        "rejections",
+        [
+            Column("id", "Id", lambda r: str(r.id), sort=lambda r: r.id, numeric=True),
+            Column(
+                "recorded",
+                "Recorded (UTC)",
+                lambda r: shown_time(r.created_at),
+                sort=lambda r: r.created_at,
+                csv=(("created_at", lambda r: r.created_at),),
+            ),
+            Column("source", "Source", lambda r: r.source),
+            Column(
+                "reason",
+                "Reason",
+                lambda r: r.reason,
+                link=lambda r: scope.link("/rejections", [("reason", r.reason)]),
+            ),
+            Column("detail", "Detail", lambda r: r.detail or "-", wide=True),
+            Column(
+                "reference_id",
+                "Reference id",
+                lambda r: r.reference_id or "-",
+                sort=lambda r: optional_sort(r.reference_id),
+                csv=(("reference_id", lambda r: r.reference_id or ""),),
+            ),
+            Column("params", "Parameters (redacted)", lambda r: r.params or "-", wide=True),
+        ],
+        default_sort="id",
+        default_descending=True,
+    )
+
+
+def reason_table(scope: Scope) -> Table[ReasonCount]:
+    return Table(
+        "rejection-reasons",
+        [
+            Column(
+                "reason",
+                "Reason",
+                lambda r: r.reason,
+                link=lambda r: scope.link("/rejections", [("reason", r.reason)]),
+            ),
+            Column("meaning", "Meaning", lambda r: meaning(r.reason), wide=True),
+            Column("count", "Count", lambda r: str(r.count), sort=lambda r: r.count, numeric=True),
+            Column(
+                "latest",
+                "Latest (UTC)",
+                lambda r: shown_time(r.latest),
+                sort=lambda r: r.latest,
+                csv=(("latest", lambda r: r.latest),),
+            ),
+        ],
+        default_sort="count",
+        default_descending=True,
+    )
+
+
+def _load_rejections(storage: Storage, scope: Scope) -> list[Rejection]:
+    return [
+        rejection
+        for rejection in storage.rejections(advertiser_id=scope.advertiser.id)
+        if scope.days.contains(rejection.created_at)
+    ]
+
+
+@dataclass(frozen=True)
+class Rejections:
+    reasons: TableView[ReasonCount]
+    log: TableView[Rejection]
+
+
+def rejections_view(storage: Storage, scope: Scope, args: MultiDict[str, str]) -> Rejections:
+    reason = reason_filter(args)
+    rejections = _load_rejections(storage, scope)
+    counts = reason_counts(rejections)
+    keep: list[tuple[str, str]] = []
+    filters: list[str] = []
+    if reason is not None:
+        rejections = [r for r in rejections if r.reason == reason]
+        keep.append(("reason", reason))
+        filters.append(f"reason: {reason}")
+    return Rejections(
+        _default_view(
+            "Rejections by reason",
+            scope.path("/rejections/reasons"),
+            reason_table(scope),
+            counts,
+        ),
+        _view(
+            "Rejection log",
+            scope.path("/rejections"),
+            rejection_table(scope),
+            rejections,
+            args,
+            keep=keep,
+            filters=filters,
+        ),
+    )
+
+
+def reasons_view(
+    storage: Storage, scope: Scope, args: MultiDict[str, str]
+) -> TableView[ReasonCount]:
+    counts = reason_counts(_load_rejections(storage, scope))
+    return _view(
+        "Rejections by reason", scope.path("/rejections/reasons"), reason_table(scope), counts, args
+    )
