@@ -38,6 +38,7 @@ from .api.auth import issue_credential
 from .bulk import import_csv
 from .columns import COLUMNS, csv_cells
 from .currencies import ISO_4217_CODES
+from .dashboard_cli import dashboard
 from .errors import NotFoundError, ParamError, PixelError
 from .ledger import Ledger
 from .models import Campaign, Link, PayoutKind, PayoutRule, Rejection, Transaction
@@ -856,6 +857,9 @@ def export(state: _State, advertiser_id: int, form: str, output: TextIO) -> None
     for index, row in enumerate(rows):
         output.write(("," if index else "") + "\n" + json.dumps(row.as_dict(), ensure_ascii=False))
     output.write("\n]\n")
+
+
+cli.add_command(dashboard)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
