@@ -1,0 +1,262 @@
+"""The PostgreSQL schema, as a registry of migrations applied in order.
+
+The same tables, columns, keys and triggers as the SQLite schema
+(:mod:`pixel_wsgi.storage.sqlite_migrations`), in PostgreSQL's types:
+
+- ids are ``BIGINT GENERATED ALWAYS AS IDENTITY``;
+- money stays ``TEXT`` holding the decimal's exact string (``"10.00"``), as in
+  SQLite, so a value reads back with its own scale and every backend's rows are
+  byte-identical; lists and dicts are JSON ``TEXT`` for the same reason (``JSONB``
+  would reorder keys and refuses ``\\u0000``);
+- times are ISO 8601 UTC ``TEXT`` compared as text, so they are declared
+  ``COLLATE "C"``: byte order, like SQLite's, whatever the database's locale.
+
+Applied by :func:`apply` inside one transaction that holds an advisory lock, so
+concurrent migrators queue and a failed migration leaves nothing behind (DDL is
+transactional in PostgreSQL). Never edit a migration that has shipped: add one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from psycopg import Cursor
+
+#: The table that records which migrations ran.
+MIGRATIONS_TABLE = "pixel_wsgi_migrations"
+
+#: ``pg_advisory_xact_lock`` key that serialises migrators ("pixlmigr").
+MIGRATE_LOCK_KEY = 0x7069_786C_6D69_6772
+
+
+MigrationFunction = Callable[["Cursor[Any]"], None]
+
+
+class Migrations:
+    """An ordered registry of named migrations; register with the decorator.
+
+    A migration is a function of a cursor inside the migrating transaction.
+    """
+
+    def __init__(self) -> None:
+        self.registry: list[tuple[str, MigrationFunction]] = []
+
+    def __call__(self, *, name: str) -> Callable[[MigrationFunction], MigrationFunction]:
+        def register(function: MigrationFunction) -> MigrationFunction:
+            if name in self.names:
+                raise ValueError(f"migration {name!r} is registered twice")
+            self.registry.append((name, function))
+            return function
+
+        return register
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.registry]
+
+    def apply(self, cur: Cursor[Any], applied_at: str) -> list[str]:
+        """Apply the pending migrations on a cursor inside a transaction; their names.
+
+        The caller holds ``MIGRATE_LOCK_KEY`` for the transaction, so nobody else
+        migrates meanwhile.
+        """
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} ("
+            ' name TEXT PRIMARY KEY, applied_at TEXT COLLATE "C" NOT NULL)'
+        )
+        cur.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")
+        done = {row[0] for row in cur.fetchall()}
+        ran = []
+        for name, migration in self.registry:
+            if name not in done:
+                migration(cur)
+                cur.execute(
+                    f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (%s, %s)",
+                    (name, applied_at),
+                )
+                ran.append(name)
+        return ran
+
+
+def _script(cur: Cursor[Any], sql: str) -> None:
+    # Without parameters psycopg sends the script as one simple query, so its
+    # statements (and $$-quoted function bodies) run in order, in the transaction.
+    cur.execute(sql)
+
+
+migrations = Migrations()
+
+
+@migrations(name="0001_initial")
+def initial(cur: Cursor[Any]) -> None:
+    _script(
+        cur,
+        """
+        CREATE TABLE advertisers (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at TEXT COLLATE "C" NOT NULL
+        );
+        CREATE TABLE publishers (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at TEXT COLLATE "C" NOT NULL
+        );
+        CREATE TABLE campaigns (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            advertiser_id BIGINT NOT NULL REFERENCES advertisers(id),
+            name TEXT NOT NULL,
+            payout_kind TEXT NOT NULL CHECK (payout_kind IN ('fixed', 'percent')),
+            payout_value TEXT NOT NULL,
+            payout_currency TEXT NOT NULL,
+            reason_codes TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT COLLATE "C" NOT NULL
+        );
+        CREATE INDEX campaigns_advertiser ON campaigns (advertiser_id);
+        CREATE TABLE links (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            campaign_id BIGINT NOT NULL REFERENCES campaigns(id),
+            publisher_id BIGINT NOT NULL REFERENCES publishers(id),
+            destination TEXT NOT NULL,
+            created_at TEXT COLLATE "C" NOT NULL
+        );
+        CREATE INDEX links_campaign_publisher ON links (campaign_id, publisher_id);
+        CREATE TABLE visits (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            link_id BIGINT NOT NULL REFERENCES links(id),
+            ip_prefix TEXT,
+            user_agent TEXT,
+            created_at TEXT COLLATE "C" NOT NULL
+        );
+        -- Ids come from a sequence, which hands them out in the order rows are
+        -- *inserted*, not committed. Every insert takes the storage's write lock
+        -- first (see postgres.py), so the two orders agree and a keyset cursor
+        -- never skips a row. Rows are never deleted (see the triggers).
+        CREATE TABLE transactions (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            advertiser_id BIGINT NOT NULL REFERENCES advertisers(id),
+            campaign_id BIGINT NOT NULL REFERENCES campaigns(id),
+            publisher_id BIGINT NOT NULL REFERENCES publishers(id),
+            visit_id BIGINT REFERENCES visits(id),
+            source TEXT NOT NULL,
+            reference_id TEXT,
+            corrects_transaction_id BIGINT REFERENCES transactions(id),
+            original_transaction_id BIGINT REFERENCES transactions(id),
+            sale_amount TEXT,
+            sale_currency TEXT NOT NULL,
+            reason_code TEXT,
+            sku_list TEXT NOT NULL,
+            quantity_list TEXT NOT NULL,
+            external_data TEXT,
+            custom_data TEXT NOT NULL,
+            payout TEXT NOT NULL,
+            payout_currency TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            created_at TEXT COLLATE "C" NOT NULL,
+            CONSTRAINT transactions_chain_check
+                CHECK ((corrects_transaction_id IS NULL) = (original_transaction_id IS NULL))
+        );
+        -- One conversion per (advertiser, reference_id): the idempotency key.
+        -- A partial index, so ON CONFLICT infers it from its columns and predicate
+        -- (ON CONFLICT ON CONSTRAINT can name only a constraint, never an index).
+        CREATE UNIQUE INDEX transactions_reference_key
+            ON transactions (advertiser_id, reference_id)
+            WHERE corrects_transaction_id IS NULL AND reference_id IS NOT NULL;
+        -- A row is corrected at most once, so every chain is a line and its
+        -- end is the current state, even when two corrections race.
+        CREATE UNIQUE INDEX transactions_corrects_key
+            ON transactions (corrects_transaction_id)
+            WHERE corrects_transaction_id IS NOT NULL;
+        CREATE INDEX transactions_original
+            ON transactions (original_transaction_id)
+            WHERE original_transaction_id IS NOT NULL;
+        CREATE INDEX transactions_reload
+            ON transactions (visit_id, fingerprint)
+            WHERE reference_id IS NULL AND corrects_transaction_id IS NULL;
+        CREATE FUNCTION pixel_wsgi_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'transactions are append-only' USING ERRCODE = 'restrict_violation';
+        END
+        $$;
+        CREATE TRIGGER transactions_no_update BEFORE UPDATE ON transactions
+            FOR EACH ROW EXECUTE FUNCTION pixel_wsgi_append_only();
+        CREATE TRIGGER transactions_no_delete BEFORE DELETE ON transactions
+            FOR EACH ROW EXECUTE FUNCTION pixel_wsgi_append_only();
+        -- Row triggers do not see TRUNCATE.
+        CREATE TRIGGER transactions_no_truncate BEFORE TRUNCATE ON transactions
+            FOR EACH STATEMENT EXECUTE FUNCTION pixel_wsgi_append_only();
+        CREATE TABLE personal_data (
+            transaction_id BIGINT PRIMARY KEY REFERENCES transactions(id),
+            advertiser_id BIGINT NOT NULL,
+            data TEXT NOT NULL,
+            created_at TEXT COLLATE "C" NOT NULL
+        );
+        -- Trimmed oldest first; identity ids are never reused.
+        CREATE TABLE rejections (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            advertiser_id BIGINT,
+            source TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            visit_id BIGINT,
+            reference_id TEXT,
+            params TEXT NOT NULL,
+            created_at TEXT COLLATE "C" NOT NULL
+        );
+        CREATE INDEX rejections_advertiser ON rejections (advertiser_id, id)
+        """,
+    )
+
+
+@migrations(name="0002_server_side_reporting")
+def server_side_reporting(cur: Cursor[Any]) -> None:
+    _script(
+        cur,
+        """
+        -- A reversal is a correction that voids its conversion, with the reason.
+        ALTER TABLE transactions ADD COLUMN reversal_reason TEXT;
+        CREATE INDEX transactions_advertiser ON transactions (advertiser_id, id);
+        CREATE INDEX transactions_created ON transactions (advertiser_id, created_at);
+        CREATE TABLE api_credentials (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            advertiser_id BIGINT NOT NULL REFERENCES advertisers(id),
+            label TEXT NOT NULL,
+            secret_hash TEXT NOT NULL CONSTRAINT api_credentials_secret_hash_key UNIQUE,
+            created_at TEXT COLLATE "C" NOT NULL,
+            revoked_at TEXT COLLATE "C"
+        );
+        CREATE INDEX api_credentials_advertiser ON api_credentials (advertiser_id);
+        CREATE TABLE idempotency_keys (
+            advertiser_id BIGINT NOT NULL REFERENCES advertisers(id),
+            key TEXT NOT NULL,
+            request_hash TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            created_at TEXT COLLATE "C" NOT NULL,
+            CONSTRAINT idempotency_keys_pkey PRIMARY KEY (advertiser_id, key)
+        );
+        CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+        -- Spooled events applied by a replay: each is applied exactly once.
+        CREATE TABLE applied_events (
+            event_id TEXT CONSTRAINT applied_events_pkey PRIMARY KEY,
+            applied_at TEXT COLLATE "C" NOT NULL
+        )
+        """,
+    )
+
+
+@migrations(name="0003_signing_and_filters")
+def signing_and_filters(cur: Cursor[Any]) -> None:
+    _script(
+        cur,
+        """
+        -- Refuse conversion pixels without a valid signature (pixel_wsgi.signing).
+        ALTER TABLE advertisers ADD COLUMN require_signed_pixels BOOLEAN NOT NULL DEFAULT FALSE;
+        -- At most this many browser-reported conversions per UTC day; NULL: no cap.
+        -- Counted with transactions_created (advertiser_id, created_at), as in SQLite.
+        ALTER TABLE campaigns ADD COLUMN daily_cap INTEGER
+            CONSTRAINT campaigns_daily_cap_check CHECK (daily_cap IS NULL OR daily_cap >= 0)
+        """,
+    )
