@@ -204,14 +204,15 @@ def test_a_third_party_page_cannot_fire_the_pixel_for_an_attributed_visitor(
 ) -> None:
     follow_the_publishers_link(browser, shop)  # the visitor now carries attribution
 
-    # localhost is another site than 127.0.0.1: a SameSite=Lax cookie stays home.
+    # localhost is another site than 127.0.0.1: the SameSite=Lax cookie stays home,
+    # and the browser says Sec-Fetch-Site: cross-site, which the pixel refuses as such.
     browser.open(shop.embedding_page("localhost"))
     browser.wait_for_images("img")
 
     assert shop.conversions() == []
     [rejection] = shop.rejections()
     assert (rejection["reason"], rejection["reference_id"]) == (
-        "no_attribution",
+        "cross_site_pixel",
         THIRD_PARTY_REFERENCE,
     )
 

@@ -101,7 +101,8 @@ def test_a_fresh_file_works_without_migrate(run: Run) -> None:
     [
         pytest.param(
             "foo://x",
-            "Error: no storage backend for 'foo://x' (known schemes: sqlite)\n",
+            "Error: no storage backend for 'foo://x'"
+            " (known schemes: postgres, postgresql, sqlite)\n",
             id="unknown-scheme",
         ),
         pytest.param(
@@ -155,11 +156,15 @@ def test_advertiser_list(run: Run) -> None:
     ok(run("advertiser", "add", "Acme"))
     ok(run("advertiser", "add", "Beta"))
     lines = ok(run("advertiser", "list")).splitlines()
-    assert [line.split()[:2] for line in lines] == [["id", "name"], ["1", "Acme"], ["2", "Beta"]]
+    assert [line.split()[:3] for line in lines] == [
+        ["id", "name", "require_signed_pixels"],
+        ["1", "Acme", "False"],
+        ["2", "Beta", "False"],
+    ]
     assert lines[1].index("Acme") == lines[0].index("name")  # columns line up
     assert [created_at(a) for a in as_json(run("advertiser", "list", "--json"))] == [
-        {"id": 1, "name": "Acme"},
-        {"id": 2, "name": "Beta"},
+        {"id": 1, "name": "Acme", "require_signed_pixels": False},
+        {"id": 2, "name": "Beta", "require_signed_pixels": False},
     ]
 
 
@@ -642,9 +647,16 @@ def test_publisher_campaign_and_link_lists(run: Run) -> None:
 
     assert [p["name"] for p in as_json(run("publisher", "list", "--json"))] == ["Blog"]
     campaigns = as_json(run("campaign", "list", "--json"))
-    assert [(c["id"], c["pays"]) for c in campaigns] == [
-        (1, "10% of sale_amount"),
-        (2, "2.50 USD per conversion"),
+    assert [(c["id"], c["daily_cap"], c["pays"]) for c in campaigns] == [
+        (1, None, "10% of sale_amount"),
+        (2, None, "2.50 USD per conversion"),
+    ]
+    assert ok(run("campaign", "list")).splitlines()[0].split() == [
+        "id",
+        "advertiser_id",
+        "name",
+        "daily_cap",
+        "pays",
     ]
     assert [c["id"] for c in as_json(run("campaign", "list", "--advertiser", "2", "--json"))] == [2]
     [link] = as_json(run("link", "list", "--json"))

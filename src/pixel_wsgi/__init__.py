@@ -32,7 +32,8 @@ from .models import (
     Source,
     Transaction,
 )
-from .storage import SQLiteStorage, Storage, storage_from_url
+from .signing import PixelUrlSigner, sign_pixel_url
+from .storage import PostgresStorage, SQLiteStorage, Storage, storage_from_url
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,8 @@ __all__ = [
     "PayoutRule",
     "PixelError",
     "PixelMiddleware",
+    "PixelUrlSigner",
+    "PostgresStorage",
     "Publisher",
     "Reason",
     "Rejection",
@@ -60,5 +63,6 @@ __all__ = [
     "StorageError",
     "Transaction",
     "compute_payout",
+    "sign_pixel_url",
     "storage_from_url",
 ]

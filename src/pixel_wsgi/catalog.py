@@ -1,11 +1,12 @@
-"""A per-process cache of tracking links and campaign payout rules.
+"""A per-process cache of tracking links, campaign rules and advertiser options.
 
-The conversion pixel needs a link's campaign, publisher and advertiser and the
-campaign's payout rule on every hit. Links and campaigns are written once and
-read millions of times, so each process keeps what it has read for ``ttl``
-seconds instead of a database round trip per hit. A row another process adds
-is read on first use; an edit to a link or campaign (no command makes one yet)
-would be seen within ``ttl``.
+The conversion pixel needs a link's campaign, publisher and advertiser, the
+campaign's payout rule and daily cap, and whether the advertiser requires signed
+pixels, on every hit. These rows are written rarely and read millions of times,
+so each process keeps what it has read for ``ttl`` seconds instead of a database
+round trip per hit. A row another process adds is read on first use; an edit
+(``pixel-wsgi advertiser set``, ``pixel-wsgi campaign set``) is seen by every
+running process within ``ttl``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .models import Attribution, Link
+from .models import Advertiser, Attribution, Link
 from .storage.base import Storage
 
 DEFAULT_TTL = 60.0
@@ -43,10 +44,24 @@ class Catalog:
         self._monotonic = monotonic
         self._links: dict[int, tuple[float, Link]] = {}
         self._attributions: dict[int, tuple[float, Attribution]] = {}
+        self._advertisers: dict[int, tuple[float, Advertiser]] = {}
 
     def link(self, link_id: int) -> Link | None:
         """The tracking link with this id, or None."""
         return self._cached(self._links, link_id, self.storage.link)
+
+    def advertiser(self, advertiser_id: int) -> Advertiser | None:
+        """The advertiser with this id, or None."""
+        return self._cached(self._advertisers, advertiser_id, self.storage.advertiser)
+
+    def requires_signed_pixels(self, advertiser_id: int) -> bool:
+        """Whether the advertiser refuses unsigned conversion pixels (False if unknown)."""
+        # Asked on every pixel hit: the fresh-entry case inline, without _cached's call.
+        entry = self._advertisers.get(advertiser_id)
+        if entry is not None and entry[0] > self._monotonic():
+            return entry[1].require_signed_pixels
+        advertiser = self.advertiser(advertiser_id)
+        return advertiser is not None and advertiser.require_signed_pixels
 
     def attribution(self, link_id: int) -> Attribution | None:
         """Who is credited for, and how is paid, a conversion through a link; None if unknown."""
@@ -62,6 +77,7 @@ class Catalog:
             campaign_id=link.campaign_id,
             publisher_id=link.publisher_id,
             payout=campaign.payout,
+            daily_cap=campaign.daily_cap,
         )
 
     def _cached(

@@ -41,7 +41,7 @@ from .currencies import ISO_4217_CODES
 from .dashboard_cli import dashboard
 from .errors import NotFoundError, ParamError, PixelError
 from .ledger import Ledger
-from .models import Campaign, Link, PayoutKind, PayoutRule, Rejection, Transaction
+from .models import Advertiser, Campaign, Link, PayoutKind, PayoutRule, Rejection, Transaction
 from .params import parse_amount
 from .redirects import validate_destination
 from .server_report import ReportInvalid
@@ -344,6 +344,15 @@ def advertiser_add(state: _State, name: str, as_json: bool) -> None:
         click.echo(f"Created advertiser {created.id} ({created.name})")
 
 
+def _advertiser_dict(advertiser: Advertiser) -> dict[str, Any]:
+    return {
+        "id": advertiser.id,
+        "name": advertiser.name,
+        "require_signed_pixels": advertiser.require_signed_pixels,
+        "created_at": advertiser.created_at,
+    }
+
+
 @advertiser.command("list")
 @_json_option
 @click.pass_obj
@@ -352,10 +361,51 @@ def advertiser_list(state: _State, as_json: bool) -> None:
     _print_entities(
         state.storage().advertisers(),
         as_json,
-        ("id", "name", "created_at"),
-        lambda a: {"id": a.id, "name": a.name, "created_at": a.created_at},
+        ("id", "name", "require_signed_pixels", "created_at"),
+        _advertiser_dict,
         "No advertisers.",
     )
+
+
+# Running middleware processes cache these options (catalog.DEFAULT_TTL).
+_SEEN_WITHIN = "Running servers apply the change within a minute."
+
+
+@advertiser.command("set")
+@click.argument("advertiser_id", type=_ID)
+@click.option(
+    "--require-signed-pixels/--allow-unsigned-pixels",
+    "require_signed_pixels",
+    default=None,
+    help="Refuse conversion pixels without a valid signature (rejected as"
+    " unsigned_pixel), or accept them again.",
+)
+@_json_option
+@click.pass_obj
+def advertiser_set(
+    state: _State, advertiser_id: int, require_signed_pixels: bool | None, as_json: bool
+) -> None:
+    """Change an advertiser's options.
+
+    Signed pixel URLs come from pixel_wsgi.signing (a template helper);
+    requiring them stops visitors from editing sale_amount or reference_id.
+    Running servers apply the change within a minute.
+    """
+    if require_signed_pixels is None:
+        raise click.UsageError("give --require-signed-pixels or --allow-unsigned-pixels")
+    changed = state.storage().set_advertiser_options(
+        advertiser_id, require_signed_pixels=require_signed_pixels
+    )
+    if as_json:
+        _emit_json(_advertiser_dict(changed))
+    elif changed.require_signed_pixels:
+        click.echo(
+            f"Advertiser {changed.id} ({changed.name}) accepts only signed pixels. {_SEEN_WITHIN}"
+        )
+    else:
+        click.echo(
+            f"Advertiser {changed.id} ({changed.name}) accepts unsigned pixels. {_SEEN_WITHIN}"
+        )
 
 
 def _print_entities(
@@ -490,10 +540,53 @@ def campaign_list(state: _State, advertiser_id: int | None, as_json: bool) -> No
     _print_entities(
         state.storage().campaigns(advertiser_id=advertiser_id),
         as_json,
-        ("id", "advertiser_id", "name", "pays"),
-        lambda c: {**_campaign_dict(c), "pays": _describe_payout(c.payout)},
+        ("id", "advertiser_id", "name", "daily_cap", "pays"),
+        _campaign_listing,
         "No campaigns.",
     )
+
+
+def _campaign_listing(campaign: Campaign) -> dict[str, Any]:
+    return {
+        **_campaign_dict(campaign),
+        "daily_cap": campaign.daily_cap,
+        "pays": _describe_payout(campaign.payout),
+    }
+
+
+@campaign.command("set")
+@click.argument("campaign_id", type=_ID)
+@click.option(
+    "--daily-cap",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Accept at most N conversions per UTC day from pixels (the rest are"
+    " rejected as daily_cap_reached); 0 pauses the campaign.",
+)
+@click.option("--no-daily-cap", is_flag=True, help="Remove the daily cap.")
+@_json_option
+@click.pass_obj
+def campaign_set(
+    state: _State, campaign_id: int, daily_cap: int | None, no_daily_cap: bool, as_json: bool
+) -> None:
+    """Change a campaign's options.
+
+    The cap counts the campaign's conversions of the UTC day from every
+    source, and is enforced on the pixels. Running servers apply the change
+    within a minute.
+    """
+    if (daily_cap is None) != no_daily_cap:
+        raise click.UsageError("give exactly one of --daily-cap N or --no-daily-cap")
+    changed = state.storage().set_campaign_daily_cap(campaign_id, daily_cap)
+    if as_json:
+        _emit_json(_campaign_listing(changed))
+    elif changed.daily_cap is None:
+        click.echo(f"Campaign {changed.id} ({changed.name}) has no daily cap. {_SEEN_WITHIN}")
+    else:
+        click.echo(
+            f"Campaign {changed.id} ({changed.name}) accepts at most {changed.daily_cap}"
+            f" conversions per UTC day. {_SEEN_WITHIN}"
+        )
 
 
 @cli.group()

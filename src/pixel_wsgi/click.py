@@ -3,6 +3,12 @@
 The visitor is sent, with a ``302`` (a ``301`` would be cached and skip the
 next click), to the destination stored with the link; the signed attribution
 cookie that the conversion pixel later reads is set on the way.
+
+A click from a known bot (a link preview, a mail scanner) or one that is not a
+person's navigation (``Sec-Fetch-Dest: image``, ``iframe``, ...: cookie stuffing)
+gets the very same redirect, so previews still work and a fraudster learns
+nothing from the answer, but no visit and no cookie; the rejection log records
+it (``bot``, ``cookie_stuffing``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from werkzeug.utils import redirect
 from .attribution import AttributionCookies
 from .clock import Clock, iso_utc
 from .edge import is_https, is_prefetch, sends_global_privacy_control, truncated_ip
+from .filters import Filters
 from .ledger import Ledger
 from .models import Link, Reason
 from .pixel import parse_id
@@ -40,6 +47,7 @@ class TrackingLink:
     :param consent: called with the WSGI environ; a false answer means no cookie.
     :param allowed_redirect_hosts: hosts, besides the request's own, that a
         link's absolute destination may point to.
+    :param filters: the fraud and noise filters (default: :class:`~pixel_wsgi.filters.Filters`).
     """
 
     def __init__(
@@ -51,6 +59,7 @@ class TrackingLink:
         consent: ConsentCheck | None,
         allowed_redirect_hosts: Iterable[str],
         clock: Clock,
+        filters: Filters | None = None,
     ) -> None:
         self.ledger = ledger
         self.cookies = cookies
@@ -58,6 +67,7 @@ class TrackingLink:
         self.consent = consent
         self.allowed_redirect_hosts = frozenset(h.lower() for h in allowed_redirect_hosts)
         self._clock = clock
+        self.filters = filters if filters is not None else Filters()
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse, link_text: str
@@ -95,6 +105,11 @@ class TrackingLink:
         response.headers["Cache-Control"] = "no-store, private"
         response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
         if counts:
+            problem = self.filters.click_problem(environ)
+            if problem is not None:
+                # Same redirect, no visit, no cookie.
+                self._log_refusal(link, *problem)
+                return response(environ, start_response)
             visit_id = self._record_visit(environ, link)
             if visit_id is not None and self._may_set_cookie(environ):
                 response.headers.add(
@@ -120,6 +135,18 @@ class TrackingLink:
                 advertiser_id=advertiser_id, source=_CLICK_SOURCE, reason=reason, detail=detail
             )
         return text_response(start_response, "404 Not Found", "Unknown tracking link.\n", head=head)
+
+    def _log_refusal(self, link: Link, reason: Reason, detail: str) -> None:
+        try:
+            self.ledger.reject(
+                advertiser_id=link.advertiser_id,
+                source=_CLICK_SOURCE,
+                reason=reason,
+                detail=f"link {link.id}: {detail}",
+            )
+        except Exception:
+            # The redirect must still be answered.
+            logger.exception("refused click on link %s not logged", link.id)
 
     def _record_visit(self, environ: WSGIEnvironment, link: Link) -> int | None:
         user_agent = environ.get("HTTP_USER_AGENT", "")[:_MAX_USER_AGENT] or None

@@ -12,6 +12,9 @@
   from the visit that made the conversion. A correction that changes nothing is
   not written.
 - Every payout is computed, in exact decimals, when its row is written.
+- A campaign with a daily cap accepts at most that many browser-reported
+  conversions per UTC day, counted inside the serialised write (so exactly,
+  however many requests race); the others are rejected ``daily_cap_reached``.
 - Whatever does not count is written to the rejection log with a reason.
 """
 
@@ -30,6 +33,7 @@ from .attribution import VisitClaim
 from .catalog import Catalog
 from .clock import Clock, iso_utc, utc_now
 from .errors import NotFoundError, PixelError, StorageError
+from .filters import utc_day_start
 from .models import (
     Attribution,
     PayoutKind,
@@ -251,7 +255,12 @@ class Ledger:
             # The common case, a new conversion with its reference_id: the unique key
             # settles reloads and races, so one atomic append is enough.
             attribution = self.catalog.attribution(visit.link_id)
-            if attribution is not None and attribution.advertiser_id == advertiser_id:
+            # A capped campaign takes the serialised path below, which counts.
+            if (
+                attribution is not None
+                and attribution.advertiser_id == advertiser_id
+                and attribution.daily_cap is None
+            ):
                 draft = self._new_draft(
                     attribution, visit.visit_id, report, source, "", self.clock()
                 )
@@ -355,6 +364,21 @@ class Ledger:
                     Reason.DUPLICATE_RELOAD,
                     "the same visit reported the same values within the reload window",
                 )
+        cap = attribution.daily_cap
+        if cap is not None and cap <= writer.conversions_since(
+            attribution.campaign_id, iso_utc(utc_day_start(now))
+        ):
+            # A repeat of a conversion already in is a duplicate, whatever the cap.
+            if (
+                report.reference_id is not None
+                and writer.find_original(attribution.advertiser_id, report.reference_id) is not None
+            ):
+                return reject(Reason.DUPLICATE_REFERENCE_ID, _DUPLICATE_REFERENCE_DETAIL)
+            return reject(
+                Reason.DAILY_CAP_REACHED,
+                f"campaign {attribution.campaign_id} reached its cap of {cap} conversions"
+                " for this UTC day",
+            )
         transaction_id = writer.insert_transaction(
             self._new_draft(attribution, visit_id, report, source, fingerprint, now)
         )

@@ -13,11 +13,13 @@ from .click import ConsentCheck, TrackingLink
 from .clock import Clock, utc_now
 from .currencies import ISO_4217_CODES
 from .errors import ConfigurationError, StorageError
+from .filters import Filters
 from .ledger import DEFAULT_RELOAD_WINDOW, Ledger, ReportResult
 from .params import DEFAULT_LIMITS, Limits
 from .pixel import ConversionPixel
 from .reporting import ConversionReporter, RequestReporter
 from .responses import json_response, method_not_allowed, text_response
+from .signing import PixelUrlSigner
 from .storage import Storage, storage_from_url
 
 if TYPE_CHECKING:
@@ -84,7 +86,17 @@ class PixelMiddleware:
     :param environ_key: where each request's :class:`~pixel_wsgi.reporting.RequestReporter`
         goes in the environ; None to put none there.
     :param migrate: bring the store's schema up to date at construction.
+    :param bot_user_agents: ``User-Agent`` substrings (case-insensitive) of bots
+        whose clicks and pixel hits never count; None for
+        :data:`~pixel_wsgi.filters.DEFAULT_BOT_USER_AGENTS`, ``()`` for none.
+    :param min_seconds_to_convert: flag (``too_fast`` in the rejection log; the
+        conversion still counts) a conversion sooner than this after its click;
+        0, the default, flags none.
     :param clock: the current UTC time (for tests).
+
+    Signed pixel URLs for templates: ``middleware.pixel_urls.url(advertiser_id,
+    sale_amount=..., reference_id=...)`` (a :class:`~pixel_wsgi.signing.PixelUrlSigner`
+    with this ``secret_key`` and ``prefix``), or the helpers of :mod:`pixel_wsgi.signing`.
 
     Security: the cookie is only as secret as ``secret_key``; keep it out of
     source control. Behind a proxy that terminates TLS, wrap the application in
@@ -111,6 +123,8 @@ class PixelMiddleware:
         api_allowed_origins: Iterable[str] = (),
         environ_key: str | None = "pixel_wsgi",
         migrate: bool = True,
+        bot_user_agents: Iterable[str] | None = None,
+        min_seconds_to_convert: float = 0,
         clock: Clock = utc_now,
     ) -> None:
         self.application = app
@@ -126,8 +140,17 @@ class PixelMiddleware:
         self.default_currency = default_currency
         self.cookies = AttributionCookies(secret_key, window=attribution_window)
         self.ledger = Ledger(self.storage, reload_window=reload_window, clock=clock)
+        self.filters = Filters(
+            bot_user_agents=bot_user_agents, min_seconds_to_convert=min_seconds_to_convert
+        )
+        self.pixel_urls = PixelUrlSigner(secret_key, prefix=prefix)
         self.conversion_pixel = ConversionPixel(
-            self.ledger, self.cookies, default_currency=default_currency, limits=limits
+            self.ledger,
+            self.cookies,
+            default_currency=default_currency,
+            limits=limits,
+            filters=self.filters,
+            signer=self.pixel_urls,
         )
         self.legacy_pixel = ConversionPixel(
             self.ledger,
@@ -135,6 +158,7 @@ class PixelMiddleware:
             default_currency=default_currency,
             limits=limits,
             legacy=True,
+            filters=self.filters,
         )
         self.tracking_link = TrackingLink(
             self.ledger,
@@ -143,6 +167,7 @@ class PixelMiddleware:
             consent=consent,
             allowed_redirect_hosts=allowed_redirect_hosts,
             clock=clock,
+            filters=self.filters,
         )
         self.api = ReportingAPI(
             self.ledger,

@@ -9,7 +9,11 @@ from typing import Any, NamedTuple
 
 
 class Reason(str, enum.Enum):
-    """Why a report or click did not count. The values are stable and machine-readable."""
+    """Why a report or click did not count. The values are stable and machine-readable.
+
+    The rejection log holds rejections *and flags*: ``TOO_FAST`` marks a conversion
+    that was recorded (it counts) but looks suspicious.
+    """
 
     # Malformed requests
     INVALID_QUERY = "invalid_query"
@@ -50,6 +54,17 @@ class Reason(str, enum.Enum):
     # Clicks
     UNKNOWN_LINK = "unknown_link"
     LINK_DESTINATION_NOT_ALLOWED = "link_destination_not_allowed"
+    # Signed pixel URLs (pixel_wsgi.signing)
+    INVALID_SIGNATURE = "invalid_signature"
+    EXPIRED_SIGNATURE = "expired_signature"
+    UNSIGNED_PIXEL = "unsigned_pixel"
+    # Fraud and noise filters (pixel_wsgi.filters)
+    BOT = "bot"
+    COOKIE_STUFFING = "cookie_stuffing"
+    CROSS_SITE_PIXEL = "cross_site_pixel"
+    DAILY_CAP_REACHED = "daily_cap_reached"
+    #: a flag, not a rejection: the conversion was recorded
+    TOO_FAST = "too_fast"
 
 
 class Source(str, enum.Enum):
@@ -94,9 +109,16 @@ class PayoutRule:
 
 @dataclass(frozen=True, slots=True)
 class Advertiser:
+    """A site whose conversions are tracked.
+
+    ``require_signed_pixels``: refuse conversion pixels without a valid signature
+    (see :mod:`pixel_wsgi.signing`).
+    """
+
     id: int
     name: str
     created_at: str
+    require_signed_pixels: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +130,18 @@ class Publisher:
 
 @dataclass(frozen=True, slots=True)
 class Campaign:
+    """What an advertiser pays a publisher per conversion.
+
+    ``daily_cap``: at most this many conversions per UTC day are accepted from
+    browsers (the pixels); None for no cap.
+    """
+
     id: int
     advertiser_id: int
     name: str
     payout: PayoutRule
     created_at: str
+    daily_cap: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +167,8 @@ class Attribution(NamedTuple):
     campaign_id: int
     publisher_id: int
     payout: PayoutRule
+    #: the campaign's :attr:`Campaign.daily_cap`
+    daily_cap: int | None = None
 
 
 @dataclass(slots=True)

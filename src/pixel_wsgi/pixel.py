@@ -3,20 +3,30 @@
 Whatever happens inside, the browser gets the same 200 GIF: a browser never
 retries an image, and a broken image on a thank-you page helps no one. What
 happened is in the ledger or the rejection log instead.
+
+Before a hit counts it passes, in this order: the edge filters (``bot``,
+``cross_site_pixel``, see :mod:`pixel_wsgi.filters`), the query's size limits,
+the signature (:mod:`pixel_wsgi.signing`: ``invalid_signature``,
+``expired_signature``, or ``unsigned_pixel`` for an advertiser that requires
+signed pixels), the parameters' rules, then the ledger's (attribution,
+duplicates, daily caps).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, cast
 
 from .attribution import AttributionCookies, AttributionRejected, VisitClaim
 from .edge import is_prefetch
 from .errors import ParamError, StorageError
+from .filters import Filters
 from .gif import GIF_HEADERS, TRANSPARENT_GIF
 from .ledger import Ledger
 from .models import Reason, SaleReport, Source
 from .params import Limits, parse_legacy_params, parse_query, parse_sale_params, redacted_query
+from .signing import EXPIRES_PARAM, SIGNATURE_PARAM, PixelUrlSigner
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -43,7 +53,10 @@ class ConversionPixel:
 
     :param legacy: serve the pre-2012 ``/tracked_actions/web_sale`` parameters
         (``amount``, ``currency``, ``external_data``); such conversions carry no
-        ``reference_id`` and so can never be tied to a later report.
+        ``reference_id`` and so can never be tied to a later report. The legacy
+        pixel cannot be signed: an advertiser that requires signed pixels refuses it.
+    :param filters: the fraud and noise filters (default: :class:`~pixel_wsgi.filters.Filters`).
+    :param signer: verifies signed pixels; without one, a signed pixel is refused.
     """
 
     def __init__(
@@ -54,12 +67,16 @@ class ConversionPixel:
         default_currency: str,
         limits: Limits,
         legacy: bool = False,
+        filters: Filters | None = None,
+        signer: PixelUrlSigner | None = None,
     ) -> None:
         self.ledger = ledger
         self.cookies = cookies
         self.default_currency = default_currency
         self.limits = limits
         self.legacy = legacy
+        self.filters = filters if filters is not None else Filters()
+        self.signer = signer
         self.source = Source.LEGACY_PIXEL if legacy else Source.PIXEL
 
     def __call__(
@@ -87,9 +104,35 @@ class ConversionPixel:
             )
             return
         query = environ.get("QUERY_STRING", "")
+        refusal = self.filters.pixel_problem(environ)
+        if refusal is not None:
+            try:
+                filtered: MultiDict[str, str] | None = parse_query(query, self.limits)
+            except ParamError:
+                filtered = None
+            self.ledger.reject(
+                advertiser_id=advertiser_id,
+                source=self.source,
+                reason=refusal[0],
+                detail=refusal[1],
+                params=self._loggable(query, filtered),
+                reference_id=self._claimed_reference(filtered),
+            )
+            return
         args: MultiDict[str, str] | None = None
         try:
             args = parse_query(query, self.limits)
+            refusal = self._check_signature(advertiser_id, args)
+            if refusal is not None:
+                self.ledger.reject(
+                    advertiser_id=advertiser_id,
+                    source=self.source,
+                    reason=refusal[0],
+                    detail=refusal[1],
+                    params=redacted_query(args),
+                    reference_id=self._claimed_reference(args),
+                )
+                return
             report = self._parse(args)
         except ParamError as exc:
             self.ledger.reject(
@@ -97,21 +140,22 @@ class ConversionPixel:
                 source=self.source,
                 reason=exc.reason,
                 detail=exc.detail,
-                # A query that did not parse cannot be redacted: keep only its size.
-                params=f"[unparsed query of {len(query)} characters]"
-                if args is None
-                else redacted_query(args),
+                params=self._loggable(query, args),
             )
             return
         visit: VisitClaim | None = None
         problem: Reason | None = None
+        too_fast: str | None = None
         value = self.cookies.read(environ.get("HTTP_COOKIE", ""), advertiser_id)
         if value:
             try:
                 visit = self.cookies.verify(value)
             except AttributionRejected as exc:
                 problem = exc.reason
-        self.ledger.record_web_conversion(
+            else:
+                # The cookie's own timestamp is the click's: no read needed.
+                too_fast = self.filters.too_fast(value, time.time())
+        outcome = self.ledger.record_web_conversion(
             advertiser_id=advertiser_id,
             report=report,
             source=self.source,
@@ -119,6 +163,66 @@ class ConversionPixel:
             cookie_problem=problem,
             params=lambda: redacted_query(args),
         )
+        if too_fast is not None and outcome.accepted and report.parent_reference_id is None:
+            # A flag in the rejection log: the conversion above stands.
+            self.ledger.reject(
+                advertiser_id=advertiser_id,
+                source=self.source,
+                reason=Reason.TOO_FAST,
+                detail=too_fast,
+                params=lambda: redacted_query(args),
+                visit_id=None if visit is None else visit.visit_id,
+                reference_id=report.reference_id,
+            )
+
+    def _loggable(self, query: str, args: MultiDict[str, str] | None) -> str:
+        """The query as the rejection log keeps it: redacted, or only its size."""
+        if args is None:
+            # A query that did not parse cannot be redacted: keep only its size.
+            return f"[unparsed query of {len(query)} characters]"
+        return redacted_query(args)
+
+    def _claimed_reference(self, args: MultiDict[str, str] | None) -> str | None:
+        """The conversion a refused hit names, for the log, when it is plain text.
+
+        Refused before the parameters' rules ran, so only a single, bounded,
+        printable value is kept (the redacted query has everything else).
+        """
+        if args is None:
+            return None
+        lists = cast("dict[str, list[str]]", args)  # a MultiDict's own lists (params._lists)
+        for name in ("parent_reference_id", "reference_id"):
+            values: list[str] = dict.get(lists, name, [])
+            if len(values) == 1:
+                value = values[0]
+                if 0 < len(value) <= self.limits.max_reference_length and value.isprintable():
+                    return value
+                return None
+        return None
+
+    def _check_signature(
+        self, advertiser_id: int, args: MultiDict[str, str]
+    ) -> tuple[Reason, str] | None:
+        """Why the hit's signature (or its lack) refuses it; None to go on.
+
+        A valid signature's ``signature`` and ``expires`` are taken out of
+        ``args``: they are not sale parameters.
+        """
+        if not self.legacy and (SIGNATURE_PARAM in args or EXPIRES_PARAM in args):
+            if self.signer is None:
+                return Reason.INVALID_SIGNATURE, "this pixel has no key to verify signatures"
+            refusal = self.signer.verify(advertiser_id, args, self.ledger.clock().timestamp())
+            if refusal is None:
+                args.poplist(SIGNATURE_PARAM)
+                args.poplist(EXPIRES_PARAM)
+            return refusal
+        if self.ledger.catalog.requires_signed_pixels(advertiser_id):
+            why = "the legacy pixel cannot be signed" if self.legacy else "this one is not"
+            return (
+                Reason.UNSIGNED_PIXEL,
+                f"advertiser {advertiser_id} accepts only signed pixels; {why}",
+            )
+        return None
 
     def _parse(self, args: MultiDict[str, str]) -> SaleReport:
         if self.legacy:

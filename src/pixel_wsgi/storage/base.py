@@ -40,7 +40,10 @@ class LedgerWriter(abc.ABC):
 
     @abc.abstractmethod
     def attribution(self, visit_id: int) -> Attribution | None:
-        """The attribution of the visit's tracking link, or None for an unknown visit."""
+        """The attribution of the visit's tracking link, or None for an unknown visit.
+
+        Its ``daily_cap`` is the campaign's current one, read inside this write.
+        """
 
     @abc.abstractmethod
     def advertiser_exists(self, advertiser_id: int) -> bool:
@@ -87,6 +90,16 @@ class LedgerWriter(abc.ABC):
     @abc.abstractmethod
     def insert_rejection(self, draft: RejectionDraft) -> None:
         """Append to the rejection log, dropping the oldest entries past its bound."""
+
+    @abc.abstractmethod
+    def conversions_since(self, campaign_id: int, since: str) -> int:
+        """How many conversions of the campaign were created at or after ``since``.
+
+        Conversions are first rows (not corrections), from every source, whatever
+        became of them later. ``since`` is ISO UTC text as stored (the start of a
+        UTC day for a daily cap). Read inside the serialised write, so a count
+        followed by an insert cannot race another writer.
+        """
 
 
 class Storage(abc.ABC):
@@ -169,6 +182,23 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def link(self, link_id: int) -> Link | None: ...
+
+    @abc.abstractmethod
+    def set_advertiser_options(
+        self, advertiser_id: int, *, require_signed_pixels: bool
+    ) -> Advertiser:
+        """Change an advertiser's options; return the advertiser as stored now.
+
+        :raises NotFoundError: when the advertiser does not exist.
+        """
+
+    @abc.abstractmethod
+    def set_campaign_daily_cap(self, campaign_id: int, cap: int | None) -> Campaign:
+        """Set (a whole number >= 0) or remove (None) a campaign's daily cap.
+
+        :raises NotFoundError: when the campaign does not exist.
+        :raises ValueError: for a negative cap.
+        """
 
     @abc.abstractmethod
     def record_visit(

@@ -78,7 +78,7 @@ ON CONFLICT (advertiser_id, reference_id)
 
 _ATTRIBUTION = """
 SELECT c.advertiser_id, l.campaign_id, l.publisher_id,
-       c.payout_kind, c.payout_value, c.payout_currency, c.reason_codes
+       c.payout_kind, c.payout_value, c.payout_currency, c.reason_codes, c.daily_cap
 FROM visits v
 JOIN links l ON l.id = v.link_id
 JOIN campaigns c ON c.id = l.campaign_id
@@ -141,12 +141,27 @@ def _transaction(row: tuple[Any, ...]) -> Transaction:
 
 _SELECT_CAMPAIGNS = (
     "SELECT id, advertiser_id, name, payout_kind, payout_value, payout_currency,"
-    " reason_codes, created_at FROM campaigns"
+    " reason_codes, created_at, daily_cap FROM campaigns"
 )
+_SELECT_ADVERTISERS = "SELECT id, name, created_at, require_signed_pixels FROM advertisers"
+
+# Conversions of a campaign since a moment. The campaign's advertiser leads the
+# condition so that transactions_created (advertiser_id, created_at) bounds the
+# scan to that advertiser's rows since then: no index of its own, which would
+# slow every insert of the uncapped hot path.
+_CONVERSIONS_SINCE = """
+SELECT COUNT(*) FROM transactions
+WHERE advertiser_id = (SELECT advertiser_id FROM campaigns WHERE id = ?1)
+  AND created_at >= ?2 AND campaign_id = ?1 AND corrects_transaction_id IS NULL
+"""
 
 
 def _campaign(row: tuple[Any, ...]) -> Campaign:
-    return Campaign(row[0], row[1], row[2], _payout_rule(*row[3:7]), row[7])
+    return Campaign(row[0], row[1], row[2], _payout_rule(*row[3:7]), row[7], row[8])
+
+
+def _advertiser(row: tuple[Any, ...]) -> Advertiser:
+    return Advertiser(row[0], row[1], row[2], bool(row[3]))
 
 
 # Which rows a TransactionType names, as a condition on the transactions table.
@@ -228,6 +243,7 @@ class SQLiteLedgerWriter(LedgerWriter):
             campaign_id=row[1],
             publisher_id=row[2],
             payout=_payout_rule(row[3], row[4], row[5], row[6]),
+            daily_cap=row[7],
         )
 
     def advertiser_exists(self, advertiser_id: int) -> bool:
@@ -315,6 +331,10 @@ class SQLiteLedgerWriter(LedgerWriter):
             self._conn.execute(
                 "DELETE FROM rejections WHERE id <= ?", (newest - self._max_rejections,)
             )
+
+    def conversions_since(self, campaign_id: int, since: str) -> int:
+        count: int = self._conn.execute(_CONVERSIONS_SINCE, (campaign_id, since)).fetchone()[0]
+        return count
 
 
 class SQLiteStorage(Storage):
@@ -500,16 +520,34 @@ class SQLiteStorage(Storage):
         return link
 
     def advertiser(self, advertiser_id: int) -> Advertiser | None:
-        rows = self._read(
-            "SELECT id, name, created_at FROM advertisers WHERE id = ?", (advertiser_id,)
-        )
-        return Advertiser(*rows[0]) if rows else None
+        rows = self._read(f"{_SELECT_ADVERTISERS} WHERE id = ?", (advertiser_id,))
+        return _advertiser(rows[0]) if rows else None
 
     def advertisers(self) -> list[Advertiser]:
-        return [
-            Advertiser(*row)
-            for row in self._read("SELECT id, name, created_at FROM advertisers ORDER BY id")
-        ]
+        return [_advertiser(row) for row in self._read(f"{_SELECT_ADVERTISERS} ORDER BY id")]
+
+    def set_advertiser_options(
+        self, advertiser_id: int, *, require_signed_pixels: bool
+    ) -> Advertiser:
+        with self._immediate() as conn:
+            conn.execute(
+                "UPDATE advertisers SET require_signed_pixels = ? WHERE id = ?",
+                (int(bool(require_signed_pixels)), advertiser_id),
+            )
+            row = conn.execute(f"{_SELECT_ADVERTISERS} WHERE id = ?", (advertiser_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no advertiser with id {advertiser_id}")
+        return _advertiser(row)
+
+    def set_campaign_daily_cap(self, campaign_id: int, cap: int | None) -> Campaign:
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+            raise ValueError(f"a daily cap is a whole number >= 0 or None, got {cap!r}")
+        with self._immediate() as conn:
+            conn.execute("UPDATE campaigns SET daily_cap = ? WHERE id = ?", (cap, campaign_id))
+            row = conn.execute(f"{_SELECT_CAMPAIGNS} WHERE id = ?", (campaign_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no campaign with id {campaign_id}")
+        return _campaign(row)
 
     def publisher(self, publisher_id: int) -> Publisher | None:
         rows = self._read(

@@ -160,3 +160,20 @@ def server_side_reporting(db: Database) -> None:
         )
         """,
     )
+
+
+@migrations(name="0003_signing_and_filters")
+def signing_and_filters(db: Database) -> None:
+    _script(
+        db,
+        """
+        -- Refuse conversion pixels without a valid signature (pixel_wsgi.signing).
+        ALTER TABLE advertisers ADD COLUMN require_signed_pixels INTEGER NOT NULL DEFAULT 0
+            CHECK (require_signed_pixels IN (0, 1));
+        -- At most this many browser-reported conversions per UTC day; NULL: no cap.
+        -- The cap is counted with transactions_created (advertiser_id, created_at):
+        -- a (campaign_id, created_at) index would cost every uncapped insert ~10 %.
+        ALTER TABLE campaigns ADD COLUMN daily_cap INTEGER
+            CHECK (daily_cap IS NULL OR daily_cap >= 0)
+        """,
+    )
