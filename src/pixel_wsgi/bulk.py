@@ -15,6 +15,7 @@ be uploaded again after a failure and only the missing rows take effect.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,9 +24,10 @@ from typing import Any
 from werkzeug.datastructures import MultiDict
 
 from .columns import csv_cells
-from .ledger import Ledger, ReportRefused, ReportStatus
+from .errors import ParamError
+from .ledger import Ledger, ReportRefused, ReportStatus, ServerReport
 from .models import Reason, Source, Transaction
-from .params import DEFAULT_LIMITS, Limits, is_personal_key
+from .params import DEFAULT_LIMITS, Limits, is_personal_key, parse_sale_params
 from .server_report import FieldError, ReportInvalid, parse_server_report
 
 __all__ = ["MAX_LISTED_FAILURES", "ImportSummary", "RowFailure", "import_csv"]
@@ -119,9 +121,22 @@ class ImportSummary:
 
 def _redacted(cells: dict[str, str]) -> dict[str, str]:
     return {
-        key: "[redacted]" if is_personal_key(key) and value else value[:256]
+        key: "[redacted]" if value and _personal_cell(key, value) else value[:256]
         for key, value in cells.items()
     }
+
+
+def _personal_cell(column: str, text: str) -> bool:
+    if is_personal_key(column):
+        return True
+    if column != "custom_data":
+        return False
+    # A custom_data cell that (wrongly) holds a personal field is redacted whole.
+    try:
+        custom = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(custom, dict) and any(is_personal_key(str(key)) for key in custom)
 
 
 def _list_cell(column: str, text: str) -> list[str]:
@@ -138,10 +153,14 @@ def _list_cell(column: str, text: str) -> list[str]:
     return [item.strip() for item in text.split(",")]
 
 
-def _report_args(cells: dict[str, str]) -> tuple[MultiDict[str, str], int | None]:
-    """The row as report fields, and the ``transaction_id`` it names (export files)."""
+def _report_args(
+    cells: dict[str, str],
+) -> tuple[MultiDict[str, str], int | None, dict[str, str]]:
+    """The row as report fields, the ``transaction_id`` it names (export files) and its
+    ``custom_data`` cell, kept apart (see :func:`_with_custom_data`)."""
     args: MultiDict[str, str] = MultiDict()
     transaction_id: int | None = None
+    custom_data: dict[str, str] = {}
     for column, text in cells.items():
         if not text or column in _LEDGER_COLUMNS:
             continue
@@ -168,11 +187,57 @@ def _report_args(cells: dict[str, str]) -> tuple[MultiDict[str, str], int | None
                 raise ReportInvalid(
                     [FieldError(column, Reason.INVALID_FIELD, "custom_data is not a JSON object")]
                 )
-            for key, value in custom.items():
-                args.add(key, value)
+            custom_data = custom
         else:
             args.add(column, text)
-    return args, transaction_id
+    return args, transaction_id, custom_data
+
+
+def _with_custom_data(
+    server_report: ServerReport, custom_data: dict[str, str], limits: Limits
+) -> ServerReport:
+    """The report with the ``custom_data`` cell's entries as its custom data.
+
+    They are checked apart from the report's fields, not mixed into them: the pixel
+    keeps any parameter it does not know as custom data, ``affiliate_id=7`` or
+    ``reversal_reason=x`` included, and an exported row must restore that as custom
+    data, not credit publisher 7 or void the conversion.
+    """
+    try:
+        parsed = parse_sale_params(MultiDict(list(custom_data.items())), limits=limits)
+    except ParamError as exc:
+        raise ReportInvalid([FieldError("custom_data", exc.reason, exc.detail)]) from exc
+    for key in custom_data:
+        if key not in parsed.custom_data:
+            # A sale or personal field (sale_amount, email_address): never custom data.
+            raise ReportInvalid(
+                [FieldError("custom_data", Reason.INVALID_FIELD, f"custom_data may not hold {key}")]
+            )
+    report = server_report.report
+    for key in report.custom_data:
+        if key in parsed.custom_data:
+            raise ReportInvalid(
+                [
+                    FieldError(
+                        "custom_data",
+                        Reason.DUPLICATE_PARAMETER,
+                        f"{key} is both a column and a key of custom_data",
+                    )
+                ]
+            )
+    merged = {**parsed.custom_data, **report.custom_data}
+    if len(merged) > limits.max_custom_fields:
+        raise ReportInvalid(
+            [
+                FieldError(
+                    "custom_data",
+                    Reason.TOO_MANY_CUSTOM_FIELDS,
+                    f"more than {limits.max_custom_fields} custom fields",
+                )
+            ]
+        )
+    with_custom = dataclasses.replace(report, custom_data=merged)
+    return dataclasses.replace(server_report, report=with_custom)
 
 
 def _same_values(stored: Transaction, cells: dict[str, str]) -> bool:
@@ -268,7 +333,7 @@ def _import_row(
     limits: Limits,
 ) -> None:
     try:
-        args, transaction_id = _report_args(cells)
+        args, transaction_id, custom_data = _report_args(cells)
         if transaction_id is not None:
             stored = next(
                 ledger.storage.transactions(
@@ -296,6 +361,8 @@ def _import_row(
                 )
                 raise refused
         server_report = parse_server_report(args, default_currency=default_currency, limits=limits)
+        if custom_data:
+            server_report = _with_custom_data(server_report, custom_data, limits)
         result = ledger.report(advertiser_id, server_report, source=source)
     except ReportInvalid as exc:
         first = exc.errors[0]

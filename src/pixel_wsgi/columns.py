@@ -58,9 +58,11 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, list):
         # As Invoca's CSVs: one comma-separated cell for sku_list and quantity_list;
-        # a JSON array when an item holds a comma itself, so nothing is split wrongly.
+        # a JSON array when splitting (and stripping) the joined text would not give
+        # the items back exactly: an item with a comma, a leading "[" or surrounding
+        # whitespace.
         items = [str(item) for item in value]
-        if any("," in item or item.startswith("[") for item in items):
+        if any("," in item or item.startswith("[") or item != item.strip() for item in items):
             return json.dumps(items, ensure_ascii=False)
         return ",".join(items)
     if isinstance(value, dict):

@@ -108,24 +108,48 @@ def _zone(args: dict[str, list[str]]) -> timezone | ZoneInfo:
         return timezone.utc
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name that is a directory of the database ("America") or too long
+        # for a file name reaches the file system before it is found wanting.
         raise _Invalid("timezone", "timezone must be an IANA name like Europe/Paris") from None
 
 
-def _start_of(day: date, zone: timezone | ZoneInfo) -> str:
-    return iso_utc(datetime.combine(day, time(0), tzinfo=zone).astimezone(timezone.utc))
+def _start_of(day: date, zone: timezone | ZoneInfo) -> str | None:
+    """The UTC instant ``day`` starts in ``zone``; None (no bound) past what datetime holds."""
+    try:
+        return iso_utc(datetime.combine(day, time(0), tzinfo=zone).astimezone(timezone.utc))
+    except OverflowError:
+        # Before 0001-01-01 or after 9999-12-31 UTC: earlier or later than any row.
+        return None
+
+
+def _end_of(day: date, zone: timezone | ZoneInfo) -> str | None:
+    """The UTC instant the day after ``day`` starts (exclusive); None past 9999-12-31."""
+    try:
+        following = day + timedelta(days=1)
+    except OverflowError:
+        return None
+    return _start_of(following, zone)
+
+
+def _names(args: dict[str, list[str]], name: str) -> list[str]:
+    text = _single(args, name)
+    return [part.strip() for part in text.split(",") if part.strip()] if text else []
 
 
 def _columns(args: dict[str, list[str]]) -> tuple[str, ...]:
-    include = _single(args, "include_columns")
-    exclude = _single(args, "exclude_columns")
-    try:
-        return select_columns(
-            [name.strip() for name in include.split(",") if name.strip()] if include else (),
-            [name.strip() for name in exclude.split(",") if name.strip()] if exclude else (),
-        )
-    except ValueError as exc:
-        raise _Invalid("include_columns" if include else "exclude_columns", str(exc)) from None
+    include = _names(args, "include_columns")
+    exclude = _names(args, "exclude_columns")
+    # Checked one at a time, so the error names the parameter at fault.
+    for field, names in (("include_columns", include), ("exclude_columns", exclude)):
+        try:
+            select_columns(names)
+        except ValueError as exc:
+            raise _Invalid(field, str(exc)) from None
+    columns = select_columns(include, exclude)
+    if not columns:
+        raise _Invalid("exclude_columns", "include_columns and exclude_columns leave no column")
+    return columns
 
 
 class TransactionsEndpoint:
@@ -170,9 +194,7 @@ class TransactionsEndpoint:
                     reference_id=_single(args, "reference_id"),
                     transaction_type=kind,
                     created_from=None if first is None else _start_of(first, zone),
-                    created_before=None
-                    if last is None
-                    else _start_of(last + timedelta(days=1), zone),
+                    created_before=None if last is None else _end_of(last, zone),
                 )
             )
         except _Invalid as exc:
