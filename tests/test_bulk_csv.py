@@ -659,12 +659,13 @@ class FakeTerminal(io.StringIO):
 
 
 def test_the_progress_bar_advances_with_the_bytes_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    data = b"\xef\xbb\xbfreference_id\n" + b"".join(b"row-%04d\n" % i for i in range(200))
+    # The bar advances per chunk read (64 KiB): a file of some 20 chunks.
+    data = b"\xef\xbb\xbfreference_id\n" + b"".join(b"row-%06d\n" % i for i in range(130_000))
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     lines = list(_lines_with_progress(io.BytesIO(data), len(data), show=True))
     assert lines[0] == "reference_id\n"  # the BOM is gone
-    assert len(lines) == 201 and lines[-1] == "row-0199\n"
+    assert len(lines) == 130_001 and lines[-1] == "row-129999\n"
     frames = [frame for frame in ESCAPES.sub("", terminal.getvalue()).split("\r") if frame]
     assert all(frame.startswith("Importing  [") for frame in frames)
     percents = [int(frame.split("%")[0].split()[-1]) for frame in frames]
@@ -795,12 +796,6 @@ def call_upload(
     return answer["status"], answer["headers"], content
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/conversions.py _decoded_lines keeps a line's text until its newline: a"
-    " body without newlines is held whole in memory (and re-split per 64 KiB chunk, in"
-    " quadratic time) before the CSV reader's cell limit can refuse it",
-)
 def test_an_endless_line_is_refused_in_bounded_memory(
     middleware: PixelMiddleware, auth: dict[str, str]
 ) -> None:
@@ -816,12 +811,6 @@ def test_an_endless_line_is_refused_in_bounded_memory(
     assert peak < 4 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB for a 16 MiB line"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/conversions.py upload_csv lets werkzeug's ClientDisconnected (a body"
-    " shorter than its Content-Length) escape to the middleware, which answers 503"
-    " text/plain: a client error that should be a JSON 400",
-)
 def test_a_body_shorter_than_its_content_length_is_a_json_400(
     middleware: PixelMiddleware, auth: dict[str, str]
 ) -> None:

@@ -14,6 +14,7 @@ be uploaded again after a failure and only the missing rows take effect.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import json
@@ -30,11 +31,20 @@ from .models import Reason, Source, Transaction
 from .params import DEFAULT_LIMITS, Limits, is_personal_key, parse_sale_params
 from .server_report import FieldError, ReportInvalid, parse_server_report
 
-__all__ = ["MAX_LISTED_FAILURES", "ImportSummary", "RowFailure", "import_csv"]
+__all__ = [
+    "MAX_LINE_BYTES",
+    "MAX_LISTED_FAILURES",
+    "ImportSummary",
+    "RowFailure",
+    "decoded_lines",
+    "import_csv",
+]
 
 #: Failures listed in a summary; the rest are only counted.
 MAX_LISTED_FAILURES = 1000
-_MAX_CELL = 64 * 1024
+#: The longest line of a file (a quoted cell may hold line breaks: each line counts alone).
+MAX_LINE_BYTES = 1024 * 1024
+_READ_SIZE = 64 * 1024
 _LIST_COLUMNS = ("sku_list", "quantity_list", "sku_list[]", "quantity_list[]")
 # Export columns that describe the stored row, not the report: read, never applied.
 _LEDGER_COLUMNS = frozenset(
@@ -117,6 +127,49 @@ class ImportSummary:
             self.failures.append(failure)
         else:
             self.failures_not_listed += 1
+
+
+def decoded_lines(
+    read: Callable[[int], bytes], *, on_read: Callable[[int], None] | None = None
+) -> Iterator[str]:
+    """A byte stream's lines as text, decoded incrementally (UTF-8, an optional BOM).
+
+    :param read: ``read(size)`` of the stream; an empty result ends it.
+    :param on_read: told the size of every chunk read (a progress bar).
+    :raises ReportInvalid: for a line longer than :data:`MAX_LINE_BYTES`, before it is
+        held whole in memory.
+    :raises UnicodeDecodeError: for bytes that are not UTF-8.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
+    pending: list[str] = []
+    pending_size = 0
+    while True:
+        chunk = read(_READ_SIZE)
+        if on_read is not None and chunk:
+            on_read(len(chunk))
+        text = decoder.decode(chunk, final=not chunk)
+        start = 0
+        while (end := text.find("\n", start)) >= 0:
+            pending.append(text[start : end + 1])
+            yield "".join(pending)
+            pending, pending_size, start = [], 0, end + 1
+        if start < len(text):
+            pending.append(text[start:])
+            pending_size += len(text) - start
+            if pending_size > MAX_LINE_BYTES:
+                raise ReportInvalid(
+                    [
+                        FieldError(
+                            None,
+                            Reason.VALUE_TOO_LONG,
+                            f"a line is longer than {MAX_LINE_BYTES} characters",
+                        )
+                    ]
+                )
+        if not chunk:
+            break
+    if pending:
+        yield "".join(pending)
 
 
 def _redacted(cells: dict[str, str]) -> dict[str, str]:
@@ -264,7 +317,6 @@ def import_csv(
     :raises ~pixel_wsgi.errors.StorageError: when the store fails; the rows before it
         are applied, so the same file can simply be uploaded again.
     """
-    csv.field_size_limit(_MAX_CELL)
     reader = csv.reader(lines, strict=True)
     summary = ImportSummary()
     try:

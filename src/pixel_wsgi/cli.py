@@ -35,7 +35,7 @@ from typing import Any, BinaryIO, TextIO, TypeVar
 import click
 
 from .api.auth import issue_credential
-from .bulk import import_csv
+from .bulk import decoded_lines, import_csv
 from .columns import COLUMNS, csv_cells
 from .currencies import ISO_4217_CODES
 from .dashboard_cli import dashboard
@@ -833,15 +833,10 @@ def credential_revoke(state: _State, credential_id: int, as_json: bool) -> None:
 
 def _lines_with_progress(raw: BinaryIO, size: int | None, show: bool) -> Iterator[str]:
     """The file's lines as text, advancing a progress bar (on stderr) by bytes read."""
-    first = True
     with click.progressbar(
         length=size or 0, label="Importing", file=sys.stderr, hidden=not show or not size
     ) as bar:
-        for line in raw:
-            bar.update(len(line))
-            text = line.decode("utf-8-sig" if first else "utf-8")
-            first = False
-            yield text
+        yield from decoded_lines(raw.read, on_read=bar.update)
 
 
 @cli.command("import")

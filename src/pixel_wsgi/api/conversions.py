@@ -11,18 +11,18 @@ header makes a retried request answer exactly what the first one did.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wsgi import LimitedStream
 
-from ..bulk import import_csv
+from ..bulk import decoded_lines, import_csv
 from ..clock import iso_utc
 from ..errors import ParamError, StorageError
 from ..ledger import Ledger, ReportRefused, ReportStatus
@@ -316,7 +316,7 @@ class ConversionsEndpoint:
             summary = import_csv(
                 self.ledger,
                 advertiser_id,
-                _decoded_lines(stream),
+                decoded_lines(stream.read),
                 default_currency=self.default_currency,
                 limits=self.limits,
             )
@@ -326,6 +326,16 @@ class ConversionsEndpoint:
                 status_line(400),
                 error_body(
                     "invalid_file", str(exc), fields=[error.as_dict() for error in exc.errors]
+                ),
+            )
+        except ClientDisconnected:
+            return json_response(
+                start_response,
+                status_line(400),
+                error_body(
+                    "incomplete_body",
+                    "the body ended before its Content-Length; rows before the end were"
+                    " applied: upload the file again",
                 ),
             )
         except UnicodeDecodeError:
@@ -345,23 +355,6 @@ class ConversionsEndpoint:
                 ),
             )
         return json_response(start_response, status_line(200), summary.as_dict())
-
-
-def _decoded_lines(stream: LimitedStream) -> Iterator[str]:
-    """The body's lines as text, decoded incrementally (UTF-8, an optional BOM)."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
-    pending = ""
-    while True:
-        chunk = stream.read(64 * 1024)
-        text = decoder.decode(chunk, final=not chunk)
-        pending += text
-        *lines, pending = pending.split("\n")
-        for line in lines:
-            yield line + "\n"
-        if not chunk:
-            break
-    if pending:
-        yield pending
 
 
 __all__ = ["MAX_BATCH", "MAX_BODY_BYTES", "ConversionsEndpoint", "error_body", "status_line"]
