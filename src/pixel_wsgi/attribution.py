@@ -149,12 +149,13 @@ class AttributionCookies:
             raise AttributionRejected(Reason.EXPIRED_COOKIE)
         # The signature held, so the payload is one we wrote; these checks only
         # refuse a payload of another shape (another version, another signer).
-        visit_text, _, link_text = payload.partition(b"-")
+        # A visit id is negative when its click was spooled (the store was down).
+        visit_text, _, link_text = payload.rpartition(b"-")
         try:
             claim = VisitClaim(int(visit_text), int(link_text))
         except ValueError:
             raise AttributionRejected(Reason.INVALID_COOKIE) from None
-        if claim.visit_id < 1 or claim.link_id < 1:
+        if claim.visit_id == 0 or claim.link_id < 1:
             raise AttributionRejected(Reason.INVALID_COOKIE)
         return claim
 

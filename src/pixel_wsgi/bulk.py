@@ -26,8 +26,8 @@ from werkzeug.datastructures import MultiDict
 
 from .columns import csv_cells
 from .errors import ParamError
-from .ledger import Ledger, ReportRefused, ReportStatus, ServerReport
-from .models import Reason, Source, Transaction
+from .ledger import Ledger, ReportRefused, ReportStatus
+from .models import Reason, ServerReport, Source, Transaction
 from .params import DEFAULT_LIMITS, Limits, is_personal_key, parse_sale_params
 from .server_report import FieldError, ReportInvalid, parse_server_report
 
@@ -415,7 +415,9 @@ def _import_row(
         server_report = parse_server_report(args, default_currency=default_currency, limits=limits)
         if custom_data:
             server_report = _with_custom_data(server_report, custom_data, limits)
-        result = ledger.report(advertiser_id, server_report, source=source)
+        # A failing store stops the upload (the client sends the file again)
+        # rather than spooling a file's worth of rows.
+        result = ledger.report(advertiser_id, server_report, source=source, spool_on_failure=False)
     except ReportInvalid as exc:
         first = exc.errors[0]
         ledger.reject(

@@ -30,6 +30,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, BinaryIO, TextIO, TypeVar
 
 import click
@@ -44,7 +45,9 @@ from .ledger import Ledger
 from .models import Advertiser, Campaign, Link, PayoutKind, PayoutRule, Rejection, Transaction
 from .params import parse_amount
 from .redirects import validate_destination
+from .replay import replay as replay_spool
 from .server_report import ReportInvalid
+from .spool import Spool
 from .storage import Storage, storage_from_url
 
 __all__ = ["DEFAULT_STORAGE", "STORAGE_ENV", "cli", "main"]
@@ -945,6 +948,40 @@ def export(state: _State, advertiser_id: int, form: str, output: TextIO) -> None
     for index, row in enumerate(rows):
         output.write(("," if index else "") + "\n" + json.dumps(row.as_dict(), ensure_ascii=False))
     output.write("\n]\n")
+
+
+@cli.command()
+@click.option(
+    "--spool-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Default: where the middleware puts it for this store (beside a SQLite file).",
+)
+@_json_option
+@click.pass_obj
+def replay(state: _State, spool_dir: Path | None, as_json: bool) -> None:
+    """Apply the outage spool to the store, exactly once.
+
+    Clicks and conversions the store could not take were spooled by the
+    middleware; this applies each one once, however often it runs. Exits 1
+    when the store failed again before the spool was drained.
+    """
+    storage = state.storage()
+    directory = spool_dir if spool_dir is not None else storage.default_spool_dir()
+    if not directory.is_dir():
+        raise click.ClickException(f"no spool at {directory}")
+    summary = replay_spool(Spool(directory), storage)
+    if as_json:
+        _emit_json(summary.as_dict())
+    else:
+        click.echo(
+            f"Applied {summary.applied} spooled events ({summary.already_applied} had been"
+            f" applied before); {summary.quarantined} damaged lines quarantined in"
+            f" {directory / 'quarantine'}."
+        )
+        if summary.stopped:
+            click.echo(f"Stopped: {summary.stopped}. Run replay again once the store works.")
+    if summary.stopped:
+        sys.exit(1)
 
 
 cli.add_command(dashboard)

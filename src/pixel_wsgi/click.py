@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from werkzeug.utils import redirect
 
 from .attribution import AttributionCookies
-from .clock import Clock, iso_utc
 from .edge import is_https, is_prefetch, sends_global_privacy_control, truncated_ip
 from .filters import Filters
 from .ledger import Ledger
@@ -58,7 +57,6 @@ class TrackingLink:
         honor_gpc: bool,
         consent: ConsentCheck | None,
         allowed_redirect_hosts: Iterable[str],
-        clock: Clock,
         filters: Filters | None = None,
     ) -> None:
         self.ledger = ledger
@@ -66,7 +64,6 @@ class TrackingLink:
         self.honor_gpc = honor_gpc
         self.consent = consent
         self.allowed_redirect_hosts = frozenset(h.lower() for h in allowed_redirect_hosts)
-        self._clock = clock
         self.filters = filters if filters is not None else Filters()
 
     def __call__(
@@ -151,14 +148,13 @@ class TrackingLink:
     def _record_visit(self, environ: WSGIEnvironment, link: Link) -> int | None:
         user_agent = environ.get("HTTP_USER_AGENT", "")[:_MAX_USER_AGENT] or None
         try:
-            return self.ledger.storage.record_visit(
-                link,
-                ip_prefix=truncated_ip(environ.get("REMOTE_ADDR")),
-                user_agent=user_agent,
-                created_at=iso_utc(self._clock()),
+            # The store, or the outage spool when the store fails.
+            return self.ledger.record_visit(
+                link, ip_prefix=truncated_ip(environ.get("REMOTE_ADDR")), user_agent=user_agent
             )
         except Exception:
-            # The visitor still reaches the page; only this click is unattributed.
+            # Neither took it. The visitor still reaches the page; only this click
+            # is unattributed.
             logger.exception("tracking-link click on link %s not stored", link.id)
             return None
 

@@ -23,29 +23,36 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import logging
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .attribution import VisitClaim
 from .catalog import Catalog
 from .clock import Clock, iso_utc, utc_now
 from .errors import NotFoundError, PixelError, StorageError
+from .events import encode_report, encode_server_report, encode_visit
 from .filters import utc_day_start
 from .models import (
     Attribution,
+    Link,
     PayoutKind,
     PayoutRule,
     Reason,
     RejectionDraft,
     SaleReport,
+    ServerReport,
     Source,
     Transaction,
     TransactionDraft,
 )
+from .spool import Spool, SpoolError
 from .storage.base import LedgerWriter, Storage
+
+logger = logging.getLogger("pixel_wsgi")
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -60,10 +67,16 @@ Params = str | Callable[[], str]
 
 
 class Outcome(NamedTuple):
-    """What became of one report: a new row, or a rejection reason."""
+    """What became of one report: a new row, or a rejection reason.
+
+    ``spooled``: the store failed and the event went to the outage spool, for
+    ``pixel-wsgi replay``. Neither a row nor a reason nor spooled: a replayed event
+    that had been applied before.
+    """
 
     transaction_id: int | None = None
     reason: Reason | None = None
+    spooled: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -76,29 +89,19 @@ class ReportStatus(str, enum.Enum):
     CREATED = "created"
     UNCHANGED = "unchanged"
     CORRECTED = "corrected"
-
-
-@dataclass(frozen=True, slots=True)
-class ServerReport:
-    """A conversion reported by the advertiser's servers (API, CSV upload, in-process).
-
-    :param report: the shared sale parameters, as the pixel's.
-    :param campaign_id: ``advertiser_campaign_id``, for a conversion the pixel never saw.
-    :param publisher_id: ``affiliate_id``, the publisher credited with it.
-    :param reversal_reason: voids the conversion ``reference_id`` names.
-    """
-
-    report: SaleReport
-    campaign_id: int | None = None
-    publisher_id: int | None = None
-    reversal_reason: str | None = None
+    #: the store failed; the report is in the outage spool, to be applied by a replay
+    SPOOLED = "spooled"
 
 
 class ReportResult(NamedTuple):
-    """A server-side report's effect and the conversion's current state after it."""
+    """A server-side report's effect and the conversion's current state after it.
+
+    ``transaction`` is None only for ``SPOOLED``, which gives the spooled ``event_id``.
+    """
 
     status: ReportStatus
-    transaction: Transaction
+    transaction: Transaction | None
+    event_id: str | None = None
 
 
 class ReportRefused(PixelError):
@@ -185,11 +188,79 @@ class Ledger:
         *,
         reload_window: timedelta = DEFAULT_RELOAD_WINDOW,
         clock: Clock = utc_now,
+        spool: Spool | None = None,
     ) -> None:
         self.storage = storage
         self.catalog = Catalog(storage)
         self.reload_window = reload_window
         self.clock = clock
+        self.spool = spool
+
+    def _now(self) -> str:
+        return iso_utc(self.clock())
+
+    def record_visit(
+        self,
+        link: Link,
+        *,
+        ip_prefix: str | None,
+        user_agent: str | None,
+        visit_id: int | None = None,
+    ) -> int:
+        """Record a click on a tracking link; return the visit id its cookie names.
+
+        When the store fails, the click goes to the spool under a new negative
+        visit id (stored ids are positive), so the visitor's cookie still credits
+        the link, and a conversion arriving before the replay stores the visit.
+
+        :param visit_id: a spooled click's id, when a replay applies it.
+        """
+        try:
+            return self.storage.record_visit(
+                link,
+                ip_prefix=ip_prefix,
+                user_agent=user_agent,
+                created_at=self._now(),
+                visit_id=visit_id,
+            )
+        except StorageError as failure:
+            if visit_id is not None:
+                raise
+            spooled_id = -(secrets.randbits(62) + 1)
+            self._spool(
+                failure,
+                "visit",
+                link_id=link.id,
+                visit_id=spooled_id,
+                ip_prefix=ip_prefix,
+                user_agent=user_agent,
+            )
+            return spooled_id
+
+    def _visit_attribution(self, writer: LedgerWriter, visit: VisitClaim) -> Attribution | None:
+        """The attribution of a cookie's visit; a spooled click's visit is stored first."""
+        attribution = writer.attribution(visit.visit_id)
+        # A negative id: the click was spooled while the store was down. Its signed
+        # cookie is the record of the visit until the replay stores it.
+        if (
+            attribution is None
+            and visit.visit_id < 0
+            and writer.ensure_visit(visit.visit_id, visit.link_id, self._now())
+        ):
+            attribution = writer.attribution(visit.visit_id)
+        return attribution
+
+    def _spool(self, failure: StorageError, kind: str, **fields: Any) -> str:
+        """Keep an event the store refused in the spool; raise if that fails too."""
+        if self.spool is None:
+            raise failure
+        try:
+            event_id = self.spool.append(kind, at=iso_utc(self.clock()), **fields)
+        except SpoolError as exc:
+            logger.critical("pixel-wsgi lost an event: the store failed (%s) and %s", failure, exc)
+            raise
+        logger.error("pixel-wsgi store failed (%s); %s event %s spooled", failure, kind, event_id)
+        return event_id
 
     def reject(
         self,
@@ -201,12 +272,34 @@ class Ledger:
         params: Params = "",
         visit_id: int | None = None,
         reference_id: str | None = None,
+        event_id: str | None = None,
     ) -> Outcome:
-        """Record why a report or click did not count."""
-        with self.storage.writer() as writer:
-            return self._reject(
-                writer, advertiser_id, source, reason, detail, params, visit_id, reference_id
+        """Record why a report or click did not count.
+
+        :param event_id: a spooled event's id, when a replay applies it (at most once).
+        """
+        try:
+            with self.storage.writer() as writer:
+                if event_id is not None and not writer.claim_event(event_id, self._now()):
+                    return Outcome()
+                return self._reject(
+                    writer, advertiser_id, source, reason, detail, params, visit_id, reference_id
+                )
+        except StorageError as failure:
+            if event_id is not None:
+                raise
+            self._spool(
+                failure,
+                "rejection",
+                advertiser_id=advertiser_id,
+                source=source.value if isinstance(source, Source) else source,
+                reason=reason.value,
+                detail=detail,
+                params=params if isinstance(params, str) else params(),
+                visit_id=visit_id,
+                reference_id=reference_id,
             )
+            return Outcome(reason=reason, spooled=True)
 
     def _reject(
         self,
@@ -242,16 +335,55 @@ class Ledger:
         visit: VisitClaim | None,
         cookie_problem: Reason | None = None,
         params: Params = "",
+        event_id: str | None = None,
     ) -> Outcome:
         """Record a conversion reported by a visitor's browser.
+
+        When the store fails, the report goes to the spool (``Outcome.spooled``).
 
         :param visit: what a valid attribution cookie says, or None.
         :param cookie_problem: why there is no visit (no cookie, bad signature, ...).
         :param params: the redacted query kept with a rejection, or a callable that
             makes it (only called when the report is rejected).
+        :param event_id: a spooled event's id, when a replay applies it (at most once).
+        :raises StorageError: only when neither the store nor the spool took it.
         """
+        try:
+            return self._record_web_conversion(
+                advertiser_id, report, source, visit, cookie_problem, params, event_id
+            )
+        except StorageError as failure:
+            if event_id is not None:
+                raise
+            self._spool(
+                failure,
+                "web_conversion",
+                advertiser_id=advertiser_id,
+                report=encode_report(report),
+                source=source.value,
+                visit=encode_visit(visit),
+                cookie_problem=None if cookie_problem is None else cookie_problem.value,
+                params=params if isinstance(params, str) else params(),
+            )
+            return Outcome(spooled=True)
+
+    def _record_web_conversion(
+        self,
+        advertiser_id: int,
+        report: SaleReport,
+        source: Source,
+        visit: VisitClaim | None,
+        cookie_problem: Reason | None,
+        params: Params,
+        event_id: str | None,
+    ) -> Outcome:
         visit_id = None if visit is None else visit.visit_id
-        if visit is not None and report.reference_id and report.parent_reference_id is None:
+        if (
+            event_id is None
+            and visit is not None
+            and report.reference_id
+            and report.parent_reference_id is None
+        ):
             # The common case, a new conversion with its reference_id: the unique key
             # settles reloads and races, so one atomic append is enough.
             attribution = self.catalog.attribution(visit.link_id)
@@ -288,12 +420,15 @@ class Ledger:
                     writer, advertiser_id, source, reason, detail, params, visit_id, reference_id
                 )
 
-            if visit_id is None:
+            if event_id is not None and not writer.claim_event(event_id, self._now()):
+                return Outcome()
+            if visit is None:
                 if not writer.advertiser_exists(advertiser_id):
                     return reject(Reason.UNKNOWN_ADVERTISER, f"no advertiser {advertiser_id}")
                 problem = cookie_problem or Reason.NO_ATTRIBUTION
                 return reject(problem, "the visitor carries no valid attribution cookie")
-            attribution = writer.attribution(visit_id)
+            visit_id = visit.visit_id
+            attribution = self._visit_attribution(writer, visit)
             if attribution is None:
                 return reject(Reason.UNKNOWN_VISIT, f"visit {visit_id} does not exist")
             if attribution.advertiser_id != advertiser_id:
@@ -464,6 +599,7 @@ class Ledger:
         visit: VisitClaim | None = None,
         params: Params = "",
         event_id: str | None = None,
+        spool_on_failure: bool = True,
     ) -> ReportResult:
         """Apply a report from the advertiser's own servers, idempotently.
 
@@ -476,15 +612,44 @@ class Ledger:
           same values again change nothing (``UNCHANGED``); other values append
           a correction (``CORRECTED``); ``reversal_reason`` voids it (payout 0.00).
 
+        When the store fails, the report goes to the spool (``SPOOLED``), unless
+        ``spool_on_failure`` is False (a bulk upload: the client sends the file again).
+
         :param event_id: a spooled event's id: applied at most once, ever.
         :raises ReportRefused: when the report cannot be applied; it is also
             written to the rejection log.
         :raises EventAlreadyApplied: when ``event_id`` was applied before.
-        :raises StorageError: when the store failed (then nothing was written).
+        :raises StorageError: when neither the store nor the spool took the report
+            (then nothing was written).
         """
+        try:
+            return self._report(advertiser_id, server_report, source, visit, params, event_id)
+        except StorageError as failure:
+            if event_id is not None or not spool_on_failure:
+                raise
+            spooled = self._spool(
+                failure,
+                "report",
+                advertiser_id=advertiser_id,
+                server_report=encode_server_report(server_report),
+                source=source.value,
+                visit=encode_visit(visit),
+                params=params if isinstance(params, str) else params(),
+            )
+            return ReportResult(ReportStatus.SPOOLED, None, spooled)
+
+    def _report(
+        self,
+        advertiser_id: int,
+        server_report: ServerReport,
+        source: Source,
+        visit: VisitClaim | None,
+        params: Params,
+        event_id: str | None,
+    ) -> ReportResult:
         report = server_report.report
         with self.storage.writer() as writer:
-            if event_id is not None and not writer.claim_event(event_id, iso_utc(self.clock())):
+            if event_id is not None and not writer.claim_event(event_id, self._now()):
                 raise EventAlreadyApplied(event_id)
             plan = self._plan(writer, advertiser_id, server_report, visit)
             if isinstance(plan, ReportRefused):
@@ -571,7 +736,7 @@ class Ledger:
             )
         campaign_id, publisher_id = server_report.campaign_id, server_report.publisher_id
         if campaign_id is None and publisher_id is None and visit is not None:
-            attribution = writer.attribution(visit.visit_id)
+            attribution = self._visit_attribution(writer, visit)
             if attribution is None or attribution.advertiser_id != advertiser_id:
                 return ReportRefused(
                     Reason.NO_ATTRIBUTION,

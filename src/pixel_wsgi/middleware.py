@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from .pixel import ConversionPixel
 from .reporting import ConversionReporter, RequestReporter
 from .responses import json_response, method_not_allowed, text_response
 from .signing import PixelUrlSigner
+from .spool import Spool
 from .storage import Storage, storage_from_url
 
 if TYPE_CHECKING:
@@ -85,7 +87,12 @@ class PixelMiddleware:
         default no browser may).
     :param environ_key: where each request's :class:`~pixel_wsgi.reporting.RequestReporter`
         goes in the environ; None to put none there.
-    :param migrate: bring the store's schema up to date at construction.
+    :param spool_dir: where clicks and conversions go when the store fails (locked,
+        full, read-only, down), fsync'd, until ``pixel-wsgi replay`` applies them:
+        ``"auto"`` puts it beside a SQLite file (``<file>.spool``) or in
+        ``./pixel-wsgi.spool``; None keeps no spool (such events are lost).
+    :param migrate: bring the store's schema up to date at construction, and check
+        that it is writable (a failure is logged loudly, never raised).
     :param bot_user_agents: ``User-Agent`` substrings (case-insensitive) of bots
         whose clicks and pixel hits never count; None for
         :data:`~pixel_wsgi.filters.DEFAULT_BOT_USER_AGENTS`, ``()`` for none.
@@ -125,6 +132,7 @@ class PixelMiddleware:
         migrate: bool = True,
         bot_user_agents: Iterable[str] | None = None,
         min_seconds_to_convert: float = 0,
+        spool_dir: str | os.PathLike[str] | None = "auto",
         clock: Clock = utc_now,
     ) -> None:
         self.application = app
@@ -139,7 +147,12 @@ class PixelMiddleware:
         self.legacy_prefix = _check_prefix("legacy_prefix", legacy_prefix)
         self.default_currency = default_currency
         self.cookies = AttributionCookies(secret_key, window=attribution_window)
-        self.ledger = Ledger(self.storage, reload_window=reload_window, clock=clock)
+        if spool_dir == "auto":
+            spool_dir = self.storage.default_spool_dir()
+        self.spool = None if spool_dir is None else Spool(spool_dir)
+        self.ledger = Ledger(
+            self.storage, reload_window=reload_window, clock=clock, spool=self.spool
+        )
         self.filters = Filters(
             bot_user_agents=bot_user_agents, min_seconds_to_convert=min_seconds_to_convert
         )
@@ -166,7 +179,6 @@ class PixelMiddleware:
             honor_gpc=honor_gpc,
             consent=consent,
             allowed_redirect_hosts=allowed_redirect_hosts,
-            clock=clock,
             filters=self.filters,
         )
         self.api = ReportingAPI(
@@ -202,10 +214,17 @@ class PixelMiddleware:
     def _migrate(self) -> None:
         try:
             self.storage.migrate()
+            self.storage.check(writable=True)
         except StorageError:
-            # The host application must keep serving its own pages; every
-            # pixel hit will log the same failure until the store is fixed.
-            logger.exception("pixel-wsgi cannot migrate its store %r", self.storage)
+            # The host application must keep serving its own pages; clicks and
+            # conversions go to the spool until the store is fixed.
+            logger.critical(
+                "pixel-wsgi cannot write to its store %r; events are spooled to %s until"
+                " it can, then run `pixel-wsgi replay`",
+                self.storage,
+                self.spool.directory if self.spool else "nowhere (spool_dir=None): LOST",
+                exc_info=True,
+            )
         finally:
             # No connection may outlive construction: a server that forks
             # after loading the app (gunicorn --preload) must not share it.
@@ -268,13 +287,18 @@ class PixelMiddleware:
 
     def _health(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         head = environ["REQUEST_METHOD"] == "HEAD"
+        spooled = 0 if self.spool is None else self.spool.pending()
         try:
             self.storage.check()
         except Exception as exc:
             logger.error("pixel-wsgi store unhealthy: %s", exc)
-            return json_response(
-                start_response, "503 Service Unavailable", {"status": "degraded"}, head=head
-            )
+            store = "unavailable"
+        else:
+            store = "ok"
+        if store != "ok" or spooled:
+            # Degraded until the store answers and a replay has drained the spool.
+            body = {"status": "degraded", "store": store, "spooled_bytes": spooled}
+            return json_response(start_response, "503 Service Unavailable", body, head=head)
         return json_response(start_response, "200 OK", {"status": "ok"}, head=head)
 
 

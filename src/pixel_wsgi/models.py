@@ -191,6 +191,22 @@ class SaleReport:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerReport:
+    """A conversion reported by the advertiser's servers (API, CSV upload, in-process).
+
+    :param report: the shared sale parameters, as the pixel's.
+    :param campaign_id: ``advertiser_campaign_id``, for a conversion the pixel never saw.
+    :param publisher_id: ``affiliate_id``, the publisher credited with it.
+    :param reversal_reason: voids the conversion ``reference_id`` names.
+    """
+
+    report: SaleReport
+    campaign_id: int | None = None
+    publisher_id: int | None = None
+    reversal_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Transaction:
     """One immutable ledger row. A correction names the row it corrects."""
 

@@ -28,8 +28,7 @@ from typing import Any
 from werkzeug.datastructures import MultiDict
 
 from .errors import ParamError, PixelError
-from .ledger import ServerReport
-from .models import Reason
+from .models import Reason, ServerReport
 from .params import DEFAULT_LIMITS, Limits, is_personal_key, parse_sale_params
 
 __all__ = [

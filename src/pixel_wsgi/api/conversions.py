@@ -53,6 +53,7 @@ _RETRY_AFTER = "5"
 _STATUS_LINES = {
     200: "200 OK",
     201: "201 Created",
+    202: "202 Accepted",
     400: "400 Bad Request",
     404: "404 Not Found",
     409: "409 Conflict",
@@ -178,11 +179,19 @@ class ConversionsEndpoint:
         now = self.ledger.clock()
         expired_before = iso_utc(now - IDEMPOTENCY_WINDOW)
         storage = self.ledger.storage
-        stored = storage.idempotency_record(advertiser_id, key, since=expired_before)
+        try:
+            stored = storage.idempotency_record(advertiser_id, key, since=expired_before)
+        except StorageError:
+            # The store is down: the report itself may still be spooled (202), and
+            # a spooled report is idempotent by its reference_id when replayed.
+            status, payload = self._answer(environ, advertiser_id, body)
+            return self._respond(start_response, status, payload)
         if stored is None:
             status, payload = self._answer(environ, advertiser_id, body)
-            if status >= 500:
-                return self._respond(start_response, status, payload)  # not stored: retry
+            if status >= 500 or status == 202:
+                # Not applied yet (refused, or spooled while the store is down): a
+                # retry must be tried again, not answered from a record.
+                return self._respond(start_response, status, payload)
             record = IdempotencyRecord(
                 advertiser_id, key, digest, status, json.dumps(payload), iso_utc(now)
             )
@@ -273,6 +282,9 @@ class ConversionsEndpoint:
         except StorageError as exc:
             logger.error("conversion report not stored: %s", exc)
             return 503, error_body("storage_unavailable", "the store is unavailable; retry later")
+        if result.transaction is None:
+            # The store failed; the report is durable in the spool, applied on replay.
+            return 202, {"result": result.status.value, "event_id": result.event_id}
         return _RESULT_STATUS[result.status], {
             "result": result.status.value,
             "transaction": result.transaction.as_dict(),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -60,6 +61,14 @@ class LedgerWriter(abc.ABC):
     @abc.abstractmethod
     def publisher_approved(self, campaign_id: int, publisher_id: int) -> bool:
         """Whether the publisher promotes the campaign: it has a tracking link for it."""
+
+    @abc.abstractmethod
+    def ensure_visit(self, visit_id: int, link_id: int, created_at: str) -> bool:
+        """Store a visit known only from its signed cookie, unless it is stored already.
+
+        Its click was spooled while the store was down, so the conversion arrives
+        first. False when the link does not exist.
+        """
 
     @abc.abstractmethod
     def claim_event(self, event_id: str, claimed_at: str) -> bool:
@@ -136,12 +145,20 @@ class Storage(abc.ABC):
         """Bring the schema up to date; safe to run concurrently and repeatedly."""
 
     @abc.abstractmethod
-    def check(self) -> None:
-        """Raise :class:`~pixel_wsgi.errors.StorageError` unless the store answers."""
+    def check(self, *, writable: bool = False) -> None:
+        """Raise :class:`~pixel_wsgi.errors.StorageError` unless the store answers.
+
+        :param writable: also check that a write could start now (takes the write
+            lock for an instant and writes nothing).
+        """
 
     @abc.abstractmethod
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
+
+    def default_spool_dir(self) -> Path:
+        """Where the outage spool goes unless the middleware is told otherwise."""
+        return Path("pixel-wsgi.spool")
 
     # -- entities --------------------------------------------------------------
 
@@ -202,9 +219,19 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def record_visit(
-        self, link: Link, *, ip_prefix: str | None, user_agent: str | None, created_at: str
+        self,
+        link: Link,
+        *,
+        ip_prefix: str | None,
+        user_agent: str | None,
+        created_at: str,
+        visit_id: int | None = None,
     ) -> int:
-        """Durably record one click on a link; return the new visit id."""
+        """Durably record one click on a link; return the new visit id.
+
+        With ``visit_id`` (a spooled click being replayed) that id is used, and a
+        visit already stored under it is kept: the call is idempotent.
+        """
 
     # -- the ledger ------------------------------------------------------------
 

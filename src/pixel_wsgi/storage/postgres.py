@@ -362,6 +362,15 @@ class PostgresLedgerWriter(LedgerWriter):
     def _one(self, sql: str, params: tuple[Any, ...]) -> Row | None:
         return self._cur.execute(sql, params).fetchone()
 
+    def ensure_visit(self, visit_id: int, link_id: int, created_at: str) -> bool:
+        self._cur.execute(
+            "INSERT INTO visits (id, link_id, ip_prefix, user_agent, created_at)"
+            " OVERRIDING SYSTEM VALUE SELECT %s, id, NULL, NULL, %s FROM links WHERE id = %s"
+            " ON CONFLICT ON CONSTRAINT visits_pkey DO NOTHING",
+            (visit_id, created_at, link_id),
+        )
+        return self._one("SELECT 1 FROM visits WHERE id = %s", (visit_id,)) is not None
+
     def attribution(self, visit_id: int) -> Attribution | None:
         row = self._one(_ATTRIBUTION, (visit_id,))
         if row is None:
@@ -757,8 +766,14 @@ class PostgresStorage(Storage):
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK_KEY,))
             migrations.apply(cur, iso_utc(utc_now()))
 
-    def check(self) -> None:
+    def check(self, *, writable: bool = False) -> None:
         self._read("check the store", "SELECT 1 FROM transactions LIMIT 1")
+        if writable:
+            row = self._one("check the store is writable", "SHOW transaction_read_only", ())
+            if row is None or row[0] != "off":
+                raise StorageError(
+                    f"{self!r} is read-only (a standby, or default_transaction_read_only)"
+                )
 
     def close(self) -> None:
         """Close this process's pool once the operations using it end.
@@ -911,14 +926,29 @@ class PostgresStorage(Storage):
         return [Link(*row) for row in rows]
 
     def record_visit(
-        self, link: Link, *, ip_prefix: str | None, user_agent: str | None, created_at: str
+        self,
+        link: Link,
+        *,
+        ip_prefix: str | None,
+        user_agent: str | None,
+        created_at: str,
+        visit_id: int | None = None,
     ) -> int:
-        return self._insert(
-            "record a visit",
-            "INSERT INTO visits (link_id, ip_prefix, user_agent, created_at)"
-            " VALUES (%s, %s, %s, %s)",
-            (link.id, ip_prefix, user_agent, created_at),
-        )
+        if visit_id is None:
+            return self._insert(
+                "record a visit",
+                "INSERT INTO visits (link_id, ip_prefix, user_agent, created_at)"
+                " VALUES (%s, %s, %s, %s)",
+                (link.id, ip_prefix, user_agent, created_at),
+            )
+        with self._transaction("replay a visit") as cur:
+            cur.execute(
+                "INSERT INTO visits (id, link_id, ip_prefix, user_agent, created_at)"
+                " OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT ON CONSTRAINT visits_pkey DO NOTHING",
+                (visit_id, link.id, ip_prefix, user_agent, created_at),
+            )
+        return visit_id
 
     # -- the ledger ------------------------------------------------------------
 

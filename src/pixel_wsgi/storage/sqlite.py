@@ -268,6 +268,15 @@ class SQLiteLedgerWriter(LedgerWriter):
         sql = "SELECT 1 FROM links WHERE campaign_id = ? AND publisher_id = ? LIMIT 1"
         return self._conn.execute(sql, (campaign_id, publisher_id)).fetchone() is not None
 
+    def ensure_visit(self, visit_id: int, link_id: int, created_at: str) -> bool:
+        self._conn.execute(
+            "INSERT INTO visits (id, link_id, ip_prefix, user_agent, created_at)"
+            " SELECT ?, id, NULL, NULL, ? FROM links WHERE id = ? ON CONFLICT (id) DO NOTHING",
+            (visit_id, created_at, link_id),
+        )
+        row = self._conn.execute("SELECT 1 FROM visits WHERE id = ?", (visit_id,)).fetchone()
+        return row is not None
+
     def claim_event(self, event_id: str, claimed_at: str) -> bool:
         cursor = self._conn.execute(
             "INSERT INTO applied_events (event_id, applied_at) VALUES (?, ?)"
@@ -398,6 +407,10 @@ class SQLiteStorage(Storage):
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self.path)!r})"
 
+    def default_spool_dir(self) -> Path:
+        """Beside the database file: ``<name>.db.spool``."""
+        return self.path.with_name(f"{self.path.name}.spool")
+
     # -- connections -----------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
@@ -457,8 +470,11 @@ class SQLiteStorage(Storage):
         with self._immediate() as conn:
             migrations.apply(Database(conn, execute_plugins=False, recursive_triggers=False))
 
-    def check(self) -> None:
+    def check(self, *, writable: bool = False) -> None:
         self._read("SELECT 1 FROM transactions LIMIT 1")
+        if writable:
+            with self._immediate():
+                pass
 
     def close(self) -> None:
         local = self._local
@@ -593,12 +609,26 @@ class SQLiteStorage(Storage):
         return [Link(*row) for row in rows]
 
     def record_visit(
-        self, link: Link, *, ip_prefix: str | None, user_agent: str | None, created_at: str
+        self,
+        link: Link,
+        *,
+        ip_prefix: str | None,
+        user_agent: str | None,
+        created_at: str,
+        visit_id: int | None = None,
     ) -> int:
-        return self._insert(
-            "INSERT INTO visits (link_id, ip_prefix, user_agent, created_at) VALUES (?, ?, ?, ?)",
-            (link.id, ip_prefix, user_agent, created_at),
+        if visit_id is None:
+            return self._insert(
+                "INSERT INTO visits (link_id, ip_prefix, user_agent, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (link.id, ip_prefix, user_agent, created_at),
+            )
+        self._insert(
+            "INSERT INTO visits (id, link_id, ip_prefix, user_agent, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (visit_id, link.id, ip_prefix, user_agent, created_at),
         )
+        return visit_id
 
     # -- the ledger ------------------------------------------------------------
 
