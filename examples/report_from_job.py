@@ -96,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if status in (200, 201):
             row = answer["transaction"]
             print(f"order {order['order_id']}: {answer['result']} (payout {row['payout']})")
+        elif status == 202:
+            # The shop's store was down: the report is durable in its outage spool
+            # and will be applied by `pixel-wsgi replay`.
+            print(f"order {order['order_id']}: accepted, applied once the store is back")
         else:
             failed += 1
             error = answer.get("error", {})

@@ -6,6 +6,7 @@ import base64
 import json
 import sqlite3
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,8 @@ from webtest import TestApp, TestResponse
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
 from pixel_wsgi.api.auth import issue_credential
 from pixel_wsgi.api.conversions import MAX_BATCH, MAX_BODY_BYTES
+from pixel_wsgi.replay import replay
+from pixel_wsgi.spool import Spool
 
 from .conftest import SECRET, FakeClock, World, host_app, pixel_url, reasons
 
@@ -479,19 +482,46 @@ def test_malformed_idempotency_keys(
 # -- the store failing -------------------------------------------------------------
 
 
-def test_a_locked_store_answers_503_with_retry_after(world: World, auth: dict[str, str]) -> None:
+def test_a_locked_store_spools_the_report_and_answers_202(
+    world: World, auth: dict[str, str], tmp_path: Path
+) -> None:
     storage = SQLiteStorage(world.storage.path, busy_timeout=0.2)
-    app = TestApp(PixelMiddleware(host_app, storage, secret_key=SECRET))
+    middleware = PixelMiddleware(host_app, storage, secret_key=SECRET, spool_dir=tmp_path / "spool")
+    holder = sqlite3.connect(world.storage.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        response = TestApp(middleware).post(URL, new_report(world), headers=auth, status="*")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert response.status_int == 202
+    assert response.json["result"] == "spooled" and response.json["event_id"]
+    assert list(world.storage.transactions()) == []
+    summary = replay(Spool(tmp_path / "spool"), world.storage)
+    assert (summary.applied, summary.stopped) == (1, None)
+    [conversion] = world.storage.conversions()
+    assert (conversion.reference_id, conversion.source) == ("order-1", "api")
+
+
+def test_when_neither_the_store_nor_a_spool_takes_it_the_answer_is_503(
+    world: World, auth: dict[str, str]
+) -> None:
+    storage = SQLiteStorage(world.storage.path, busy_timeout=0.2)
+    app = TestApp(PixelMiddleware(host_app, storage, secret_key=SECRET, spool_dir=None))
     holder = sqlite3.connect(world.storage.path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
         response = app.post(URL, new_report(world), headers=auth, status="*")
+        keyed = app.post(
+            URL, new_report(world), headers={**auth, "Idempotency-Key": "k"}, status="*"
+        )
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert response.status_int == 503
-    assert response.headers["Retry-After"] == "5"
-    assert response.json["error"]["code"] == "storage_unavailable"
+    for answer in (response, keyed):
+        assert answer.status_int == 503
+        assert answer.headers["Retry-After"] == "5"
+        assert answer.json["error"]["code"] == "storage_unavailable"
     # The client retries, as Invoca documents: now it lands once.
     assert app.post(URL, new_report(world), headers=auth).status_int == 201
     assert app.post(URL, new_report(world), headers=auth).status_int == 200

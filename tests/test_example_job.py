@@ -21,9 +21,11 @@ from .test_examples import EXAMPLES
 
 @pytest.fixture
 def server(world: World) -> Iterator[str]:
-    """The middleware on 127.0.0.1 in a thread; a short busy timeout to provoke 503s."""
+    """The middleware on 127.0.0.1 in a thread; a short busy timeout and no outage
+    spool, to provoke 503s."""
     storage = SQLiteStorage(world.storage.path, busy_timeout=0.2)
-    httpd = make_server("127.0.0.1", 0, PixelMiddleware(host_app, storage, secret_key=SECRET))
+    middleware = PixelMiddleware(host_app, storage, secret_key=SECRET, spool_dir=None)
+    httpd = make_server("127.0.0.1", 0, middleware)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

@@ -140,7 +140,11 @@ def test_health_degraded(app: TestApp, world: World, monkeypatch: pytest.MonkeyP
         raise OSError("gone")
 
     monkeypatch.setattr(world.storage, "check", broken)
-    assert app.get("/pixels/health", status=503).json == {"status": "degraded"}
+    assert app.get("/pixels/health", status=503).json == {
+        "status": "degraded",
+        "store": "unavailable",
+        "spooled_bytes": 0,
+    }
 
 
 def test_custom_prefix(world: World, host: RecordingApp) -> None:
