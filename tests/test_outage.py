@@ -273,3 +273,14 @@ def test_a_store_that_is_not_writable_at_start_is_logged_loudly(
     [record] = [r for r in caplog.records if r.levelname == "CRITICAL"]
     assert "cannot write to its store" in record.getMessage()
     assert str(tmp_path / "s") in record.getMessage()
+
+
+def test_one_replay_at_a_time(shop: TestApp, world: World, spool_dir: Path) -> None:
+    with write_locked(world.storage.path):
+        shop.get(f"/pixels/click/{world.percent_link_id}")
+    spool = Spool(spool_dir)
+    with spool.replaying():
+        busy = replay(Spool(spool_dir), world.storage)
+    assert busy.applied == 0 and busy.stopped is not None
+    assert "another replay" in busy.stopped
+    assert replay(spool, world.storage).applied == 1

@@ -133,27 +133,32 @@ def replay(spool: Spool, storage: Storage) -> ReplaySummary:
     summary = ReplaySummary()
     quarantined_before = len(spool.quarantined())
     try:
-        for path in spool.files():
-            taken = spool.take(path)
-            for record in spool.records(taken):
-                clock.now = datetime.fromisoformat(record.event["at"].replace("Z", "+00:00"))
-                try:
-                    applied = _apply(ledger, record)
-                except (KeyError, TypeError, ValueError) as exc:
-                    # A record this version cannot read: keep it aside, never drop it.
-                    logger.error("spooled event %s unreadable: %s", record.event_id, exc)
-                    line = json.dumps(record.event, sort_keys=True).encode() + b"\n"
-                    spool.quarantine(taken, record.line, line)
-                    continue
-                if applied:
-                    summary.applied += 1
-                    kind = str(record.event["kind"])
-                    summary.kinds[kind] = summary.kinds.get(kind, 0) + 1
-                else:
-                    summary.already_applied += 1
-            spool.finish(taken)
-            summary.files_done += 1
-    except StorageError as exc:
+        with spool.replaying():
+            _replay_files(spool, ledger, clock, summary)
+    except StorageError as exc:  # the store failed again (or another replay runs)
         summary.stopped = str(exc)
     summary.quarantined = len(spool.quarantined()) - quarantined_before
     return summary
+
+
+def _replay_files(spool: Spool, ledger: Ledger, clock: _EventClock, summary: ReplaySummary) -> None:
+    for path in spool.files():
+        taken = spool.take(path)
+        for record in spool.records(taken):
+            clock.now = datetime.fromisoformat(record.event["at"].replace("Z", "+00:00"))
+            try:
+                applied = _apply(ledger, record)
+            except (KeyError, TypeError, ValueError) as exc:
+                # A record this version cannot read: keep it aside, never drop it.
+                logger.error("spooled event %s unreadable: %s", record.event_id, exc)
+                line = json.dumps(record.event, sort_keys=True).encode() + b"\n"
+                spool.quarantine(taken, record.line, line)
+                continue
+            if applied:
+                summary.applied += 1
+                kind = str(record.event["kind"])
+                summary.kinds[kind] = summary.kinds.get(kind, 0) + 1
+            else:
+                summary.already_applied += 1
+        spool.finish(taken)
+        summary.files_done += 1

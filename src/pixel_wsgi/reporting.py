@@ -93,7 +93,8 @@ class ConversionReporter:
         :param environ: the current request's: a new conversion without
             ``campaign_id``/``publisher_id`` is credited to the visitor's cookie.
         :returns: whether the conversion was created, corrected or unchanged, and
-            its current state.
+            its current state; ``SPOOLED`` (no state yet) when the store failed and
+            the report waits in the outage spool for ``pixel-wsgi replay``.
         :raises ~pixel_wsgi.server_report.ReportInvalid: for invalid fields.
         :raises ~pixel_wsgi.ledger.ReportRefused: when the report cannot be applied
             (it is in the rejection log too).

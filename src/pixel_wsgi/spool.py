@@ -38,6 +38,7 @@ __all__ = ["Spool", "SpoolError", "SpooledRecord"]
 _LIVE_SUFFIX = ".spool"
 _REPLAY_SUFFIX = ".replaying"
 _QUARANTINE = "quarantine"
+_REPLAY_LOCK = "replay.lock"
 
 
 class SpoolError(StorageError):
@@ -128,6 +129,22 @@ class Spool:
             raise SpoolError(f"cannot write to the spool {path}: {exc}") from exc
 
     # -- reading -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def replaying(self) -> Iterator[None]:
+        """Hold the spool's replay lock: one replay at a time.
+
+        :raises SpoolError: when another replay holds it.
+        """
+        fd = os.open(self.directory / _REPLAY_LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SpoolError(f"another replay of {self.directory} is running") from None
+            yield
+        finally:
+            os.close(fd)
 
     def files(self) -> list[Path]:
         """Files holding records: live ones and ones a replay had taken, oldest first."""
