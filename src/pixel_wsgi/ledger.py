@@ -336,6 +336,7 @@ class Ledger:
         cookie_problem: Reason | None = None,
         params: Params = "",
         event_id: str | None = None,
+        check_signed_requirement: bool = False,
     ) -> Outcome:
         """Record a conversion reported by a visitor's browser.
 
@@ -346,9 +347,23 @@ class Ledger:
         :param params: the redacted query kept with a rejection, or a callable that
             makes it (only called when the report is rejected).
         :param event_id: a spooled event's id, when a replay applies it (at most once).
+        :param check_signed_requirement: the hit is unsigned and the pixel could not
+            read whether the advertiser requires signed pixels: refuse it here if so.
         :raises StorageError: only when neither the store nor the spool took it.
         """
         try:
+            if check_signed_requirement and self.catalog.requires_signed_pixels(advertiser_id):
+                return self.reject(
+                    advertiser_id=advertiser_id,
+                    source=source,
+                    reason=Reason.UNSIGNED_PIXEL,
+                    detail=f"advertiser {advertiser_id} accepts only signed pixels; this one"
+                    " is not",
+                    params=params,
+                    visit_id=None if visit is None else visit.visit_id,
+                    reference_id=report.parent_reference_id or report.reference_id,
+                    event_id=event_id,
+                )
             return self._record_web_conversion(
                 advertiser_id, report, source, visit, cookie_problem, params, event_id
             )
@@ -364,6 +379,7 @@ class Ledger:
                 visit=encode_visit(visit),
                 cookie_problem=None if cookie_problem is None else cookie_problem.value,
                 params=params if isinstance(params, str) else params(),
+                check_signed_requirement=check_signed_requirement,
             )
             return Outcome(spooled=True)
 

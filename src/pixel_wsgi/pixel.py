@@ -122,7 +122,13 @@ class ConversionPixel:
         args: MultiDict[str, str] | None = None
         try:
             args = parse_query(query, self.limits)
-            refusal = self._check_signature(advertiser_id, args)
+            try:
+                refusal = self._check_signature(advertiser_id, args)
+                requirement_unread = False
+            except StorageError:
+                # Whether the advertiser requires signed pixels could not be read:
+                # the ledger checks it when it writes, or the replay of the spool.
+                refusal, requirement_unread = None, True
             if refusal is not None:
                 self.ledger.reject(
                     advertiser_id=advertiser_id,
@@ -162,6 +168,7 @@ class ConversionPixel:
             visit=visit,
             cookie_problem=problem,
             params=lambda: redacted_query(args),
+            check_signed_requirement=requirement_unread,
         )
         if too_fast is not None and outcome.accepted and report.parent_reference_id is None:
             # A flag in the rejection log: the conversion above stands.

@@ -106,6 +106,7 @@ def _apply(ledger: Ledger, record: SpooledRecord) -> bool:
             cookie_problem=None if problem is None else Reason(problem),
             params=event["params"],
             event_id=event_id,
+            check_signed_requirement=bool(event.get("check_signed_requirement", False)),
         )
         return outcome.accepted or outcome.reason is not None
     if kind == "report":

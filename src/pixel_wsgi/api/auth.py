@@ -20,9 +20,11 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..errors import StorageError
 from ..models import ApiCredential
 
 if TYPE_CHECKING:
@@ -42,6 +44,9 @@ __all__ = [
 _PREFIX = "pwk_"
 _MAX_HEADER = 1024
 _BROWSER_SAFE_FETCH_SITES = frozenset({"same-origin", "none"})
+_MAX_KNOWN = 1000
+#: Seconds a credential read before the store failed stays usable during the outage.
+OUTAGE_CREDENTIAL_TTL = 15 * 60
 
 #: The ``WWW-Authenticate`` challenges of a ``401``.
 CHALLENGES = (
@@ -90,6 +95,8 @@ class Authenticator:
     def __init__(self, storage: Storage, *, allowed_origins: Collection[str] = ()) -> None:
         self.storage = storage
         self.allowed_origins = frozenset(allowed_origins)
+        # credential id -> (credential, when it was last read from the store)
+        self._known: dict[int, tuple[ApiCredential, float]] = {}
 
     def __call__(self, environ: WSGIEnvironment) -> int | AuthFailure:
         """The advertiser id, or why the request is refused."""
@@ -120,13 +127,35 @@ class Authenticator:
             return AuthFailure(401, "unauthorized", "unknown, revoked or mismatched credentials")
         return credential.advertiser_id
 
+    def _read_credential(self, credential_id: int) -> ApiCredential | None:
+        """The stored credential; while the store fails, the last one read, for a while.
+
+        So that a report can still reach the outage spool (``202``) when the store is
+        down. Revocations take effect at once whenever the store answers.
+        """
+        now = time.monotonic()
+        try:
+            credential = self.storage.credential(credential_id)
+        except StorageError:
+            known = self._known.get(credential_id)
+            if known is None or now - known[1] > OUTAGE_CREDENTIAL_TTL:
+                raise
+            return known[0]
+        if credential is not None and credential.active:
+            if len(self._known) >= _MAX_KNOWN and credential_id not in self._known:
+                self._known.clear()
+            self._known[credential_id] = (credential, now)
+        else:
+            self._known.pop(credential_id, None)
+        return credential
+
     def _credential(self, secret: str) -> ApiCredential | None:
         if not secret.startswith(_PREFIX):
             return None
         id_text, _, token = secret[len(_PREFIX) :].partition("_")
         if not (0 < len(id_text) <= 18 and id_text.isascii() and id_text.isdigit()):
             return None
-        credential = self.storage.credential(int(id_text))
+        credential = self._read_credential(int(id_text))
         if credential is None or not credential.active:
             return None
         if not hmac.compare_digest(credential.secret_hash, hash_token(token)):

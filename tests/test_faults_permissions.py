@@ -1,0 +1,386 @@
+"""Read-only and foreign-owned SQLite files: the application cannot write, the spool can.
+
+Root ignores file permissions, and the suite runs as root here and in CI, so the
+application side runs in a child process (``tests/fault_wsgi_child.py``) that drops
+to an unprivileged user (``postgres`` or ``nobody``) before it opens the database,
+and calls the middleware directly: a click, the pixel with the click's cookie, an API
+report, the health check. Without root, the same child runs as ourselves and
+``chmod`` stands in for another owner. The operator's replay then runs here, with the
+rights to write the store, as ``pixel-wsgi replay`` would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pwd
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from pixel_wsgi import PayoutKind, PayoutRule, SQLiteStorage
+from pixel_wsgi.api.auth import issue_credential
+from pixel_wsgi.cli import cli
+from pixel_wsgi.clock import iso_utc, utc_now
+
+from .conftest import SECRET
+
+CHILD = Path(__file__).with_name("fault_wsgi_child.py")
+CHILD_TIMEOUT = 60
+GIF_MAGIC = b"GIF89a"
+START_UP_CRITICAL = "CRITICAL pixel_wsgi: pixel-wsgi cannot write to its store"
+
+
+def _other_user() -> pwd.struct_passwd | None:
+    """The unprivileged user the application runs as when we are root; else None."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    pytest.fail("running as root, but neither a 'postgres' nor a 'nobody' user exists")
+
+
+def _reachable_by_others(directory: Path) -> bool:
+    return all(part.stat().st_mode & stat.S_IXOTH for part in [directory, *directory.parents])
+
+
+@dataclass
+class Layout:
+    """Where things are, and who the application runs as (None: as ourselves)."""
+
+    root: Path
+    user: pwd.struct_passwd | None
+
+    @property
+    def store_dir(self) -> Path:
+        return self.root / "store"
+
+    @property
+    def db(self) -> Path:
+        return self.store_dir / "pixel.db"
+
+    @property
+    def spool(self) -> Path:
+        return self.root / "spool"
+
+    def give(self, path: Path) -> None:
+        """Make ``path`` the application user's (nothing to do when that is us)."""
+        if self.user is not None:
+            os.chown(path, self.user.pw_uid, self.user.pw_gid)
+
+
+@pytest.fixture
+def layout() -> Iterator[Layout]:
+    """A directory the application user can reach, with ``store/`` and its ``spool/``.
+
+    pytest's ``tmp_path`` lives under a ``0700`` directory of ours, so this one is
+    made where every user may pass.
+    """
+    user = _other_user()
+    base = Path(tempfile.gettempdir())
+    if user is not None and not _reachable_by_others(base):
+        base = Path("/tmp")
+    root = Path(tempfile.mkdtemp(prefix="pixel-wsgi-faults-", dir=base))
+    os.chmod(root, 0o755)
+    here = Layout(root, user)
+    here.store_dir.mkdir(mode=0o755)
+    here.spool.mkdir(mode=0o700)
+    here.give(here.spool)
+    try:
+        yield here
+    finally:
+        # chmod'ed directories must be ours to empty again.
+        for path in (here.store_dir, root):
+            with_owner_rights(path, 0o755)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def database_files(db: Path) -> list[Path]:
+    """The database file and the WAL files beside it that exist."""
+    candidates = [db, *(db.with_name(f"{db.name}{suffix}") for suffix in ("-wal", "-shm"))]
+    return [path for path in candidates if path.exists()]
+
+
+def with_owner_rights(path: Path, mode: int) -> None:
+    if path.exists():
+        os.chmod(path, mode)
+
+
+def make_world(layout: Layout) -> dict[str, Any]:
+    """An advertiser, a percent campaign, a link and an API credential, created by us."""
+    storage = SQLiteStorage(layout.db)
+    try:
+        storage.migrate()
+        advertiser = storage.add_advertiser("Acme")
+        publisher = storage.add_publisher("Deals Blog")
+        campaign = storage.add_campaign(
+            advertiser.id, "Ten percent", PayoutRule(PayoutKind.PERCENT, Decimal("10"))
+        )
+        link = storage.add_link(campaign.id, publisher.id, "/landing")
+        credential = issue_credential(storage, advertiser.id).secret
+    finally:
+        storage.close()
+    config: dict[str, Any] = {
+        "db": str(layout.db),
+        "spool": str(layout.spool),
+        "secret": SECRET,
+        "advertiser_id": advertiser.id,
+        "campaign_id": campaign.id,
+        "publisher_id": publisher.id,
+        "link_id": link.id,
+        "credential": credential,
+    }
+    if layout.user is not None:
+        config.update(uid=layout.user.pw_uid, gid=layout.user.pw_gid)
+    return config
+
+
+@dataclass
+class ChildRun:
+    """What the application answered, and what it logged."""
+
+    answers: dict[str, Any]
+    log: str
+
+    def status(self, name: str) -> int:
+        return int(self.answers[name]["status"])
+
+    def header(self, name: str, header: str) -> str | None:
+        for key, value in self.answers[name]["headers"]:
+            if key.lower() == header.lower():
+                return str(value)
+        return None
+
+    def body(self, name: str) -> bytes:
+        return base64.b64decode(self.answers[name]["body"])
+
+    def json(self, name: str) -> Any:
+        return json.loads(self.body(name))
+
+
+def run_application(layout: Layout, config: dict[str, Any]) -> ChildRun:
+    result = subprocess.run(
+        [sys.executable, str(CHILD), json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, f"the application child failed:\n{result.stderr}"
+    run = ChildRun(json.loads(result.stdout), result.stderr)
+    expected_uid = os.geteuid() if layout.user is None else layout.user.pw_uid
+    assert run.answers["euid"] == expected_uid
+    return run
+
+
+def replay(layout: Layout) -> dict[str, Any]:
+    """``pixel-wsgi replay --json`` as the operator runs it."""
+    url = f"sqlite:///{layout.db}"
+    result = CliRunner().invoke(
+        cli, ["--storage", url, "replay", "--spool-dir", str(layout.spool), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary
+
+
+def assert_answered_normally_and_spooled(run: ChildRun) -> int:
+    """Click, pixel and API answered as they do when the store works; the visit id."""
+    assert run.status("click") == 302
+    assert run.header("click", "Location") == "/landing"
+    visit_id = run.answers["visit_id"]
+    assert visit_id is not None and visit_id < 0  # a spooled click
+    assert run.status("pixel") == 200
+    assert run.header("pixel", "Content-Type") == "image/gif"
+    assert run.body("pixel").startswith(GIF_MAGIC)
+    assert run.status("api") == 202
+    assert run.json("api")["result"] == "spooled"
+    assert run.status("health") == 503
+    health = run.json("health")
+    assert (health["status"], health["store"]) == ("degraded", "ok")
+    assert health["spooled_bytes"] > 0
+    assert len(run.answers["spool_files"]) == 1
+    return int(visit_id)
+
+
+def assert_stored_once(layout: Layout, config: dict[str, Any], visit_id: int) -> None:
+    """The click, the pixel's conversion and the API report, each exactly once."""
+    storage = SQLiteStorage(layout.db)
+    try:
+        rows = sorted(storage.transactions(), key=lambda row: row.reference_id or "")
+        assert [row.reference_id for row in rows] == ["api-1", "web-1"]
+        api, web = rows
+        campaign_id, publisher_id = config["campaign_id"], config["publisher_id"]
+        assert (web.source, web.visit_id, web.campaign_id, web.publisher_id) == (
+            "pixel",
+            visit_id,
+            campaign_id,
+            publisher_id,
+        )
+        assert (web.sale_amount, web.payout) == (Decimal("50.00"), Decimal("5.00"))
+        assert (api.source, api.campaign_id, api.publisher_id, api.sale_amount) == (
+            "api",
+            campaign_id,
+            publisher_id,
+            Decimal("80.00"),
+        )
+        assert list(storage.rejections()) == []
+    finally:
+        storage.close()
+    conn = sqlite3.connect(layout.db)
+    try:
+        visits = conn.execute("SELECT id, link_id FROM visits").fetchall()
+    finally:
+        conn.close()
+    assert visits == [(visit_id, config["link_id"])]
+
+
+def assert_replayed_exactly_once(layout: Layout, config: dict[str, Any], visit_id: int) -> None:
+    first = replay(layout)
+    assert (first["applied"], first["already_applied"], first["quarantined"]) == (3, 0, 0)
+    assert first["kinds"] == {"visit": 1, "web_conversion": 1, "report": 1}
+    assert first["stopped"] is None
+    assert_stored_once(layout, config, visit_id)
+    again = replay(layout)
+    assert (again["applied"], again["files_done"]) == (0, 0)
+    assert_stored_once(layout, config, visit_id)
+
+
+# -- a read-only database file -------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_file(layout: Layout) -> tuple[dict[str, Any], ChildRun]:
+    """The database file is someone else's (``pixel-wsgi migrate`` run as root, say),
+    in a directory the application may write (so SQLite can make its ``-wal``/``-shm``)."""
+    config = make_world(layout)
+    layout.give(layout.store_dir)
+    if layout.user is None:
+        os.chmod(layout.db, 0o444)
+    run = run_application(layout, config)
+    # The operator fixes it, then replays. SQLite gave the -wal and -shm files it
+    # made the database's mode: they need the fix too.
+    for path in database_files(layout.db):
+        os.chmod(path, 0o644)
+    return config, run
+
+
+def test_a_read_only_database_file_spools_and_replay_applies_it_once(
+    layout: Layout, read_only_file: tuple[dict[str, Any], ChildRun]
+) -> None:
+    config, run = read_only_file
+    visit_id = assert_answered_normally_and_spooled(run)
+    assert_replayed_exactly_once(layout, config, visit_id)
+
+
+def test_the_start_up_check_reports_a_read_only_database_file(
+    read_only_file: tuple[dict[str, Any], ChildRun],
+) -> None:
+    _, run = read_only_file
+    assert START_UP_CRITICAL in run.log
+
+
+# -- a read-only database file in a read-only directory ----------------------------------
+
+
+@pytest.fixture
+def unreadable_store(layout: Layout) -> tuple[dict[str, Any], ChildRun]:
+    """The file and its directory are someone else's: SQLite cannot make the WAL index
+    a WAL database needs, so not even a read works. The visitor carries the cookie of
+    a click made before."""
+    config = make_world(layout)
+    storage = SQLiteStorage(layout.db)
+    link = storage.link(config["link_id"])
+    assert link is not None
+    earlier = storage.record_visit(
+        link, ip_prefix=None, user_agent=None, created_at=iso_utc(utc_now())
+    )
+    storage.close()
+    config["earlier_visit"] = [earlier, link.id]
+    if layout.user is None:
+        os.chmod(layout.db, 0o444)
+        os.chmod(layout.store_dir, 0o555)
+    try:
+        run = run_application(layout, config)
+    finally:
+        os.chmod(layout.store_dir, 0o755)
+        for path in database_files(layout.db):
+            os.chmod(path, 0o644)
+    return config, run
+
+
+def test_a_store_that_cannot_be_read_refuses_the_api_and_says_so(
+    unreadable_store: tuple[dict[str, Any], ChildRun],
+) -> None:
+    _, run = unreadable_store
+    assert START_UP_CRITICAL in run.log
+    # Neither the store nor the spool took the report: the client must retry.
+    assert run.status("api") == 503
+    assert run.header("api", "Retry-After") is not None
+    assert run.json("health")["store"] == "unavailable"
+    assert run.status("health") == 503
+    # Without its row the link's destination is unknown: no redirect is possible.
+    assert run.status("click") == 503
+    assert run.status("pixel") == 200
+    assert run.body("pixel").startswith(GIF_MAGIC)
+
+
+def test_a_pixel_hit_on_a_store_that_cannot_be_read_is_spooled(
+    layout: Layout, unreadable_store: tuple[dict[str, Any], ChildRun]
+) -> None:
+    config, run = unreadable_store
+    assert run.status("pixel") == 200
+    assert len(run.answers["spool_files"]) == 1
+    summary = replay(layout)
+    assert summary["kinds"].get("web_conversion") == 1
+    storage = SQLiteStorage(layout.db)
+    try:
+        [conversion] = storage.conversions()
+    finally:
+        storage.close()
+    assert (conversion.reference_id, conversion.visit_id) == ("web-1", config["earlier_visit"][0])
+
+
+# -- foreign-owned WAL files ---------------------------------------------------------------
+
+
+def test_foreign_owned_wal_files_spool_and_replay_applies_it_once(layout: Layout) -> None:
+    """The database is the application's, but its ``-wal`` and ``-shm`` are not: another
+    user's process (a root cron job, an operator's shell) opened it and holds them."""
+    config = make_world(layout)
+    for path in (layout.store_dir, layout.db):
+        layout.give(path)
+    holder = sqlite3.connect(layout.db, isolation_level=None)
+    try:
+        assert holder.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
+        holder.execute("SELECT COUNT(*) FROM visits").fetchone()
+        wal_files = database_files(layout.db)[1:]
+        assert len(wal_files) == 2
+        for path in wal_files:
+            # As root SQLite hands new WAL files to the database's owner: take them back.
+            if layout.user is not None:
+                os.chown(path, 0, 0)
+            os.chmod(path, 0o644 if layout.user is not None else 0o444)
+        run = run_application(layout, config)
+        for path in wal_files:
+            os.chmod(path, 0o644)
+    finally:
+        holder.close()
+    assert START_UP_CRITICAL in run.log
+    visit_id = assert_answered_normally_and_spooled(run)
+    assert_replayed_exactly_once(layout, config, visit_id)
