@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import os
 import re
@@ -16,6 +17,11 @@ import pytest
 from webtest import TestApp, TestResponse
 
 from pixel_wsgi import PayoutKind, PayoutRule, PixelMiddleware, SQLiteStorage
+from pixel_wsgi.api.auth import issue_credential
+from pixel_wsgi.demo import DASHBOARD_PASSWORD_ENV, SECRET_KEY_ENV
+
+from .cli_helpers import Run, cli_runner
+from .storage_contract import MakeStorage, migrated_stores
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -88,6 +94,11 @@ def storage(db_path: Path) -> Iterator[SQLiteStorage]:
 
 @pytest.fixture
 def world(storage: SQLiteStorage) -> World:
+    return make_world(storage)
+
+
+def make_world(storage: SQLiteStorage) -> World:
+    """The catalog of :class:`World` in ``storage``: in an empty store, always the same ids."""
     acme = storage.add_advertiser("Acme")
     other = storage.add_advertiser("Other Corp")
     publisher = storage.add_publisher("Deals Blog")
@@ -116,6 +127,38 @@ def world(storage: SQLiteStorage) -> World:
 
 
 @pytest.fixture
+def make_storage(tmp_path: Path) -> Iterator[MakeStorage]:
+    """Fresh SQLite stores for the storage contracts (the PostgreSQL tests override it)."""
+    yield from migrated_stores(
+        lambda number, **options: SQLiteStorage(tmp_path / f"store-{number}.db", **options)
+    )
+
+
+@pytest.fixture
+def run(db_path: Path) -> Run:
+    """The command line on the store in ``db_path``."""
+    return cli_runner(f"sqlite:///{db_path}")
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """What Werkzeug's ``run_simple`` was called with: ``(host, port, app, options)``.
+
+    Nothing is served. The demo's key and the dashboard's password are taken out
+    of the environment, so a test sees only what it sets itself.
+    """
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_run_simple(host: str, port: int, app: Any, **options: Any) -> None:
+        calls.append((host, port, app, options))
+
+    monkeypatch.setattr("werkzeug.serving.run_simple", fake_run_simple)
+    monkeypatch.delenv(SECRET_KEY_ENV, raising=False)
+    monkeypatch.delenv(DASHBOARD_PASSWORD_ENV, raising=False)
+    return calls
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
@@ -130,6 +173,19 @@ def app(middleware: PixelMiddleware) -> TestApp:
     return TestApp(middleware)
 
 
+def basic_authorization(user: object, password: str) -> dict[str, str]:
+    """The ``Authorization`` header of HTTP Basic."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+def auth(world: World) -> dict[str, str]:
+    """HTTP Basic for the world's advertiser, with a new secret, as Invoca's clients send it."""
+    secret = issue_credential(world.storage, world.advertiser_id).secret
+    return basic_authorization(world.advertiser_id, secret)
+
+
 def pixel_url(advertiser_id: int, query: str = "") -> str:
     return f"/pixels/conversion/{advertiser_id}.gif" + (f"?{query}" if query else "")
 
@@ -142,6 +198,50 @@ def pixel_src(page: TestResponse) -> str:
     match = PIXEL_IMG.search(page.text)
     assert match is not None, page.text
     return html.unescape(match.group(1))
+
+
+def pixel_status(middleware: PixelMiddleware, advertiser_id: int, query: str, cookie: str) -> str:
+    """The status of one pixel hit, called as a WSGI server would.
+
+    Not through WebTest, so threads and forked processes may race it.
+    """
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": f"/pixels/conversion/{advertiser_id}.gif",
+        "QUERY_STRING": query,
+        "HTTP_COOKIE": cookie,
+        "wsgi.url_scheme": "http",
+    }
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: Iterable[tuple[str, str]], exc: Any = None) -> Any:
+        statuses.append(status)
+
+    b"".join(middleware(environ, start_response))  # type: ignore[arg-type]
+    return statuses[0]
+
+
+def clicked_store(path: Path, *, daily_cap: int | None = None) -> tuple[int, str]:
+    """A store with one campaign (capped at ``daily_cap``) at ``path``, closed again.
+
+    :returns: the advertiser's id, and the ``Cookie`` header that one click on the
+        campaign's link sets.
+    """
+    storage = SQLiteStorage(path)
+    storage.migrate()
+    advertiser = storage.add_advertiser("Acme")
+    publisher = storage.add_publisher("Pub")
+    campaign = storage.add_campaign(
+        advertiser.id, "c", PayoutRule(PayoutKind.FIXED, Decimal("3.00"))
+    )
+    if daily_cap is not None:
+        storage.set_campaign_daily_cap(campaign.id, daily_cap)
+    link = storage.add_link(campaign.id, publisher.id, "/landing")
+    middleware = PixelMiddleware(host_app, storage, secret_key=SECRET)
+    visit_id = storage.record_visit(link, ip_prefix=None, user_agent=None, created_at="x")
+    cookie = f"pixel_wsgi_a{advertiser.id}={middleware.cookies.sign(visit_id, link.id)}"
+    storage.close()
+    return advertiser.id, cookie
 
 
 def reasons(storage: SQLiteStorage, **filters: Any) -> list[str]:

@@ -1,14 +1,15 @@
 """The contract every storage backend passes: subclass :class:`StorageContract`.
 
 A backend's test module subclasses it and provides a ``make_storage`` fixture
-returning a factory of fresh, migrated stores (keyword options are passed on).
+returning a factory of fresh, migrated stores (keyword options are passed on),
+most simply with :func:`migrated_stores`; SQLite's is in ``conftest.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,25 @@ from pixel_wsgi import NotFoundError, PayoutKind, PayoutRule, Reason, Storage, S
 from pixel_wsgi.models import IdempotencyRecord, RejectionDraft, TransactionDraft, TransactionType
 
 MakeStorage = Callable[..., Storage]
+
+
+def migrated_stores(open_store: Callable[..., Storage]) -> Iterator[MakeStorage]:
+    """For a ``make_storage`` fixture: yield the factory, then close what it made.
+
+    :param open_store: ``open_store(number, **options)`` opens the ``number``-th
+        store (0, 1, ...) with the test's options; the factory migrates it.
+    """
+    made: list[Storage] = []
+
+    def make(**options: Any) -> Storage:
+        store = open_store(len(made), **options)
+        store.migrate()
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
 
 
 def draft(

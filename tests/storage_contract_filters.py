@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import threading
 from decimal import Decimal
+from operator import itemgetter
 
 import pytest
 
 from pixel_wsgi import NotFoundError, PayoutKind, PayoutRule, Storage
 
 from .storage_contract import MakeStorage, draft
+
+# What a conversion of the capped campaign refers to, from the ``setup`` fixture.
+_CONVERSION_IDS = itemgetter("advertiser", "campaign", "publisher", "visit")
 
 
 class FiltersContract:
@@ -117,12 +121,7 @@ class FiltersContract:
     def test_conversions_since_counts_the_campaigns_first_rows(
         self, store: Storage, setup: dict[str, int]
     ) -> None:
-        acme, campaign, publisher, visit = (
-            setup["advertiser"],
-            setup["campaign"],
-            setup["publisher"],
-            setup["visit"],
-        )
+        acme, campaign, publisher, visit = _CONVERSION_IDS(setup)
         yesterday = "2026-11-24T23:59:59.999999Z"
         midnight = "2026-11-25T00:00:00.000000Z"
         today = "2026-11-25T09:30:00.000000Z"
@@ -177,12 +176,7 @@ class FiltersContract:
     def test_count_then_insert_is_exact_under_racing_writers(
         self, store: Storage, setup: dict[str, int]
     ) -> None:
-        acme, campaign, publisher, visit = (
-            setup["advertiser"],
-            setup["campaign"],
-            setup["publisher"],
-            setup["visit"],
-        )
+        acme, campaign, publisher, visit = _CONVERSION_IDS(setup)
         midnight = "2026-11-25T00:00:00.000000Z"
         cap = 5
         barrier = threading.Barrier(8)

@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 from webtest import TestApp, TestResponse
 
 from pixel_wsgi import PixelMiddleware
 from pixel_wsgi.api.auth import CHALLENGES, hash_token, issue_credential
-from pixel_wsgi.cli import cli
 
-from .conftest import SECRET, FakeClock, World, host_app
+from .cli_helpers import Run
+from .conftest import SECRET, FakeClock, World, basic_authorization, host_app
 
 TRANSACTIONS = "/pixels/api/transactions.json"
 CONVERSIONS = "/pixels/api/conversions"
 CHALLENGE_VALUES = [value for _, value in CHALLENGES]
-
-
-def basic(user: object, secret: str) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -40,19 +33,6 @@ def secret(world: World) -> str:
 @pytest.fixture
 def other_secret(world: World) -> str:
     return issue_credential(world.storage, world.other_advertiser_id).secret
-
-
-Run = Callable[..., Result]
-
-
-@pytest.fixture
-def run(db_path: Path) -> Run:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, ["--storage", f"sqlite:///{db_path}", *args])
-
-    return invoke
 
 
 def no_cors(response: TestResponse) -> None:
@@ -111,7 +91,7 @@ def test_basic_with_the_advertiser_id_and_bearer_are_accepted(
     app: TestApp, world: World, secret: str, scheme: str
 ) -> None:
     if scheme.lower() == "basic":
-        value = basic(world.advertiser_id, secret)["Authorization"].split(" ", 1)[1]
+        value = basic_authorization(world.advertiser_id, secret)["Authorization"].split(" ", 1)[1]
     else:
         value = secret
     response = app.get(TRANSACTIONS, headers={"Authorization": f"{scheme} {value}"})
@@ -138,16 +118,18 @@ def _wrong_headers(world: World, secret: str, other_secret: str) -> dict[str, di
     return {
         "missing": {},
         "empty": {"Authorization": ""},
-        "wrong-secret-basic": basic(world.advertiser_id, f"{prefix}_{flipped}"),
+        "wrong-secret-basic": basic_authorization(world.advertiser_id, f"{prefix}_{flipped}"),
         "wrong-secret-bearer": bearer(f"{prefix}_{flipped}"),
         "truncated-secret": bearer(secret[:-1]),
         "secret-without-prefix": bearer(token),
         "unknown-credential-id": bearer(f"pwk_999_{token}"),
-        "wrong-user": basic(world.other_advertiser_id, secret),
-        "empty-user": basic("", secret),
-        "user-with-leading-zero": basic(f"0{world.advertiser_id}", secret),
-        "another-advertisers-secret-as-mine": basic(world.advertiser_id, other_secret),
-        "secret-as-user": basic(secret, ""),
+        "wrong-user": basic_authorization(world.other_advertiser_id, secret),
+        "empty-user": basic_authorization("", secret),
+        "user-with-leading-zero": basic_authorization(f"0{world.advertiser_id}", secret),
+        "another-advertisers-secret-as-mine": basic_authorization(
+            world.advertiser_id, other_secret
+        ),
+        "secret-as-user": basic_authorization(secret, ""),
         "basic-not-base64": {"Authorization": "Basic !!!not-base64!!!"},
         "basic-not-utf8": {"Authorization": "Basic " + base64.b64encode(b"\xff:\xfe").decode()},
         "basic-without-value": {"Authorization": "Basic"},
@@ -218,7 +200,7 @@ def test_a_revoked_credential_gets_401(app: TestApp, world: World, secret: str, 
     assert result.stdout == f"Credential {credential.id} revoked.\n"
     assert_unauthorized(app.get(TRANSACTIONS, headers=bearer(secret), status="*"))
     assert_unauthorized(
-        app.get(TRANSACTIONS, headers=basic(world.advertiser_id, secret), status="*")
+        app.get(TRANSACTIONS, headers=basic_authorization(world.advertiser_id, secret), status="*")
     )
 
 
@@ -427,7 +409,9 @@ def test_credential_add_json_prints_a_username_and_a_secret_that_works_at_once(
     assert document["advertiser_id"] == world.advertiser_id
     assert document["secret"].startswith(f"pwk_{document['id']}_")
     assert "secret_hash" not in document
-    response = app.get(TRANSACTIONS, headers=basic(document["username"], document["secret"]))
+    response = app.get(
+        TRANSACTIONS, headers=basic_authorization(document["username"], document["secret"])
+    )
     assert response.status_int == 200
     assert app.get(TRANSACTIONS, headers=bearer(document["secret"])).status_int == 200
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 from decimal import Decimal
@@ -21,14 +20,6 @@ from pixel_wsgi.spool import Spool
 from .conftest import SECRET, FakeClock, World, host_app, pixel_url, reasons
 
 URL = "/pixels/api/conversions"
-
-
-@pytest.fixture
-def auth(world: World) -> dict[str, str]:
-    """HTTP Basic for the world's advertiser, as Invoca's clients send it."""
-    secret = issue_credential(world.storage, world.advertiser_id).secret
-    token = base64.b64encode(f"{world.advertiser_id}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 def new_report(world: World, reference_id: str = "order-1", **fields: Any) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
@@ -13,47 +12,23 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from webtest import TestApp, TestRequest, TestResponse
 
-from pixel_wsgi import PayoutKind, PayoutRule, PixelMiddleware, SQLiteStorage
-from pixel_wsgi.api.auth import issue_credential
+from pixel_wsgi import PixelMiddleware, SQLiteStorage
 from pixel_wsgi.cli import _lines_with_progress, cli
 from pixel_wsgi.columns import COLUMNS
 from pixel_wsgi.models import Transaction
 
-from .conftest import World, pixel_url, reasons
+from .cli_helpers import Run, cli_runner
+from .conftest import World, make_world, pixel_url, reasons
 
 URL = "/pixels/api/conversions.csv"
 CONVERSIONS = "/pixels/api/conversions"
-Run = Callable[..., Result]
-
-
-@pytest.fixture
-def auth(world: World) -> dict[str, str]:
-    secret = issue_credential(world.storage, world.advertiser_id).secret
-    token = base64.b64encode(f"{world.advertiser_id}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-@pytest.fixture
-def run(db_path: Path) -> Run:
-    return cli_for(f"sqlite:///{db_path}")
-
-
-def cli_for(storage_url: str) -> Run:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, ["--storage", storage_url, *args], catch_exceptions=False)
-
-    return invoke
 
 
 def upload(
@@ -483,27 +458,6 @@ def test_an_exported_row_edited_is_refused_as_immutable(
     assert "immutable_transaction" in reasons(world.storage)
 
 
-def same_catalog(storage: SQLiteStorage) -> None:
-    """The catalog of the ``world`` fixture, made in the same order (so the same ids)."""
-    acme = storage.add_advertiser("Acme")
-    other = storage.add_advertiser("Other Corp")
-    publisher = storage.add_publisher("Deals Blog")
-    percent = storage.add_campaign(
-        acme.id, "Ten percent", PayoutRule(PayoutKind.PERCENT, Decimal("10"))
-    )
-    fixed = storage.add_campaign(
-        acme.id,
-        "Renewals",
-        PayoutRule(PayoutKind.FIXED, Decimal("4.50"), "USD", ("renewal", "confirmed_order")),
-    )
-    other_campaign = storage.add_campaign(
-        other.id, "Other", PayoutRule(PayoutKind.FIXED, Decimal("1.00"))
-    )
-    storage.add_link(percent.id, publisher.id, "/landing?from=blog")
-    storage.add_link(fixed.id, publisher.id, "/renew")
-    storage.add_link(other_campaign.id, publisher.id, "/other")
-
-
 CURRENT_VALUES = (
     "transaction_type",
     "campaign_id",
@@ -535,9 +489,9 @@ def test_export_from_one_store_imports_into_a_fresh_one(
     path = export(run, world.advertiser_id, tmp_path / "ledger.csv")
     fresh = SQLiteStorage(tmp_path / "fresh.db")
     fresh.migrate()
-    same_catalog(fresh)
+    make_world(fresh)  # the same catalog, so the same ids
     try:
-        result = cli_for(f"sqlite:///{tmp_path / 'fresh.db'}")(
+        result = cli_runner(f"sqlite:///{tmp_path / 'fresh.db'}")(
             "import", str(path), "--advertiser", str(world.advertiser_id), "--json"
         )
         # The two conversions without a reference_id cannot be restated: they fail, loudly.

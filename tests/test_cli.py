@@ -3,75 +3,27 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from webtest import TestApp
 
 from pixel_wsgi import PayoutKind, PayoutRule, PixelMiddleware, SQLiteStorage, __version__
 from pixel_wsgi.cli import cli
 
+from .cli_helpers import Run, as_json, created_at, failed, ok, set_up
 from .conftest import SECRET, host_app
-
-Run = Callable[..., Result]
-
-ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 @pytest.fixture
 def db_url(db_path: Path) -> str:
     return f"sqlite:///{db_path}"
-
-
-@pytest.fixture
-def run(db_url: str) -> Run:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        # catch_exceptions=False: an exception escaping a command is a bug to see here.
-        return runner.invoke(cli, ["--storage", db_url, *args], catch_exceptions=False)
-
-    return invoke
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    assert result.stderr == ""
-    return result.stdout
-
-
-def as_json(result: Result) -> Any:
-    return json.loads(ok(result))
-
-
-def created_at(document: dict[str, Any]) -> dict[str, Any]:
-    """The document without its timestamp, after checking the timestamp's form."""
-    rest = dict(document)
-    assert ISO_UTC.fullmatch(rest.pop("created_at"))
-    return rest
-
-
-def failed(result: Result, exit_code: int) -> str:
-    assert result.exit_code == exit_code, result.output
-    assert result.stdout == ""
-    assert "Traceback" not in result.output
-    return result.stderr
-
-
-def set_up(run: Run, payout: tuple[str, ...] = ("--payout-percent", "10")) -> None:
-    """Advertiser 1, publisher 1, campaign 1 and link 1 to /landing."""
-    ok(run("advertiser", "add", "Acme"))
-    ok(run("publisher", "add", "Deals Blog"))
-    ok(run("campaign", "add", "--advertiser", "1", "Spring sale", *payout))
-    ok(run("link", "add", "--campaign", "1", "--publisher", "1", "--to", "/landing"))
 
 
 # -- migrate and the storage option --------------------------------------------------

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from click.testing import CliRunner, Result
 from webtest import TestApp
 
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
-from pixel_wsgi.cli import cli
 
+from .cli_helpers import Run, as_json, created_at, failed, ok, set_up
 from .conftest import SECRET, host_app, reasons
-from .test_cli import Run, as_json, created_at, failed, ok, set_up
-
-
-@pytest.fixture
-def run(db_path: Path) -> Run:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(
-            cli, ["--storage", f"sqlite:///{db_path}", *args], catch_exceptions=False
-        )
-
-    return invoke
 
 
 def test_require_and_allow_unsigned_pixels(run: Run, storage: SQLiteStorage) -> None:

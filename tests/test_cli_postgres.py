@@ -8,44 +8,26 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from webtest import TestApp
 
 from pixel_wsgi import PixelMiddleware, PostgresStorage, storage_from_url
 from pixel_wsgi.cli import STORAGE_ENV, cli
 
+from .cli_helpers import Run, as_json, cli_runner, ok
 from .conftest import SECRET, host_app
 
 # The session's cluster and its fixtures (not imported: pytest loads the plugin).
 pytest_plugins = ["tests.postgres_server"]
 
-Run = Callable[..., Result]
-
 
 @pytest.fixture
 def run(postgres_url: str) -> Run:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        # catch_exceptions=False: an exception escaping a command is a bug to see here.
-        return runner.invoke(cli, ["--storage", postgres_url, *args], catch_exceptions=False)
-
-    return invoke
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    assert result.stderr == ""
-    return result.stdout
-
-
-def as_json(result: Result) -> Any:
-    return json.loads(ok(result))
+    return cli_runner(postgres_url)
 
 
 @pytest.fixture

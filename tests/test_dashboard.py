@@ -7,7 +7,6 @@ import io
 import logging
 import re
 import xml.etree.ElementTree as ET
-from base64 import b64encode
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,7 +29,7 @@ from pixel_wsgi import (
 from pixel_wsgi.dashboard import REALM, Dashboard, basic_auth
 from pixel_wsgi.dashboard.views import REASON_MEANINGS
 
-from .conftest import SECRET, FakeClock, World, host_app
+from .conftest import SECRET, FakeClock, World, basic_authorization, host_app
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -41,7 +40,7 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
 
 
 def _authorization(user: str, password: str) -> str:
-    return "Basic " + b64encode(f"{user}:{password}".encode()).decode()
+    return basic_authorization(user, password)["Authorization"]
 
 
 def signed_in(application: Any) -> TestApp:

@@ -8,7 +8,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from base64 import b64encode
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from pixel_wsgi.dashboard import Dashboard
 from pixel_wsgi.dashboard_cli import PASSWORD_ENV, dashboard
 from pixel_wsgi.demo import create_demo_app, run_demo
 
-from .conftest import SECRET, pixel_src
+from .conftest import SECRET, basic_authorization, pixel_src
 from .servers import free_port
 from .test_demo import buy
 
@@ -36,22 +35,6 @@ def db_url(tmp_path: Path) -> str:
     storage.add_advertiser("Beta")
     storage.close()
     return f"sqlite:///{tmp_path / 'pixel.db'}"
-
-
-@pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    calls: list[tuple[Any, ...]] = []
-
-    def fake_run_simple(host: str, port: int, app: Any, **options: Any) -> None:
-        calls.append((host, port, app, options))
-
-    monkeypatch.setattr("werkzeug.serving.run_simple", fake_run_simple)
-    monkeypatch.delenv(PASSWORD_ENV, raising=False)
-    return calls
-
-
-def _basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def test_serves_with_the_password_from_the_environment(
@@ -69,8 +52,8 @@ def test_serves_with_the_password_from_the_environment(
 
     browser = TestApp(app)
     browser.get("/", status=401)
-    browser.get("/", headers=_basic("admin", "wrong"), status=401)
-    page = browser.get("/", headers=_basic("admin", "s3cret"))
+    browser.get("/", headers=basic_authorization("admin", "wrong"), status=401)
+    page = browser.get("/", headers=basic_authorization("admin", "s3cret"))
     assert "Acme" in page.text
     assert "Beta" in page.text
 
@@ -84,7 +67,7 @@ def test_prompts_for_a_password(db_url: str, served: list[tuple[Any, ...]]) -> N
     assert "typed pw" not in result.output  # hidden input
     [(_host, port, app, _options)] = served
     assert port == 9001
-    TestApp(app).get("/", headers=_basic("admin", "typed pw"))
+    TestApp(app).get("/", headers=basic_authorization("admin", "typed pw"))
 
 
 def test_refuses_an_empty_password(db_url: str, served: list[tuple[Any, ...]]) -> None:
@@ -179,14 +162,14 @@ def test_a_real_server(server: str) -> None:
     info.value.close()
 
     request = urllib.request.Request(
-        server + "/advertisers/1", headers=_basic("admin", "over http")
+        server + "/advertisers/1", headers=basic_authorization("admin", "over http")
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 200
         assert response.headers["X-Frame-Options"] == "DENY"
         assert "Acme: overview" in response.read().decode()
     request = urllib.request.Request(
-        server + "/advertisers/1/conversions.csv", headers=_basic("admin", "over http")
+        server + "/advertisers/1/conversions.csv", headers=basic_authorization("admin", "over http")
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
@@ -203,12 +186,12 @@ def test_the_demo_mounts_the_dashboard(
     shop = TestApp(create_demo_app(storage, secret_key=SECRET))
     assert '<a href="/dashboard/">the operator dashboard</a>' in shop.get("/").text
     shop.get("/dashboard/", status=401)
-    shop.get("/dashboard/advertisers/1", headers=_basic("admin", "wrong"), status=401)
+    shop.get("/dashboard/advertisers/1", headers=basic_authorization("admin", "wrong"), status=401)
 
     shop.get("/publisher").click(description="Shop the Spring sale").follow()
     shop.get(pixel_src(buy(shop, "Stoneware mug", "2")))
 
-    signed_in = _basic("admin", "demo")
+    signed_in = basic_authorization("admin", "demo")
     index = shop.get("/dashboard/", headers=signed_in, status=302)
     assert index.headers["Location"] == "/dashboard/advertisers/1"
     overview = shop.get("/dashboard/advertisers/1", headers=signed_in)
@@ -224,10 +207,10 @@ def test_the_demo_dashboard_password_comes_from_the_environment(
 ) -> None:
     monkeypatch.setenv(PASSWORD_ENV, "from env")
     shop = TestApp(create_demo_app(storage, secret_key=SECRET))
-    shop.get("/dashboard/advertisers/1", headers=_basic("admin", "demo"), status=401)
-    shop.get("/dashboard/advertisers/1", headers=_basic("admin", "from env"))
+    shop.get("/dashboard/advertisers/1", headers=basic_authorization("admin", "demo"), status=401)
+    shop.get("/dashboard/advertisers/1", headers=basic_authorization("admin", "from env"))
     chosen = TestApp(create_demo_app(storage, secret_key=SECRET, dashboard_password="given"))
-    chosen.get("/dashboard/advertisers/1", headers=_basic("admin", "given"))
+    chosen.get("/dashboard/advertisers/1", headers=basic_authorization("admin", "given"))
 
 
 def test_run_demo_prints_the_dashboard(
@@ -250,4 +233,4 @@ def test_run_demo_prints_the_dashboard(
     assert "hidden one" not in out
     # The served app is the shop with the dashboard inside.
     app = served[1][2]
-    TestApp(app).get("/dashboard/", headers=_basic("admin", "hidden one"), status=302)
+    TestApp(app).get("/dashboard/", headers=basic_authorization("admin", "hidden one"), status=302)

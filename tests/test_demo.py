@@ -248,18 +248,6 @@ def test_a_broken_secret_file_is_an_error(tmp_path: Path) -> None:
         demo_secret_key(SQLiteStorage(tmp_path / "demo.db"))
 
 
-@pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    calls: list[tuple[Any, ...]] = []
-
-    def fake_run_simple(host: str, port: int, app: Any, **options: Any) -> None:
-        calls.append((host, port, app, options))
-
-    monkeypatch.setattr("werkzeug.serving.run_simple", fake_run_simple)
-    monkeypatch.delenv("PIXEL_WSGI_SECRET_KEY", raising=False)
-    return calls
-
-
 def test_run_demo(
     tmp_path: Path, served: list[tuple[Any, ...]], capsys: pytest.CaptureFixture[str]
 ) -> None:

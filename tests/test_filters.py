@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 from webtest import TestApp
 
 import pixel_wsgi.pixel
-from pixel_wsgi import ConfigurationError, PayoutKind, PayoutRule, PixelMiddleware, SQLiteStorage
+from pixel_wsgi import ConfigurationError, PixelMiddleware, SQLiteStorage
 from pixel_wsgi.filters import (
     DEFAULT_BOT_USER_AGENTS,
     Filters,
@@ -26,7 +25,16 @@ from pixel_wsgi.filters import (
     utc_day_start,
 )
 
-from .conftest import SECRET, FakeClock, World, host_app, pixel_url, reasons
+from .conftest import (
+    SECRET,
+    FakeClock,
+    World,
+    clicked_store,
+    host_app,
+    pixel_status,
+    pixel_url,
+    reasons,
+)
 from .storage_contract import draft
 
 CHROME = (
@@ -469,38 +477,9 @@ CAP = 5
 
 
 def _fire(middleware: PixelMiddleware, advertiser_id: int, cookie: str, reference: str) -> str:
-    statuses: list[str] = []
-
-    def start_response(status: str, headers: Any, exc: Any = None) -> Any:
-        statuses.append(status)
-
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": f"/pixels/conversion/{advertiser_id}.gif",
-        "QUERY_STRING": f"sale_amount=10&reference_id={reference}",
-        "HTTP_COOKIE": cookie,
-        "wsgi.url_scheme": "http",
-    }
-    b"".join(middleware(environ, start_response))  # type: ignore[arg-type]
-    return statuses[0]
-
-
-def _capped_store(path: Path) -> tuple[int, str]:
-    """A store whose campaign is capped at CAP, and the cookie of one click on its link."""
-    storage = SQLiteStorage(path)
-    storage.migrate()
-    advertiser = storage.add_advertiser("Acme")
-    publisher = storage.add_publisher("Pub")
-    campaign = storage.add_campaign(
-        advertiser.id, "c", PayoutRule(PayoutKind.FIXED, Decimal("3.00"))
+    return pixel_status(
+        middleware, advertiser_id, f"sale_amount=10&reference_id={reference}", cookie
     )
-    storage.set_campaign_daily_cap(campaign.id, CAP)
-    link = storage.add_link(campaign.id, publisher.id, "/landing")
-    middleware = PixelMiddleware(host_app, storage, secret_key=SECRET)
-    visit_id = storage.record_visit(link, ip_prefix=None, user_agent=None, created_at="x")
-    cookie = f"pixel_wsgi_a{advertiser.id}={middleware.cookies.sign(visit_id, link.id)}"
-    storage.close()
-    return advertiser.id, cookie
 
 
 def _assert_exactly_capped(path: Path, hits: int) -> None:
@@ -515,7 +494,7 @@ def _assert_exactly_capped(path: Path, hits: int) -> None:
 
 def test_threads_racing_a_capped_campaign_stop_exactly_at_the_cap(tmp_path: Path) -> None:
     path = tmp_path / "cap.db"
-    advertiser_id, cookie = _capped_store(path)
+    advertiser_id, cookie = clicked_store(path, daily_cap=CAP)
     storage = SQLiteStorage(path)
     middleware = PixelMiddleware(host_app, storage, secret_key=SECRET, clock=FakeClock())
     barrier = threading.Barrier(8)
@@ -547,7 +526,7 @@ def _process_hits(path: str, advertiser_id: int, cookie: str, start: Any, worker
 
 def test_processes_racing_a_capped_campaign_stop_exactly_at_the_cap(tmp_path: Path) -> None:
     path = tmp_path / "cap.db"
-    advertiser_id, cookie = _capped_store(path)
+    advertiser_id, cookie = clicked_store(path, daily_cap=CAP)
     context = multiprocessing.get_context("fork")
     start = context.Event()
     workers = [

@@ -31,7 +31,7 @@ from pixel_wsgi.storage.postgres import redact
 from pixel_wsgi.storage.postgres_migrations import migrations
 
 from .servers import free_port
-from .storage_contract import MakeStorage, StorageContract, draft, rejection
+from .storage_contract import MakeStorage, StorageContract, draft, migrated_stores, rejection
 from .storage_contract_filters import FiltersContract
 
 if TYPE_CHECKING:
@@ -55,17 +55,11 @@ def migrated_template(postgres_cluster: Cluster) -> str:
 
 @pytest.fixture
 def make_storage(postgres_cluster: Cluster, migrated_template: str) -> Iterator[MakeStorage]:
-    made: list[PostgresStorage] = []
-
-    def make(**options: Any) -> PostgresStorage:
-        store = PostgresStorage(postgres_cluster.new_database(migrated_template), **options)
-        store.migrate()
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
+    yield from migrated_stores(
+        lambda _number, **options: PostgresStorage(
+            postgres_cluster.new_database(migrated_template), **options
+        )
+    )
 
 
 class TestPostgresContract(StorageContract):

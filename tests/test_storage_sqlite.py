@@ -6,7 +6,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,6 @@ from pixel_wsgi import ConfigurationError, SQLiteStorage, StorageError, storage_
 from pixel_wsgi.storage.sqlite_migrations import migrations
 
 from .storage_contract import MakeStorage, StorageContract, draft
-
-
-@pytest.fixture
-def make_storage(tmp_path: Path) -> Iterator[MakeStorage]:
-    made: list[SQLiteStorage] = []
-
-    def make(**options: Any) -> SQLiteStorage:
-        store = SQLiteStorage(tmp_path / f"store-{len(made)}.db", **options)
-        store.migrate()
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
 
 
 class TestSQLiteContract(StorageContract):
@@ -179,10 +163,18 @@ def test_sku_lists_are_stored_as_standard_json(
 ) -> None:
     import json
 
-    from pixel_wsgi.storage.sqlite import _json_strings
+    from pixel_wsgi.storage.rows import json_strings
 
-    assert json.loads(_json_strings(skus)) == list(skus)
+    assert json.loads(json_strings(skus)) == list(skus)
     if skus:
-        assert _json_strings(skus) == json.dumps(
+        assert json_strings(skus) == json.dumps(
             list(skus), ensure_ascii=False, separators=(",", ":")
         )
+
+
+def test_a_subclass_that_declares_no_schemes_does_not_take_over_urls(tmp_path: Path) -> None:
+    class Tweaked(SQLiteStorage):
+        pass
+
+    store = storage_from_url(f"sqlite:///{tmp_path / 'x.db'}")
+    assert type(store) is SQLiteStorage

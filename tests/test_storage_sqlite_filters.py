@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from pixel_wsgi import SQLiteStorage
 
-from .storage_contract import MakeStorage
 from .storage_contract_filters import FiltersContract
-
-
-@pytest.fixture
-def make_storage(tmp_path: Path) -> Iterator[MakeStorage]:
-    made: list[SQLiteStorage] = []
-
-    def make(**options: Any) -> SQLiteStorage:
-        store = SQLiteStorage(tmp_path / f"store-{len(made)}.db", **options)
-        store.migrate()
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
 
 
 class TestSQLiteFiltersContract(FiltersContract):

@@ -33,6 +33,23 @@ _COOKIE_SEPARATORS = "; \t"
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
+def secret_key_list(secret_key: str | bytes | Sequence[str | bytes]) -> list[bytes]:
+    """One key, or a list of them for rotation, as bytes in the order given.
+
+    The middleware's ``secret_key`` signs both the cookie and signed pixel URLs
+    (:mod:`pixel_wsgi.signing`): both take it in every form it may have.
+
+    :raises ConfigurationError: for no key, or a key shorter than 16 characters.
+    """
+    given = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
+    keys = [key.encode() if isinstance(key, str) else key for key in given]
+    if not keys or any(not isinstance(key, bytes) or len(key) < 16 for key in keys):
+        raise ConfigurationError(
+            "secret_key must be a key (or list of keys) of at least 16 characters"
+        )
+    return keys
+
+
 class AttributionRejected(Exception):
     """The cookie was present but cannot attribute; ``reason`` says why."""
 
@@ -64,13 +81,8 @@ class AttributionCookies:
         window: timedelta = DEFAULT_WINDOW,
         cookie_prefix: str = "pixel_wsgi_a",
     ) -> None:
-        given = [secret_keys] if isinstance(secret_keys, (str, bytes)) else list(secret_keys)
         # itsdangerous takes keys all of one type: bytes serve both kinds.
-        keys = [key.encode() if isinstance(key, str) else key for key in given]
-        if not keys or any(len(key) < 16 for key in keys):
-            raise ConfigurationError(
-                "secret_key must be a key (or list of keys) of at least 16 characters"
-            )
+        keys = secret_key_list(secret_keys)
         if not timedelta(0) < window <= MAX_WINDOW:
             raise ConfigurationError(
                 f"attribution window must be more than 0 and at most 400 days, got {window}"

@@ -42,7 +42,17 @@ from .currencies import ISO_4217_CODES
 from .dashboard_cli import dashboard
 from .errors import NotFoundError, ParamError, PixelError
 from .ledger import Ledger
-from .models import Advertiser, Campaign, Link, PayoutKind, PayoutRule, Rejection, Transaction
+from .models import (
+    Advertiser,
+    ApiCredential,
+    Campaign,
+    Link,
+    PayoutKind,
+    PayoutRule,
+    Publisher,
+    Rejection,
+    Transaction,
+)
 from .params import parse_amount
 from .redirects import validate_destination
 from .replay import replay as replay_spool
@@ -230,13 +240,35 @@ def _ledger_row(row: Transaction) -> list[str]:
     ]
 
 
-def _print_ledger(rows: list[Transaction], as_json: bool, empty: str) -> None:
+def _print_list(
+    rows: Sequence[_E],
+    as_json: bool,
+    *,
+    document: Callable[[_E], dict[str, Any]],
+    headers: Sequence[str],
+    cells: Callable[[_E], Sequence[str]],
+    empty: str,
+    right: int = 0,
+) -> None:
+    """A list command's output: a JSON array of documents, a table, or ``empty``."""
     if as_json:
-        _emit_json([row.as_dict() for row in rows])
+        _emit_json([document(row) for row in rows])
     elif not rows:
         click.echo(empty)
     else:
-        click.echo(_table(_LEDGER_HEADERS, (_ledger_row(row) for row in rows), right=2))
+        click.echo(_table(headers, (cells(row) for row in rows), right=right))
+
+
+def _print_ledger(rows: list[Transaction], as_json: bool, empty: str) -> None:
+    _print_list(
+        rows,
+        as_json,
+        document=Transaction.as_dict,
+        headers=_LEDGER_HEADERS,
+        cells=_ledger_row,
+        empty=empty,
+        right=2,
+    )
 
 
 def _describe_payout(rule: PayoutRule) -> str:
@@ -340,11 +372,19 @@ def advertiser() -> None:
 @click.pass_obj
 def advertiser_add(state: _State, name: str, as_json: bool) -> None:
     """Create an advertiser called NAME and print its id."""
-    created = state.storage().add_advertiser(name)
+    _print_created("advertiser", state.storage().add_advertiser(name), as_json)
+
+
+def _name_dict(entity: Advertiser | Publisher) -> dict[str, Any]:
+    return {"id": entity.id, "name": entity.name, "created_at": entity.created_at}
+
+
+def _print_created(kind: str, created: Advertiser | Publisher, as_json: bool) -> None:
+    """What ``advertiser add`` and ``publisher add`` print."""
     if as_json:
-        _emit_json({"id": created.id, "name": created.name, "created_at": created.created_at})
+        _emit_json(_name_dict(created))
     else:
-        click.echo(f"Created advertiser {created.id} ({created.name})")
+        click.echo(f"Created {kind} {created.id} ({created.name})")
 
 
 def _advertiser_dict(advertiser: Advertiser) -> dict[str, Any]:
@@ -418,14 +458,13 @@ def _print_entities(
     as_dict: Callable[[_E], dict[str, Any]],
     empty: str,
 ) -> None:
-    """A list command's output: JSON objects, or a table of the same fields."""
-    documents = [as_dict(row) for row in rows]
-    if as_json:
-        _emit_json(documents)
-    elif not documents:
-        click.echo(empty)
-    else:
-        click.echo(_table(headers, ([_text(d[h]) for h in headers] for d in documents)))
+    """A list command's output: JSON objects, or a table of some of their fields."""
+
+    def cells(row: _E) -> list[str]:
+        fields = as_dict(row)
+        return [_text(fields[header]) for header in headers]
+
+    _print_list(rows, as_json, document=as_dict, headers=headers, cells=cells, empty=empty)
 
 
 @cli.group()
@@ -439,11 +478,7 @@ def publisher() -> None:
 @click.pass_obj
 def publisher_add(state: _State, name: str, as_json: bool) -> None:
     """Create a publisher called NAME and print its id."""
-    created = state.storage().add_publisher(name)
-    if as_json:
-        _emit_json({"id": created.id, "name": created.name, "created_at": created.created_at})
-    else:
-        click.echo(f"Created publisher {created.id} ({created.name})")
+    _print_created("publisher", state.storage().add_publisher(name), as_json)
 
 
 @publisher.command("list")
@@ -455,7 +490,7 @@ def publisher_list(state: _State, as_json: bool) -> None:
         state.storage().publishers(),
         as_json,
         ("id", "name", "created_at"),
-        lambda p: {"id": p.id, "name": p.name, "created_at": p.created_at},
+        _name_dict,
         "No publishers.",
     )
 
@@ -709,14 +744,14 @@ def rejections(state: _State, advertiser_id: int | None, limit: int, as_json: bo
 
     Newest first.
     """
-    rows = list(state.storage().rejections(advertiser_id=advertiser_id, limit=limit))
-    if as_json:
-        _emit_json([row.as_dict() for row in rows])
-    elif not rows:
-        click.echo("No rejections.")
-    else:
-        headers = ("id", "advertiser", "source", "reason", "reference_id", "created_at", "detail")
-        click.echo(_table(headers, (_rejection_row(row) for row in rows)))
+    _print_list(
+        list(state.storage().rejections(advertiser_id=advertiser_id, limit=limit)),
+        as_json,
+        document=Rejection.as_dict,
+        headers=("id", "advertiser", "source", "reason", "reference_id", "created_at", "detail"),
+        cells=_rejection_row,
+        empty="No rejections.",
+    )
 
 
 @cli.command()
@@ -792,28 +827,24 @@ def credential_add(state: _State, advertiser_id: int, label: str, as_json: bool)
         )
 
 
+def _credential_row(row: ApiCredential) -> list[str]:
+    return [str(row.id), str(row.advertiser_id), row.label, row.created_at, _text(row.revoked_at)]
+
+
 @credential.command("list")
 @click.option("--advertiser", "advertiser_id", type=_ID, help="Only this advertiser's.")
 @_json_option
 @click.pass_obj
 def credential_list(state: _State, advertiser_id: int | None, as_json: bool) -> None:
     """Credentials and whether they are revoked (never their secrets)."""
-    rows = state.storage().credentials(advertiser_id=advertiser_id)
-    if as_json:
-        _emit_json([row.as_dict() for row in rows])
-    elif not rows:
-        click.echo("No credentials.")
-    else:
-        headers = ("id", "advertiser", "label", "created_at", "revoked_at")
-        click.echo(
-            _table(
-                headers,
-                (
-                    [str(r.id), str(r.advertiser_id), r.label, r.created_at, _text(r.revoked_at)]
-                    for r in rows
-                ),
-            )
-        )
+    _print_list(
+        state.storage().credentials(advertiser_id=advertiser_id),
+        as_json,
+        document=ApiCredential.as_dict,
+        headers=("id", "advertiser", "label", "created_at", "revoked_at"),
+        cells=_credential_row,
+        empty="No credentials.",
+    )
 
 
 @credential.command("revoke")

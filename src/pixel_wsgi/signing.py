@@ -53,6 +53,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
+from .attribution import secret_key_list
 from .errors import ConfigurationError
 from .models import Reason
 
@@ -92,25 +93,11 @@ _NAME_SAFE = "[]"
 ParamValue = str | int | Decimal
 
 
-def _secret_keys(secret_key: str | bytes | Sequence[str | bytes]) -> list[bytes]:
-    given = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
-    keys = [key.encode() if isinstance(key, str) else key for key in given]
-    if not keys or any(not isinstance(key, bytes) or len(key) < 16 for key in keys):
-        raise ConfigurationError(
-            "secret_key must be a key (or list of keys) of at least 16 characters"
-        )
-    return keys
-
-
 def _text(name: str, value: object) -> str:
-    # bool is an int; a float cannot hold most cents exactly (money is exact here).
-    if isinstance(value, (bool, float)):
-        raise TypeError(
-            f"pixel parameter {name} must be a str, int or Decimal, got {type(value).__name__}"
-        )
     if isinstance(value, str):
         return value
-    if isinstance(value, int):
+    # bool is an int; a float cannot hold most cents exactly (money is exact here).
+    if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, Decimal):
         if not value.is_finite():
@@ -193,7 +180,7 @@ class PixelUrlSigner:
         prefix: str = "/pixels",
         expires_in: timedelta = DEFAULT_EXPIRES_IN,
     ) -> None:
-        keys = _secret_keys(secret_key)
+        keys = secret_key_list(secret_key)
         if not prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
             raise ConfigurationError(
                 f"prefix must start with '/' and not end with one, like '/pixels', got {prefix!r}"

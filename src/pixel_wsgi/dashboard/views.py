@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from werkzeug.datastructures import MultiDict
 
-from ..models import Advertiser, Rejection
+from ..models import Advertiser, Rejection, Transaction
 from ..storage import Storage
 from .query import (
     NotFound,
@@ -214,49 +214,46 @@ def _tally_columns(
     return columns
 
 
-def campaign_table(
-    scope: Scope, rows: Sequence[GroupRow], requested: str | None
+def _group_table(
+    scope: Scope,
+    group: str,
+    rows: Sequence[GroupRow],
+    requested: str | None,
+    *,
+    described_by: Sequence[Column[GroupRow]] = (),
 ) -> Table[GroupRow]:
+    """Conversions by ``group`` (``campaign`` or ``publisher``); a name links to its own."""
     sales, payouts = _currencies((row.tally for row in rows), requested)
     return Table(
-        "campaigns",
+        f"{group}s",
         [
             Column("id", "Id", lambda row: str(row.id), sort=lambda row: row.id, numeric=True),
             Column(
-                "campaign",
-                "Campaign",
+                group,
+                group.capitalize(),
                 lambda row: row.name,
                 sort=lambda row: row.name.casefold(),
-                link=lambda row: scope.link("/conversions", [("campaign", str(row.id))]),
+                link=lambda row: scope.link("/conversions", [(group, str(row.id))]),
             ),
-            Column("payout_rule", "Pays", lambda row: row.rule or "-"),
+            *described_by,
             *_tally_columns(lambda row: row.tally, sales, payouts),
         ],
         default_sort="conversions",
         default_descending=True,
     )
+
+
+def campaign_table(
+    scope: Scope, rows: Sequence[GroupRow], requested: str | None
+) -> Table[GroupRow]:
+    pays = Column[GroupRow]("payout_rule", "Pays", lambda row: row.rule or "-")
+    return _group_table(scope, "campaign", rows, requested, described_by=[pays])
 
 
 def publisher_table(
     scope: Scope, rows: Sequence[GroupRow], requested: str | None
 ) -> Table[GroupRow]:
-    sales, payouts = _currencies((row.tally for row in rows), requested)
-    return Table(
-        "publishers",
-        [
-            Column("id", "Id", lambda row: str(row.id), sort=lambda row: row.id, numeric=True),
-            Column(
-                "publisher",
-                "Publisher",
-                lambda row: row.name,
-                sort=lambda row: row.name.casefold(),
-                link=lambda row: scope.link("/conversions", [("publisher", str(row.id))]),
-            ),
-            *_tally_columns(lambda row: row.tally, sales, payouts),
-        ],
-        default_sort="conversions",
-        default_descending=True,
-    )
+    return _group_table(scope, "publisher", rows, requested)
 
 
 def day_table(scope: Scope, rows: Sequence[DayRow], requested: str | None) -> Table[DayRow]:
@@ -358,17 +355,90 @@ def shown_time(timestamp: str) -> str:
     return timestamp[:19].replace("T", " ")
 
 
+def _time_column(key: str, label: str, timestamp: Callable[[R], str], csv_header: str) -> Column[R]:
+    """A stored timestamp: shown to the second, sorted and exported as stored."""
+    return Column(
+        key,
+        label,
+        lambda row: shown_time(timestamp(row)),
+        sort=timestamp,
+        csv=((csv_header, timestamp),),
+    )
+
+
+def _optional_text_column(key: str, label: str, value: Callable[[R], str | None]) -> Column[R]:
+    """Text a row may lack: ``-`` in the page, an empty CSV cell, sorted first."""
+    return Column(
+        key,
+        label,
+        lambda row: value(row) or "-",
+        sort=lambda row: optional_sort(value(row)),
+        csv=((key, lambda row: value(row) or ""),),
+    )
+
+
+def _name(names: dict[int, str], kind: str, key: int) -> str:
+    """The name of the campaign or publisher ``key``, or ``"<kind> <key>"`` without one."""
+    return names.get(key, f"{kind} {key}")
+
+
+def _name_column(kind: str, names: dict[int, str], key: Callable[[R], int]) -> Column[R]:
+    """A campaign's or a publisher's name, sorted without case; its id too in the CSV."""
+
+    def name(row: R) -> str:
+        return _name(names, kind, key(row))
+
+    return Column(
+        kind,
+        kind.capitalize(),
+        name,
+        sort=lambda row: name(row).casefold(),
+        csv=((f"{kind}_id", lambda row: str(key(row))), (kind, name)),
+    )
+
+
+def _money_column(
+    key: str,
+    label: str,
+    amount: Callable[[R], Decimal | None],
+    currency: Callable[[R], str],
+    csv_headers: tuple[str, str],
+) -> Column[R]:
+    """An amount and its currency: one cell in the page, two in the CSV export."""
+    amount_header, currency_header = csv_headers
+    return Column(
+        key,
+        label,
+        lambda row: money_text(amount(row), currency(row)),
+        sort=lambda row: money_sort(amount(row), currency(row)),
+        numeric=True,
+        csv=((amount_header, lambda row: money_csv(amount(row))), (currency_header, currency)),
+    )
+
+
+def _sale_and_payout_columns(transaction: Callable[[R], Transaction]) -> list[Column[R]]:
+    """The sale and the payout of the ledger row that ``transaction`` picks from a row."""
+    return [
+        _money_column(
+            "sale",
+            "Sale",
+            lambda row: transaction(row).sale_amount,
+            lambda row: transaction(row).sale_currency,
+            ("sale_amount", "sale_currency"),
+        ),
+        _money_column(
+            "payout",
+            "Payout",
+            lambda row: transaction(row).payout,
+            lambda row: transaction(row).payout_currency,
+            ("payout", "payout_currency"),
+        ),
+    ]
+
+
 def conversion_table(
     scope: Scope, campaign_names: dict[int, str], publisher_names: dict[int, str]
 ) -> Table[Conversion]:
-    def campaign(row: Conversion) -> str:
-        key = row.current.campaign_id
-        return campaign_names.get(key, f"campaign {key}")
-
-    def publisher(row: Conversion) -> str:
-        key = row.current.publisher_id
-        return publisher_names.get(key, f"publisher {key}")
-
     return Table(
         "conversions",
         [
@@ -381,48 +451,16 @@ def conversion_table(
                 csv=(("conversion_id", lambda row: str(row.conversion_id)),),
                 link=lambda row: scope.link(f"/conversions/{row.conversion_id}"),
             ),
-            Column(
-                "recorded",
-                "Recorded (UTC)",
-                lambda row: shown_time(row.recorded_at),
-                sort=lambda row: row.recorded_at,
-                csv=(("recorded_at", lambda row: row.recorded_at),),
+            _time_column("recorded", "Recorded (UTC)", lambda row: row.recorded_at, "recorded_at"),
+            _optional_text_column(
+                "reference_id", "Reference id", lambda row: row.first.reference_id
             ),
-            Column(
-                "reference_id",
-                "Reference id",
-                lambda row: row.first.reference_id or "-",
-                sort=lambda row: optional_sort(row.first.reference_id),
-                csv=(("reference_id", lambda row: row.first.reference_id or ""),),
-            ),
-            Column(
-                "campaign",
-                "Campaign",
-                campaign,
-                sort=lambda row: campaign(row).casefold(),
-                csv=(
-                    ("campaign_id", lambda row: str(row.current.campaign_id)),
-                    ("campaign", campaign),
-                ),
-            ),
-            Column(
-                "publisher",
-                "Publisher",
-                publisher,
-                sort=lambda row: publisher(row).casefold(),
-                csv=(
-                    ("publisher_id", lambda row: str(row.current.publisher_id)),
-                    ("publisher", publisher),
-                ),
-            ),
+            _name_column("campaign", campaign_names, lambda row: row.current.campaign_id),
+            _name_column("publisher", publisher_names, lambda row: row.current.publisher_id),
             Column("status", "Status", status),
             Column("source", "Source", lambda row: row.current.source),
-            Column(
-                "reason_code",
-                "Reason code",
-                lambda row: row.current.reason_code or "-",
-                sort=lambda row: optional_sort(row.current.reason_code),
-                csv=(("reason_code", lambda row: row.current.reason_code or ""),),
+            _optional_text_column(
+                "reason_code", "Reason code", lambda row: row.current.reason_code
             ),
             Column(
                 "items",
@@ -432,28 +470,7 @@ def conversion_table(
                     ("items", lambda row: "" if not row.current.sku_list else _items(row.current)),
                 ),
             ),
-            Column(
-                "sale",
-                "Sale",
-                lambda row: money_text(row.current.sale_amount, row.current.sale_currency),
-                sort=lambda row: money_sort(row.current.sale_amount, row.current.sale_currency),
-                numeric=True,
-                csv=(
-                    ("sale_amount", lambda row: money_csv(row.current.sale_amount)),
-                    ("sale_currency", lambda row: row.current.sale_currency),
-                ),
-            ),
-            Column(
-                "payout",
-                "Payout",
-                lambda row: money_text(row.current.payout, row.current.payout_currency),
-                sort=lambda row: money_sort(row.current.payout, row.current.payout_currency),
-                numeric=True,
-                csv=(
-                    ("payout", lambda row: money_csv(row.current.payout)),
-                    ("payout_currency", lambda row: row.current.payout_currency),
-                ),
-            ),
+            *_sale_and_payout_columns(lambda row: row.current),
             Column(
                 "corrections",
                 "Corrections",
@@ -461,12 +478,8 @@ def conversion_table(
                 sort=lambda row: row.corrections,
                 numeric=True,
             ),
-            Column(
-                "updated",
-                "Updated (UTC)",
-                lambda row: shown_time(row.current.created_at),
-                sort=lambda row: row.current.created_at,
-                csv=(("updated_at", lambda row: row.current.created_at),),
+            _time_column(
+                "updated", "Updated (UTC)", lambda row: row.current.created_at, "updated_at"
             ),
         ],
         default_sort="recorded",
@@ -488,13 +501,11 @@ def conversions_view(
     if campaign_id is not None:
         conversions = [c for c in conversions if c.current.campaign_id == campaign_id]
         keep.append(("campaign", str(campaign_id)))
-        filters.append(f"campaign: {campaign_names.get(campaign_id, f'campaign {campaign_id}')}")
+        filters.append(f"campaign: {_name(campaign_names, 'campaign', campaign_id)}")
     if publisher_id is not None:
         conversions = [c for c in conversions if c.current.publisher_id == publisher_id]
         keep.append(("publisher", str(publisher_id)))
-        filters.append(
-            f"publisher: {publisher_names.get(publisher_id, f'publisher {publisher_id}')}"
-        )
+        filters.append(f"publisher: {_name(publisher_names, 'publisher', publisher_id)}")
     table = conversion_table(scope, campaign_names, publisher_names)
     return _view(
         "Conversions",
@@ -556,43 +567,10 @@ def chain_table() -> Table[ChainStep]:
                     ),
                 ),
             ),
-            Column(
-                "recorded",
-                "Recorded (UTC)",
-                lambda s: shown_time(s.row.created_at),
-                sort=lambda s: s.row.created_at,
-                csv=(("created_at", lambda s: s.row.created_at),),
-            ),
+            _time_column("recorded", "Recorded (UTC)", lambda s: s.row.created_at, "created_at"),
             Column("source", "Source", lambda s: s.row.source),
-            Column(
-                "sale",
-                "Sale",
-                lambda s: money_text(s.row.sale_amount, s.row.sale_currency),
-                sort=lambda s: money_sort(s.row.sale_amount, s.row.sale_currency),
-                numeric=True,
-                csv=(
-                    ("sale_amount", lambda s: money_csv(s.row.sale_amount)),
-                    ("sale_currency", lambda s: s.row.sale_currency),
-                ),
-            ),
-            Column(
-                "payout",
-                "Payout",
-                lambda s: money_text(s.row.payout, s.row.payout_currency),
-                sort=lambda s: money_sort(s.row.payout, s.row.payout_currency),
-                numeric=True,
-                csv=(
-                    ("payout", lambda s: money_csv(s.row.payout)),
-                    ("payout_currency", lambda s: s.row.payout_currency),
-                ),
-            ),
-            Column(
-                "reason_code",
-                "Reason code",
-                lambda s: s.row.reason_code or "-",
-                sort=lambda s: optional_sort(s.row.reason_code),
-                csv=(("reason_code", lambda s: s.row.reason_code or ""),),
-            ),
+            *_sale_and_payout_columns(lambda s: s.row),
+            _optional_text_column("reason_code", "Reason code", lambda s: s.row.reason_code),
             Column("items", "Items", lambda s: _items(s.row)),
             Column(
                 "custom_data", "Custom data", lambda s: format_value(s.row.custom_data), wide=True
@@ -639,8 +617,8 @@ def chain_view(
     )
     return Chain(
         conversion,
-        campaigns.get(campaign_id, f"campaign {campaign_id}"),
-        publishers.get(publisher_id, f"publisher {publisher_id}"),
+        _name(campaigns, "campaign", campaign_id),
+        _name(publishers, "publisher", publisher_id),
         view,
     )
 
@@ -652,33 +630,26 @@ def meaning(reason: str) -> str:
     return REASON_MEANINGS.get(reason, "-")
 
 
+def _reason_column(scope: Scope, reason: Callable[[R], str]) -> Column[R]:
+    """A rejection reason, linking to the log of that reason alone."""
+    return Column(
+        "reason",
+        "Reason",
+        reason,
+        link=lambda row: scope.link("/rejections", [("reason", reason(row))]),
+    )
+
+
 def rejection_table(scope: Scope) -> Table[Rejection]:
     return Table(
         "rejections",
         [
             Column("id", "Id", lambda r: str(r.id), sort=lambda r: r.id, numeric=True),
-            Column(
-                "recorded",
-                "Recorded (UTC)",
-                lambda r: shown_time(r.created_at),
-                sort=lambda r: r.created_at,
-                csv=(("created_at", lambda r: r.created_at),),
-            ),
+            _time_column("recorded", "Recorded (UTC)", lambda r: r.created_at, "created_at"),
             Column("source", "Source", lambda r: r.source),
-            Column(
-                "reason",
-                "Reason",
-                lambda r: r.reason,
-                link=lambda r: scope.link("/rejections", [("reason", r.reason)]),
-            ),
+            _reason_column(scope, lambda r: r.reason),
             Column("detail", "Detail", lambda r: r.detail or "-", wide=True),
-            Column(
-                "reference_id",
-                "Reference id",
-                lambda r: r.reference_id or "-",
-                sort=lambda r: optional_sort(r.reference_id),
-                csv=(("reference_id", lambda r: r.reference_id or ""),),
-            ),
+            _optional_text_column("reference_id", "Reference id", lambda r: r.reference_id),
             Column("params", "Parameters (redacted)", lambda r: r.params or "-", wide=True),
         ],
         default_sort="id",
@@ -690,21 +661,10 @@ def reason_table(scope: Scope) -> Table[ReasonCount]:
     return Table(
         "rejection-reasons",
         [
-            Column(
-                "reason",
-                "Reason",
-                lambda r: r.reason,
-                link=lambda r: scope.link("/rejections", [("reason", r.reason)]),
-            ),
+            _reason_column(scope, lambda r: r.reason),
             Column("meaning", "Meaning", lambda r: meaning(r.reason), wide=True),
             Column("count", "Count", lambda r: str(r.count), sort=lambda r: r.count, numeric=True),
-            Column(
-                "latest",
-                "Latest (UTC)",
-                lambda r: shown_time(r.latest),
-                sort=lambda r: r.latest,
-                csv=(("latest", lambda r: r.latest),),
-            ),
+            _time_column("latest", "Latest (UTC)", lambda r: r.latest, "latest"),
         ],
         default_sort="count",
         default_descending=True,

@@ -130,7 +130,9 @@ class Storage(abc.ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for scheme in cls.schemes:
+        # Only a class that declares its own schemes serves them: a subclass made to
+        # tweak a backend (in tests, say) must not take over its URLs.
+        for scheme in cls.__dict__.get("schemes", ()):
             Storage._registry[scheme] = cls
 
     @classmethod
@@ -338,3 +340,26 @@ def storage_from_url(url: str, **options: Any) -> Storage:
         known = ", ".join(sorted(Storage._registry)) or "none"
         raise ConfigurationError(f"no storage backend for {url!r} (known schemes: {known})")
     return backend.from_url(url, **options)
+
+
+# -- rules every backend applies the same way -------------------------------------
+
+
+def check_daily_cap(cap: int | None) -> None:
+    """Refuse what :meth:`Storage.set_campaign_daily_cap` does not take.
+
+    :raises ValueError: unless ``cap`` is a whole number >= 0 or None.
+    """
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+        raise ValueError(f"a daily cap is a whole number >= 0 or None, got {cap!r}")
+
+
+def rejections_to_trim(newest_id: int, max_rejections: int) -> int | None:
+    """After the rejection ``newest_id``: the id up to which older ones go, or None.
+
+    The log keeps about ``max_rejections`` entries, trimmed in batches (once in
+    256 inserts) rather than on every insert.
+    """
+    if newest_id % 256 == 0 and newest_id > max_rejections:
+        return newest_id - max_rejections
+    return None

@@ -84,26 +84,30 @@ from ..models import (
     TransactionDraft,
     TransactionType,
 )
-from .base import LedgerWriter, Storage
+from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
 from .postgres_migrations import MIGRATE_LOCK_KEY, migrations
-
-# The row shapes, JSON encoders and type conditions are SQLite's own, so that
-# both backends read and write byte-identical values.
-from .sqlite import (
-    _CREDENTIAL_COLUMNS,
-    _EMPTY_OBJECT,
-    _IDEMPOTENCY_COLUMNS,
-    _SELECT_ADVERTISERS,
-    _SELECT_CAMPAIGNS,
-    _TRANSACTION_COLUMNS,
-    _TYPE_CONDITIONS,
-    _advertiser,
-    _campaign,
-    _json,
-    _json_ints,
-    _json_strings,
-    _payout_rule,
-    _transaction,
+from .rows import (
+    CREDENTIAL_COLUMNS,
+    IDEMPOTENCY_COLUMNS,
+    INSERTED_REJECTION_COLUMNS,
+    INSERTED_TRANSACTION_COLUMNS,
+    REJECTION_COLUMNS,
+    SELECT_ADVERTISERS,
+    SELECT_ATTRIBUTION,
+    SELECT_CAMPAIGNS,
+    SELECT_LINKS,
+    TRANSACTION_COLUMNS,
+    advertiser_from_row,
+    attribution_from_row,
+    campaign_from_row,
+    idempotency_values,
+    json_object,
+    payout_rule,
+    payout_values,
+    rejection_values,
+    transaction_conditions,
+    transaction_from_row,
+    transaction_values,
 )
 
 if TYPE_CHECKING:
@@ -148,35 +152,27 @@ _URL_OPTIONS: dict[str, Callable[[str], float]] = {
     "max_rejections": int,
 }
 
-_INSERTED_COLUMNS = (
-    ("advertiser_id", "bigint"),
-    ("campaign_id", "bigint"),
-    ("publisher_id", "bigint"),
-    ("visit_id", "bigint"),
-    ("source", "text"),
-    ("reference_id", "text"),
-    ("corrects_transaction_id", "bigint"),
-    ("original_transaction_id", "bigint"),
-    ("sale_amount", "text"),
-    ("sale_currency", "text"),
-    ("reason_code", "text"),
-    ("sku_list", "text"),
-    ("quantity_list", "text"),
-    ("external_data", "text"),
-    ("custom_data", "text"),
-    ("payout", "text"),
-    ("payout_currency", "text"),
-    ("fingerprint", "text"),
-    ("created_at", "text"),
-    ("reversal_reason", "text"),
+# The ids of a transaction row are bigint, everything else it stores is text:
+# the casts an INSERT ... SELECT of parameters needs.
+_BIGINT_COLUMNS = frozenset(
+    (
+        "advertiser_id",
+        "campaign_id",
+        "publisher_id",
+        "visit_id",
+        "corrects_transaction_id",
+        "original_transaction_id",
+    )
 )
-_INTO_TRANSACTIONS = (
-    f"INSERT INTO transactions ({', '.join(name for name, _ in _INSERTED_COLUMNS)})"
+_INSERTED_NAMES = INSERTED_TRANSACTION_COLUMNS.split(", ")
+_INSERTED_CASTS = ", ".join(
+    f"%s::{'bigint' if name in _BIGINT_COLUMNS else 'text'}" for name in _INSERTED_NAMES
 )
+_INTO_TRANSACTIONS = f"INSERT INTO transactions ({INSERTED_TRANSACTION_COLUMNS})"
 
 # A correction, or a conversion without a reference_id: no idempotency key.
 _INSERT_TRANSACTION = (
-    f"{_INTO_TRANSACTIONS} VALUES ({', '.join('%s' for _ in _INSERTED_COLUMNS)}) RETURNING id"
+    f"{_INTO_TRANSACTIONS} VALUES ({', '.join('%s' for _ in _INSERTED_NAMES)}) RETURNING id"
 )
 
 # A conversion with a reference_id. A sequence value is drawn for every row an
@@ -187,7 +183,7 @@ _INSERT_TRANSACTION = (
 # constraint's name, and a partial unique key can only be an index.
 _INSERT_NEW_CONVERSION = f"""
 {_INTO_TRANSACTIONS}
-SELECT {", ".join(f"%s::{type_}" for _, type_ in _INSERTED_COLUMNS)}
+SELECT {_INSERTED_CASTS}
 WHERE NOT EXISTS (
     SELECT 1 FROM transactions WHERE advertiser_id = %s AND reference_id = %s
     AND corrects_transaction_id IS NULL
@@ -208,15 +204,6 @@ WITH t AS ({insert}), p AS (
 SELECT id FROM t
 """
 
-_ATTRIBUTION = """
-SELECT c.advertiser_id, l.campaign_id, l.publisher_id,
-       c.payout_kind, c.payout_value, c.payout_currency, c.reason_codes, c.daily_cap
-FROM visits v
-JOIN links l ON l.id = v.link_id
-JOIN campaigns c ON c.id = l.campaign_id
-WHERE v.id = %s
-"""
-
 # The campaign's advertiser leads the condition so that transactions_created
 # (advertiser_id, created_at) bounds the scan, as in SQLite.
 _CONVERSIONS_SINCE = """
@@ -225,16 +212,11 @@ WHERE advertiser_id = (SELECT advertiser_id FROM campaigns WHERE id = %(campaign
   AND created_at >= %(since)s AND campaign_id = %(campaign)s AND corrects_transaction_id IS NULL
 """
 
-_SELECT_LINKS = (
-    "SELECT l.id, l.campaign_id, l.publisher_id, c.advertiser_id, l.destination,"
-    " l.created_at FROM links l JOIN campaigns c ON c.id = l.campaign_id"
-)
-
 # The chain ends, one page at a time in the order of their conversions' first
 # rows: walk the first rows by primary key and find each one's newest row.
 _CONVERSIONS = f"""
 SELECT e.* FROM transactions o CROSS JOIN LATERAL (
-    SELECT {_TRANSACTION_COLUMNS} FROM transactions
+    SELECT {TRANSACTION_COLUMNS} FROM transactions
     WHERE id = o.id OR original_transaction_id = o.id
     ORDER BY id DESC LIMIT 1
 ) e
@@ -242,10 +224,7 @@ WHERE o.corrects_transaction_id IS NULL AND o.id > %s
 """
 _CONVERSION_KEY = 8  # COALESCE(original_transaction_id, id): the first row's id
 
-_SELECT_REJECTIONS = (
-    "SELECT id, advertiser_id, source, reason, detail, visit_id, reference_id, params,"
-    " created_at FROM rejections WHERE id < %s"
-)
+_SELECT_REJECTIONS = f"SELECT {REJECTION_COLUMNS} FROM rejections WHERE id < %s"
 
 _T = TypeVar("_T")
 Row = tuple[Any, ...]
@@ -305,34 +284,9 @@ def redact(conninfo: str) -> str:
     return _PASSWORD_PARAM.sub(r"\1***", conninfo)
 
 
-def _transaction_params(draft: TransactionDraft) -> tuple[Any, ...]:
-    return (
-        draft.advertiser_id,
-        draft.campaign_id,
-        draft.publisher_id,
-        draft.visit_id,
-        draft.source,
-        draft.reference_id,
-        draft.corrects_transaction_id,
-        draft.original_transaction_id,
-        None if draft.sale_amount is None else str(draft.sale_amount),
-        draft.sale_currency,
-        draft.reason_code,
-        _json_strings(draft.sku_list),
-        _json_ints(draft.quantity_list),
-        draft.external_data,
-        _json(draft.custom_data, _EMPTY_OBJECT),
-        str(draft.payout),
-        draft.payout_currency,
-        draft.fingerprint,
-        draft.created_at,
-        draft.reversal_reason,
-    )
-
-
 def _insert_transaction(cur: Cursor[TupleRow], draft: TransactionDraft) -> int | None:
     """Insert a row and its personal data in one statement; None if its key is taken."""
-    params = _transaction_params(draft)
+    params = transaction_values(draft)
     if draft.reference_id is not None and draft.corrects_transaction_id is None:
         sql = _INSERT_NEW_CONVERSION
         params += (draft.advertiser_id, draft.reference_id)
@@ -340,11 +294,7 @@ def _insert_transaction(cur: Cursor[TupleRow], draft: TransactionDraft) -> int |
         sql = _INSERT_TRANSACTION
     if draft.personal_data:
         sql = _WITH_PERSONAL_DATA.format(insert=sql)
-        params += (
-            draft.advertiser_id,
-            _json(draft.personal_data, _EMPTY_OBJECT),
-            draft.created_at,
-        )
+        params += (draft.advertiser_id, json_object(draft.personal_data), draft.created_at)
     row = cur.execute(sql, params).fetchone()
     if row is None:
         return None
@@ -372,16 +322,8 @@ class PostgresLedgerWriter(LedgerWriter):
         return self._one("SELECT 1 FROM visits WHERE id = %s", (visit_id,)) is not None
 
     def attribution(self, visit_id: int) -> Attribution | None:
-        row = self._one(_ATTRIBUTION, (visit_id,))
-        if row is None:
-            return None
-        return Attribution(
-            advertiser_id=row[0],
-            campaign_id=row[1],
-            publisher_id=row[2],
-            payout=_payout_rule(row[3], row[4], row[5], row[6]),
-            daily_cap=row[7],
-        )
+        row = self._one(f"{SELECT_ATTRIBUTION} WHERE v.id = %s", (visit_id,))
+        return None if row is None else attribution_from_row(row)
 
     def advertiser_exists(self, advertiser_id: int) -> bool:
         return self._one("SELECT 1 FROM advertisers WHERE id = %s", (advertiser_id,)) is not None
@@ -394,11 +336,11 @@ class PostgresLedgerWriter(LedgerWriter):
         )
         if row is None:
             raise NotFoundError(f"campaign {campaign_id} does not exist")
-        return _payout_rule(*row)
+        return payout_rule(*row)
 
     def campaign(self, campaign_id: int) -> Campaign | None:
-        row = self._one(f"{_SELECT_CAMPAIGNS} WHERE id = %s", (campaign_id,))
-        return None if row is None else _campaign(row)
+        row = self._one(f"{SELECT_CAMPAIGNS} WHERE id = %s", (campaign_id,))
+        return None if row is None else campaign_from_row(row)
 
     def publisher_approved(self, campaign_id: int, publisher_id: int) -> bool:
         row = self._one(
@@ -417,23 +359,23 @@ class PostgresLedgerWriter(LedgerWriter):
 
     def find_original(self, advertiser_id: int, reference_id: str) -> Transaction | None:
         row = self._one(
-            f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE advertiser_id = %s"
+            f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE advertiser_id = %s"
             " AND reference_id = %s AND corrects_transaction_id IS NULL",
             (advertiser_id, reference_id),
         )
-        return None if row is None else _transaction(row)
+        return None if row is None else transaction_from_row(row)
 
     def chain_end(self, original_transaction_id: int) -> Transaction:
         # Chains are lines (transactions_corrects_key) and ids only grow, so
         # the newest row of the chain is its end.
         row = self._one(
-            f"SELECT {_TRANSACTION_COLUMNS} FROM transactions"
+            f"SELECT {TRANSACTION_COLUMNS} FROM transactions"
             " WHERE id = %s OR original_transaction_id = %s ORDER BY id DESC LIMIT 1",
             (original_transaction_id, original_transaction_id),
         )
         if row is None:
             raise NotFoundError(f"transaction {original_transaction_id} does not exist")
-        return _transaction(row)
+        return transaction_from_row(row)
 
     def has_recent_duplicate(
         self, advertiser_id: int, visit_id: int, fingerprint: str, since: str
@@ -451,26 +393,13 @@ class PostgresLedgerWriter(LedgerWriter):
 
     def insert_rejection(self, draft: RejectionDraft) -> None:
         row = self._one(
-            "INSERT INTO rejections (advertiser_id, source, reason, detail, visit_id,"
-            " reference_id, params, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-            " RETURNING id",
-            (
-                draft.advertiser_id,
-                draft.source,
-                draft.reason.value,
-                draft.detail,
-                draft.visit_id,
-                draft.reference_id,
-                draft.params,
-                draft.created_at,
-            ),
+            f"INSERT INTO rejections ({INSERTED_REJECTION_COLUMNS})"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            rejection_values(draft),
         )
-        # Keep the log bounded: trim in batches rather than on every insert.
-        newest: int = 0 if row is None else row[0]
-        if newest % 256 == 0 and newest > self._max_rejections:
-            self._cur.execute(
-                "DELETE FROM rejections WHERE id <= %s", (newest - self._max_rejections,)
-            )
+        through = rejections_to_trim(0 if row is None else row[0], self._max_rejections)
+        if through is not None:
+            self._cur.execute("DELETE FROM rejections WHERE id <= %s", (through,))
 
     def conversions_since(self, campaign_id: int, since: str) -> int:
         row = self._cur.execute(
@@ -824,15 +753,7 @@ class PostgresStorage(Storage):
             "add a campaign",
             "INSERT INTO campaigns (advertiser_id, name, payout_kind, payout_value,"
             " payout_currency, reason_codes, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (
-                advertiser_id,
-                name,
-                payout.kind.value,
-                str(payout.value),
-                payout.currency,
-                json.dumps(list(payout.reason_codes)),
-                now,
-            ),
+            (advertiser_id, name, *payout_values(payout), now),
         )
         return Campaign(new_id, advertiser_id, name, payout, now)
 
@@ -850,13 +771,13 @@ class PostgresStorage(Storage):
 
     def advertiser(self, advertiser_id: int) -> Advertiser | None:
         row = self._one(
-            "read an advertiser", f"{_SELECT_ADVERTISERS} WHERE id = %s", (advertiser_id,)
+            "read an advertiser", f"{SELECT_ADVERTISERS} WHERE id = %s", (advertiser_id,)
         )
-        return None if row is None else _advertiser(row)
+        return None if row is None else advertiser_from_row(row)
 
     def advertisers(self) -> list[Advertiser]:
-        rows = self._read("list advertisers", f"{_SELECT_ADVERTISERS} ORDER BY id")
-        return [_advertiser(row) for row in rows]
+        rows = self._read("list advertisers", f"{SELECT_ADVERTISERS} ORDER BY id")
+        return [advertiser_from_row(row) for row in rows]
 
     def set_advertiser_options(
         self, advertiser_id: int, *, require_signed_pixels: bool
@@ -866,20 +787,19 @@ class PostgresStorage(Storage):
                 "UPDATE advertisers SET require_signed_pixels = %s WHERE id = %s",
                 (bool(require_signed_pixels), advertiser_id),
             )
-            row = cur.execute(f"{_SELECT_ADVERTISERS} WHERE id = %s", (advertiser_id,)).fetchone()
+            row = cur.execute(f"{SELECT_ADVERTISERS} WHERE id = %s", (advertiser_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no advertiser with id {advertiser_id}")
-        return _advertiser(row)
+        return advertiser_from_row(row)
 
     def set_campaign_daily_cap(self, campaign_id: int, cap: int | None) -> Campaign:
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
-            raise ValueError(f"a daily cap is a whole number >= 0 or None, got {cap!r}")
+        check_daily_cap(cap)
         with self._transaction("set a campaign's daily cap") as cur:
             cur.execute("UPDATE campaigns SET daily_cap = %s WHERE id = %s", (cap, campaign_id))
-            row = cur.execute(f"{_SELECT_CAMPAIGNS} WHERE id = %s", (campaign_id,)).fetchone()
+            row = cur.execute(f"{SELECT_CAMPAIGNS} WHERE id = %s", (campaign_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no campaign with id {campaign_id}")
-        return _campaign(row)
+        return campaign_from_row(row)
 
     def publisher(self, publisher_id: int) -> Publisher | None:
         row = self._one(
@@ -896,31 +816,31 @@ class PostgresStorage(Storage):
         return [Publisher(*row) for row in rows]
 
     def campaign(self, campaign_id: int) -> Campaign | None:
-        row = self._one("read a campaign", f"{_SELECT_CAMPAIGNS} WHERE id = %s", (campaign_id,))
-        return None if row is None else _campaign(row)
+        row = self._one("read a campaign", f"{SELECT_CAMPAIGNS} WHERE id = %s", (campaign_id,))
+        return None if row is None else campaign_from_row(row)
 
     def campaigns(self, *, advertiser_id: int | None = None) -> list[Campaign]:
         if advertiser_id is None:
-            rows = self._read("list campaigns", f"{_SELECT_CAMPAIGNS} ORDER BY id")
+            rows = self._read("list campaigns", f"{SELECT_CAMPAIGNS} ORDER BY id")
         else:
             rows = self._read(
                 "list campaigns",
-                f"{_SELECT_CAMPAIGNS} WHERE advertiser_id = %s ORDER BY id",
+                f"{SELECT_CAMPAIGNS} WHERE advertiser_id = %s ORDER BY id",
                 (advertiser_id,),
             )
-        return [_campaign(row) for row in rows]
+        return [campaign_from_row(row) for row in rows]
 
     def link(self, link_id: int) -> Link | None:
-        row = self._one("read a link", f"{_SELECT_LINKS} WHERE l.id = %s", (link_id,))
+        row = self._one("read a link", f"{SELECT_LINKS} WHERE l.id = %s", (link_id,))
         return None if row is None else Link(*row)
 
     def links(self, *, advertiser_id: int | None = None) -> list[Link]:
         if advertiser_id is None:
-            rows = self._read("list links", f"{_SELECT_LINKS} ORDER BY l.id")
+            rows = self._read("list links", f"{SELECT_LINKS} ORDER BY l.id")
         else:
             rows = self._read(
                 "list links",
-                f"{_SELECT_LINKS} WHERE c.advertiser_id = %s ORDER BY l.id",
+                f"{SELECT_LINKS} WHERE c.advertiser_id = %s ORDER BY l.id",
                 (advertiser_id,),
             )
         return [Link(*row) for row in rows]
@@ -974,29 +894,24 @@ class PostgresStorage(Storage):
         created_from: str | None = None,
         created_before: str | None = None,
     ) -> Iterator[Transaction]:
-        sql = f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE id > %s"
-        params: list[Any] = []
-        for condition, value in (
-            ("advertiser_id = %s", advertiser_id),
-            ("id = %s", transaction_id),
-            ("reference_id = %s", reference_id),
-            ("created_at >= %s", created_from),
-            ("created_at < %s", created_before),
-        ):
-            if value is not None:
-                sql += f" AND {condition}"
-                params.append(value)
-        if transaction_type is not None:
-            sql += f" AND {_TYPE_CONDITIONS[transaction_type]}"
+        conditions, params = transaction_conditions(
+            "%s",
+            advertiser_id=advertiser_id,
+            transaction_id=transaction_id,
+            reference_id=reference_id,
+            transaction_type=transaction_type,
+            created_from=created_from,
+            created_before=created_before,
+        )
         return self._paged(
             "read transactions",
-            sql,
+            f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE id > %s{conditions}",
             tuple(params),
             order="id",
             start=after_transaction_id or 0,
             limit=limit,
             key=0,
-            convert=_transaction,
+            convert=transaction_from_row,
         )
 
     def conversions(self, *, advertiser_id: int | None = None) -> Iterator[Transaction]:
@@ -1014,7 +929,7 @@ class PostgresStorage(Storage):
             start=0,
             limit=None,
             key=_CONVERSION_KEY,
-            convert=_transaction,
+            convert=transaction_from_row,
         )
 
     def rejections(
@@ -1051,13 +966,13 @@ class PostgresStorage(Storage):
     def credential(self, credential_id: int) -> ApiCredential | None:
         row = self._one(
             "read a credential",
-            f"SELECT {_CREDENTIAL_COLUMNS} FROM api_credentials WHERE id = %s",
+            f"SELECT {CREDENTIAL_COLUMNS} FROM api_credentials WHERE id = %s",
             (credential_id,),
         )
         return None if row is None else ApiCredential(*row)
 
     def credentials(self, *, advertiser_id: int | None = None) -> list[ApiCredential]:
-        sql = f"SELECT {_CREDENTIAL_COLUMNS} FROM api_credentials"
+        sql = f"SELECT {CREDENTIAL_COLUMNS} FROM api_credentials"
         params: tuple[Any, ...] = ()
         if advertiser_id is not None:
             sql, params = f"{sql} WHERE advertiser_id = %s", (advertiser_id,)
@@ -1078,7 +993,7 @@ class PostgresStorage(Storage):
     ) -> IdempotencyRecord | None:
         row = self._one(
             "read an idempotency record",
-            f"SELECT {_IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
+            f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
             " WHERE advertiser_id = %s AND key = %s AND created_at >= %s",
             (advertiser_id, key, since),
         )
@@ -1095,22 +1010,15 @@ class PostgresStorage(Storage):
             # when a third writer deleted it as expired meanwhile: then try again.
             for _ in range(3):
                 inserted = cur.execute(
-                    f"INSERT INTO idempotency_keys ({_IDEMPOTENCY_COLUMNS})"
+                    f"INSERT INTO idempotency_keys ({IDEMPOTENCY_COLUMNS})"
                     " VALUES (%s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT ON CONSTRAINT idempotency_keys_pkey DO NOTHING RETURNING 1",
-                    (
-                        record.advertiser_id,
-                        record.key,
-                        record.request_hash,
-                        record.status,
-                        record.body,
-                        record.created_at,
-                    ),
+                    idempotency_values(record),
                 ).fetchone()
                 if inserted is not None:
                     return record
                 row = cur.execute(
-                    f"SELECT {_IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
+                    f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
                     " WHERE advertiser_id = %s AND key = %s",
                     (record.advertiser_id, record.key),
                 ).fetchone()

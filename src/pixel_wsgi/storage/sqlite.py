@@ -19,15 +19,12 @@ Why these settings:
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from decimal import Decimal
-from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -43,7 +40,6 @@ from ..models import (
     Campaign,
     IdempotencyRecord,
     Link,
-    PayoutKind,
     PayoutRule,
     Publisher,
     Rejection,
@@ -52,98 +48,41 @@ from ..models import (
     TransactionDraft,
     TransactionType,
 )
-from .base import LedgerWriter, Storage
+from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
+from .rows import (
+    CREDENTIAL_COLUMNS,
+    IDEMPOTENCY_COLUMNS,
+    INSERTED_REJECTION_COLUMNS,
+    INSERTED_TRANSACTION_COLUMNS,
+    REJECTION_COLUMNS,
+    SELECT_ADVERTISERS,
+    SELECT_ATTRIBUTION,
+    SELECT_CAMPAIGNS,
+    SELECT_LINKS,
+    TRANSACTION_COLUMNS,
+    advertiser_from_row,
+    attribution_from_row,
+    campaign_from_row,
+    idempotency_values,
+    json_object,
+    payout_rule,
+    payout_values,
+    rejection_values,
+    transaction_conditions,
+    transaction_from_row,
+    transaction_values,
+)
 from .sqlite_migrations import migrations
 
 _SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-_TRANSACTION_COLUMNS = (
-    "id, advertiser_id, campaign_id, publisher_id, visit_id, source, reference_id, "
-    "corrects_transaction_id, COALESCE(original_transaction_id, id), sale_amount, "
-    "sale_currency, reason_code, sku_list, quantity_list, external_data, custom_data, "
-    "payout, payout_currency, created_at, reversal_reason"
-)
-
-_INSERT_TRANSACTION = """
-INSERT INTO transactions (
-    advertiser_id, campaign_id, publisher_id, visit_id, source, reference_id,
-    corrects_transaction_id, original_transaction_id, sale_amount, sale_currency,
-    reason_code, sku_list, quantity_list, external_data, custom_data, payout,
-    payout_currency, fingerprint, created_at, reversal_reason
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+_INSERT_TRANSACTION = f"""
+INSERT INTO transactions ({INSERTED_TRANSACTION_COLUMNS})
+VALUES ({", ".join("?" for _ in INSERTED_TRANSACTION_COLUMNS.split(", "))})
 ON CONFLICT (advertiser_id, reference_id)
     WHERE corrects_transaction_id IS NULL AND reference_id IS NOT NULL
     DO NOTHING
 """
-
-_ATTRIBUTION = """
-SELECT c.advertiser_id, l.campaign_id, l.publisher_id,
-       c.payout_kind, c.payout_value, c.payout_currency, c.reason_codes, c.daily_cap
-FROM visits v
-JOIN links l ON l.id = v.link_id
-JOIN campaigns c ON c.id = l.campaign_id
-WHERE v.id = ?
-"""
-
-_EMPTY_LIST = "[]"
-_EMPTY_OBJECT = "{}"
-
-
-def _json(value: Any, empty: str) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) if value else empty
-
-
-def _json_strings(items: tuple[str, ...]) -> str:
-    # The SKU list of every conversion: json.dumps() costs ~5 µs a call here,
-    # joining C-escaped strings a tenth of that, for the same text.
-    return "[" + ",".join(map(encode_basestring, items)) + "]" if items else _EMPTY_LIST
-
-
-def _json_ints(items: tuple[int, ...]) -> str:
-    return "[" + ",".join(map(str, items)) + "]" if items else _EMPTY_LIST
-
-
-# Campaigns are few and their rules small: parse each stored rule once.
-@functools.lru_cache(maxsize=1024)
-def _payout_rule(kind: str, value: str, currency: str, reason_codes: str) -> PayoutRule:
-    return PayoutRule(
-        kind=PayoutKind(kind),
-        value=Decimal(value),
-        currency=currency,
-        reason_codes=tuple(json.loads(reason_codes)),
-    )
-
-
-def _transaction(row: tuple[Any, ...]) -> Transaction:
-    return Transaction(
-        transaction_id=row[0],
-        advertiser_id=row[1],
-        campaign_id=row[2],
-        publisher_id=row[3],
-        visit_id=row[4],
-        source=row[5],
-        reference_id=row[6],
-        corrects_transaction_id=row[7],
-        original_transaction_id=row[8],
-        sale_amount=None if row[9] is None else Decimal(row[9]),
-        sale_currency=row[10],
-        reason_code=row[11],
-        sku_list=tuple(json.loads(row[12])),
-        quantity_list=tuple(json.loads(row[13])),
-        external_data=row[14],
-        custom_data=json.loads(row[15]),
-        payout=Decimal(row[16]),
-        payout_currency=row[17],
-        created_at=row[18],
-        reversal_reason=row[19],
-    )
-
-
-_SELECT_CAMPAIGNS = (
-    "SELECT id, advertiser_id, name, payout_kind, payout_value, payout_currency,"
-    " reason_codes, created_at, daily_cap FROM campaigns"
-)
-_SELECT_ADVERTISERS = "SELECT id, name, created_at, require_signed_pixels FROM advertisers"
 
 # Conversions of a campaign since a moment. The campaign's advertiser leads the
 # condition so that transactions_created (advertiser_id, created_at) bounds the
@@ -156,51 +95,8 @@ WHERE advertiser_id = (SELECT advertiser_id FROM campaigns WHERE id = ?1)
 """
 
 
-def _campaign(row: tuple[Any, ...]) -> Campaign:
-    return Campaign(row[0], row[1], row[2], _payout_rule(*row[3:7]), row[7], row[8])
-
-
-def _advertiser(row: tuple[Any, ...]) -> Advertiser:
-    return Advertiser(row[0], row[1], row[2], bool(row[3]))
-
-
-# Which rows a TransactionType names, as a condition on the transactions table.
-_TYPE_CONDITIONS = {
-    TransactionType.CONVERSION: "corrects_transaction_id IS NULL",
-    TransactionType.CORRECTION: "corrects_transaction_id IS NOT NULL AND reversal_reason IS NULL",
-    TransactionType.REVERSAL: "reversal_reason IS NOT NULL",
-}
-
-_CREDENTIAL_COLUMNS = "id, advertiser_id, label, secret_hash, created_at, revoked_at"
-_IDEMPOTENCY_COLUMNS = "advertiser_id, key, request_hash, status, body, created_at"
-
-
 def _insert_transaction(conn: sqlite3.Connection, draft: TransactionDraft) -> int | None:
-    cursor = conn.execute(
-        _INSERT_TRANSACTION,
-        (
-            draft.advertiser_id,
-            draft.campaign_id,
-            draft.publisher_id,
-            draft.visit_id,
-            draft.source,
-            draft.reference_id,
-            draft.corrects_transaction_id,
-            draft.original_transaction_id,
-            None if draft.sale_amount is None else str(draft.sale_amount),
-            draft.sale_currency,
-            draft.reason_code,
-            _json_strings(draft.sku_list),
-            _json_ints(draft.quantity_list),
-            draft.external_data,
-            _json(draft.custom_data, _EMPTY_OBJECT),
-            str(draft.payout),
-            draft.payout_currency,
-            draft.fingerprint,
-            draft.created_at,
-            draft.reversal_reason,
-        ),
-    )
+    cursor = conn.execute(_INSERT_TRANSACTION, transaction_values(draft))
     if cursor.rowcount != 1:
         return None
     transaction_id = cursor.lastrowid
@@ -212,7 +108,7 @@ def _insert_transaction(conn: sqlite3.Connection, draft: TransactionDraft) -> in
             (
                 transaction_id,
                 draft.advertiser_id,
-                _json(draft.personal_data, _EMPTY_OBJECT),
+                json_object(draft.personal_data),
                 draft.created_at,
             ),
         )
@@ -235,16 +131,8 @@ class SQLiteLedgerWriter(LedgerWriter):
         self._max_rejections = max_rejections
 
     def attribution(self, visit_id: int) -> Attribution | None:
-        row = self._conn.execute(_ATTRIBUTION, (visit_id,)).fetchone()
-        if row is None:
-            return None
-        return Attribution(
-            advertiser_id=row[0],
-            campaign_id=row[1],
-            publisher_id=row[2],
-            payout=_payout_rule(row[3], row[4], row[5], row[6]),
-            daily_cap=row[7],
-        )
+        row = self._conn.execute(f"{SELECT_ATTRIBUTION} WHERE v.id = ?", (visit_id,)).fetchone()
+        return None if row is None else attribution_from_row(row)
 
     def advertiser_exists(self, advertiser_id: int) -> bool:
         sql = "SELECT 1 FROM advertisers WHERE id = ?"
@@ -258,11 +146,11 @@ class SQLiteLedgerWriter(LedgerWriter):
         ).fetchone()
         if row is None:
             raise NotFoundError(f"campaign {campaign_id} does not exist")
-        return _payout_rule(*row)
+        return payout_rule(*row)
 
     def campaign(self, campaign_id: int) -> Campaign | None:
-        row = self._conn.execute(f"{_SELECT_CAMPAIGNS} WHERE id = ?", (campaign_id,)).fetchone()
-        return None if row is None else _campaign(row)
+        row = self._conn.execute(f"{SELECT_CAMPAIGNS} WHERE id = ?", (campaign_id,)).fetchone()
+        return None if row is None else campaign_from_row(row)
 
     def publisher_approved(self, campaign_id: int, publisher_id: int) -> bool:
         sql = "SELECT 1 FROM links WHERE campaign_id = ? AND publisher_id = ? LIMIT 1"
@@ -287,23 +175,23 @@ class SQLiteLedgerWriter(LedgerWriter):
 
     def find_original(self, advertiser_id: int, reference_id: str) -> Transaction | None:
         row = self._conn.execute(
-            f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE advertiser_id = ?"
+            f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE advertiser_id = ?"
             " AND reference_id = ? AND corrects_transaction_id IS NULL",
             (advertiser_id, reference_id),
         ).fetchone()
-        return None if row is None else _transaction(row)
+        return None if row is None else transaction_from_row(row)
 
     def chain_end(self, original_transaction_id: int) -> Transaction:
         # Chains are lines (transactions_corrects_key) and ids only grow, so
         # the newest row of the chain is its end.
         row = self._conn.execute(
-            f"SELECT {_TRANSACTION_COLUMNS} FROM transactions"
+            f"SELECT {TRANSACTION_COLUMNS} FROM transactions"
             " WHERE id = ?1 OR original_transaction_id = ?1 ORDER BY id DESC LIMIT 1",
             (original_transaction_id,),
         ).fetchone()
         if row is None:
             raise NotFoundError(f"transaction {original_transaction_id} does not exist")
-        return _transaction(row)
+        return transaction_from_row(row)
 
     def has_recent_duplicate(
         self, advertiser_id: int, visit_id: int, fingerprint: str, since: str
@@ -321,25 +209,13 @@ class SQLiteLedgerWriter(LedgerWriter):
 
     def insert_rejection(self, draft: RejectionDraft) -> None:
         cursor = self._conn.execute(
-            "INSERT INTO rejections (advertiser_id, source, reason, detail, visit_id,"
-            " reference_id, params, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                draft.advertiser_id,
-                draft.source,
-                draft.reason.value,
-                draft.detail,
-                draft.visit_id,
-                draft.reference_id,
-                draft.params,
-                draft.created_at,
-            ),
+            f"INSERT INTO rejections ({INSERTED_REJECTION_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rejection_values(draft),
         )
-        # Keep the log bounded: trim in batches rather than on every insert.
-        newest = cursor.lastrowid or 0
-        if newest % 256 == 0 and newest > self._max_rejections:
-            self._conn.execute(
-                "DELETE FROM rejections WHERE id <= ?", (newest - self._max_rejections,)
-            )
+        through = rejections_to_trim(cursor.lastrowid or 0, self._max_rejections)
+        if through is not None:
+            self._conn.execute("DELETE FROM rejections WHERE id <= ?", (through,))
 
     def conversions_since(self, campaign_id: int, since: str) -> int:
         count: int = self._conn.execute(_CONVERSIONS_SINCE, (campaign_id, since)).fetchone()[0]
@@ -473,8 +349,21 @@ class SQLiteStorage(Storage):
     def check(self, *, writable: bool = False) -> None:
         self._read("SELECT 1 FROM transactions LIMIT 1")
         if writable:
-            with self._immediate():
-                pass
+            self._check_writable()
+
+    def _check_writable(self) -> None:
+        # An empty BEGIN IMMEDIATE/COMMIT succeeds on a read-only file: rewrite one
+        # header field with its own value, then roll back, so nothing changes.
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path} is not writable: {exc}") from exc
 
     def close(self) -> None:
         local = self._local
@@ -512,15 +401,7 @@ class SQLiteStorage(Storage):
         new_id = self._insert(
             "INSERT INTO campaigns (advertiser_id, name, payout_kind, payout_value,"
             " payout_currency, reason_codes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                advertiser_id,
-                name,
-                payout.kind.value,
-                str(payout.value),
-                payout.currency,
-                json.dumps(list(payout.reason_codes)),
-                now,
-            ),
+            (advertiser_id, name, *payout_values(payout), now),
         )
         return Campaign(new_id, advertiser_id, name, payout, now)
 
@@ -536,11 +417,11 @@ class SQLiteStorage(Storage):
         return link
 
     def advertiser(self, advertiser_id: int) -> Advertiser | None:
-        rows = self._read(f"{_SELECT_ADVERTISERS} WHERE id = ?", (advertiser_id,))
-        return _advertiser(rows[0]) if rows else None
+        rows = self._read(f"{SELECT_ADVERTISERS} WHERE id = ?", (advertiser_id,))
+        return advertiser_from_row(rows[0]) if rows else None
 
     def advertisers(self) -> list[Advertiser]:
-        return [_advertiser(row) for row in self._read(f"{_SELECT_ADVERTISERS} ORDER BY id")]
+        return [advertiser_from_row(row) for row in self._read(f"{SELECT_ADVERTISERS} ORDER BY id")]
 
     def set_advertiser_options(
         self, advertiser_id: int, *, require_signed_pixels: bool
@@ -550,20 +431,19 @@ class SQLiteStorage(Storage):
                 "UPDATE advertisers SET require_signed_pixels = ? WHERE id = ?",
                 (int(bool(require_signed_pixels)), advertiser_id),
             )
-            row = conn.execute(f"{_SELECT_ADVERTISERS} WHERE id = ?", (advertiser_id,)).fetchone()
+            row = conn.execute(f"{SELECT_ADVERTISERS} WHERE id = ?", (advertiser_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no advertiser with id {advertiser_id}")
-        return _advertiser(row)
+        return advertiser_from_row(row)
 
     def set_campaign_daily_cap(self, campaign_id: int, cap: int | None) -> Campaign:
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
-            raise ValueError(f"a daily cap is a whole number >= 0 or None, got {cap!r}")
+        check_daily_cap(cap)
         with self._immediate() as conn:
             conn.execute("UPDATE campaigns SET daily_cap = ? WHERE id = ?", (cap, campaign_id))
-            row = conn.execute(f"{_SELECT_CAMPAIGNS} WHERE id = ?", (campaign_id,)).fetchone()
+            row = conn.execute(f"{SELECT_CAMPAIGNS} WHERE id = ?", (campaign_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no campaign with id {campaign_id}")
-        return _campaign(row)
+        return campaign_from_row(row)
 
     def publisher(self, publisher_id: int) -> Publisher | None:
         rows = self._read(
@@ -587,8 +467,8 @@ class SQLiteStorage(Storage):
         return self._campaigns("WHERE advertiser_id = ?", (advertiser_id,))
 
     def _campaigns(self, where: str, params: tuple[Any, ...]) -> list[Campaign]:
-        rows = self._read(f"{_SELECT_CAMPAIGNS} {where} ORDER BY id", params)
-        return [_campaign(row) for row in rows]
+        rows = self._read(f"{SELECT_CAMPAIGNS} {where} ORDER BY id", params)
+        return [campaign_from_row(row) for row in rows]
 
     def link(self, link_id: int) -> Link | None:
         found = self._links("WHERE l.id = ?", (link_id,))
@@ -600,12 +480,7 @@ class SQLiteStorage(Storage):
         return self._links("WHERE c.advertiser_id = ?", (advertiser_id,))
 
     def _links(self, where: str, params: tuple[Any, ...]) -> list[Link]:
-        rows = self._read(
-            "SELECT l.id, l.campaign_id, l.publisher_id, c.advertiser_id, l.destination,"
-            " l.created_at FROM links l JOIN campaigns c ON c.id = l.campaign_id"
-            f" {where} ORDER BY l.id",
-            params,
-        )
+        rows = self._read(f"{SELECT_LINKS} {where} ORDER BY l.id", params)
         return [Link(*row) for row in rows]
 
     def record_visit(
@@ -660,27 +535,25 @@ class SQLiteStorage(Storage):
         created_from: str | None = None,
         created_before: str | None = None,
     ) -> Iterator[Transaction]:
-        sql = f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE id > ?"
-        params: list[Any] = [after_transaction_id or 0]
-        for condition, value in (
-            ("advertiser_id = ?", advertiser_id),
-            ("id = ?", transaction_id),
-            ("reference_id = ?", reference_id),
-            ("created_at >= ?", created_from),
-            ("created_at < ?", created_before),
-        ):
-            if value is not None:
-                sql += f" AND {condition}"
-                params.append(value)
-        if transaction_type is not None:
-            sql += f" AND {_TYPE_CONDITIONS[transaction_type]}"
-        sql += " ORDER BY id LIMIT ?"
-        params.append(-1 if limit is None else limit)
-        return (_transaction(row) for row in self._read(sql, tuple(params)))
+        conditions, params = transaction_conditions(
+            "?",
+            advertiser_id=advertiser_id,
+            transaction_id=transaction_id,
+            reference_id=reference_id,
+            transaction_type=transaction_type,
+            created_from=created_from,
+            created_before=created_before,
+        )
+        sql = (
+            f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE id > ?{conditions}"
+            " ORDER BY id LIMIT ?"
+        )
+        params = [after_transaction_id or 0, *params, -1 if limit is None else limit]
+        return (transaction_from_row(row) for row in self._read(sql, tuple(params)))
 
     def conversions(self, *, advertiser_id: int | None = None) -> Iterator[Transaction]:
         sql = (
-            f"SELECT {_TRANSACTION_COLUMNS} FROM transactions t WHERE NOT EXISTS"
+            f"SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE NOT EXISTS"
             " (SELECT 1 FROM transactions c WHERE c.corrects_transaction_id = t.id)"
         )
         params: tuple[Any, ...] = ()
@@ -688,15 +561,12 @@ class SQLiteStorage(Storage):
             sql += " AND advertiser_id = ?"
             params = (advertiser_id,)
         sql += " ORDER BY COALESCE(original_transaction_id, id)"
-        return (_transaction(row) for row in self._read(sql, params))
+        return (transaction_from_row(row) for row in self._read(sql, params))
 
     def rejections(
         self, *, advertiser_id: int | None = None, limit: int | None = None
     ) -> Iterator[Rejection]:
-        sql = (
-            "SELECT id, advertiser_id, source, reason, detail, visit_id, reference_id, params,"
-            " created_at FROM rejections"
-        )
+        sql = f"SELECT {REJECTION_COLUMNS} FROM rejections"
         params: list[Any] = []
         if advertiser_id is not None:
             sql += " WHERE advertiser_id = ?"
@@ -718,12 +588,12 @@ class SQLiteStorage(Storage):
 
     def credential(self, credential_id: int) -> ApiCredential | None:
         rows = self._read(
-            f"SELECT {_CREDENTIAL_COLUMNS} FROM api_credentials WHERE id = ?", (credential_id,)
+            f"SELECT {CREDENTIAL_COLUMNS} FROM api_credentials WHERE id = ?", (credential_id,)
         )
         return ApiCredential(*rows[0]) if rows else None
 
     def credentials(self, *, advertiser_id: int | None = None) -> list[ApiCredential]:
-        sql = f"SELECT {_CREDENTIAL_COLUMNS} FROM api_credentials"
+        sql = f"SELECT {CREDENTIAL_COLUMNS} FROM api_credentials"
         params: tuple[Any, ...] = ()
         if advertiser_id is not None:
             sql += " WHERE advertiser_id = ?"
@@ -742,7 +612,7 @@ class SQLiteStorage(Storage):
         self, advertiser_id: int, key: str, *, since: str
     ) -> IdempotencyRecord | None:
         rows = self._read(
-            f"SELECT {_IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
+            f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
             " WHERE advertiser_id = ? AND key = ? AND created_at >= ?",
             (advertiser_id, key, since),
         )
@@ -754,21 +624,14 @@ class SQLiteStorage(Storage):
         with self._immediate() as conn:
             conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (expired_before,))
             cursor = conn.execute(
-                f"INSERT INTO idempotency_keys ({_IDEMPOTENCY_COLUMNS})"
+                f"INSERT INTO idempotency_keys ({IDEMPOTENCY_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (advertiser_id, key) DO NOTHING",
-                (
-                    record.advertiser_id,
-                    record.key,
-                    record.request_hash,
-                    record.status,
-                    record.body,
-                    record.created_at,
-                ),
+                idempotency_values(record),
             )
             if cursor.rowcount == 1:
                 return record
             row = conn.execute(
-                f"SELECT {_IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
+                f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
                 " WHERE advertiser_id = ? AND key = ?",
                 (record.advertiser_id, record.key),
             ).fetchone()
