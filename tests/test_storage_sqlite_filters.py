@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
-from pixel_wsgi import SQLiteStorage
+from pixel_wsgi import PayoutKind, PayoutRule, SQLiteStorage
+from pixel_wsgi.storage.sqlite import _CONVERSIONS_SINCE
 
 from .storage_contract_filters import FiltersContract
 
@@ -14,52 +16,40 @@ class TestSQLiteFiltersContract(FiltersContract):
     pass
 
 
-def test_the_cap_count_uses_an_existing_index(tmp_path: Path) -> None:
-    """No index of its own: one would slow every uncapped insert."""
-    from pixel_wsgi.storage.sqlite import _CONVERSIONS_SINCE
-
-    store = SQLiteStorage(tmp_path / "plan.db")
-    store.migrate()
-    store.close()
-    conn = sqlite3.connect(tmp_path / "plan.db")
+def transaction_indexes(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
     try:
-        plan = " ".join(
-            row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {_CONVERSIONS_SINCE}", (1, "x"))
-        )
-        indexes = [
-            row[0]
-            for row in conn.execute(
+        return [
+            name
+            for (name,) in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'transactions'"
+                " ORDER BY name"
             )
         ]
     finally:
         conn.close()
-    assert "USING INDEX transactions_created" in plan
-    assert not any("campaign" in name for name in indexes)
 
 
-def test_a_store_of_version_0002_keeps_its_rows(tmp_path: Path) -> None:
-    """0003 adds columns with defaults: earlier advertisers and campaigns read as before."""
-    from sqlite_utils import Database
-
-    from pixel_wsgi.storage.sqlite_migrations import migrations
-
-    path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    db = Database(conn)
-    migrations.apply(db, stop_before="0003_signing_and_filters")
-    conn.execute("INSERT INTO advertisers (name, created_at) VALUES ('Old', 'then')")
-    conn.execute(
-        "INSERT INTO campaigns (advertiser_id, name, payout_kind, payout_value, payout_currency,"
-        " created_at) VALUES (1, 'Old', 'fixed', '1.00', 'USD', 'then')"
-    )
-    conn.close()
+def test_the_cap_index_exists_only_while_a_campaign_has_a_cap(tmp_path: Path) -> None:
+    """Every index slows each pixel's INSERT: sites without caps do not pay for one."""
+    path = tmp_path / "plan.db"
     store = SQLiteStorage(path)
     store.migrate()
-    try:
-        advertiser = store.advertiser(1)
-        campaign = store.campaign(1)
-        assert advertiser is not None and advertiser.require_signed_pixels is False
-        assert campaign is not None and campaign.daily_cap is None
-    finally:
-        store.close()
+    advertiser = store.add_advertiser("A")
+    first = store.add_campaign(advertiser.id, "one", PayoutRule(PayoutKind.FIXED, Decimal(1)))
+    second = store.add_campaign(advertiser.id, "two", PayoutRule(PayoutKind.FIXED, Decimal(1)))
+    assert "transactions_campaign_created" not in transaction_indexes(path)
+    store.set_campaign_daily_cap(first.id, 5)
+    store.set_campaign_daily_cap(second.id, 0)
+    assert "transactions_campaign_created" in transaction_indexes(path)
+    conn = sqlite3.connect(path)
+    plan = " ".join(
+        row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {_CONVERSIONS_SINCE}", (1, "x"))
+    )
+    conn.close()
+    assert "USING INDEX transactions_campaign_created" in plan
+    store.set_campaign_daily_cap(first.id, None)
+    assert "transactions_campaign_created" in transaction_indexes(path)  # two still has one
+    store.set_campaign_daily_cap(second.id, None)
+    assert "transactions_campaign_created" not in transaction_indexes(path)
+    store.close()

@@ -240,7 +240,7 @@ class PixelMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self.environ_key is not None:
-            environ[self.environ_key] = RequestReporter(self.reporter, environ)
+            environ[self.environ_key] = RequestReporter((self.reporter, environ))
         path: str = environ.get("PATH_INFO", "")
         if not path.startswith(self._routes):
             return self.application(environ, start_response)

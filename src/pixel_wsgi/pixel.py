@@ -160,7 +160,8 @@ class ConversionPixel:
                 problem = exc.reason
             else:
                 # The cookie's own timestamp is the click's: no read needed.
-                too_fast = self.filters.too_fast(value, time.time())
+                if self.filters.min_seconds_to_convert:
+                    too_fast = self.filters.too_fast(value, time.time())
         outcome = self.ledger.record_web_conversion(
             advertiser_id=advertiser_id,
             report=report,

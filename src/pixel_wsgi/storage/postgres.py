@@ -87,7 +87,10 @@ from ..models import (
 from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
 from .postgres_migrations import MIGRATE_LOCK_KEY, migrations
 from .rows import (
+    ANY_CAPPED_CAMPAIGN,
+    CAP_INDEX_DDL,
     CREDENTIAL_COLUMNS,
+    DROP_CAP_INDEX_DDL,
     IDEMPOTENCY_COLUMNS,
     INSERTED_REJECTION_COLUMNS,
     INSERTED_TRANSACTION_COLUMNS,
@@ -204,12 +207,10 @@ WITH t AS ({insert}), p AS (
 SELECT id FROM t
 """
 
-# The campaign's advertiser leads the condition so that transactions_created
-# (advertiser_id, created_at) bounds the scan, as in SQLite.
+# Conversions of a campaign since a moment: transactions_campaign_created.
 _CONVERSIONS_SINCE = """
 SELECT COUNT(*) FROM transactions
-WHERE advertiser_id = (SELECT advertiser_id FROM campaigns WHERE id = %(campaign)s)
-  AND created_at >= %(since)s AND campaign_id = %(campaign)s AND corrects_transaction_id IS NULL
+WHERE campaign_id = %(campaign)s AND created_at >= %(since)s AND corrects_transaction_id IS NULL
 """
 
 # The chain ends, one page at a time in the order of their conversions' first
@@ -794,9 +795,12 @@ class PostgresStorage(Storage):
 
     def set_campaign_daily_cap(self, campaign_id: int, cap: int | None) -> Campaign:
         check_daily_cap(cap)
-        with self._transaction("set a campaign's daily cap") as cur:
+        # Under the write lock: the index appears or goes between two ledger writes.
+        with self._transaction("set a campaign's daily cap", lock=True) as cur:
             cur.execute("UPDATE campaigns SET daily_cap = %s WHERE id = %s", (cap, campaign_id))
             row = cur.execute(f"{SELECT_CAMPAIGNS} WHERE id = %s", (campaign_id,)).fetchone()
+            capped = cur.execute(ANY_CAPPED_CAMPAIGN).fetchone() is not None
+            cur.execute(CAP_INDEX_DDL if capped else DROP_CAP_INDEX_DDL)
         if row is None:
             raise NotFoundError(f"no campaign with id {campaign_id}")
         return campaign_from_row(row)

@@ -299,3 +299,14 @@ def idempotency_values(record: IdempotencyRecord) -> tuple[Any, ...]:
         record.body,
         record.created_at,
     )
+
+
+#: The index that counts a campaign's conversions of the day exactly. It exists only
+#: while some campaign has a daily cap: every index costs each pixel's INSERT some
+#: microseconds, which sites without caps should not pay.
+CAP_INDEX_DDL = (
+    "CREATE INDEX IF NOT EXISTS transactions_campaign_created"
+    " ON transactions (campaign_id, created_at) WHERE corrects_transaction_id IS NULL"
+)
+DROP_CAP_INDEX_DDL = "DROP INDEX IF EXISTS transactions_campaign_created"
+ANY_CAPPED_CAMPAIGN = "SELECT 1 FROM campaigns WHERE daily_cap IS NOT NULL LIMIT 1"

@@ -50,7 +50,10 @@ from ..models import (
 )
 from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
 from .rows import (
+    ANY_CAPPED_CAMPAIGN,
+    CAP_INDEX_DDL,
     CREDENTIAL_COLUMNS,
+    DROP_CAP_INDEX_DDL,
     IDEMPOTENCY_COLUMNS,
     INSERTED_REJECTION_COLUMNS,
     INSERTED_TRANSACTION_COLUMNS,
@@ -84,14 +87,10 @@ ON CONFLICT (advertiser_id, reference_id)
     DO NOTHING
 """
 
-# Conversions of a campaign since a moment. The campaign's advertiser leads the
-# condition so that transactions_created (advertiser_id, created_at) bounds the
-# scan to that advertiser's rows since then: no index of its own, which would
-# slow every insert of the uncapped hot path.
+# Conversions of a campaign since a moment: transactions_campaign_created.
 _CONVERSIONS_SINCE = """
 SELECT COUNT(*) FROM transactions
-WHERE advertiser_id = (SELECT advertiser_id FROM campaigns WHERE id = ?1)
-  AND created_at >= ?2 AND campaign_id = ?1 AND corrects_transaction_id IS NULL
+WHERE campaign_id = ?1 AND created_at >= ?2 AND corrects_transaction_id IS NULL
 """
 
 
@@ -441,6 +440,8 @@ class SQLiteStorage(Storage):
         with self._immediate() as conn:
             conn.execute("UPDATE campaigns SET daily_cap = ? WHERE id = ?", (cap, campaign_id))
             row = conn.execute(f"{SELECT_CAMPAIGNS} WHERE id = ?", (campaign_id,)).fetchone()
+            capped = conn.execute(ANY_CAPPED_CAMPAIGN).fetchone() is not None
+            conn.execute(CAP_INDEX_DDL if capped else DROP_CAP_INDEX_DDL)
         if row is None:
             raise NotFoundError(f"no campaign with id {campaign_id}")
         return campaign_from_row(row)
