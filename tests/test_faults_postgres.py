@@ -316,12 +316,6 @@ def test_a_worker_started_during_the_outage_keeps_the_pixel_hit(shop: Shop) -> N
     assert [c.reference_id for c in shop.storage.conversions()] == ["cold-1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage/postgres.py: statement_timeout and lock_timeout are the server's own"
-    " settings and psycopg has no client-side deadline, so a server that accepts the"
-    " bytes but never answers holds the request for as long as it is stopped",
-)
 def test_a_server_that_does_not_answer_costs_a_timeout_then_spools(shop: Shop) -> None:
     shop.click()  # a pooled connection, and the link cached
     answered: list[tuple[TestResponse, int]] = []

@@ -61,7 +61,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -411,6 +413,61 @@ class PostgresLedgerWriter(LedgerWriter):
         return count
 
 
+class _Watchdog:
+    """Cuts the socket of a connection whose operation outlived its deadline.
+
+    One thread per process, started on first use, that looks every quarter second:
+    arming and disarming are a dict assignment and removal, no thread per operation.
+    A cut socket makes the waiting call fail at once (``OperationalError``, then a
+    :class:`StorageError`, so the event goes to the spool), and the pool discards
+    the broken connection.
+    """
+
+    TICK = 0.25
+
+    def __init__(self) -> None:
+        self._armed: dict[int, tuple[float, Connection[TupleRow]]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def arm(self, conn: Connection[TupleRow], seconds: float) -> int:
+        token = id(conn)
+        self._armed[token] = (time.monotonic() + seconds, conn)
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():  # first use, or a new process after fork
+                    self._thread = threading.Thread(
+                        target=self._watch, name="pixel-wsgi-postgres-watchdog", daemon=True
+                    )
+                    self._thread.start()
+                    self._pid = os.getpid()
+        return token
+
+    def disarm(self, token: int) -> None:
+        self._armed.pop(token, None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.TICK)
+            now = time.monotonic()
+            for token, (deadline, conn) in list(self._armed.items()):
+                if deadline <= now and self._armed.pop(token, None) is not None:
+                    _cut(conn)
+
+
+def _cut(conn: Connection[TupleRow]) -> None:
+    try:
+        fd = conn.pgconn.socket
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except Exception:  # already closed, or no socket: nothing is waiting on it
+        pass
+
+
+_WATCHDOG = _Watchdog()
+
+
 class PostgresStorage(Storage):
     """Storage in a PostgreSQL database (11 or newer; tested with 15).
 
@@ -487,6 +544,9 @@ class PostgresStorage(Storage):
         self.pool_timeout = float(pool_timeout)
         self.connect_timeout = int(connect_timeout)
         self.statement_timeout = float(statement_timeout)
+        # An operation's statements each end within statement_timeout on a server that
+        # answers; one that takes twice that is talking to a server that does not.
+        self._deadline = 2 * self.statement_timeout
         self.max_rejections = max_rejections
         self._password = str(params.get("password") or "")
         self._where = self._describe(params)
@@ -579,12 +639,23 @@ class PostgresStorage(Storage):
             max_size=self.pool_max,
             timeout=self.pool_timeout,
             configure=configure,
-            check=ConnectionPool.check_connection,
+            check=self._check_connection,
             name=f"pixel-wsgi-{pid}",
             open=False,
         )
         pool.open(wait=False)
         return pool
+
+    def _check_connection(self, conn: Connection[TupleRow]) -> None:
+        """The pool's test of a connection before handing it out, with a deadline:
+        a server that stopped answering must not hold the request here either."""
+        from psycopg_pool import ConnectionPool
+
+        token = _WATCHDOG.arm(conn, self.connect_timeout)
+        try:
+            ConnectionPool.check_connection(conn)
+        finally:
+            _WATCHDOG.disarm(token)
 
     def _error(self, operation: str, exc: BaseException) -> StorageError:
         from psycopg import DataError, errors
@@ -621,23 +692,35 @@ class PostgresStorage(Storage):
         return StorageError(message)
 
     @contextmanager
-    def _connection(self, operation: str) -> Iterator[Connection[TupleRow]]:
+    def _connection(
+        self, operation: str, *, deadline: bool = True
+    ) -> Iterator[Connection[TupleRow]]:
         from psycopg import Error
 
         slot = self._enter_pool()
         try:
             with slot.pool.connection() as conn:
-                yield conn
+                # The server enforces statement_timeout only while it runs: one that
+                # stopped answering (a stall, a paused process) would hold the request
+                # until it resumes. Past the deadline the watchdog cuts the socket.
+                token = _WATCHDOG.arm(conn, self._deadline) if deadline else None
+                try:
+                    yield conn
+                finally:
+                    if token is not None:
+                        _WATCHDOG.disarm(token)
         except (Error, UnicodeEncodeError) as exc:
             raise self._error(operation, exc) from exc
         finally:
             self._leave_pool(slot)
 
     @contextmanager
-    def _transaction(self, operation: str, *, lock: bool = False) -> Iterator[Cursor[TupleRow]]:
+    def _transaction(
+        self, operation: str, *, lock: bool = False, deadline: bool = True
+    ) -> Iterator[Cursor[TupleRow]]:
         """A transaction on a pooled connection; ``lock`` takes the write lock first."""
         with (
-            self._connection(operation) as conn,
+            self._connection(operation, deadline=deadline) as conn,
             conn.transaction(),
             conn.cursor() as cur,
         ):
@@ -685,7 +768,8 @@ class PostgresStorage(Storage):
     # -- lifecycle -------------------------------------------------------------
 
     def migrate(self) -> None:
-        with self._transaction("migrate the schema") as cur:
+        # No deadline: a migration may rightly take long on a big table.
+        with self._transaction("migrate the schema", deadline=False) as cur:
             row = cur.execute("SHOW server_encoding").fetchone()
             if row is None or row[0] != "UTF8":
                 raise StorageError(
