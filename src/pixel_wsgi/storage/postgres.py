@@ -287,8 +287,9 @@ def redact(conninfo: str) -> str:
     return _PASSWORD_PARAM.sub(r"\1***", conninfo)
 
 
-def _insert_transaction(cur: Cursor[TupleRow], draft: TransactionDraft) -> int | None:
-    """Insert a row and its personal data in one statement; None if its key is taken."""
+def _insert_statement(draft: TransactionDraft) -> tuple[str, tuple[Any, ...]]:
+    """One statement that inserts a row and its personal data, returning its id
+    (no row when its reference key is taken)."""
     params = transaction_values(draft)
     if draft.reference_id is not None and draft.corrects_transaction_id is None:
         sql = _INSERT_NEW_CONVERSION
@@ -298,11 +299,20 @@ def _insert_transaction(cur: Cursor[TupleRow], draft: TransactionDraft) -> int |
     if draft.personal_data:
         sql = _WITH_PERSONAL_DATA.format(insert=sql)
         params += (draft.advertiser_id, json_object(draft.personal_data), draft.created_at)
-    row = cur.execute(sql, params).fetchone()
+    return sql, params
+
+
+def _inserted_id(row: Row | None) -> int | None:
     if row is None:
         return None
     transaction_id: int = row[0]
     return transaction_id
+
+
+def _insert_transaction(cur: Cursor[TupleRow], draft: TransactionDraft) -> int | None:
+    """Insert a row and its personal data; None if its key is taken."""
+    sql, params = _insert_statement(draft)
+    return _inserted_id(cur.execute(sql, params).fetchone())
 
 
 class PostgresLedgerWriter(LedgerWriter):
@@ -961,9 +971,17 @@ class PostgresStorage(Storage):
     # -- the ledger ------------------------------------------------------------
 
     def append_transaction(self, draft: TransactionDraft) -> int | None:
-        # Under the write lock, like every ledger write: see the module docs.
-        with self._transaction("append a conversion", lock=True) as cur:
-            return _insert_transaction(cur, draft)
+        # Under the write lock, like every ledger write (see the module docs), in ONE
+        # round trip: the lock and the INSERT go as one simple query, which the
+        # server runs as one implicit transaction, so the lock is held only while
+        # the server works, not across the network twice (the pixel's hot path).
+        from psycopg import ClientCursor
+
+        sql, params = _insert_statement(draft)
+        with self._connection("append a conversion") as conn, ClientCursor(conn) as cur:
+            cur.execute(f"{_TAKE_WRITE_LOCK};\n{sql}", params)
+            cur.nextset()
+            return _inserted_id(cur.fetchone())
 
     @contextmanager
     def writer(self) -> Iterator[LedgerWriter]:
