@@ -41,7 +41,7 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--disable-default-apps",
-    "--window-size=1280,900",
+    "--window-size=1440,900",  # a common laptop screen
 )
 
 #: Seconds any single wait may take; pages here are local and small.

@@ -46,7 +46,7 @@ _STYLE = """
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
   color: var(--fg); background: var(--bg); }
-header, main { max-width: 76rem; margin: 0 auto; padding: 0 1rem; }
+header, main { max-width: 100rem; margin: 0 auto; padding: 0 1rem; }
 header { padding-top: .75rem; }
 main { padding-bottom: 2rem; }
 h1 { font-size: 1.4rem; margin: .25rem 0 .5rem; }
