@@ -189,8 +189,8 @@ class ConversionsEndpoint:
         if stored is None:
             status, payload = self._answer(environ, advertiser_id, body)
             if status >= 500 or status == 202:
-                # Not applied yet (refused, or spooled while the store is down): a
-                # retry must be tried again, not answered from a record.
+                # Not applied yet (the store failed, or the report waits in the
+                # spool): a retry must be tried again, not answered from a record.
                 return self._respond(start_response, status, payload)
             record = IdempotencyRecord(
                 advertiser_id, key, digest, status, json.dumps(payload), iso_utc(now)
