@@ -60,19 +60,22 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
 
-from pixel_wsgi import PayoutKind, PayoutRule
 from pixel_wsgi.storage import storage_from_url
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
+# The test suite's helpers (tests/wsgi_calls.py, tests/postgres_server.py).
+if str(PROJECT_DIR) not in sys.path:
+    sys.path.insert(0, str(PROJECT_DIR))
 
 import load_app  # noqa: E402  (beside this file; gunicorn imports it in its workers)
+
+from tests.wsgi_calls import seed_campaign  # noqa: E402
 
 SECRET_KEY = "load-benchmark-secret-0123456789abcdef"
 USER_AGENT = (
@@ -470,28 +473,23 @@ def postgres_backend(durable: bool) -> Iterator[PostgresBackend | str]:
     except ImportError:
         yield "psycopg is not installed (pip install 'pixel-wsgi[postgres]')"
         return
-    if str(PROJECT_DIR) not in sys.path:
-        sys.path.insert(0, str(PROJECT_DIR))
     try:
         import pytest
 
-        from tests.postgres_server import find_bin_dir, start_cluster
+        from tests.postgres_server import find_bin_dir, running_cluster
     except ImportError as exc:
         yield f"cannot import the test suite's cluster helper ({exc})"
         return
     if find_bin_dir() is None:
         yield "PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql)"
         return
-    try:
-        cluster = start_cluster()
-    except pytest.skip.Exception as exc:
-        yield f"no cluster: {exc}"
-        return
-    try:
-        backend = PostgresBackend(cluster, durable)
-        yield backend
-    finally:
-        cluster.stop()
+    with ExitStack() as stack:
+        try:
+            cluster = stack.enter_context(running_cluster())
+        except pytest.skip.Exception as exc:
+            yield f"no cluster: {exc}"
+            return
+        yield PostgresBackend(cluster, durable)
 
 
 # ------------------------------------------------------------------ one configuration
@@ -547,14 +545,14 @@ def seed(url: str) -> tuple[int, int]:
     """An advertiser, a publisher, a campaign and its link; (advertiser id, link id)."""
     storage = storage_from_url(url)
     try:
-        storage.migrate()
-        advertiser = storage.add_advertiser("Load Advertiser")
-        publisher = storage.add_publisher("Load Publisher")
-        campaign = storage.add_campaign(
-            advertiser.id, "Load Campaign", PayoutRule(PayoutKind.PERCENT, Decimal("10"))
+        seeded = seed_campaign(
+            storage,
+            advertiser="Load Advertiser",
+            publisher="Load Publisher",
+            campaign="Load Campaign",
+            destination="/",
         )
-        link = storage.add_link(campaign.id, publisher.id, "/")
-        return advertiser.id, link.id
+        return seeded.advertiser_id, seeded.link.id
     finally:
         storage.close()
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import base64
 import html
+import multiprocessing
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from webtest import TestApp, TestResponse
@@ -22,9 +23,8 @@ from pixel_wsgi.demo import DASHBOARD_PASSWORD_ENV, SECRET_KEY_ENV
 
 from .cli_helpers import Run, cli_runner
 from .storage_contract import MakeStorage, migrated_stores
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+from .wsgi_calls import call, seed_campaign
+from .wsgi_calls import host_app as host_app  # the tests import it from here
 
 SECRET = "test-secret-key-0123456789abcdef"
 
@@ -41,13 +41,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where nothing may skip: {reason}"
-
-
-def host_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    """The advertiser's own site: echoes the path so pass-through is visible."""
-    body = f"host page {environ['PATH_INFO']}".encode()
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-    return [body]
 
 
 class FakeClock:
@@ -205,20 +198,27 @@ def pixel_status(middleware: PixelMiddleware, advertiser_id: int, query: str, co
 
     Not through WebTest, so threads and forked processes may race it.
     """
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": f"/pixels/conversion/{advertiser_id}.gif",
-        "QUERY_STRING": query,
-        "HTTP_COOKIE": cookie,
-        "wsgi.url_scheme": "http",
-    }
-    statuses: list[str] = []
+    status, _, _ = call(middleware, pixel_url(advertiser_id, query), headers={"Cookie": cookie})
+    return status
 
-    def start_response(status: str, headers: Iterable[tuple[str, str]], exc: Any = None) -> Any:
-        statuses.append(status)
 
-    b"".join(middleware(environ, start_response))  # type: ignore[arg-type]
-    return statuses[0]
+def race_in_processes(
+    target: Callable[..., object], calls: Iterable[tuple[Any, ...]]
+) -> list[int | None]:
+    """Fork a process per entry of ``calls`` to run ``target(start, *args)``; each waits
+    on the event ``start``, set once all have started, so that they race.
+
+    :returns: their exit codes.
+    """
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    workers = [context.Process(target=target, args=(start, *args)) for args in calls]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(timeout=60)
+    return [worker.exitcode for worker in workers]
 
 
 def clicked_store(path: Path, *, daily_cap: int | None = None) -> tuple[int, str]:
@@ -228,20 +228,17 @@ def clicked_store(path: Path, *, daily_cap: int | None = None) -> tuple[int, str
         campaign's link sets.
     """
     storage = SQLiteStorage(path)
-    storage.migrate()
-    advertiser = storage.add_advertiser("Acme")
-    publisher = storage.add_publisher("Pub")
-    campaign = storage.add_campaign(
-        advertiser.id, "c", PayoutRule(PayoutKind.FIXED, Decimal("3.00"))
+    seeded = seed_campaign(
+        storage, publisher="Pub", campaign="c", rule=PayoutRule(PayoutKind.FIXED, Decimal("3.00"))
     )
     if daily_cap is not None:
-        storage.set_campaign_daily_cap(campaign.id, daily_cap)
-    link = storage.add_link(campaign.id, publisher.id, "/landing")
+        storage.set_campaign_daily_cap(seeded.campaign_id, daily_cap)
+    link = seeded.link
     middleware = PixelMiddleware(host_app, storage, secret_key=SECRET)
     visit_id = storage.record_visit(link, ip_prefix=None, user_agent=None, created_at="x")
-    cookie = f"pixel_wsgi_a{advertiser.id}={middleware.cookies.sign(visit_id, link.id)}"
+    cookie = f"pixel_wsgi_a{seeded.advertiser_id}={middleware.cookies.sign(visit_id, link.id)}"
     storage.close()
-    return advertiser.id, cookie
+    return seeded.advertiser_id, cookie
 
 
 def reasons(storage: SQLiteStorage, **filters: Any) -> list[str]:

@@ -17,34 +17,15 @@ import itertools
 import json
 import os
 import sys
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
-
-from werkzeug.test import EnvironBuilder, run_wsgi_app
+from pathlib import Path
+from typing import Any
 
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
 
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+# Run as a script: the project's root is not on sys.path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def host_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"host page"]
-
-
-def call(app: WSGIApplication, path: str, cookie: str | None = None) -> tuple[str, Any]:
-    builder = EnvironBuilder(
-        path=path,
-        headers=[] if cookie is None else [("Cookie", cookie)],
-        environ_base={"REMOTE_ADDR": "192.0.2.20"},
-    )
-    try:
-        app_iter, status, headers = run_wsgi_app(app, builder.get_environ())
-        b"".join(app_iter)
-    finally:
-        builder.close()
-    return status, headers
+from tests.wsgi_calls import attribution, call, host_app
 
 
 def say(line: str) -> None:
@@ -61,21 +42,19 @@ def main() -> None:
         spool_dir=config["spool"],
         migrate=False,  # the test migrated; a held write lock must not slow the start
     )
-    status, headers = call(middleware, f"/pixels/click/{config['link_id']}")
-    set_cookie = headers.get("Set-Cookie")
-    if not status.startswith("302") or set_cookie is None:
+    status, headers, _ = call(middleware, f"/pixels/click/{config['link_id']}")
+    attributed = attribution(middleware, headers, advertiser_id)
+    if not status.startswith("302") or attributed is None:
         raise SystemExit(f"the click answered {status} without a cookie")
-    cookie = set_cookie.split(";", 1)[0]
-    value = middleware.cookies.read(cookie, advertiser_id)
-    assert value is not None
-    say(f"ready {middleware.cookies.verify(value).visit_id}")
+    cookie, visit_id = attributed
+    say(f"ready {visit_id}")
     prefix = config["prefix"]
     for n in itertools.count():
         reference_id = f"{prefix}-{n}"
-        status, _ = call(
+        status, _, _ = call(
             middleware,
             f"/pixels/conversion/{advertiser_id}.gif?sale_amount=1.00&reference_id={reference_id}",
-            cookie,
+            headers={"Cookie": cookie},
         )
         if status.startswith("200"):
             say(f"ack {reference_id}")

@@ -28,86 +28,52 @@ import os
 import sqlite3
 import sys
 import tempfile
-from collections.abc import Iterable
-from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from typing import Any
 
-from werkzeug.test import EnvironBuilder, run_wsgi_app
+from werkzeug.datastructures import Headers
 
-from pixel_wsgi import PayoutKind, PayoutRule, PixelMiddleware, SQLiteStorage
+from pixel_wsgi import PixelMiddleware, SQLiteStorage
 from pixel_wsgi.api.auth import issue_credential
 
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+# Run as a script: the project's root is not on sys.path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.wsgi_calls import attribution, call, host_app, seed_campaign
 
 WEB_REFERENCE = "web-1"
 API_REFERENCE = "api-1"
 
 
-def host_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"host page"]
-
-
-def call(
-    app: WSGIApplication,
-    path: str,
-    *,
-    method: str = "GET",
-    headers: dict[str, str] | None = None,
-    form: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """One request straight into the WSGI callable: status, headers, body."""
-    builder = EnvironBuilder(
-        path=path,
-        method=method,
-        headers=None if headers is None else list(headers.items()),
-        data=None if form is None else urlencode(form),
-        content_type=None if form is None else "application/x-www-form-urlencoded",
-        environ_base={"REMOTE_ADDR": "192.0.2.10"},
-    )
-    try:
-        app_iter, status, response_headers = run_wsgi_app(app, builder.get_environ())
-        body = b"".join(app_iter)
-    finally:
-        builder.close()
+def as_json(status: str, headers: Headers, body: bytes) -> dict[str, Any]:
+    """An answer of :func:`~tests.wsgi_calls.call` as JSON can carry it."""
     return {
         "status": int(status.split()[0]),
-        "headers": [[name, value] for name, value in response_headers.items()],
+        "headers": [[name, value] for name, value in headers.items()],
         "body": base64.b64encode(body).decode("ascii"),
     }
 
 
-def header(response: dict[str, Any], name: str) -> str | None:
-    for key, value in response["headers"]:
-        if key.lower() == name.lower():
-            return str(value)
-    return None
+def answer(app: PixelMiddleware, path: str, **request: Any) -> dict[str, Any]:
+    return as_json(*call(app, path, **request))
 
 
 def visit_round(middleware: PixelMiddleware, config: dict[str, Any]) -> dict[str, Any]:
     """Click, pixel with the click's cookie, API report, health: what each answered."""
     advertiser_id = int(config["advertiser_id"])
     click = call(middleware, f"/pixels/click/{config['link_id']}")
-    set_cookie = header(click, "Set-Cookie")
-    cookie = None if set_cookie is None else set_cookie.split(";", 1)[0]
-    visit_id = None
-    if cookie is not None:
-        value = middleware.cookies.read(cookie, advertiser_id)
-        assert value is not None
-        visit_id = middleware.cookies.verify(value).visit_id
-    elif config.get("earlier_visit"):
+    attributed = attribution(middleware, click[1], advertiser_id)
+    cookie, visit_id = attributed or (None, None)
+    if attributed is None and config.get("earlier_visit"):
         earlier_visit, link_id = config["earlier_visit"]
         name = middleware.cookies.cookie_name(advertiser_id)
         cookie = f"{name}={middleware.cookies.sign(earlier_visit, link_id)}"
-    pixel = call(
+    pixel = answer(
         middleware,
         f"/pixels/conversion/{advertiser_id}.gif?sale_amount=50.00&reference_id={WEB_REFERENCE}",
         headers={} if cookie is None else {"Cookie": cookie},
     )
-    api = call(
+    api = answer(
         middleware,
         "/pixels/api/conversions",
         method="POST",
@@ -119,27 +85,27 @@ def visit_round(middleware: PixelMiddleware, config: dict[str, Any]) -> dict[str
             "affiliate_id": str(config["publisher_id"]),
         },
     )
-    health = call(middleware, "/pixels/health")
-    return {"click": click, "visit_id": visit_id, "pixel": pixel, "api": api, "health": health}
+    health = answer(middleware, "/pixels/health")
+    return {
+        "click": as_json(*click),
+        "visit_id": visit_id,
+        "pixel": pixel,
+        "api": api,
+        "health": health,
+    }
 
 
 def warm_up() -> None:
     """Run every route, stored and spooled, on a scratch store of our own."""
     with tempfile.TemporaryDirectory(prefix="pixel-wsgi-warm-up-") as scratch:
         storage = SQLiteStorage(Path(scratch) / "warm.db", busy_timeout=0.05)
-        storage.migrate()
-        advertiser = storage.add_advertiser("Warm-up")
-        publisher = storage.add_publisher("Warm-up")
-        campaign = storage.add_campaign(
-            advertiser.id, "Warm-up", PayoutRule(PayoutKind.PERCENT, Decimal("10"))
-        )
-        link = storage.add_link(campaign.id, publisher.id, "/landing")
+        seeded = seed_campaign(storage)
         config = {
-            "advertiser_id": advertiser.id,
-            "campaign_id": campaign.id,
-            "publisher_id": publisher.id,
-            "link_id": link.id,
-            "credential": issue_credential(storage, advertiser.id).secret,
+            "advertiser_id": seeded.advertiser_id,
+            "campaign_id": seeded.campaign_id,
+            "publisher_id": seeded.publisher_id,
+            "link_id": seeded.link.id,
+            "credential": issue_credential(storage, seeded.advertiser_id).secret,
         }
         middleware = PixelMiddleware(
             host_app,

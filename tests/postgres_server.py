@@ -28,10 +28,11 @@ import socket
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -76,8 +77,14 @@ def free_port() -> int:
         return port
 
 
-def _run_as() -> pwd.struct_passwd | None:
-    """The unprivileged user to run the server as when we are root, else None."""
+def unprivileged_user(
+    missing: Callable[[str], NoReturn] = pytest.skip,
+) -> pwd.struct_passwd | None:
+    """The unprivileged user to run a server or an application as when we are root, else None.
+
+    :param missing: what to do when we are root and there is no such user
+        (``pytest.skip`` or ``pytest.fail``).
+    """
     if os.geteuid() != 0:
         return None
     for name in ("postgres", "nobody"):
@@ -85,12 +92,20 @@ def _run_as() -> pwd.struct_passwd | None:
             return pwd.getpwnam(name)
         except KeyError:
             continue
-    pytest.skip("running as root and neither a 'postgres' nor a 'nobody' user exists")
+    missing("running as root and neither a 'postgres' nor a 'nobody' user exists")
 
 
-def _reachable_by_others(directory: Path) -> bool:
-    """Whether every directory from / down to ``directory`` lets other users through."""
-    return all(part.stat().st_mode & stat.S_IXOTH for part in [directory, *directory.parents])
+def temp_dir_for(user: pwd.struct_passwd | None, prefix: str) -> Path:
+    """A new temporary directory where ``user`` (None: we) can reach it.
+
+    The system's temporary directory, unless some directory above it keeps other
+    users out (``/root/tmp``, say): then ``/tmp``.
+    """
+    base = Path(tempfile.gettempdir())
+    reachable = all(part.stat().st_mode & stat.S_IXOTH for part in [base, *base.parents])
+    if user is not None and not reachable:
+        base = Path("/tmp")
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
 
 
 @dataclass
@@ -200,11 +215,8 @@ def start_cluster() -> Cluster:
         pytest.skip(
             "PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql)"
         )
-    user = _run_as()
-    base = Path(tempfile.gettempdir())
-    if user is not None and not _reachable_by_others(base):
-        base = Path("/tmp")
-    root = Path(tempfile.mkdtemp(prefix="pixel-wsgi-pg-", dir=base))
+    user = unprivileged_user()
+    root = temp_dir_for(user, "pixel-wsgi-pg-")
     try:
         (root / "socket").mkdir()
         if user is not None:
@@ -265,14 +277,21 @@ def start_cluster() -> Cluster:
     return cluster
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[Cluster]:
-    """One throwaway PostgreSQL cluster for the whole test session."""
+@contextmanager
+def running_cluster() -> Iterator[Cluster]:
+    """A cluster of its own (:func:`start_cluster`), stopped and removed on the way out."""
     cluster = start_cluster()
     try:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL cluster for the whole test session."""
+    with running_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
 
-from .conftest import SECRET, clicked_store, host_app, pixel_status
+from .conftest import SECRET, clicked_store, host_app, pixel_status, race_in_processes
 
 
 @pytest.mark.parametrize(
@@ -43,7 +42,7 @@ def test_threads_racing_one_conversion_count_it_once(tmp_path: Path, query: str)
     assert len(list(storage.rejections())) == 7
 
 
-def _process_hits(path: str, advertiser_id: int, cookie: str, start: Any, hits: int) -> None:
+def _process_hits(start: Any, path: str, advertiser_id: int, cookie: str, hits: int) -> None:
     middleware = PixelMiddleware(host_app, SQLiteStorage(path), secret_key=SECRET)
     start.wait()
     for _ in range(hits):
@@ -53,18 +52,8 @@ def _process_hits(path: str, advertiser_id: int, cookie: str, start: Any, hits: 
 def test_processes_racing_one_reference_id_count_it_once(tmp_path: Path) -> None:
     path = tmp_path / "race.db"
     advertiser_id, cookie = clicked_store(path)
-    context = multiprocessing.get_context("fork")
-    start = context.Event()
-    workers = [
-        context.Process(target=_process_hits, args=(str(path), advertiser_id, cookie, start, 20))
-        for _ in range(4)
-    ]
-    for worker in workers:
-        worker.start()
-    start.set()
-    for worker in workers:
-        worker.join(timeout=60)
-    assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
+    calls = [(str(path), advertiser_id, cookie, 20)] * 4
+    assert race_in_processes(_process_hits, calls) == [0, 0, 0, 0]
     storage = SQLiteStorage(path)
     [conversion] = storage.transactions()
     assert conversion.payout == Decimal("3.00")

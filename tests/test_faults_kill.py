@@ -32,6 +32,7 @@ from pixel_wsgi.replay import replay
 from pixel_wsgi.spool import Spool
 
 from .conftest import SECRET
+from .wsgi_calls import seed_campaign
 
 WRITER = Path(__file__).with_name("fault_kill_writer.py")
 ROUNDS = ("free", "locked", "lock_half_way") * 3
@@ -107,16 +108,12 @@ class WriteLock:
 def make_world(db: Path) -> tuple[int, int]:
     storage = SQLiteStorage(db)
     try:
-        storage.migrate()
-        advertiser = storage.add_advertiser("Acme")
-        publisher = storage.add_publisher("Deals Blog")
-        campaign = storage.add_campaign(
-            advertiser.id, "Fixed", PayoutRule(PayoutKind.FIXED, Decimal("1.00"))
+        seeded = seed_campaign(
+            storage, campaign="Fixed", rule=PayoutRule(PayoutKind.FIXED, Decimal("1.00"))
         )
-        link = storage.add_link(campaign.id, publisher.id, "/landing")
     finally:
         storage.close()
-    return advertiser.id, link.id
+    return seeded.advertiser_id, seeded.link.id
 
 
 def kill_round(

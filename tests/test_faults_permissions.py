@@ -17,10 +17,8 @@ import os
 import pwd
 import shutil
 import sqlite3
-import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -30,33 +28,22 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pixel_wsgi import PayoutKind, PayoutRule, SQLiteStorage
+from pixel_wsgi import SQLiteStorage
 from pixel_wsgi.api.auth import issue_credential
 from pixel_wsgi.cli import cli
 from pixel_wsgi.clock import iso_utc, utc_now
 
 from .conftest import SECRET
+from .wsgi_calls import seed_campaign
+
+# The run-as helpers, loaded as a plugin like the PostgreSQL modules load them: a plain
+# import first would keep pytest from rewriting that module (a warning: an error).
+pytest_plugins = ["tests.postgres_server"]
 
 CHILD = Path(__file__).with_name("fault_wsgi_child.py")
 CHILD_TIMEOUT = 60
 GIF_MAGIC = b"GIF89a"
 START_UP_CRITICAL = "CRITICAL pixel_wsgi: pixel-wsgi cannot write to its store"
-
-
-def _other_user() -> pwd.struct_passwd | None:
-    """The unprivileged user the application runs as when we are root; else None."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            continue
-    pytest.fail("running as root, but neither a 'postgres' nor a 'nobody' user exists")
-
-
-def _reachable_by_others(directory: Path) -> bool:
-    return all(part.stat().st_mode & stat.S_IXOTH for part in [directory, *directory.parents])
 
 
 @dataclass
@@ -91,11 +78,10 @@ def layout() -> Iterator[Layout]:
     pytest's ``tmp_path`` lives under a ``0700`` directory of ours, so this one is
     made where every user may pass.
     """
-    user = _other_user()
-    base = Path(tempfile.gettempdir())
-    if user is not None and not _reachable_by_others(base):
-        base = Path("/tmp")
-    root = Path(tempfile.mkdtemp(prefix="pixel-wsgi-faults-", dir=base))
+    from .postgres_server import temp_dir_for, unprivileged_user  # the plugin, imported by now
+
+    user = unprivileged_user(missing=pytest.fail)
+    root = temp_dir_for(user, "pixel-wsgi-faults-")
     os.chmod(root, 0o755)
     here = Layout(root, user)
     here.store_dir.mkdir(mode=0o755)
@@ -125,24 +111,18 @@ def make_world(layout: Layout) -> dict[str, Any]:
     """An advertiser, a percent campaign, a link and an API credential, created by us."""
     storage = SQLiteStorage(layout.db)
     try:
-        storage.migrate()
-        advertiser = storage.add_advertiser("Acme")
-        publisher = storage.add_publisher("Deals Blog")
-        campaign = storage.add_campaign(
-            advertiser.id, "Ten percent", PayoutRule(PayoutKind.PERCENT, Decimal("10"))
-        )
-        link = storage.add_link(campaign.id, publisher.id, "/landing")
-        credential = issue_credential(storage, advertiser.id).secret
+        seeded = seed_campaign(storage)
+        credential = issue_credential(storage, seeded.advertiser_id).secret
     finally:
         storage.close()
     config: dict[str, Any] = {
         "db": str(layout.db),
         "spool": str(layout.spool),
         "secret": SECRET,
-        "advertiser_id": advertiser.id,
-        "campaign_id": campaign.id,
-        "publisher_id": publisher.id,
-        "link_id": link.id,
+        "advertiser_id": seeded.advertiser_id,
+        "campaign_id": seeded.campaign_id,
+        "publisher_id": seeded.publisher_id,
+        "link_id": seeded.link.id,
         "credential": credential,
     }
     if layout.user is not None:

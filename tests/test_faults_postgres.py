@@ -26,13 +26,14 @@ import pytest
 from click.testing import CliRunner
 from webtest import TestApp, TestResponse
 
-from pixel_wsgi import PayoutKind, PayoutRule, PixelMiddleware, PostgresStorage
+from pixel_wsgi import PixelMiddleware, PostgresStorage
 from pixel_wsgi.api.auth import issue_credential
 from pixel_wsgi.attribution import AttributionCookies
 from pixel_wsgi.cli import cli
 from pixel_wsgi.spool import Spool
 
 from .conftest import SECRET, host_app
+from .wsgi_calls import seed_campaign
 
 if TYPE_CHECKING:
     from .postgres_server import Cluster
@@ -53,13 +54,10 @@ API = "/pixels/api/conversions"
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """A cluster for this module alone: its tests stop and start it."""
-    from .postgres_server import start_cluster  # the plugin, imported by now
+    from .postgres_server import running_cluster  # the plugin, imported by now
 
-    own = start_cluster()
-    try:
+    with running_cluster() as own:
         yield own
-    finally:
-        own.stop()
 
 
 def pg_ctl(cluster: Cluster, *args: str) -> None:
@@ -192,14 +190,8 @@ def cookie_visit(app: TestApp) -> int:
 def shop(cluster: Cluster, tmp_path: Path) -> Iterator[Shop]:
     url = cluster.new_database()
     storage = PostgresStorage(url, **TIMEOUTS)
-    storage.migrate()
-    advertiser = storage.add_advertiser("Acme")
-    publisher = storage.add_publisher("Deals Blog")
-    campaign = storage.add_campaign(
-        advertiser.id, "Ten percent", PayoutRule(PayoutKind.PERCENT, Decimal("10"))
-    )
-    link = storage.add_link(campaign.id, publisher.id, "/landing")
-    secret = issue_credential(storage, advertiser.id).secret
+    seeded = seed_campaign(storage)
+    secret = issue_credential(storage, seeded.advertiser_id).secret
     spool_dir = tmp_path / "spool"
     middleware = PixelMiddleware(host_app, storage, secret_key=SECRET, spool_dir=spool_dir)
     try:
@@ -209,10 +201,10 @@ def shop(cluster: Cluster, tmp_path: Path) -> Iterator[Shop]:
             storage=storage,
             app=TestApp(middleware),
             spool_dir=spool_dir,
-            advertiser_id=advertiser.id,
-            campaign_id=campaign.id,
-            publisher_id=publisher.id,
-            link_id=link.id,
+            advertiser_id=seeded.advertiser_id,
+            campaign_id=seeded.campaign_id,
+            publisher_id=seeded.publisher_id,
+            link_id=seeded.link.id,
             auth={"Authorization": f"Bearer {secret}"},
         )
     finally:

@@ -3,7 +3,6 @@ conversions and daily caps, through the real middleware (WebTest, lint on)."""
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
 from collections.abc import Iterable
@@ -33,6 +32,7 @@ from .conftest import (
     host_app,
     pixel_status,
     pixel_url,
+    race_in_processes,
     reasons,
 )
 from .storage_contract import draft
@@ -515,7 +515,7 @@ def test_threads_racing_a_capped_campaign_stop_exactly_at_the_cap(tmp_path: Path
     _assert_exactly_capped(path, 24)
 
 
-def _process_hits(path: str, advertiser_id: int, cookie: str, start: Any, worker: int) -> None:
+def _process_hits(start: Any, path: str, advertiser_id: int, cookie: str, worker: int) -> None:
     middleware = PixelMiddleware(
         host_app, SQLiteStorage(path), secret_key=SECRET, clock=FakeClock()
     )
@@ -527,16 +527,6 @@ def _process_hits(path: str, advertiser_id: int, cookie: str, start: Any, worker
 def test_processes_racing_a_capped_campaign_stop_exactly_at_the_cap(tmp_path: Path) -> None:
     path = tmp_path / "cap.db"
     advertiser_id, cookie = clicked_store(path, daily_cap=CAP)
-    context = multiprocessing.get_context("fork")
-    start = context.Event()
-    workers = [
-        context.Process(target=_process_hits, args=(str(path), advertiser_id, cookie, start, n))
-        for n in range(4)
-    ]
-    for worker in workers:
-        worker.start()
-    start.set()
-    for worker in workers:
-        worker.join(timeout=60)
-    assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
+    calls = [(str(path), advertiser_id, cookie, n) for n in range(4)]
+    assert race_in_processes(_process_hits, calls) == [0, 0, 0, 0]
     _assert_exactly_capped(path, 20)
