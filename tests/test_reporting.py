@@ -72,8 +72,10 @@ def test_the_pass_through_environ_carries_a_reporter_unless_told_not_to(world: W
         return host_app(environ, start_response)
 
     TestApp(PixelMiddleware(app, world.storage, secret_key=SECRET)).get("/")
+    # A path that only looks like ours goes to the host app too, with its reporter.
+    TestApp(PixelMiddleware(app, world.storage, secret_key=SECRET)).get("/pixels/conversion/1.png")
     TestApp(PixelMiddleware(app, world.storage, secret_key=SECRET, environ_key=None)).get("/")
-    assert seen[0] is not None and seen[1] is None
+    assert seen[0] is not None and seen[1] is not None and seen[2] is None
 
 
 def test_a_background_job_reports_through_the_middleware(world: World) -> None:

@@ -255,7 +255,7 @@ class Ledger:
         if self.spool is None:
             raise failure
         try:
-            event_id = self.spool.append(kind, at=iso_utc(self.clock()), **fields)
+            event_id = self.spool.append(kind, at=self._now(), **fields)
         except SpoolError as exc:
             logger.critical("pixel-wsgi lost an event: the store failed (%s) and %s", failure, exc)
             raise

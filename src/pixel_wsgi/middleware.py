@@ -239,10 +239,11 @@ class PixelMiddleware:
         return self.reporter.report(**fields)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if self.environ_key is not None:
-            environ[self.environ_key] = RequestReporter((self.reporter, environ))
         path: str = environ.get("PATH_INFO", "")
         if not path.startswith(self._routes):
+            # Inline rather than self._host(): this is every host request's cost.
+            if self.environ_key is not None:
+                environ[self.environ_key] = RequestReporter((self.reporter, environ))
             return self.application(environ, start_response)
         try:
             return self._dispatch(path, environ, start_response)
@@ -253,27 +254,36 @@ class PixelMiddleware:
                 start_response, "503 Service Unavailable", "Temporarily unavailable.\n"
             )
 
+    def _host(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Hand a look-alike path to the host application, with its in-process reporter.
+
+        Our own routes need no reporter, so the pixel does not pay for one.
+        """
+        if self.environ_key is not None:
+            environ[self.environ_key] = RequestReporter((self.reporter, environ))
+        return self.application(environ, start_response)
+
     def _dispatch(
         self, path: str, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         if path.startswith(self._conversion_prefix):
             rest = path[len(self._conversion_prefix) :]
             if not rest.endswith(".gif") or "/" in rest:
-                return self.application(environ, start_response)
+                return self._host(environ, start_response)
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
             return self.conversion_pixel(environ, start_response, rest[:-4])
         if path.startswith(self._click_prefix):
             rest = path[len(self._click_prefix) :]
             if not rest or "/" in rest:
-                return self.application(environ, start_response)
+                return self._host(environ, start_response)
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
             return self.tracking_link(environ, start_response, rest)
         if path.startswith(self._legacy_prefix):
             rest = path[len(self._legacy_prefix) :]
             if not rest or "/" in rest:
-                return self.application(environ, start_response)
+                return self._host(environ, start_response)
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
             return self.legacy_pixel(environ, start_response, rest)
@@ -283,7 +293,7 @@ class PixelMiddleware:
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
             return self._health(environ, start_response)
-        return self.application(environ, start_response)
+        return self._host(environ, start_response)
 
     def _health(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         head = environ["REQUEST_METHOD"] == "HEAD"

@@ -149,7 +149,7 @@ class ConversionReporter:
             return None
 
 
-class RequestReporter(tuple):  # type: ignore[type-arg]
+class RequestReporter(tuple[ConversionReporter, dict[str, Any]]):
     """``environ["pixel_wsgi"]``: :meth:`ConversionReporter.report` bound to this request.
 
     Made for every request the middleware sees, so it is a bare tuple
@@ -161,5 +161,4 @@ class RequestReporter(tuple):  # type: ignore[type-arg]
 
     def report(self, **fields: Any) -> ReportResult:
         """Report a conversion in this request; the fields of :meth:`ConversionReporter.report`."""
-        reporter: ConversionReporter = self[0]
-        return reporter.report(environ=self[1], **fields)
+        return self[0].report(environ=self[1], **fields)
