@@ -128,8 +128,11 @@ def test_a_report_ties_to_the_pixel_conversion_and_inherits_its_attribution(
 def test_negative_amounts_claw_back_a_percentage(
     app: TestApp, auth: dict[str, str], world: World
 ) -> None:
-    response = post(app, auth, new_report(world, "refund-1", sale_amount="-25.00"))
-    assert response.status_int == 201
+    # A negative amount only updates an existing conversion (test_trust_money: never
+    # a new one).
+    assert post(app, auth, new_report(world, "refund-1")).status_int == 201
+    response = post(app, auth, {"reference_id": "refund-1", "sale_amount": "-25.00"})
+    assert response.status_int == 200
     assert (
         response.json["transaction"]["sale_amount"],
         response.json["transaction"]["payout"],
@@ -137,9 +140,11 @@ def test_negative_amounts_claw_back_a_percentage(
         "-25.00",
         "-2.50",
     )
-    fixed = new_report(world, "refund-2", sale_amount="-5")
+    fixed = new_report(world, "refund-2", sale_amount="5")
     fixed.update(advertiser_campaign_id=str(world.fixed_campaign_id), reason_code="renewal")
-    assert post(app, auth, fixed).json["transaction"]["payout"] == "0.00"
+    assert post(app, auth, fixed).json["transaction"]["payout"] == "4.50"
+    clawback = {"reference_id": "refund-2", "sale_amount": "-5"}
+    assert post(app, auth, clawback).json["transaction"]["payout"] == "0.00"
 
 
 def test_a_reversal_voids_the_conversion_once(

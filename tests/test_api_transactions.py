@@ -141,7 +141,8 @@ def chain(app: TestApp, auth: dict[str, str], world: World) -> dict[str, int]:
     assert corrected.json["result"] == "corrected"
     reversed_ = report(app, auth, "order-1", reversal_reason="customer refund")
     assert reversed_.json["result"] == "corrected"
-    second = new(app, auth, world, "order-2", sale_amount="-5.00", reason_code="refund")
+    # A refund is its own conversion here (a negative amount never creates one).
+    second = new(app, auth, world, "order-2", sale_amount="5.00", reason_code="refund")
     return {
         "conversion": first,
         "correction": corrected.json["transaction"]["transaction_id"],
@@ -172,8 +173,8 @@ def test_rows_carry_their_type_and_the_row_they_correct(
     ]
     assert [r["original_transaction_id"] for r in rows[:3]] == [chain["conversion"]] * 3
     assert rows[2]["reversal_reason"] == "customer refund"
-    assert [r["sale_amount"] for r in rows] == ["10.00", "12.50", "0.00", "-5.00"]
-    assert [r["payout"] for r in rows] == ["1.00", "1.25", "0.00", "-0.50"]
+    assert [r["sale_amount"] for r in rows] == ["10.00", "12.50", "0.00", "5.00"]
+    assert [r["payout"] for r in rows] == ["1.00", "1.25", "0.00", "0.50"]
     assert rows[0]["sku_list"] == ["a", "b"] and rows[0]["quantity_list"] == [1, 2]
 
 
@@ -390,7 +391,7 @@ def test_csv_has_a_header_of_the_columns_and_one_line_per_row(
         "reversal",
         "customer refund",
     )
-    assert (second["sale_amount"], second["payout"]) == ("-5.00", "-0.50")
+    assert (second["sale_amount"], second["payout"]) == ("5.00", "0.50")
     assert response.body.count(b"\r\n") == 5
 
 

@@ -350,8 +350,10 @@ def varied_ledger(app: TestApp, auth: dict[str, str], world: World) -> None:
     app.post(CONVERSIONS, {"reference_id": "R1", "sale_amount": "10.00", **api}, headers=auth)
     app.post(CONVERSIONS, {"reference_id": "R1", "sale_amount": "12.50"}, headers=auth)
     app.post(CONVERSIONS, {"reference_id": "R1", "reversal_reason": "refund"}, headers=auth)
-    app.post(CONVERSIONS, {"reference_id": "R1", "sale_amount": "12.50"}, headers=auth)
-    app.post(CONVERSIONS, {"reference_id": "R2", "sale_amount": "-5.00", **api}, headers=auth)
+    # New values bring it back (the same report again would change nothing): a
+    # negative amount claws back part of an existing conversion.
+    app.post(CONVERSIONS, {"reference_id": "R1", "sale_amount": "-2.50"}, headers=auth)
+    app.post(CONVERSIONS, {"reference_id": "R2", "sale_amount": "5.00", **api}, headers=auth)
     app.post_json(
         CONVERSIONS,
         {

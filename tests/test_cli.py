@@ -414,6 +414,7 @@ def test_a_conversion_shows_in_transactions_and_conversions(run: Run, browser: T
         "payout": "8.00",
         "payout_currency": "USD",
         "reversal_reason": None,
+        "contested": False,
     }
     assert [created_at(row) for row in as_json(run("transactions", "--json"))] == [expected]
     assert [created_at(row) for row in as_json(run("conversions", "--json"))] == [expected]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from werkzeug.datastructures import Headers
@@ -67,6 +67,7 @@ def call(
     method: str = "GET",
     headers: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
+    environ: dict[str, Any] | None = None,
 ) -> tuple[str, Headers, bytes]:
     """One request straight into the WSGI callable, as a server would make it (no
     WebTest, so threads and forked processes may race it): status, headers, body."""
@@ -76,7 +77,7 @@ def call(
         headers=None if headers is None else list(headers.items()),
         data=None if form is None else urlencode(form),
         content_type=None if form is None else "application/x-www-form-urlencoded",
-        environ_base={"REMOTE_ADDR": "192.0.2.10"},
+        environ_base={"REMOTE_ADDR": "192.0.2.10", **(environ or {})},
     )
     try:
         app_iter, status, response_headers = run_wsgi_app(app, builder.get_environ())

@@ -24,7 +24,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from .columns import csv_cells
+from .columns import STATE_COLUMNS, csv_cells
 from .errors import ParamError
 from .ledger import Ledger, ReportRefused, ReportStatus
 from .models import Reason, ServerReport, Source, Transaction
@@ -58,6 +58,7 @@ _LEDGER_COLUMNS = frozenset(
         "payout",
         "payout_currency",
         "created_at",
+        *STATE_COLUMNS,
     }
 )
 # Reasons that mean "nothing to tie this report to", counted apart from failures.
@@ -295,7 +296,8 @@ def _with_custom_data(
 
 def _same_values(stored: Transaction, cells: dict[str, str]) -> bool:
     """Whether an exported row's cells are exactly the stored row's."""
-    columns = [column for column in cells if column in stored.as_dict()]
+    stored_columns = stored.as_dict()
+    columns = [c for c in cells if c in stored_columns and c not in STATE_COLUMNS]
     return csv_cells(stored, columns) == [cells[column] for column in columns]
 
 

@@ -232,7 +232,7 @@ def _ledger_row(row: Transaction) -> list[str]:
         str(row.campaign_id),
         str(row.publisher_id),
         row.source,
-        _text(row.reference_id),
+        _text(row.reference_id) + (" (contested)" if row.contested else ""),
         _text(row.reason_code),
         row.created_at,
         _money(row.sale_amount, row.sale_currency),

@@ -12,7 +12,7 @@ from typing import Any
 
 from .models import Transaction
 
-__all__ = ["COLUMNS", "csv_cells", "select_columns"]
+__all__ = ["COLUMNS", "STATE_COLUMNS", "csv_cells", "select_columns"]
 
 #: Every column, in order (the keys of :meth:`Transaction.as_dict`).
 COLUMNS: tuple[str, ...] = (
@@ -37,7 +37,12 @@ COLUMNS: tuple[str, ...] = (
     "payout_currency",
     "reversal_reason",
     "created_at",
+    "contested",
 )
+
+#: Columns that describe the conversion's state when it was read, not the row's own
+#: values (a contest is settled later): never compared or applied on import.
+STATE_COLUMNS: frozenset[str] = frozenset({"contested"})
 
 
 def select_columns(include: Iterable[str] = (), exclude: Iterable[str] = ()) -> tuple[str, ...]:
@@ -56,6 +61,8 @@ def select_columns(include: Iterable[str] = (), exclude: Iterable[str] = ()) -> 
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, list):
         # As Invoca's CSVs: one comma-separated cell for sku_list and quantity_list;
         # a JSON array when splitting (and stripping) the joined text would not give

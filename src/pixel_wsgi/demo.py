@@ -41,6 +41,7 @@ from .dashboard import Dashboard, basic_auth
 from .errors import ConfigurationError, MissingDependencyError
 from .middleware import PixelMiddleware
 from .models import Advertiser, Campaign, Link, PayoutKind, PayoutRule, Publisher
+from .money import MONEY, to_cents
 from .storage import SQLiteStorage, Storage, storage_from_url
 
 if TYPE_CHECKING:
@@ -79,7 +80,6 @@ DEMO_PAYOUT = PayoutRule(PayoutKind.PERCENT, Decimal("10"))
 _NEEDS_FLASK = "the demo needs Flask: pip install 'pixel-wsgi[demo]'"
 _PIXEL_PREFIX = "/pixels"
 _MAX_QUANTITY = 99
-_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ class Order:
 
     @property
     def total(self) -> Decimal:
-        return (self.product.price * self.quantity).quantize(_CENT)
+        return to_cents(MONEY.multiply(self.product.price, self.quantity))
 
     @property
     def reference_id(self) -> str:

@@ -12,6 +12,15 @@
   from the visit that made the conversion. A correction that changes nothing is
   not written.
 - Every payout is computed, in exact decimals, when its row is written.
+- The advertiser's server outranks every browser: once a server-side report
+  (API, CSV, in-process) was applied to a conversion, pixels can no longer change
+  it (``server_reported``); a server report equal to an earlier one from the same
+  source changes nothing, whatever happened in between.
+- A second browser claim of a ``reference_id`` from another visit is kept, not
+  paid (``contested_claim``); the server's report decides which claim wins the
+  attribution (the others: ``contest_lost``). Until then the conversion is
+  contested and browsers cannot change it (``contested_reference``).
+- A signed pixel URL without ``reference_id`` counts once, whoever fires it.
 - A campaign with a daily cap accepts at most that many browser-reported
   conversions per UTC day, counted inside the serialised write (so exactly,
   however many requests race); the others are rejected ``daily_cap_reached``.
@@ -20,6 +29,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -27,14 +37,14 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from .attribution import VisitClaim
 from .catalog import Catalog
 from .clock import Clock, iso_utc, utc_now
 from .errors import NotFoundError, PixelError, StorageError
-from .events import encode_report, encode_server_report, encode_visit
+from .events import decode_report, encode_report, encode_server_report, encode_visit
 from .filters import utc_day_start
 from .models import (
     Attribution,
@@ -42,6 +52,7 @@ from .models import (
     PayoutKind,
     PayoutRule,
     Reason,
+    ReferenceClaim,
     RejectionDraft,
     SaleReport,
     ServerReport,
@@ -49,17 +60,24 @@ from .models import (
     Transaction,
     TransactionDraft,
 )
+from .money import ZERO, percent_of, to_cents
 from .spool import Spool, SpoolError
 from .storage.base import LedgerWriter, Storage
 
 logger = logging.getLogger("pixel_wsgi")
 
-CENT = Decimal("0.01")
-ZERO = Decimal("0.00")
 DEFAULT_RELOAD_WINDOW = timedelta(hours=24)
 _DUPLICATE_REFERENCE_DETAIL = (
     "this reference_id was already reported; use parent_reference_id to update it"
 )
+_SERVER_REPORTED_DETAIL = (
+    "the advertiser's server has reported this conversion; browser pixels can no longer change it"
+)
+#: How many other visits may contest one reference_id before further claims are duplicates.
+MAX_OPEN_CLAIMS = 8
+_BROWSER_SOURCES = frozenset({Source.PIXEL.value, Source.LEGACY_PIXEL.value})
+# The values a server report can confirm a browser claim by.
+_CONFIRMABLE_FIELDS = ("sale_amount", "sale_currency", "reason_code", "sku_list", "quantity_list")
 
 # The redacted query kept with a rejection, or a callable that makes it on demand:
 # the accepted path never pays for redaction.
@@ -131,6 +149,11 @@ class _Plan(NamedTuple):
     original: Transaction | None = None
     current: Transaction | None = None
     values: SaleReport | None = None
+    #: the report's digest, remembered once applied (None: already seen)
+    report_hash: str | None = None
+    #: the contest this report decides: every open claim, and the winner among them
+    #: (None when the conversion's current holder won)
+    decided: tuple[list[ReferenceClaim], ReferenceClaim | None] | None = None
 
 
 def compute_payout(
@@ -139,21 +162,22 @@ def compute_payout(
     """The publisher's payout for one conversion, and its currency.
 
     A campaign restricted to some reason codes pays nothing for the others; a
-    percentage of no sale is nothing. Rounded half-up to the cent.
+    percentage of no sale is nothing. Rounded half-up to the cent, in pixel-wsgi's
+    own decimal context (:mod:`pixel_wsgi.money`), whatever the host thread's is.
     """
     if rule.kind is PayoutKind.PERCENT:
         currency = sale_currency
         if rule.reason_codes and reason_code not in rule.reason_codes:
             return ZERO, currency
         amount = sale_amount if sale_amount is not None else ZERO
-        return (amount * rule.value / 100).quantize(CENT, rounding=ROUND_HALF_UP), currency
+        return percent_of(amount, rule.value), currency
     if rule.reason_codes and reason_code not in rule.reason_codes:
         return ZERO, rule.currency
     if sale_amount is not None and sale_amount < 0:
         # A refund reported as a negative sale (server side only) claws back a
         # percentage; it never earns a fixed payout.
         return ZERO, rule.currency
-    return rule.value.quantize(CENT, rounding=ROUND_HALF_UP), rule.currency
+    return to_cents(rule.value), rule.currency
 
 
 def reload_fingerprint(report: SaleReport) -> str:
@@ -337,6 +361,7 @@ class Ledger:
         params: Params = "",
         event_id: str | None = None,
         check_signed_requirement: bool = False,
+        once_key: str | None = None,
     ) -> Outcome:
         """Record a conversion reported by a visitor's browser.
 
@@ -349,6 +374,8 @@ class Ledger:
         :param event_id: a spooled event's id, when a replay applies it (at most once).
         :param check_signed_requirement: the hit is unsigned and the pixel could not
             read whether the advertiser requires signed pixels: refuse it here if so.
+        :param once_key: a validly signed pixel URL's identity, when it carries no
+            ``reference_id``: such a URL counts once (``duplicate_signed_pixel``).
         :raises StorageError: only when neither the store nor the spool took it.
         """
         try:
@@ -365,7 +392,7 @@ class Ledger:
                     event_id=event_id,
                 )
             return self._record_web_conversion(
-                advertiser_id, report, source, visit, cookie_problem, params, event_id
+                advertiser_id, report, source, visit, cookie_problem, params, event_id, once_key
             )
         except StorageError as failure:
             if event_id is not None:
@@ -380,6 +407,7 @@ class Ledger:
                 cookie_problem=None if cookie_problem is None else cookie_problem.value,
                 params=params if isinstance(params, str) else params(),
                 check_signed_requirement=check_signed_requirement,
+                once_key=once_key,
             )
             return Outcome(spooled=True)
 
@@ -392,6 +420,7 @@ class Ledger:
         cookie_problem: Reason | None,
         params: Params,
         event_id: str | None,
+        once_key: str | None,
     ) -> Outcome:
         visit_id = None if visit is None else visit.visit_id
         if (
@@ -419,15 +448,8 @@ class Ledger:
                 else:
                     if transaction_id is not None:
                         return Outcome(transaction_id=transaction_id)
-                    return self.reject(
-                        advertiser_id=advertiser_id,
-                        source=source,
-                        reason=Reason.DUPLICATE_REFERENCE_ID,
-                        detail=_DUPLICATE_REFERENCE_DETAIL,
-                        params=params,
-                        visit_id=visit_id,
-                        reference_id=report.reference_id,
-                    )
+                    # The reference is taken: the serialised path below tells a reload
+                    # from a contesting claim or a conversion the server has reported.
         reference_id = report.parent_reference_id or report.reference_id
         with self.storage.writer() as writer:
 
@@ -458,7 +480,7 @@ class Ledger:
                 return self._correct_from_visit(
                     writer, attribution, visit_id, report, source, reject
                 )
-            return self._record_new(writer, attribution, visit_id, report, source, reject)
+            return self._record_new(writer, attribution, visit_id, report, source, reject, once_key)
 
     def _new_draft(
         self,
@@ -503,8 +525,15 @@ class Ledger:
         report: SaleReport,
         source: Source,
         reject: Callable[[Reason, str], Outcome],
+        once_key: str | None,
     ) -> Outcome:
         now = self.clock()
+        if report.reference_id is not None:
+            original = writer.find_original(attribution.advertiser_id, report.reference_id)
+            if original is not None:
+                return self._claim_again(
+                    writer, original, attribution, visit_id, report, source, reject
+                )
         fingerprint = ""
         # Without a reference id, only the visit can tell a reload from a new sale.
         if report.reference_id is None:
@@ -519,23 +548,72 @@ class Ledger:
         if cap is not None and cap <= writer.conversions_since(
             attribution.campaign_id, iso_utc(utc_day_start(now))
         ):
-            # A repeat of a conversion already in is a duplicate, whatever the cap.
-            if (
-                report.reference_id is not None
-                and writer.find_original(attribution.advertiser_id, report.reference_id) is not None
-            ):
-                return reject(Reason.DUPLICATE_REFERENCE_ID, _DUPLICATE_REFERENCE_DETAIL)
             return reject(
                 Reason.DAILY_CAP_REACHED,
                 f"campaign {attribution.campaign_id} reached its cap of {cap} conversions"
                 " for this UTC day",
             )
+        if once_key is not None and not writer.claim_event(once_key, iso_utc(now)):
+            return reject(
+                Reason.DUPLICATE_SIGNED_PIXEL,
+                "this signed pixel URL has already been counted; sign each conversion's own"
+                " URL (with its reference_id)",
+            )
         transaction_id = writer.insert_transaction(
             self._new_draft(attribution, visit_id, report, source, fingerprint, now)
         )
-        if transaction_id is None:
+        if transaction_id is None:  # taken since find_original(): never, writes are serialised
             return reject(Reason.DUPLICATE_REFERENCE_ID, _DUPLICATE_REFERENCE_DETAIL)
         return Outcome(transaction_id=transaction_id)
+
+    def _claim_again(
+        self,
+        writer: LedgerWriter,
+        original: Transaction,
+        attribution: Attribution,
+        visit_id: int,
+        report: SaleReport,
+        source: Source,
+        reject: Callable[[Reason, str], Outcome],
+    ) -> Outcome:
+        """A browser reports a ``reference_id`` that a conversion already has."""
+        reference_id = original.reference_id
+        assert reference_id is not None
+        # The same browser again (a reload, or its own report the server took up):
+        # a duplicate, whatever else happened.
+        if original.visit_id == visit_id:
+            return reject(Reason.DUPLICATE_REFERENCE_ID, _DUPLICATE_REFERENCE_DETAIL)
+        if _server_spoke(writer, original):
+            return reject(Reason.SERVER_REPORTED, _SERVER_REPORTED_DETAIL)
+        claims = writer.open_claims(original.advertiser_id, reference_id)
+        if any(c.visit_id == visit_id for c in claims):
+            return reject(Reason.DUPLICATE_REFERENCE_ID, _DUPLICATE_REFERENCE_DETAIL)
+        if len(claims) >= MAX_OPEN_CLAIMS:
+            return reject(
+                Reason.DUPLICATE_REFERENCE_ID,
+                f"this reference_id already has {len(claims)} contesting claims",
+            )
+        # A predictable order number may have been claimed first by someone else:
+        # keep this claim too; the advertiser's server report decides.
+        claimed = dataclasses.replace(report, personal_data={})
+        writer.add_claim(
+            ReferenceClaim(
+                claim_id=0,
+                advertiser_id=original.advertiser_id,
+                reference_id=reference_id,
+                visit_id=visit_id,
+                campaign_id=attribution.campaign_id,
+                publisher_id=attribution.publisher_id,
+                source=source._value_,
+                report=json.dumps(encode_report(claimed), separators=(",", ":")),
+                created_at=self._now(),
+            )
+        )
+        return reject(
+            Reason.CONTESTED_CLAIM,
+            "another visit reported this reference_id first; both claims are kept and"
+            " the advertiser's server report decides which one is credited",
+        )
 
     def _correct_from_visit(
         self,
@@ -551,6 +629,14 @@ class Ledger:
         if original is None:
             return reject(
                 Reason.UNKNOWN_PARENT_REFERENCE, "no conversion has this parent_reference_id"
+            )
+        if _server_spoke(writer, original):
+            return reject(Reason.SERVER_REPORTED, _SERVER_REPORTED_DETAIL)
+        if writer.open_claims(original.advertiser_id, report.parent_reference_id):
+            return reject(
+                Reason.CONTESTED_REFERENCE,
+                "other visits claim this conversion too; only the advertiser's server can"
+                " change it now",
             )
         if original.visit_id != visit_id:
             return reject(
@@ -585,16 +671,26 @@ class Ledger:
         corrected: SaleReport,
         source: Source,
         reversal_reason: str | None = None,
+        credit: ReferenceClaim | None = None,
     ) -> int:
-        # The correction is credited exactly like the conversion it corrects, and
-        # paid by the campaign's current rule (nothing for a reversal).
+        """Append a correction to ``current``, the end of ``original``'s chain.
+
+        It is credited like the row it corrects, or to ``credit``, a contesting claim
+        the server's report confirmed, and paid by the credited campaign's current
+        rule (nothing for a reversal).
+        """
+        campaign_id, publisher_id, visit_id = (
+            (current.campaign_id, current.publisher_id, current.visit_id)
+            if credit is None
+            else (credit.campaign_id, credit.publisher_id, credit.visit_id)
+        )
         attribution = Attribution(
             advertiser_id=original.advertiser_id,
-            campaign_id=original.campaign_id,
-            publisher_id=original.publisher_id,
-            payout=writer.campaign_payout(original.campaign_id),
+            campaign_id=campaign_id,
+            publisher_id=publisher_id,
+            payout=writer.campaign_payout(campaign_id),
         )
-        draft = self._new_draft(attribution, original.visit_id, corrected, source, "", self.clock())
+        draft = self._new_draft(attribution, visit_id, corrected, source, "", self.clock())
         draft.corrects_transaction_id = current.transaction_id
         draft.original_transaction_id = original.transaction_id
         if reversal_reason is not None:
@@ -667,7 +763,7 @@ class Ledger:
         with self.storage.writer() as writer:
             if event_id is not None and not writer.claim_event(event_id, self._now()):
                 raise EventAlreadyApplied(event_id)
-            plan = self._plan(writer, advertiser_id, server_report, visit)
+            plan = self._plan(writer, advertiser_id, server_report, source, visit)
             if isinstance(plan, ReportRefused):
                 self._reject(
                     writer,
@@ -680,7 +776,7 @@ class Ledger:
                     report.parent_reference_id or report.reference_id,
                 )
             else:
-                result = self._apply(writer, plan, server_report, source)
+                result = self._apply(writer, advertiser_id, plan, server_report, source)
         if isinstance(plan, ReportRefused):
             raise plan
         return result
@@ -690,6 +786,7 @@ class Ledger:
         writer: LedgerWriter,
         advertiser_id: int,
         server_report: ServerReport,
+        source: Source,
         visit: VisitClaim | None,
     ) -> _Plan | ReportRefused:
         """Decide what a server-side report does; nothing is written here."""
@@ -706,12 +803,25 @@ class Ledger:
             return ReportRefused(
                 Reason.UNKNOWN_ADVERTISER, f"no advertiser {advertiser_id}", status=404
             )
+        digest = report_digest(server_report, source)
         original = writer.find_original(advertiser_id, reference_id)
         if original is None:
-            return self._plan_new(writer, advertiser_id, server_report, visit)
+            plan = self._plan_new(writer, advertiser_id, server_report, visit)
+            return plan if isinstance(plan, ReportRefused) else plan._replace(report_hash=digest)
+        current = writer.chain_end(original.transaction_id)
+        if writer.server_report_seen(advertiser_id, reference_id, source._value_, digest):
+            # Sent before, whatever happened since (a reversal, a correction): a retry.
+            return _Plan(ReportStatus.UNCHANGED, original=original, current=current)
+        claims = writer.open_claims(advertiser_id, reference_id)
+        decided, winner = (
+            _decide_contest(server_report, current, claims) if claims else (False, None)
+        )
+        credited = (current.campaign_id, current.publisher_id)
+        if winner is not None:
+            credited = (winner.campaign_id, winner.publisher_id)
         for field, given, held in (
-            ("advertiser_campaign_id", server_report.campaign_id, original.campaign_id),
-            ("affiliate_id", server_report.publisher_id, original.publisher_id),
+            ("advertiser_campaign_id", server_report.campaign_id, credited[0]),
+            ("affiliate_id", server_report.publisher_id, credited[1]),
         ):
             if given is not None and given != held:
                 return ReportRefused(
@@ -720,20 +830,46 @@ class Ledger:
                     field=field,
                     status=409,
                 )
-        current = writer.chain_end(original.transaction_id)
+        plan = _Plan(
+            ReportStatus.UNCHANGED,
+            original=original,
+            current=current,
+            report_hash=digest,
+            decided=(claims, winner) if decided else None,
+        )
+        if winner is not None:
+            # Another visit's claim is confirmed: it takes the attribution, with the
+            # values it claimed as updated by the report.
+            claimed = decode_report(json.loads(winner.report))
+            base = dataclasses.replace(
+                current,
+                sale_amount=claimed.sale_amount,
+                sale_currency=claimed.sale_currency,
+                reason_code=claimed.reason_code,
+                sku_list=claimed.sku_list,
+                quantity_list=claimed.quantity_list,
+                custom_data=claimed.custom_data,
+            )
+            values = corrected_values(base, report) or _values_of(
+                base, personal_data=report.personal_data
+            )
+            if server_report.reversal_reason is not None:
+                values.sale_amount = ZERO
+            return plan._replace(status=ReportStatus.CORRECTED, values=values)
         if server_report.reversal_reason is not None:
             if current.reversal_reason == server_report.reversal_reason:
-                return _Plan(ReportStatus.UNCHANGED, original=original, current=current)
+                return plan
             voided = _values_of(current, personal_data=report.personal_data)
             voided.sale_amount = ZERO
-            return _Plan(ReportStatus.CORRECTED, original=original, current=current, values=voided)
-        values = corrected_values(current, report)
-        if values is None:
+            return plan._replace(status=ReportStatus.CORRECTED, values=voided)
+        changed = corrected_values(current, report)
+        if changed is None:
             if current.reversal_reason is None:
-                return _Plan(ReportStatus.UNCHANGED, original=original, current=current)
-            # Restating a reversed conversion's values brings it back.
-            values = _values_of(current, personal_data=report.personal_data)
-        return _Plan(ReportStatus.CORRECTED, original=original, current=current, values=values)
+                return plan
+            # Restating a reversed conversion's values (in a report not sent before)
+            # brings it back.
+            changed = _values_of(current, personal_data=report.personal_data)
+        return plan._replace(status=ReportStatus.CORRECTED, values=changed)
 
     def _plan_new(
         self,
@@ -749,6 +885,13 @@ class Ledger:
                 "no conversion has this reference_id to update",
                 field="parent_reference_id" if report.parent_reference_id else "reference_id",
                 status=404,
+            )
+        if report.sale_amount is not None and report.sale_amount < 0:
+            return ReportRefused(
+                Reason.INVALID_SALE_AMOUNT,
+                "a negative sale_amount claws back an existing conversion; it cannot create one",
+                field="sale_amount",
+                status=422,
             )
         campaign_id, publisher_id = server_report.campaign_id, server_report.publisher_id
         if campaign_id is None and publisher_id is None and visit is not None:
@@ -787,12 +930,14 @@ class Ledger:
         return _Plan(ReportStatus.CREATED, attribution=attribution)
 
     def _apply(
-        self, writer: LedgerWriter, plan: _Plan, server_report: ServerReport, source: Source
+        self,
+        writer: LedgerWriter,
+        advertiser_id: int,
+        plan: _Plan,
+        server_report: ServerReport,
+        source: Source,
     ) -> ReportResult:
         """Write what :meth:`_plan` decided; return the conversion's new current state."""
-        if plan.status is ReportStatus.UNCHANGED:
-            assert plan.current is not None
-            return ReportResult(plan.status, plan.current)
         if plan.status is ReportStatus.CREATED:
             assert plan.attribution is not None
             draft = self._new_draft(
@@ -802,12 +947,131 @@ class Ledger:
             if transaction_id is None:
                 # Writers are serialised and the reference was free a moment ago.
                 raise StorageError("the reference key was taken inside a serialised write")
-            return ReportResult(plan.status, writer.chain_end(transaction_id))
-        assert plan.original is not None and plan.current is not None and plan.values is not None
-        self._insert_correction(
-            writer, plan.original, plan.current, plan.values, source, server_report.reversal_reason
+            original_id = transaction_id
+        else:
+            assert plan.original is not None and plan.current is not None
+            original_id = plan.original.transaction_id
+            if plan.status is ReportStatus.CORRECTED:
+                assert plan.values is not None
+                self._insert_correction(
+                    writer,
+                    plan.original,
+                    plan.current,
+                    plan.values,
+                    source,
+                    server_report.reversal_reason,
+                    credit=None if plan.decided is None else plan.decided[1],
+                )
+            if plan.decided is not None:
+                self._settle_contest(writer, plan.current, *plan.decided, source)
+        current = writer.chain_end(original_id)
+        if plan.report_hash is not None:
+            assert current.reference_id is not None
+            writer.note_server_report(
+                advertiser_id, current.reference_id, source._value_, plan.report_hash, self._now()
+            )
+        return ReportResult(plan.status, current)
+
+    def _settle_contest(
+        self,
+        writer: LedgerWriter,
+        holder: Transaction,
+        claims: list[ReferenceClaim],
+        winner: ReferenceClaim | None,
+        source: Source,
+    ) -> None:
+        """Close a contest: every claim but the winner is refused, with a reason."""
+        now = self._now()
+        writer.resolve_claims(
+            [claim.claim_id for claim in claims], None if winner is None else winner.claim_id, now
         )
-        return ReportResult(plan.status, writer.chain_end(plan.original.transaction_id))
+        losers: list[tuple[int | None, int]] = [
+            (c.visit_id, c.publisher_id) for c in claims if c is not winner
+        ]
+        if winner is not None:
+            losers.insert(0, (holder.visit_id, holder.publisher_id))
+        for visit_id, publisher_id in losers:
+            self._reject(
+                writer,
+                holder.advertiser_id,
+                source,
+                Reason.CONTEST_LOST,
+                f"the advertiser's server report confirmed another claim of this reference_id;"
+                f" publisher {publisher_id} is not credited",
+                "",
+                visit_id,
+                holder.reference_id,
+            )
+
+
+def _server_spoke(writer: LedgerWriter, original: Transaction) -> bool:
+    """Whether the advertiser's server has reported the conversion ``original`` begins."""
+    assert original.reference_id is not None
+    return original.source not in _BROWSER_SOURCES or writer.server_reported(
+        original.advertiser_id, original.reference_id
+    )
+
+
+def report_digest(server_report: ServerReport, source: Source) -> str:
+    """A digest of everything a server-side report says, and where it came from."""
+    canonical = json.dumps(
+        [source._value_, encode_server_report(server_report)],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _confirms(
+    server_report: ServerReport, values: SaleReport, campaign_id: int, publisher_id: int
+) -> bool | None:
+    """Whether a server report confirms a browser claim; None when it says nothing to tell."""
+    report = server_report.report
+    checks = [
+        (getattr(report, name), getattr(values, name))
+        for name in _CONFIRMABLE_FIELDS
+        if name in report.given
+    ]
+    if server_report.campaign_id is not None:
+        checks.append((server_report.campaign_id, campaign_id))
+    if server_report.publisher_id is not None:
+        checks.append((server_report.publisher_id, publisher_id))
+    if not checks:
+        return None
+    return all(given == held for given, held in checks)
+
+
+def _decide_contest(
+    server_report: ServerReport, current: Transaction, claims: list[ReferenceClaim]
+) -> tuple[bool, ReferenceClaim | None]:
+    """Which claim a server report confirms: ``(decided, winner)``.
+
+    The winner is None when the conversion's current holder is confirmed; nothing is
+    decided unless exactly one claim (the holder's included) has the reported values.
+    """
+    holder = _confirms(
+        server_report,
+        _values_of(current, personal_data={}),
+        current.campaign_id,
+        current.publisher_id,
+    )
+    if holder is None:
+        return False, None
+    confirmed = [
+        claim
+        for claim in claims
+        if _confirms(
+            server_report,
+            decode_report(json.loads(claim.report)),
+            claim.campaign_id,
+            claim.publisher_id,
+        )
+    ]
+    if holder and not confirmed:
+        return True, None
+    if not holder and len(confirmed) == 1:
+        return True, confirmed[0]
+    return False, None
 
 
 def _values_of(current: Transaction, *, personal_data: dict[str, str]) -> SaleReport:

@@ -65,6 +65,19 @@ class Reason(str, enum.Enum):
     DAILY_CAP_REACHED = "daily_cap_reached"
     #: a flag, not a rejection: the conversion was recorded
     TOO_FAST = "too_fast"
+    # issue 9: money rules no browser can bend
+    #: the advertiser's server has reported this conversion: browsers can no longer change it
+    SERVER_REPORTED = "server_reported"
+    #: a flag: a second browser claim of a reference_id, kept until the server decides
+    CONTESTED_CLAIM = "contested_claim"
+    #: another browser claims this conversion too: only the server can change it now
+    CONTESTED_REFERENCE = "contested_reference"
+    #: the server's report confirmed another claim of this reference_id
+    CONTEST_LOST = "contest_lost"
+    #: this signed pixel URL has already been counted
+    DUPLICATE_SIGNED_PIXEL = "duplicate_signed_pixel"
+    #: the request carried the attribution cookie twice (one may be tossed from a subdomain)
+    DUPLICATE_COOKIE = "duplicate_cookie"
 
 
 class Source(str, enum.Enum):
@@ -230,6 +243,8 @@ class Transaction:
     payout_currency: str
     created_at: str
     reversal_reason: str | None = None
+    #: another browser claims this row's reference_id and the server has not decided
+    contested: bool = False
 
     @property
     def transaction_type(self) -> TransactionType:
@@ -263,6 +278,7 @@ class Transaction:
             "payout_currency": self.payout_currency,
             "reversal_reason": self.reversal_reason,
             "created_at": self.created_at,
+            "contested": self.contested,
         }
 
 
@@ -324,6 +340,27 @@ class TransactionDraft:
     created_at: str
     personal_data: dict[str, str] = field(default_factory=dict)
     reversal_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceClaim:
+    """A second browser claim of a conversion's ``reference_id``, from another visit.
+
+    Kept, never paid, until the advertiser's server reports that ``reference_id``:
+    the claim whose values the report confirms wins the attribution.
+    ``report`` is the claimed sale values as JSON (:func:`pixel_wsgi.events.encode_report`),
+    without personal data. ``claim_id`` is 0 for a claim not yet written.
+    """
+
+    claim_id: int
+    advertiser_id: int
+    reference_id: str
+    visit_id: int
+    campaign_id: int
+    publisher_id: int
+    source: str
+    report: str
+    created_at: str
 
 
 @dataclass(slots=True)

@@ -122,6 +122,7 @@ class ConversionPixel:
         args: MultiDict[str, str] | None = None
         try:
             args = parse_query(query, self.limits)
+            signature = args.get(SIGNATURE_PARAM)
             try:
                 refusal = self._check_signature(advertiser_id, args)
                 requirement_unread = False
@@ -170,6 +171,7 @@ class ConversionPixel:
             cookie_problem=problem,
             params=lambda: redacted_query(args),
             check_signed_requirement=requirement_unread,
+            once_key=self._once_key(advertiser_id, signature, report),
         )
         if too_fast is not None and outcome.accepted and report.parent_reference_id is None:
             # A flag in the rejection log: the conversion above stands.
@@ -182,6 +184,19 @@ class ConversionPixel:
                 visit_id=None if visit is None else visit.visit_id,
                 reference_id=report.reference_id,
             )
+
+    def _once_key(
+        self, advertiser_id: int, signature: str | None, report: SaleReport
+    ) -> str | None:
+        """What makes a validly signed URL without ``reference_id`` count once.
+
+        Its signature covers the advertiser, the expiry and every parameter, so it
+        names the URL: anyone replaying it, after any number of new clicks, gets
+        ``duplicate_signed_pixel``.
+        """
+        if signature is None or report.reference_id or report.parent_reference_id:
+            return None
+        return f"signed-pixel:{advertiser_id}:{signature}"
 
     def _loggable(self, query: str, args: MultiDict[str, str] | None) -> str:
         """The query as the rejection log keeps it: redacted, or only its size."""

@@ -107,6 +107,7 @@ def _apply(ledger: Ledger, record: SpooledRecord) -> bool:
             params=event["params"],
             event_id=event_id,
             check_signed_requirement=bool(event.get("check_signed_requirement", False)),
+            once_key=event.get("once_key"),
         )
         return outcome.accepted or outcome.reason is not None
     if kind == "report":

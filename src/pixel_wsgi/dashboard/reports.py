@@ -17,6 +17,7 @@ from itertools import pairwise
 from typing import Any
 
 from ..models import Campaign, PayoutKind, PayoutRule, Publisher, Rejection, Transaction
+from ..money import ZERO, add, to_cents
 
 __all__ = [
     "ChainStep",
@@ -42,9 +43,6 @@ __all__ = [
     "totals",
 ]
 
-CENT = Decimal("0.01")
-ZERO = Decimal("0.00")
-
 
 def day_of(timestamp: str) -> date | None:
     """The UTC day of a stored timestamp (``2026-11-25T11:21:43.000123Z``), or None."""
@@ -57,7 +55,8 @@ def day_of(timestamp: str) -> date | None:
 def format_money(amount: Decimal) -> str:
     """An exact decimal string with at least two places (``12.5`` -> ``12.50``)."""
     # Quantizing only when it is exact keeps a stored third decimal visible.
-    shown = amount.quantize(CENT) if amount == amount.quantize(CENT) else amount
+    cents = to_cents(amount)
+    shown = cents if amount == cents else amount
     return f"{shown:f}"
 
 
@@ -117,10 +116,12 @@ class Tally:
             return
         self.conversions += 1
         if row.sale_amount is not None:
-            self.sales[row.sale_currency] = (
-                self.sales.get(row.sale_currency, ZERO) + row.sale_amount
+            self.sales[row.sale_currency] = add(
+                self.sales.get(row.sale_currency, ZERO), row.sale_amount
             )
-        self.payouts[row.payout_currency] = self.payouts.get(row.payout_currency, ZERO) + row.payout
+        self.payouts[row.payout_currency] = add(
+            self.payouts.get(row.payout_currency, ZERO), row.payout
+        )
 
     def sale(self, currency: str) -> Decimal:
         return self.sales.get(currency, ZERO)

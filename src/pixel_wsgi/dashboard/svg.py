@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from html import escape
 
+from ..money import MONEY
 from .reports import DayRow, format_money
 
 __all__ = ["MAX_CURRENCY_PANELS", "daily_chart"]
@@ -34,7 +35,7 @@ _TWO_PLACES = Decimal("0.01")
 
 def _num(value: Decimal | int) -> str:
     """A coordinate with at most two decimals and no exponent (SVG accepts no ``1E+2``)."""
-    text = f"{Decimal(value).quantize(_TWO_PLACES):f}"
+    text = f"{MONEY.quantize(Decimal(value), _TWO_PLACES):f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 

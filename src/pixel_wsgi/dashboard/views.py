@@ -93,6 +93,16 @@ REASON_MEANINGS: dict[str, str] = {
     "cross_site_pixel": "another site's page fired the pixel",
     "daily_cap_reached": "a daily cap on conversions was reached",
     "too_fast": "a flag, not a rejection: the conversion counts, but came suspiciously fast",
+    "server_reported": "the advertiser's server has reported this conversion: browsers can"
+    " no longer change it",
+    "contested_claim": "another visit claimed this reference_id first: both claims are kept"
+    " until the advertiser's server reports it",
+    "contested_reference": "other visits claim this conversion too: only the advertiser's"
+    " server can change it",
+    "contest_lost": "the advertiser's server report confirmed another claim of this reference_id",
+    "duplicate_signed_pixel": "this signed pixel URL had already been counted",
+    "duplicate_cookie": "the attribution cookie came twice (one may be planted from a"
+    " subdomain): no attribution",
 }
 
 #: The most rows a page shows; the CSV export always has them all.

@@ -28,6 +28,7 @@ from ..models import (
     Link,
     PayoutRule,
     Publisher,
+    ReferenceClaim,
     Rejection,
     RejectionDraft,
     Transaction,
@@ -99,6 +100,36 @@ class LedgerWriter(abc.ABC):
     @abc.abstractmethod
     def insert_rejection(self, draft: RejectionDraft) -> None:
         """Append to the rejection log, dropping the oldest entries past its bound."""
+
+    # -- the advertiser's server outranks browsers; contested reference ids ------------
+
+    @abc.abstractmethod
+    def server_reported(self, advertiser_id: int, reference_id: str) -> bool:
+        """Whether a server-side report (API, CSV, in-process) was applied to this conversion."""
+
+    @abc.abstractmethod
+    def server_report_seen(
+        self, advertiser_id: int, reference_id: str, source: str, report_hash: str
+    ) -> bool:
+        """Whether this very report (by digest) came from this source before."""
+
+    @abc.abstractmethod
+    def note_server_report(
+        self, advertiser_id: int, reference_id: str, source: str, report_hash: str, at: str
+    ) -> None:
+        """Remember a server-side report applied to the conversion ``reference_id`` names."""
+
+    @abc.abstractmethod
+    def add_claim(self, claim: ReferenceClaim) -> None:
+        """Keep a second browser claim of a ``reference_id`` (``claim_id`` is ignored)."""
+
+    @abc.abstractmethod
+    def open_claims(self, advertiser_id: int, reference_id: str) -> list[ReferenceClaim]:
+        """The claims of this ``reference_id`` no server report has decided, oldest first."""
+
+    @abc.abstractmethod
+    def resolve_claims(self, claim_ids: list[int], winner_id: int | None, at: str) -> None:
+        """Mark these claims decided: ``winner_id`` won (if one of them), the others lost."""
 
     @abc.abstractmethod
     def conversions_since(self, campaign_id: int, since: str) -> int:
@@ -283,6 +314,10 @@ class Storage(abc.ABC):
         self, *, advertiser_id: int | None = None, limit: int | None = None
     ) -> Iterator[Rejection]:
         """The rejection log, newest first."""
+
+    @abc.abstractmethod
+    def contested_references(self, advertiser_id: int) -> set[str]:
+        """The advertiser's ``reference_id`` values that browsers contest, undecided yet."""
 
     # -- API credentials and idempotency keys ------------------------------------
 

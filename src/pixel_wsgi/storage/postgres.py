@@ -58,6 +58,7 @@ foreign key is a :class:`~pixel_wsgi.errors.NotFoundError`, as in SQLite.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -88,6 +89,7 @@ from ..models import (
 )
 from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
 from .postgres_migrations import MIGRATE_LOCK_KEY, migrations
+from .precedence import CONTESTED_REFERENCES, SharedWriterSQL, dialect
 from .rows import (
     ANY_CAPPED_CAMPAIGN,
     CAP_INDEX_DDL,
@@ -315,12 +317,20 @@ def _insert_transaction(cur: Cursor[TupleRow], draft: TransactionDraft) -> int |
     return _inserted_id(cur.execute(sql, params).fetchone())
 
 
-class PostgresLedgerWriter(LedgerWriter):
+@functools.lru_cache(maxsize=64)
+def _percent_placeholders(sql: str) -> str:
+    return dialect(sql, "%s")
+
+
+class PostgresLedgerWriter(SharedWriterSQL, LedgerWriter):
     """The ledger primitives on one cursor, inside a transaction holding the write lock."""
 
     def __init__(self, cur: Cursor[TupleRow], max_rejections: int) -> None:
         self._cur = cur
         self._max_rejections = max_rejections
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> Cursor[TupleRow]:
+        return self._cur.execute(_percent_placeholders(sql), params)
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> Row | None:
         return self._cur.execute(sql, params).fetchone()
@@ -1056,6 +1066,14 @@ class PostgresStorage(Storage):
             key=0,
             convert=lambda row: Rejection(*row),
         )
+
+    def contested_references(self, advertiser_id: int) -> set[str]:
+        rows = self._read(
+            "read contested references",
+            _percent_placeholders(CONTESTED_REFERENCES),
+            (advertiser_id,),
+        )
+        return {row[0] for row in rows}
 
     # -- API credentials and idempotency keys ------------------------------------
 

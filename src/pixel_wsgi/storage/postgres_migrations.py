@@ -262,3 +262,41 @@ def signing_and_filters(cur: Cursor[Any]) -> None:
             CONSTRAINT campaigns_daily_cap_check CHECK (daily_cap IS NULL OR daily_cap >= 0)
         """,
     )
+
+
+@migrations(name="0004_server_precedence_and_claims")
+def server_precedence_and_claims(cur: Cursor[Any]) -> None:
+    _script(
+        cur,
+        """
+        -- Every server-side report applied to a conversion, by source and digest: the
+        -- server has spoken (browsers can no longer change it), and a report equal to
+        -- an earlier one from the same source changes nothing.
+        CREATE TABLE server_reports (
+            advertiser_id BIGINT NOT NULL,
+            reference_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            report_hash TEXT NOT NULL,
+            created_at TEXT COLLATE "C" NOT NULL,
+            CONSTRAINT server_reports_pkey
+                PRIMARY KEY (advertiser_id, reference_id, source, report_hash)
+        );
+        -- Second browser claims of a reference_id from other visits: kept, never paid,
+        -- until a server report decides which claim wins the attribution.
+        CREATE TABLE reference_claims (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            advertiser_id BIGINT NOT NULL,
+            reference_id TEXT NOT NULL,
+            visit_id BIGINT NOT NULL,
+            campaign_id BIGINT NOT NULL,
+            publisher_id BIGINT NOT NULL,
+            source TEXT NOT NULL,
+            report TEXT NOT NULL,
+            created_at TEXT COLLATE "C" NOT NULL,
+            resolution TEXT CONSTRAINT reference_claims_resolution_check
+                CHECK (resolution IS NULL OR resolution IN ('won', 'lost')),
+            resolved_at TEXT COLLATE "C"
+        );
+        CREATE INDEX reference_claims_reference ON reference_claims (advertiser_id, reference_id)
+        """,
+    )

@@ -87,11 +87,19 @@ def json_ints(items: tuple[int, ...]) -> str:
 
 #: What :func:`transaction_from_row` reads, in its order. A conversion's first row has no
 #: ``original_transaction_id`` stored: it is its own original.
+# Whether another browser claims the row's reference_id and no server report has
+# decided yet (read from the unaliased ``transactions`` of the enclosing SELECT).
+_CONTESTED = (
+    "EXISTS (SELECT 1 FROM reference_claims k WHERE k.advertiser_id ="
+    " transactions.advertiser_id AND k.reference_id = transactions.reference_id"
+    " AND k.resolution IS NULL)"
+)
+
 TRANSACTION_COLUMNS = (
     "id, advertiser_id, campaign_id, publisher_id, visit_id, source, reference_id, "
     "corrects_transaction_id, COALESCE(original_transaction_id, id), sale_amount, "
     "sale_currency, reason_code, sku_list, quantity_list, external_data, custom_data, "
-    "payout, payout_currency, created_at, reversal_reason"
+    f"payout, payout_currency, created_at, reversal_reason, {_CONTESTED}"
 )
 
 #: The columns :func:`transaction_values` gives values for, in its order.
@@ -152,6 +160,7 @@ def transaction_from_row(row: tuple[Any, ...]) -> Transaction:
         payout_currency=row[17],
         created_at=row[18],
         reversal_reason=row[19],
+        contested=bool(row[20]),
     )
 
 

@@ -49,6 +49,7 @@ from ..models import (
     TransactionType,
 )
 from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
+from .precedence import CONTESTED_REFERENCES, SharedWriterSQL
 from .rows import (
     ANY_CAPPED_CAMPAIGN,
     CAP_INDEX_DDL,
@@ -122,12 +123,15 @@ def _append_new(conn: sqlite3.Connection, draft: TransactionDraft) -> int | None
         raise NotFoundError(f"a row this conversion refers to is gone ({exc})") from exc
 
 
-class SQLiteLedgerWriter(LedgerWriter):
+class SQLiteLedgerWriter(SharedWriterSQL, LedgerWriter):
     """The ledger primitives on one connection inside ``BEGIN IMMEDIATE``."""
 
     def __init__(self, conn: sqlite3.Connection, max_rejections: int) -> None:
         self._conn = conn
         self._max_rejections = max_rejections
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        return self._conn.execute(sql, params)
 
     def attribution(self, visit_id: int) -> Attribution | None:
         row = self._conn.execute(f"{SELECT_ATTRIBUTION} WHERE v.id = ?", (visit_id,)).fetchone()
@@ -554,8 +558,8 @@ class SQLiteStorage(Storage):
 
     def conversions(self, *, advertiser_id: int | None = None) -> Iterator[Transaction]:
         sql = (
-            f"SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE NOT EXISTS"
-            " (SELECT 1 FROM transactions c WHERE c.corrects_transaction_id = t.id)"
+            f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE NOT EXISTS"
+            " (SELECT 1 FROM transactions c WHERE c.corrects_transaction_id = transactions.id)"
         )
         params: tuple[Any, ...] = ()
         if advertiser_id is not None:
@@ -575,6 +579,10 @@ class SQLiteStorage(Storage):
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(-1 if limit is None else limit)
         return (Rejection(*row) for row in self._read(sql, tuple(params)))
+
+    def contested_references(self, advertiser_id: int) -> set[str]:
+        rows = self._read(CONTESTED_REFERENCES, (advertiser_id,))
+        return {row[0] for row in rows}
 
     # -- API credentials and idempotency keys ------------------------------------
 

@@ -178,3 +178,39 @@ def signing_and_filters(db: Database) -> None:
             CHECK (daily_cap IS NULL OR daily_cap >= 0)
         """,
     )
+
+
+@migrations(name="0004_server_precedence_and_claims")
+def server_precedence_and_claims(db: Database) -> None:
+    _script(
+        db,
+        """
+        -- Every server-side report applied to a conversion, by source and digest: the
+        -- server has spoken (browsers can no longer change it), and a report equal to
+        -- an earlier one from the same source changes nothing.
+        CREATE TABLE server_reports (
+            advertiser_id INTEGER NOT NULL,
+            reference_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            report_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (advertiser_id, reference_id, source, report_hash)
+        );
+        -- Second browser claims of a reference_id from other visits: kept, never paid,
+        -- until a server report decides which claim wins the attribution.
+        CREATE TABLE reference_claims (
+            id INTEGER PRIMARY KEY,
+            advertiser_id INTEGER NOT NULL,
+            reference_id TEXT NOT NULL,
+            visit_id INTEGER NOT NULL,
+            campaign_id INTEGER NOT NULL,
+            publisher_id INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            report TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            resolution TEXT CHECK (resolution IS NULL OR resolution IN ('won', 'lost')),
+            resolved_at TEXT
+        );
+        CREATE INDEX reference_claims_reference ON reference_claims (advertiser_id, reference_id)
+        """,
+    )
