@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 
 from pixel_wsgi import NotFoundError, PayoutKind, PayoutRule, Reason, Storage, StorageError
-from pixel_wsgi.models import IdempotencyRecord, RejectionDraft, TransactionDraft, TransactionType
+from pixel_wsgi.models import (
+    IdempotencyRecord,
+    ReferenceClaim,
+    RejectionDraft,
+    TransactionDraft,
+    TransactionType,
+)
 
 MakeStorage = Callable[..., Storage]
 
@@ -642,6 +648,71 @@ class StorageContract:
         assert len(results) == 6
         assert len(set(results)) == 1
         assert store.idempotency_record(setup["advertiser"], "race", since="2026") == results[0]
+
+    def test_a_pending_idempotency_claim_is_settled_or_released(
+        self, store: Storage, setup: dict[str, int]
+    ) -> None:
+        advertiser = setup["advertiser"]
+        day_before = "2026-11-24T12:00:00.000000Z"
+        claim = IdempotencyRecord(advertiser, "k", "digest", 0, "pending:1", "2026-11-25T12:00Z")
+        assert store.save_idempotency_record(claim, expired_before=day_before) == claim
+        # Another request's digest settles nothing.
+        store.settle_idempotency_record(advertiser, "k", "other", status=201, body="{}")
+        assert store.idempotency_record(advertiser, "k", since=day_before) == claim
+        store.settle_idempotency_record(advertiser, "k", "digest", status=201, body='{"a":1}')
+        settled = dataclasses.replace(claim, status=201, body='{"a":1}')
+        assert store.idempotency_record(advertiser, "k", since=day_before) == settled
+        # A settled answer is final: neither settled again nor released.
+        store.settle_idempotency_record(advertiser, "k", "digest", status=None)
+        store.settle_idempotency_record(advertiser, "k", "digest", status=400, body="{}")
+        assert store.idempotency_record(advertiser, "k", since=day_before) == settled
+        second = dataclasses.replace(claim, key="k2")
+        store.save_idempotency_record(second, expired_before=day_before)
+        store.settle_idempotency_record(advertiser, "k2", "digest", status=None)
+        assert store.idempotency_record(advertiser, "k2", since=day_before) is None
+
+    # -- server precedence and contested claims ---------------------------------------
+
+    def test_server_reports_are_remembered_by_source_and_digest(
+        self, store: Storage, setup: dict[str, int]
+    ) -> None:
+        advertiser = setup["advertiser"]
+        with store.writer() as writer:
+            assert not writer.server_reported(advertiser, "r-1")
+            writer.note_server_report(advertiser, "r-1", "api", "h1", "2026-11-25T12:00Z")
+            writer.note_server_report(advertiser, "r-1", "api", "h1", "2026-11-25T12:01Z")
+        with store.writer() as writer:
+            assert writer.server_reported(advertiser, "r-1")
+            assert not writer.server_reported(advertiser, "r-2")
+            assert writer.server_report_seen(advertiser, "r-1", "api", "h1")
+            assert not writer.server_report_seen(advertiser, "r-1", "csv_upload", "h1")
+            assert not writer.server_report_seen(advertiser, "r-1", "api", "h2")
+
+    def test_claims_are_kept_until_decided(self, store: Storage, setup: dict[str, int]) -> None:
+        advertiser, campaign, publisher, visit = self.ids(setup)
+        [original] = [store.append_transaction(draft(*self.ids(setup), reference_id="c-1"))]
+        assert original is not None
+        claim = ReferenceClaim(
+            0, advertiser, "c-1", visit, campaign, publisher, "pixel", '{"x":1}', "2026-11-25T12Z"
+        )
+        with store.writer() as writer:
+            writer.add_claim(claim)
+            writer.add_claim(dataclasses.replace(claim, report='{"x":2}'))
+        assert store.contested_references(advertiser) == {"c-1"}
+        assert store.contested_references(advertiser + 1) == set()
+        [row] = store.conversions()
+        assert row.contested
+        with store.writer() as writer:
+            first, second = writer.open_claims(advertiser, "c-1")
+            assert (first.report, second.report) == ('{"x":1}', '{"x":2}')
+            assert first.claim_id < second.claim_id
+            assert dataclasses.replace(first, claim_id=0) == claim
+            writer.resolve_claims([first.claim_id, second.claim_id], second.claim_id, "2026Z")
+        with store.writer() as writer:
+            assert writer.open_claims(advertiser, "c-1") == []
+        assert store.contested_references(advertiser) == set()
+        [row] = store.conversions()
+        assert not row.contested
 
     # -- text ------------------------------------------------------------------------
 

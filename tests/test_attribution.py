@@ -111,7 +111,6 @@ def test_rotation_signs_with_the_newest_and_verifies_all() -> None:
         pytest.param("xpixel_wsgi_a1=bad; pixel_wsgi_a1=good", "good", id="suffix-name"),
         pytest.param("pixel_wsgi_a12=no", None, id="longer-name"),
         pytest.param('pixel_wsgi_a1="quoted"', "quoted", id="quoted"),
-        pytest.param("pixel_wsgi_a1=first;pixel_wsgi_a1=second", "first", id="first-wins"),
         pytest.param("", None, id="empty"),
         pytest.param("a=pixel_wsgi_a1=x; pixel_wsgi_a1=real", "real", id="inside-another-value"),
         pytest.param("a=1;pixel_wsgi_a1=tight", "tight", id="no-space"),
@@ -120,3 +119,33 @@ def test_rotation_signs_with_the_newest_and_verifies_all() -> None:
 )
 def test_read_finds_the_advertisers_cookie(header: str, expected: str | None) -> None:
     assert AttributionCookies(KEY).read(header, 1) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "secure", "expected"),
+    [
+        pytest.param("__Host-pixel_wsgi_a1=host", True, "host", id="https-host-prefixed"),
+        pytest.param("pixel_wsgi_a1=tossed", True, None, id="https-ignores-plain"),
+        pytest.param("pixel_wsgi_a1=p; __Host-pixel_wsgi_a1=h", True, "h", id="https-both"),
+        pytest.param("__Host-pixel_wsgi_a1=host", False, None, id="http-ignores-prefixed"),
+    ],
+)
+def test_on_https_only_the_host_prefixed_cookie_counts(
+    header: str, secure: bool, expected: str | None
+) -> None:
+    assert AttributionCookies(KEY).read(header, 1, secure=secure) == expected
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("pixel_wsgi_a1=first;pixel_wsgi_a1=second", id="twice"),
+        pytest.param("pixel_wsgi_a1=same; a=1; pixel_wsgi_a1=same", id="twice-the-same"),
+    ],
+)
+def test_a_cookie_sent_twice_attributes_nothing(header: str) -> None:
+    # A second cookie of the name was planted from a subdomain or a longer path:
+    # "the first wins" would credit whoever planted it.
+    with pytest.raises(AttributionRejected) as rejected:
+        AttributionCookies(KEY).read(header, 1)
+    assert rejected.value.reason is Reason.DUPLICATE_COOKIE

@@ -14,15 +14,20 @@
 from __future__ import annotations
 
 import decimal
+import hashlib
 import json
 import threading
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from webtest import TestApp
 
 from pixel_wsgi import PixelMiddleware
+from pixel_wsgi.clock import iso_utc
+from pixel_wsgi.models import IdempotencyRecord
 
 from .cli_helpers import cli_runner, ok
 from .conftest import World, pixel_url, reasons
@@ -427,3 +432,41 @@ def test_on_https_the_cookie_is_host_prefixed_and_a_tossed_plain_one_is_ignored(
     )
     assert status.startswith("200")
     assert conversion(world, "h-1").publisher_id == world.publisher_id
+
+
+def _pending_claim(world: World, request_hash: str, age: timedelta) -> None:
+    created = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc) - age
+    world.storage.save_idempotency_record(
+        IdempotencyRecord(world.advertiser_id, "k", request_hash, 0, "pending:x", iso_utc(created)),
+        expired_before="2000-01-01T00:00:00Z",
+    )
+
+
+def test_a_request_holding_the_key_makes_a_retry_wait(
+    app: TestApp, auth: dict[str, str], world: World
+) -> None:
+    body = urlencode(_create(world)).encode()
+    digest = hashlib.sha256(
+        b"\0".join([API.encode(), b"application/x-www-form-urlencoded", body])
+    ).hexdigest()
+    _pending_claim(world, digest, timedelta(seconds=5))
+    response = app.post(
+        API,
+        body,
+        headers={**auth, "Idempotency-Key": "k"},
+        content_type="application/x-www-form-urlencoded",
+        status=409,
+    )
+    assert response.json["error"]["code"] == "idempotency_key_in_progress"
+    assert response.headers["Retry-After"] == "1"
+    assert list(world.storage.transactions()) == []
+
+
+def test_a_key_left_pending_by_a_request_that_died_is_taken_over(
+    app: TestApp, auth: dict[str, str], world: World
+) -> None:
+    _pending_claim(world, "another-request", timedelta(minutes=5))
+    response = app.post(API, _create(world), headers={**auth, "Idempotency-Key": "k"})
+    assert response.status_int == 201
+    again = app.post(API, _create(world), headers={**auth, "Idempotency-Key": "k"})
+    assert (again.status_int, again.headers["Idempotent-Replayed"]) == (201, "true")

@@ -77,10 +77,12 @@ def call(
         headers=None if headers is None else list(headers.items()),
         data=None if form is None else urlencode(form),
         content_type=None if form is None else "application/x-www-form-urlencoded",
-        environ_base={"REMOTE_ADDR": "192.0.2.10", **(environ or {})},
+        environ_base={"REMOTE_ADDR": "192.0.2.10"},
     )
     try:
-        app_iter, status, response_headers = run_wsgi_app(app, builder.get_environ())
+        app_iter, status, response_headers = run_wsgi_app(
+            app, {**builder.get_environ(), **(environ or {})}
+        )
         body = b"".join(app_iter)
     finally:
         builder.close()

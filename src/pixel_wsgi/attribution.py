@@ -30,6 +30,7 @@ MAX_WINDOW = timedelta(days=400)
 DEFAULT_WINDOW = timedelta(days=30)
 _SALT = "pixel-wsgi.attribution"
 _COOKIE_SEPARATORS = "; \t"
+_HOST_PREFIX = "__Host-"
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
@@ -100,32 +101,46 @@ class AttributionCookies:
             for key in reversed(keys)
         ]
 
-    def cookie_name(self, advertiser_id: int) -> str:
-        return f"{self.cookie_prefix}{advertiser_id}"
+    def cookie_name(self, advertiser_id: int, *, secure: bool = False) -> str:
+        """The cookie's name: ``__Host-``-prefixed on https.
 
-    def read(self, cookie_header: str, advertiser_id: int) -> str | None:
+        A browser accepts a ``__Host-`` cookie only from the host itself, with
+        ``Secure``, ``Path=/`` and no ``Domain``: a subdomain cannot plant (toss) one.
+        """
+        return f"{_HOST_PREFIX if secure else ''}{self.cookie_prefix}{advertiser_id}"
+
+    def read(self, cookie_header: str, advertiser_id: int, *, secure: bool = False) -> str | None:
         """The advertiser's attribution cookie value from a ``Cookie`` header, or None.
+
+        :param secure: the request came over https: only the ``__Host-`` cookie
+            counts, since a subdomain can plant a cookie of the plain name.
+        :raises AttributionRejected: ``duplicate_cookie`` when the name comes twice.
+            Browsers send every cookie whose domain and path match, so a second one
+            was planted from a subdomain or a longer path to take the attribution;
+            neither is trusted.
 
         Our values are URL-safe base64 and dots, so they need no unescaping beyond
         optional quotes: finding the name is a few times cheaper than parsing every
-        cookie of the site. With the same name sent twice, the first wins, as in
-        Werkzeug. Anything odd in the value is left for :meth:`verify` to refuse.
+        cookie of the site. Anything odd in the value is left for :meth:`verify`.
         """
-        target = f"{self.cookie_prefix}{advertiser_id}="
+        target = f"{_HOST_PREFIX if secure else ''}{self.cookie_prefix}{advertiser_id}="
+        value: str | None = None
         start = 0
         while (found := cookie_header.find(target, start)) >= 0:
-            # A match must start the header or follow a separator: "xpixel_wsgi_a1="
-            # is another cookie.
-            if found == 0 or cookie_header[found - 1] in _COOKIE_SEPARATORS:
-                begin = found + len(target)
-                end = cookie_header.find(";", begin)
-                value = cookie_header[begin:] if end < 0 else cookie_header[begin:end]
-                value = value.strip()
-                if len(value) >= 2 and value[0] == value[-1] == '"':
-                    value = value[1:-1]
-                return value
             start = found + 1
-        return None
+            # A match must start the header or follow a separator: "xpixel_wsgi_a1="
+            # (or "__Host-pixel_wsgi_a1=" on plain http) is another cookie.
+            if found and cookie_header[found - 1] not in _COOKIE_SEPARATORS:
+                continue
+            if value is not None:
+                raise AttributionRejected(Reason.DUPLICATE_COOKIE)
+            begin = found + len(target)
+            end = cookie_header.find(";", begin)
+            value = cookie_header[begin:] if end < 0 else cookie_header[begin:end]
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+        return value
 
     def sign(self, visit_id: int, link_id: int) -> str:
         return self._signer.sign(f"{visit_id}-{link_id}").decode("ascii")
@@ -174,9 +189,12 @@ class AttributionCookies:
     def set_cookie_header(
         self, advertiser_id: int, visit_id: int, link_id: int, *, secure: bool
     ) -> str:
-        """The ``Set-Cookie`` value for a click: host-only, ``HttpOnly``, ``SameSite=Lax``."""
+        """The ``Set-Cookie`` value for a click: host-only, ``HttpOnly``, ``SameSite=Lax``.
+
+        On https (``secure``): ``Secure`` and the ``__Host-`` name prefix.
+        """
         return dump_cookie(
-            self.cookie_name(advertiser_id),
+            self.cookie_name(advertiser_id, secure=secure),
             self.sign(visit_id, link_id),
             max_age=self.max_age,
             path="/",

@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from .attribution import AttributionCookies, AttributionRejected, VisitClaim
-from .edge import is_prefetch
+from .edge import is_https, is_prefetch
 from .errors import ParamError, StorageError
 from .filters import Filters
 from .gif import GIF_HEADERS, TRANSPARENT_GIF
@@ -153,16 +153,18 @@ class ConversionPixel:
         visit: VisitClaim | None = None
         problem: Reason | None = None
         too_fast: str | None = None
-        value = self.cookies.read(environ.get("HTTP_COOKIE", ""), advertiser_id)
-        if value:
-            try:
+        try:
+            value = self.cookies.read(
+                environ.get("HTTP_COOKIE", ""), advertiser_id, secure=is_https(environ)
+            )
+            if value:
                 visit = self.cookies.verify(value)
-            except AttributionRejected as exc:
-                problem = exc.reason
-            else:
-                # The cookie's own timestamp is the click's: no read needed.
-                if self.filters.min_seconds_to_convert:
-                    too_fast = self.filters.too_fast(value, time.time())
+        except AttributionRejected as exc:
+            problem = exc.reason
+        else:
+            # The cookie's own timestamp is the click's: no read needed.
+            if value and self.filters.min_seconds_to_convert:
+                too_fast = self.filters.too_fast(value, time.time())
         outcome = self.ledger.record_web_conversion(
             advertiser_id=advertiser_id,
             report=report,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.datastructures import MultiDict
 
 from .attribution import AttributionCookies, AttributionRejected, VisitClaim
+from .edge import is_https
 from .errors import ConfigurationError
 from .ledger import Ledger, ReportResult
 from .models import Source
@@ -140,11 +141,11 @@ class ConversionReporter:
         )
 
     def _visit(self, environ: WSGIEnvironment, advertiser_id: int) -> VisitClaim | None:
-        value = self.cookies.read(environ.get("HTTP_COOKIE", ""), advertiser_id)
-        if not value:
-            return None
         try:
-            return self.cookies.verify(value)
+            value = self.cookies.read(
+                environ.get("HTTP_COOKIE", ""), advertiser_id, secure=is_https(environ)
+            )
+            return self.cookies.verify(value) if value else None
         except AttributionRejected:
             return None
 

@@ -365,7 +365,8 @@ def _link_facts(link: TrackedLink | Link | int) -> tuple[int, int | None]:
 
 def _cookie_names(response: TestResponse) -> list[str]:
     headers: list[str] = response.headers.getall("Set-Cookie")
-    return [header.partition("=")[0].strip() for header in headers]
+    # On https the attribution cookie's name carries the __Host- prefix.
+    return [header.partition("=")[0].strip().removeprefix("__Host-") for header in headers]
 
 
 def _snippet(response: TestResponse) -> str:

@@ -11,9 +11,12 @@ header makes a retried request answer exactly what the first one did.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -49,6 +52,10 @@ MAX_BATCH = 100
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 _MAX_KEY_LENGTH = 255
 _RETRY_AFTER = "5"
+# The status of an Idempotency-Key claimed by a request still running.
+_PENDING = 0
+# A claim this old was left by a request that died: another request may take it over.
+_ABANDONED_AFTER = timedelta(minutes=1)
 
 _STATUS_LINES = {
     200: "200 OK",
@@ -179,26 +186,31 @@ class ConversionsEndpoint:
         now = self.ledger.clock()
         expired_before = iso_utc(now - IDEMPOTENCY_WINDOW)
         storage = self.ledger.storage
+        # Claim the key before applying (a pending record, status 0, with a token of
+        # this request's own), so that of requests racing with one key exactly one
+        # runs; the others are told it is in progress, or that the key was reused.
+        claim = IdempotencyRecord(
+            advertiser_id, key, digest, _PENDING, f"pending:{uuid.uuid4()}", iso_utc(now)
+        )
         try:
-            stored = storage.idempotency_record(advertiser_id, key, since=expired_before)
+            stored = storage.save_idempotency_record(claim, expired_before=expired_before)
+            if (
+                stored.status == _PENDING
+                and stored != claim
+                and stored.created_at < iso_utc(now - _ABANDONED_AFTER)
+            ):
+                # A request that died between claim and answer: take its key over.
+                storage.settle_idempotency_record(
+                    advertiser_id, key, stored.request_hash, status=None
+                )
+                stored = storage.save_idempotency_record(claim, expired_before=expired_before)
         except StorageError:
             # The store is down: the report itself may still be spooled (202), and
             # a spooled report is idempotent by its reference_id when replayed.
             status, payload = self._answer(environ, advertiser_id, body)
             return self._respond(start_response, status, payload)
-        if stored is None:
-            status, payload = self._answer(environ, advertiser_id, body)
-            if status >= 500 or status == 202:
-                # Not applied yet (the store failed, or the report waits in the
-                # spool): a retry must be tried again, not answered from a record.
-                return self._respond(start_response, status, payload)
-            record = IdempotencyRecord(
-                advertiser_id, key, digest, status, json.dumps(payload), iso_utc(now)
-            )
-            stored = storage.save_idempotency_record(record, expired_before=expired_before)
-            if stored == record:
-                return self._respond(start_response, status, payload)
-            # A concurrent request with the same key was answered first: say what it did.
+        if stored == claim:
+            return self._run_claimed(environ, start_response, claim, body)
         if stored.request_hash != digest:
             return self._respond(
                 start_response,
@@ -208,12 +220,53 @@ class ConversionsEndpoint:
                     "this Idempotency-Key was used for a different request",
                 ),
             )
+        if stored.status == _PENDING:
+            return self._respond(
+                start_response,
+                409,
+                error_body(
+                    "idempotency_key_in_progress",
+                    "a request with this Idempotency-Key is being processed; retry later",
+                ),
+                [("Retry-After", "1")],
+            )
         return self._respond(
             start_response,
             stored.status,
             json.loads(stored.body),
             [("Idempotent-Replayed", "true")],
         )
+
+    def _run_claimed(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        claim: IdempotencyRecord,
+        body: bytes,
+    ) -> Iterable[bytes]:
+        """Apply the request whose key this request claimed, then settle the claim."""
+        storage = self.ledger.storage
+        settle = functools.partial(
+            storage.settle_idempotency_record, claim.advertiser_id, claim.key, claim.request_hash
+        )
+        try:
+            status, payload = self._answer(environ, claim.advertiser_id, body)
+        except BaseException:
+            with contextlib.suppress(StorageError):
+                settle(status=None)
+            raise
+        try:
+            if status >= 500 or status == 202:
+                # Not applied yet (the store failed, or the report waits in the
+                # spool): a retry must be tried again, not answered from a record.
+                settle(status=None)
+            else:
+                settle(status=status, body=json.dumps(payload))
+        except StorageError as exc:
+            # The report itself is applied (or spooled) and idempotent by its
+            # reference_id: a retry then answers unchanged instead of from the record.
+            logger.error("pixel-wsgi could not record the answer to Idempotency-Key: %s", exc)
+        return self._respond(start_response, status, payload)
 
     def _answer(self, environ: WSGIEnvironment, advertiser_id: int, body: bytes) -> tuple[int, Any]:
         content_type = _content_type(environ)

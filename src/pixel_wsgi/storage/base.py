@@ -356,6 +356,16 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
+    def settle_idempotency_record(
+        self, advertiser_id: int, key: str, request_hash: str, *, status: int | None, body: str = ""
+    ) -> None:
+        """Settle a pending claim of a key (saved with status 0 before the request ran).
+
+        With a ``status``, record the answer given; with None, release the claim, so
+        that a retry runs the request again (it was not applied, or was spooled).
+        """
+
+    @abc.abstractmethod
     def personal_data(self, transaction_id: int) -> dict[str, str]:
         """The remarketing fields stored with a row (empty when none or erased)."""
 

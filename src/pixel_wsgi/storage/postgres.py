@@ -89,7 +89,12 @@ from ..models import (
 )
 from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
 from .postgres_migrations import MIGRATE_LOCK_KEY, migrations
-from .precedence import CONTESTED_REFERENCES, SharedWriterSQL, dialect
+from .precedence import (
+    CONTESTED_REFERENCES,
+    SharedWriterSQL,
+    dialect,
+    idempotency_settlement,
+)
 from .rows import (
     ANY_CAPPED_CAMPAIGN,
     CAP_INDEX_DDL,
@@ -1149,6 +1154,13 @@ class PostgresStorage(Storage):
                 if row is not None:
                     return IdempotencyRecord(*row)
         raise StorageError(f"cannot {operation}: the key keeps being taken and expired")
+
+    def settle_idempotency_record(
+        self, advertiser_id: int, key: str, request_hash: str, *, status: int | None, body: str = ""
+    ) -> None:
+        sql, params = idempotency_settlement(advertiser_id, key, request_hash, status, body)
+        with self._transaction("settle an idempotency record") as cur:
+            cur.execute(_percent_placeholders(sql), params)
 
     def personal_data(self, transaction_id: int) -> dict[str, str]:
         row = self._one(

@@ -11,13 +11,29 @@ from typing import Any
 
 from ..models import ReferenceClaim
 
-__all__ = ["CONTESTED_REFERENCES", "SharedWriterSQL", "dialect"]
+__all__ = ["CONTESTED_REFERENCES", "SharedWriterSQL", "dialect", "idempotency_settlement"]
 
 #: The advertiser's undecided contested reference ids (a read outside the writer).
 CONTESTED_REFERENCES = (
     "SELECT DISTINCT reference_id FROM reference_claims WHERE advertiser_id = ?"
     " AND resolution IS NULL"
 )
+
+
+def idempotency_settlement(
+    advertiser_id: int, key: str, request_hash: str, status: int | None, body: str
+) -> tuple[str, tuple[Any, ...]]:
+    """The statement that settles a pending Idempotency-Key claim (status 0).
+
+    With a ``status``, the answer is recorded; with None, the claim is released.
+    """
+    where = " WHERE advertiser_id = ? AND key = ? AND request_hash = ? AND status = 0"
+    if status is None:
+        return "DELETE FROM idempotency_keys" + where, (advertiser_id, key, request_hash)
+    return (
+        "UPDATE idempotency_keys SET status = ?, body = ?" + where,
+        (status, body, advertiser_id, key, request_hash),
+    )
 
 
 def dialect(sql: str, placeholder: str) -> str:

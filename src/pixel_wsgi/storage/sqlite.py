@@ -49,7 +49,7 @@ from ..models import (
     TransactionType,
 )
 from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
-from .precedence import CONTESTED_REFERENCES, SharedWriterSQL
+from .precedence import CONTESTED_REFERENCES, SharedWriterSQL, idempotency_settlement
 from .rows import (
     ANY_CAPPED_CAMPAIGN,
     CAP_INDEX_DDL,
@@ -645,6 +645,13 @@ class SQLiteStorage(Storage):
                 (record.advertiser_id, record.key),
             ).fetchone()
             return IdempotencyRecord(*row)
+
+    def settle_idempotency_record(
+        self, advertiser_id: int, key: str, request_hash: str, *, status: int | None, body: str = ""
+    ) -> None:
+        sql, params = idempotency_settlement(advertiser_id, key, request_hash, status, body)
+        with self._immediate() as conn:
+            conn.execute(sql, params)
 
     def personal_data(self, transaction_id: int) -> dict[str, str]:
         rows = self._read(
