@@ -884,3 +884,16 @@ def test_mounted_under_a_prefix(shop: Shop) -> None:
     )
     assert mounted.get("/dash/", status=302).headers["Location"] == "/dash/advertisers/1"
     solo.close()
+
+
+def test_a_contested_conversion_says_so_until_the_server_decides(shop: Shop, world: World) -> None:
+    rival = world.storage.add_publisher("Coupon Site")
+    rival_link = world.storage.add_link(world.percent_campaign_id, rival.id, "/landing").id
+    shop.pixel(shop.visit(rival_link), "sale_amount=1.00&reference_id=o3")
+    page = shop.dash.get(f"{shop.advertiser}/conversions")
+    statuses = {row["reference_id"]: row["status"] for row in parse_csv(page.click("Download CSV"))}
+    assert statuses == {"o3": "contested, as reported", "o2": "as reported", "o1": "corrected"}
+    chain = shop.dash.get(f"{shop.advertiser}/conversions/{shop.transaction_id('o3')}")
+    assert "contested, as reported" in chain.text
+    rejections = shop.dash.get(f"{shop.advertiser}/rejections")
+    assert "contested_claim" in rejections.text

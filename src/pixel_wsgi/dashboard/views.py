@@ -353,11 +353,14 @@ def _items(row: Any) -> str:
 
 
 def status(conversion: Conversion) -> str:
-    """``as reported``, ``corrected`` or ``reversed: <reason>``."""
+    """``as reported``, ``corrected`` or ``reversed: <reason>``; ``contested, ...`` while
+    another visit claims its reference_id and the advertiser's server has not decided."""
     reason = reversal_reason(conversion.current)
     if reason is not None:
-        return f"reversed: {reason}" if reason else "reversed"
-    return "corrected" if conversion.corrections else "as reported"
+        text = f"reversed: {reason}" if reason else "reversed"
+    else:
+        text = "corrected" if conversion.corrections else "as reported"
+    return f"contested, {text}" if conversion.current.contested else text
 
 
 def shown_time(timestamp: str) -> str:
