@@ -58,7 +58,8 @@ PROJECT_DIR = BENCH_DIR.parent
 SECRET_KEY = "benchmark-secret-key-0123456789abcdef"
 # What pixel_wsgi.attribution uses, so the Flask view can verify the same cookie.
 COOKIE_SALT = "pixel-wsgi.attribution"
-COOKIE_PREFIX = "pixel_wsgi_a"
+# The requests are https (wsgi.url_scheme below), so the cookie's name is __Host- prefixed.
+COOKIE_PREFIX = "__Host-pixel_wsgi_a"
 COOKIE_MAX_AGE = 30 * 24 * 3600
 
 # Targets (see benchmarks/README.md).
