@@ -20,6 +20,12 @@ from click.testing import CliRunner
 from webtest import TestApp, TestRequest, TestResponse
 
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
+from pixel_wsgi.bulk import (
+    MAX_LISTED_FAILURES,
+    MAX_MESSAGE_LENGTH,
+    MAX_SHOWN_CELL_LENGTH,
+    MAX_SHOWN_CELLS,
+)
 from pixel_wsgi.cli import _lines_with_progress, cli
 from pixel_wsgi.columns import COLUMNS
 from pixel_wsgi.models import Transaction
@@ -773,3 +779,50 @@ def test_a_body_shorter_than_its_content_length_is_a_json_400(
     assert status == "400 Bad Request", content
     assert headers["Content-Type"] == "application/json"
     assert json.loads(content)["error"]["code"]
+
+
+# -- bounded reports (issue 9) -----------------------------------------------------------
+
+
+def test_a_file_of_wide_failing_rows_gets_a_bounded_report(
+    app: TestApp, auth: dict[str, str], world: World
+) -> None:
+    # Issue 9: 300 failing rows of 2,000 columns answered 11 MB of report.
+    columns, failing = 1000, MAX_LISTED_FAILURES + 10
+    header = ",".join(["reference_id", *(f"extra_column_{i:04d}" for i in range(columns - 1))])
+    rows = [",".join([f"r{n}", *(["x" * 40] * (columns - 1))]) for n in range(failing)]
+    body = "\n".join([header, *rows]) + "\n"
+    response = upload(app, auth, body)
+    summary = response.json
+    assert (summary["rows"], summary["failed"]) == (failing, failing)
+    assert len(summary["failures"]) == MAX_LISTED_FAILURES
+    assert summary["failures_not_listed"] == failing - MAX_LISTED_FAILURES
+    first = summary["failures"][0]
+    assert first["code"] == "too_many_custom_fields"
+    assert len(first["content"]) == MAX_SHOWN_CELLS
+    assert first["cells_not_shown"] == columns - MAX_SHOWN_CELLS
+    assert first["content"]["reference_id"] == "r0"
+    # The file was 4.5 MB; the report is a small fraction of one (it was 9 MB).
+    assert len(response.body) < 300_000, len(response.body)
+
+
+def test_long_cells_and_messages_are_cut_in_a_report(
+    app: TestApp, auth: dict[str, str], world: World
+) -> None:
+    names = [f"c{i}" for i in range(60)]
+    header = ",".join(["reference_id", "sale_amount", *names])
+    row = ",".join(["r1", "1" * 5000, *(["\x01"] * len(names))])
+    summary = upload(app, auth, f"{header}\n{row}\n").json
+    [failure] = summary["failures"]
+    assert failure["content"]["sale_amount"] == "1" * (MAX_SHOWN_CELL_LENGTH - 3) + "..."
+    assert len(failure["message"]) == MAX_MESSAGE_LENGTH
+    assert failure["message"].endswith("...")
+
+
+@pytest.mark.parametrize("column", ["sku_list", "custom_data"])
+def test_a_deeply_nested_json_cell_is_a_failed_row_not_a_recursion_error(
+    app: TestApp, auth: dict[str, str], world: World, column: str
+) -> None:
+    cell = "[" * 100_000 + "]" * 100_000
+    summary = upload(app, auth, f"reference_id,{column}\nr1,{cell}\n").json
+    assert failures(summary) == [(2, "invalid_field", False)]

@@ -225,3 +225,26 @@ def test_looking_at_an_unknown_link_records_nothing(app: TestApp, world: World) 
     app.head("/pixels/click/999", status=404)
     app.get("/pixels/click/999", headers={"Sec-Purpose": "prefetch"}, status=404)
     assert list(world.storage.rejections()) == []
+
+
+@pytest.mark.parametrize(
+    ("header", "stored"),
+    [
+        pytest.param("Bot\x00/1.0", "Bot\ufffd/1.0", id="nul"),
+        pytest.param("a\rb\x1b[31m", "a\ufffdb\ufffd[31m", id="controls"),
+        pytest.param("caf\xc3\xa9/1.0", "caf\u00e9/1.0", id="utf-8-bytes-as-latin-1"),
+        pytest.param("bad\xff/1.0", "bad\ufffd/1.0", id="not-utf-8"),
+        pytest.param("x" * 10_000, "x" * 512, id="capped"),
+    ],
+)
+def test_a_user_agent_is_stored_clean_and_bounded(
+    app: TestApp, world: World, header: str, stored: str
+) -> None:
+    # WSGI gives header bytes as latin-1; a development server passes a NUL on, which
+    # PostgreSQL refuses (the click used to go to the spool for ever).
+    response = app.get(
+        f"/pixels/click/{world.percent_link_id}", extra_environ={"HTTP_USER_AGENT": header}
+    )
+    assert response.status_int == 302
+    assert "Set-Cookie" in response.headers
+    assert visits(world)[0][2] == stored

@@ -3,8 +3,10 @@ conversions and daily caps, through the real middleware (WebTest, lint on)."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,6 +20,7 @@ import pixel_wsgi.pixel
 from pixel_wsgi import ConfigurationError, PixelMiddleware, SQLiteStorage
 from pixel_wsgi.filters import (
     DEFAULT_BOT_USER_AGENTS,
+    MAX_MATCHED_USER_AGENT,
     Filters,
     UserAgentFilter,
     cookie_signed_at,
@@ -36,6 +39,7 @@ from .conftest import (
     reasons,
 )
 from .storage_contract import draft
+from .wsgi_calls import call
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
@@ -233,6 +237,35 @@ def test_user_agent_filter_remembers_a_bounded_number_of_answers() -> None:
     assert len(bots._seen) == 1
     assert bots.substrings == ("bot",)
     assert UserAgentFilter([" Bot ", "bot"]).substrings == ("bot",)
+
+
+def test_distinct_huge_user_agents_do_not_grow_the_filters_memory(
+    middleware: PixelMiddleware, world: World
+) -> None:
+    # Issue 9: 1,500 pixel hits with distinct 100 KB user agents kept 140 MB.
+    hits = 300
+    agents = [f"{i:06d}" + "M" * 100_000 for i in range(hits)]
+    call(middleware, pixel_url(world.advertiser_id), headers={"User-Agent": "warm-up"})
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for agent in agents:
+            call(middleware, pixel_url(world.advertiser_id), headers={"User-Agent": agent})
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # Unbounded, the memory would hold all 30 MB; bounded, ~300 x 512 characters.
+    assert grown < 2_000_000, grown
+    assert len(reasons(world.storage)) == hits + 1  # every hit still recorded
+
+
+def test_a_bot_is_recognised_by_the_start_of_its_user_agent() -> None:
+    bots = UserAgentFilter(["bot"])
+    assert bots.match("Bot/1.0 " + "x" * 100_000) == "bot"
+    assert bots.match("x" * MAX_MATCHED_USER_AGENT + " Bot/1.0") is None
+    assert all(len(key) <= MAX_MATCHED_USER_AGENT for key in bots._seen)
 
 
 # -- pixels --------------------------------------------------------------------------

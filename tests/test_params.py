@@ -14,12 +14,16 @@ from pixel_wsgi.errors import ConfigurationError, ParamError
 from pixel_wsgi.models import Reason, SaleReport
 from pixel_wsgi.params import (
     DEFAULT_LIMITS,
+    MAX_JSON_DEPTH,
     PERSONAL_FIELDS,
     Limits,
+    claimed_reference,
+    json_nesting_ok,
     parse_amount,
     parse_legacy_params,
     parse_query,
     parse_sale_params,
+    printable_text,
     redacted_query,
 )
 
@@ -1158,3 +1162,93 @@ def test_parse_query_splits_exactly_like_parse_qsl(query: str) -> None:
 
     expected = parse_qsl(query, keep_blank_values=True, errors="strict")
     assert list(parse_query(query).items(multi=True)) == expected
+
+
+# --- text no store can hold (issue 9) ---------------------------------------------------
+
+SURROGATES = [
+    pytest.param("\ud800", id="high"),
+    pytest.param("\udfff", id="low"),
+    pytest.param("\udc80", id="surrogateescape"),
+]
+
+
+@pytest.mark.parametrize("char", SURROGATES)
+@pytest.mark.parametrize(
+    "key",
+    ["reason_code", "reference_id", "sku_list[]", "custom_field", "name", "email_address"],
+)
+def test_surrogates_in_values_are_invalid_text(key: str, char: str) -> None:
+    # JSON's "\ud800" decodes to a lone surrogate: no store can encode it as UTF-8.
+    with pytest.raises(ParamError) as info:
+        parse_sale_params(md((key, f"ab{char}cd")))
+    assert info.value.reason is Reason.INVALID_TEXT
+    assert info.value.field == key
+    assert "surrogate" in info.value.detail
+
+
+@pytest.mark.parametrize("char", SURROGATES)
+def test_surrogates_in_keys_are_invalid_text_and_never_shown_raw(char: str) -> None:
+    with pytest.raises(ParamError) as info:
+        parse_sale_params(md((f"my{char}key", "1")))
+    assert info.value.reason is Reason.INVALID_TEXT
+    assert info.value.field is not None
+    assert char not in info.value.field
+    assert char not in str(info.value)
+    info.value.field.encode("utf-8")  # storable
+
+
+def test_a_redacted_query_with_a_surrogate_can_be_stored() -> None:
+    shown = redacted_query(md(("a\ud800", "b\udfff")))
+    shown.encode("utf-8")
+    assert shown == "a%5Cud800=b%5Cudfff"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("sale_amount=1,00&reference_id=c", "c", id="reference"),
+        pytest.param("parent_reference_id=p&sale_amount=x", "p", id="parent"),
+        pytest.param("parent_reference_id=&reference_id=c", "c", id="blank-parent"),
+        pytest.param("reference_id=%20c", None, id="whitespace"),
+        pytest.param("reference_id=a%00b", None, id="control"),
+        pytest.param("reference_id=a&reference_id=b", None, id="twice"),
+        pytest.param("reference_id=" + "r" * 129, None, id="too-long"),
+        pytest.param("sale_amount=1", None, id="none"),
+    ],
+)
+def test_claimed_reference_is_kept_only_when_valid(query: str, expected: str | None) -> None:
+    assert claimed_reference(parse_query(query)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param('{"a": "1"}', True, id="object"),
+        pytest.param('[{"custom_data": {"a": "b"}, "sku_list": ["x"]}]', True, id="batch"),
+        pytest.param('{"a": "[[[[[[[[[[[[[[[["}', True, id="brackets-in-a-string"),
+        pytest.param('{"a": "\\\\", "b": "\\"[[[[[[[[[[[["}', True, id="escapes"),
+        pytest.param("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH, True, id="at-the-limit"),
+        pytest.param("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1), False, id="deeper"),
+        pytest.param("[" * 1_000_000, False, id="a-megabyte-of-brackets"),
+        pytest.param("[{]", False, id="unbalanced"),
+        pytest.param("1", True, id="scalar"),
+    ],
+)
+def test_json_nesting_is_checked_without_recursion(text: str, expected: bool) -> None:
+    assert json_nesting_ok(text) is expected
+    assert json_nesting_ok(text.encode("utf-8")) is expected
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        pytest.param("Mozilla/5.0", "Mozilla/5.0", id="plain"),
+        pytest.param("Bot\x00/1.0", "Bot\ufffd/1.0", id="nul"),
+        pytest.param("a\r\nb\x85", "a\ufffd\ufffdb\ufffd", id="controls"),
+        pytest.param("a\ud800", "a\ufffd", id="surrogate"),
+        pytest.param("x" * 600, "x" * 512, id="capped"),
+    ],
+)
+def test_printable_text_cleans_what_cannot_be_stored(header: str, expected: str) -> None:
+    assert printable_text(header, 512) == expected

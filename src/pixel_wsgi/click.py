@@ -24,6 +24,7 @@ from .edge import is_https, is_prefetch, sends_global_privacy_control, truncated
 from .filters import Filters
 from .ledger import Ledger
 from .models import Link, Reason
+from .params import printable_text
 from .pixel import parse_id
 from .redirects import destination_allowed
 from .responses import text_response
@@ -37,6 +38,21 @@ ConsentCheck = Callable[["WSGIEnvironment"], bool]
 
 _CLICK_SOURCE = "click"
 _MAX_USER_AGENT = 512
+
+
+def _stored_user_agent(header: str) -> str:
+    """The ``User-Agent`` as a visit keeps it: UTF-8 text, bounded, nothing unstorable.
+
+    PEP 3333 gives header bytes decoded as latin-1, and development servers pass a NUL
+    or any other byte on: a NUL alone made PostgreSQL refuse the visit (and the spool
+    keep it for ever). Bad UTF-8, control characters and NULs become U+FFFD.
+    """
+    header = header[: _MAX_USER_AGENT * 4]  # UTF-8 takes at most 4 bytes a character
+    try:
+        text = header.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a server that broke PEP 3333: already text
+        text = header
+    return printable_text(text, _MAX_USER_AGENT)
 
 
 class TrackingLink:
@@ -146,7 +162,7 @@ class TrackingLink:
             logger.exception("refused click on link %s not logged", link.id)
 
     def _record_visit(self, environ: WSGIEnvironment, link: Link) -> int | None:
-        user_agent = environ.get("HTTP_USER_AGENT", "")[:_MAX_USER_AGENT] or None
+        user_agent = _stored_user_agent(environ.get("HTTP_USER_AGENT", "")) or None
         try:
             # The store, or the outage spool when the store fails.
             return self.ledger.record_visit(

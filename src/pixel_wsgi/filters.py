@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BOT_USER_AGENTS",
+    "MAX_MATCHED_USER_AGENT",
     "Filters",
     "UserAgentFilter",
     "cookie_signed_at",
@@ -130,6 +131,10 @@ DEFAULT_BOT_USER_AGENTS: tuple[str, ...] = (
     "gtmetrix",
 )
 
+#: The characters of a ``User-Agent`` the bot filter reads and remembers. Real ones
+#: are under 300; a bot names itself near the start.
+MAX_MATCHED_USER_AGENT = 512
+
 # Sec-Fetch-Dest of a top-level navigation: the only way a person follows a link.
 _NAVIGATION = "document"
 _MAX_SHOWN_USER_AGENT = 160
@@ -146,6 +151,10 @@ class UserAgentFilter:
     :param cache_size: distinct user agents remembered. Real traffic has few, and
         a remembered answer costs a dict look-up instead of a scan of the list
         (~0.05 µs instead of ~7 µs); the memory is cleared when full.
+
+    Only the first :data:`MAX_MATCHED_USER_AGENT` characters of a user agent are
+    matched and remembered, so the memory stays under ``cache_size`` times that
+    whatever clients send (1,500 distinct 100 KB user agents once kept 140 MB).
     """
 
     def __init__(self, substrings: Iterable[str] | None = None, *, cache_size: int = 4096) -> None:
@@ -165,7 +174,9 @@ class UserAgentFilter:
         self._seen: dict[str, str | None] = {}
 
     def match(self, user_agent: str) -> str | None:
-        """The listed substring ``user_agent`` contains, or None."""
+        """The listed substring the start of ``user_agent`` contains, or None."""
+        # A slice that covers the whole string is the string itself: free for real ones.
+        user_agent = user_agent[:MAX_MATCHED_USER_AGENT]
         try:
             return self._seen[user_agent]
         except KeyError:
@@ -282,7 +293,7 @@ class Filters:
         """Why a pixel hit must not count (``bot``, ``cross_site_pixel``), or None."""
         # On every pixel hit: a user agent seen before costs one dict look-up here.
         user_agent: str | None = environ.get("HTTP_USER_AGENT")
-        if user_agent and self._seen.get(user_agent, _UNSEEN) is not None:
+        if user_agent and self._seen.get(user_agent[:MAX_MATCHED_USER_AGENT], _UNSEEN) is not None:
             problem = self.bot(environ)
             if problem is not None:
                 return problem
