@@ -248,3 +248,23 @@ def test_a_user_agent_is_stored_clean_and_bounded(
     assert response.status_int == 302
     assert "Set-Cookie" in response.headers
     assert visits(world)[0][2] == stored
+
+
+@pytest.mark.parametrize(
+    ("address", "stored"),
+    [
+        pytest.param("203.0.113.77", "203.0.113.0", id="ipv4"),
+        pytest.param("2001:db8:1234:5678::1", "2001:db8:1234::", id="ipv6"),
+        # 192.0.2.123 in 6to4: its /48 held the whole IPv4 address.
+        pytest.param("2002:c000:027b::1", "2002:c000:200::", id="6to4"),
+        pytest.param("::ffff:203.0.113.77", "203.0.113.0", id="ipv4-mapped"),
+        # Teredo: the /48 is the prefix and half the server; the client is in the low bits.
+        pytest.param("2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:0:4136::", id="teredo"),
+        pytest.param("64:ff9b::203.0.113.77", "64:ff9b::", id="nat64"),
+    ],
+)
+def test_an_address_holding_an_ipv4_address_is_truncated_as_ipv4(
+    app: TestApp, world: World, address: str, stored: str
+) -> None:
+    app.get(f"/pixels/click/{world.percent_link_id}", extra_environ={"REMOTE_ADDR": address})
+    assert visits(world)[0][1] == stored
