@@ -10,7 +10,7 @@ import pytest
 from webtest import TestApp
 from werkzeug.http import parse_cookie
 
-from pixel_wsgi import PixelMiddleware
+from pixel_wsgi import ConfigurationError, PixelMiddleware
 
 from .conftest import SECRET, World, host_app, reasons
 
@@ -268,3 +268,63 @@ def test_an_address_holding_an_ipv4_address_is_truncated_as_ipv4(
 ) -> None:
     app.get(f"/pixels/click/{world.percent_link_id}", extra_environ={"REMOTE_ADDR": address})
     assert visits(world)[0][1] == stored
+
+
+# -- link destinations (issue 9) -------------------------------------------------------
+
+# Each once answered 503 on every click (or, the first, a traceback at link add).
+STORABLE_BAD_DESTINATIONS = [
+    pytest.param("https://partner.example\uff0fevil.example/", id="fullwidth-solidus"),
+    pytest.param("http://partner.example:99999/", id="port-out-of-range"),
+    pytest.param("http://partner.example:0/", id="port-zero"),
+    pytest.param("https://" + "a" * 64 + ".example/", id="idna-label-too-long"),
+]
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [*STORABLE_BAD_DESTINATIONS, pytest.param("/landing\udcff", id="surrogate")],
+)
+def test_a_destination_no_redirect_can_use_is_refused_at_creation(
+    world: World, destination: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        world.storage.add_link(world.percent_campaign_id, world.publisher_id, destination)
+    assert "\n" not in str(info.value)
+    assert len(world.storage.links()) == 3  # the world's own
+
+
+@pytest.mark.parametrize("destination", STORABLE_BAD_DESTINATIONS)
+def test_a_bad_stored_destination_answers_a_clear_404_never_a_503(
+    world: World, destination: str
+) -> None:
+    # Stored before destinations were checked at creation.
+    conn = world.storage._connection()
+    conn.execute("UPDATE links SET destination = ? WHERE id = 1", (destination,))
+    conn.commit()
+    app = TestApp(
+        PixelMiddleware(
+            host_app, world.storage, secret_key=SECRET, allowed_redirect_hosts=["partner.example"]
+        )
+    )
+    response = app.get("/pixels/click/1", expect_errors=True)
+    assert response.status_int == 404
+    assert response.text == "This tracking link is broken: its destination is not a valid URL.\n"
+    assert "Set-Cookie" not in response.headers
+    assert visits(world) == []
+    [rejection] = world.storage.rejections()
+    assert (rejection.reason, rejection.advertiser_id) == (
+        "invalid_link_destination",
+        world.advertiser_id,
+    )
+    assert rejection.detail.startswith("link 1: a link destination")
+
+
+def test_a_link_to_a_host_not_allowed_says_so(world: World) -> None:
+    link = world.storage.add_link(
+        world.percent_campaign_id, world.publisher_id, "https://partner.example/"
+    )
+    app = TestApp(PixelMiddleware(host_app, world.storage, secret_key=SECRET))
+    response = app.get(f"/pixels/click/{link.id}", status=404)
+    assert response.text == "This tracking link leads to a site this one does not redirect to.\n"
+    assert reasons(world.storage) == ["link_destination_not_allowed"]

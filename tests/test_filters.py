@@ -161,6 +161,65 @@ def test_a_cookie_stuffing_rejection_says_how_the_link_was_loaded(
     )
 
 
+NAVIGATION = {"Sec-Fetch-Dest": "document", "Sec-Fetch-Mode": "navigate"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "flagged"),
+    [
+        pytest.param({**NAVIGATION, "Sec-Fetch-Site": "cross-site"}, True, id="script-or-refresh"),
+        pytest.param(
+            {**NAVIGATION, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-User": "?1"},
+            False,
+            id="a-person-clicked",
+        ),
+        pytest.param({**NAVIGATION, "Sec-Fetch-Site": "same-origin"}, False, id="same-origin"),
+        pytest.param({**NAVIGATION, "Sec-Fetch-Site": "same-site"}, False, id="same-site"),
+        pytest.param({**NAVIGATION, "Sec-Fetch-Site": "none"}, False, id="typed-or-bookmark"),
+        pytest.param({}, False, id="an-older-browser"),
+    ],
+)
+def test_a_cross_site_navigation_without_user_activation_is_flagged(
+    app: TestApp, world: World, headers: dict[str, str], flagged: bool
+) -> None:
+    response = app.get(f"/pixels/click/{world.percent_link_id}", headers=headers)
+    # A flag, like too_fast: the click counts and sets its cookie.
+    assert response.status_int == 302
+    assert "Set-Cookie" in response.headers
+    assert visits(world) == 1
+    if not flagged:
+        assert reasons(world.storage) == []
+        return
+    [flag] = world.storage.rejections()
+    assert (flag.reason, flag.source, flag.visit_id) == ("no_user_activation", "click", 1)
+    assert flag.detail.startswith(f"link {world.percent_link_id}: a cross-site navigation")
+    assert flag.detail.endswith("; the click counts")
+
+
+def test_navigation_stuffing_can_be_refused(world: World) -> None:
+    app = TestApp(
+        PixelMiddleware(
+            host_app, world.storage, secret_key=SECRET, refuse_without_user_activation=True
+        )
+    )
+    stuffed = app.get(
+        f"/pixels/click/{world.percent_link_id}",
+        headers={**NAVIGATION, "Sec-Fetch-Site": "cross-site"},
+    )
+    # The same redirect as a real click, without the visit and the cookie.
+    assert stuffed.status_int == 302
+    assert stuffed.headers["Location"].endswith("/landing?from=blog")
+    assert "Set-Cookie" not in stuffed.headers
+    assert visits(world) == 0
+    assert reasons(world.storage) == ["no_user_activation"]
+    clicked = app.get(
+        f"/pixels/click/{world.percent_link_id}",
+        headers={**NAVIGATION, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-User": "?1"},
+    )
+    assert "Set-Cookie" in clicked.headers
+    assert visits(world) == 1
+
+
 def test_a_bot_looking_with_head_logs_nothing(app: TestApp, world: World) -> None:
     response = app.head(
         f"/pixels/click/{world.percent_link_id}", headers={"User-Agent": "Twitterbot/1.0"}
@@ -222,6 +281,7 @@ def test_the_bot_list_is_configurable(
         pytest.param({"min_seconds_to_convert": float("nan")}, id="nan-seconds"),
         pytest.param({"min_seconds_to_convert": True}, id="bool-seconds"),
         pytest.param({"min_seconds_to_convert": "3"}, id="text-seconds"),
+        pytest.param({"refuse_without_user_activation": "yes"}, id="text-activation"),
     ],
 )
 def test_bad_filter_options_fail_at_construction(world: World, options: dict[str, Any]) -> None:

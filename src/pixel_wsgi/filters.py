@@ -19,6 +19,11 @@ show it.
 - ``too_fast`` -- a conversion within ``min_seconds_to_convert`` of its click.
   A flag, not a rejection: the conversion counts, and the log says it looked
   automated.
+- ``no_user_activation`` -- a cross-site navigation to a tracking link without
+  user activation (no ``Sec-Fetch-User: ?1``): a script's ``location`` change or a
+  meta refresh on another site, not a person's click (navigation stuffing). A flag:
+  the click counts and sets its cookie, and the log says how it came; with
+  ``refuse_without_user_activation`` it is refused like ``cookie_stuffing``.
 - ``daily_cap_reached`` -- a campaign's :attr:`~pixel_wsgi.models.Campaign.daily_cap`
   (decided by the ledger, inside its serialised write: see
   :meth:`pixel_wsgi.ledger.Ledger.record_web_conversion`).
@@ -51,6 +56,7 @@ __all__ = [
     "is_cross_site",
     "non_navigation_destination",
     "utc_day_start",
+    "without_user_activation",
 ]
 
 #: Lower-case ``User-Agent`` substrings of clients that are not a visitor.
@@ -138,6 +144,10 @@ MAX_MATCHED_USER_AGENT = 512
 # Sec-Fetch-Dest of a top-level navigation: the only way a person follows a link.
 _NAVIGATION = "document"
 _MAX_SHOWN_USER_AGENT = 160
+_NO_ACTIVATION = (
+    "a cross-site navigation without user activation (no Sec-Fetch-User: ?1):"
+    " a script or a meta refresh, not a click"
+)
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 _STAMP_RE = re.compile(r"[A-Za-z0-9_-]{1,12}")
 _UNSEEN = "(unseen)"  # not None: an unseen user agent goes through the full match
@@ -204,6 +214,21 @@ def non_navigation_destination(environ: WSGIEnvironment) -> str | None:
     return None if dest == _NAVIGATION else dest
 
 
+def without_user_activation(environ: WSGIEnvironment) -> bool:
+    """A cross-site navigation the visitor did not make: no ``Sec-Fetch-User: ?1``.
+
+    Browsers send ``Sec-Fetch-User: ?1`` only on navigations a person started (a
+    click, a key press); a script's ``location`` change or a meta refresh sends none.
+    Only a browser that sends ``Sec-Fetch-Site`` is judged (an older browser or a test
+    client sends neither), and only across sites: a link on the shop's own pages, or
+    a typed or bookmarked one (``none``), is the shop's own business.
+    """
+    return (
+        environ.get("HTTP_SEC_FETCH_SITE") == "cross-site"
+        and environ.get("HTTP_SEC_FETCH_USER") != "?1"
+    )
+
+
 def is_cross_site(environ: WSGIEnvironment) -> bool:
     """``Sec-Fetch-Site: cross-site``: another site's page made the request."""
     return environ.get("HTTP_SEC_FETCH_SITE") == "cross-site"
@@ -244,6 +269,9 @@ class Filters:
         ``()``: no bot filter).
     :param min_seconds_to_convert: flag a conversion made sooner than this after
         its click (``too_fast``); 0 flags none.
+    :param refuse_without_user_activation: refuse (no visit, no cookie, the same
+        redirect) a cross-site navigation without user activation instead of only
+        flagging it (``no_user_activation``).
     """
 
     def __init__(
@@ -251,7 +279,14 @@ class Filters:
         *,
         bot_user_agents: Iterable[str] | None = None,
         min_seconds_to_convert: float = 0,
+        refuse_without_user_activation: bool = False,
     ) -> None:
+        if not isinstance(refuse_without_user_activation, bool):
+            raise ConfigurationError(
+                "refuse_without_user_activation must be True or False,"
+                f" got {refuse_without_user_activation!r}"
+            )
+        self.refuse_without_user_activation = refuse_without_user_activation
         self.bots = UserAgentFilter(bot_user_agents)
         self._seen = self.bots._seen  # the bot filter's memory, read directly on the hot path
         if (
@@ -276,7 +311,8 @@ class Filters:
         return Reason.BOT, f"user agent matches {found!r}: {_shown_user_agent(user_agent)}"
 
     def click_problem(self, environ: WSGIEnvironment) -> tuple[Reason, str] | None:
-        """Why a click must not count (``bot``, ``cookie_stuffing``), or None."""
+        """Why a click must not count (``bot``, ``cookie_stuffing``, and with
+        ``refuse_without_user_activation`` ``no_user_activation``), or None."""
         problem = self.bot(environ)
         if problem is not None:
             return problem
@@ -287,6 +323,14 @@ class Filters:
                 Reason.COOKIE_STUFFING,
                 f"the link was loaded as Sec-Fetch-Dest {shown!r}, not followed by a person",
             )
+        if self.refuse_without_user_activation and without_user_activation(environ):
+            return Reason.NO_USER_ACTIVATION, _NO_ACTIVATION
+        return None
+
+    def click_flag(self, environ: WSGIEnvironment) -> tuple[Reason, str] | None:
+        """What a counted click looked like, for a flag in the log (``no_user_activation``)."""
+        if without_user_activation(environ):
+            return Reason.NO_USER_ACTIVATION, f"{_NO_ACTIVATION}; the click counts"
         return None
 
     def pixel_problem(self, environ: WSGIEnvironment) -> tuple[Reason, str] | None:

@@ -65,6 +65,12 @@ class Reason(str, enum.Enum):
     DAILY_CAP_REACHED = "daily_cap_reached"
     #: a flag, not a rejection: the conversion was recorded
     TOO_FAST = "too_fast"
+    # issue 9: input
+    #: a link whose stored destination no redirect can use (stored before it was checked)
+    INVALID_LINK_DESTINATION = "invalid_link_destination"
+    #: a cross-site navigation without user activation (a script or a meta refresh, not a
+    #: click): a flag, or a refused click with ``refuse_without_user_activation``
+    NO_USER_ACTIVATION = "no_user_activation"
 
 
 class Source(str, enum.Enum):

@@ -176,7 +176,11 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def add_link(self, campaign_id: int, publisher_id: int, destination: str) -> Link:
-        """Raise NotFoundError when the campaign or publisher does not exist."""
+        """Raise NotFoundError when the campaign or publisher does not exist.
+
+        :raises ConfigurationError: for a destination no redirect could use (checked
+            with :func:`~pixel_wsgi.redirects.validate_destination` before storing).
+        """
 
     @abc.abstractmethod
     def advertiser(self, advertiser_id: int) -> Advertiser | None: ...

@@ -86,6 +86,7 @@ from ..models import (
     TransactionDraft,
     TransactionType,
 )
+from ..redirects import validate_destination
 from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
 from .postgres_migrations import MIGRATE_LOCK_KEY, migrations
 from .rows import (
@@ -853,6 +854,7 @@ class PostgresStorage(Storage):
         return Campaign(new_id, advertiser_id, name, payout, now)
 
     def add_link(self, campaign_id: int, publisher_id: int, destination: str) -> Link:
+        validate_destination(destination)  # every caller: the CLI, the API, tests
         row = self._one(
             "add a link",
             "INSERT INTO links (campaign_id, publisher_id, destination, created_at)"

@@ -48,6 +48,7 @@ from ..models import (
     TransactionDraft,
     TransactionType,
 )
+from ..redirects import validate_destination
 from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
 from .rows import (
     ANY_CAPPED_CAMPAIGN,
@@ -405,6 +406,7 @@ class SQLiteStorage(Storage):
         return Campaign(new_id, advertiser_id, name, payout, now)
 
     def add_link(self, campaign_id: int, publisher_id: int, destination: str) -> Link:
+        validate_destination(destination)  # every caller: the CLI, the API, tests
         now = iso_utc(utc_now())
         new_id = self._insert(
             "INSERT INTO links (campaign_id, publisher_id, destination, created_at)"
