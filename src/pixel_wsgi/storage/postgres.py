@@ -87,7 +87,7 @@ from ..models import (
     TransactionType,
 )
 from ..redirects import validate_destination
-from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
+from .base import LedgerWriter, Storage, check_daily_cap, trim_rejections
 from .postgres_migrations import MIGRATE_LOCK_KEY, migrations
 from .rows import (
     ANY_CAPPED_CAMPAIGN,
@@ -411,9 +411,7 @@ class PostgresLedgerWriter(LedgerWriter):
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             rejection_values(draft),
         )
-        through = rejections_to_trim(0 if row is None else row[0], self._max_rejections)
-        if through is not None:
-            self._cur.execute("DELETE FROM rejections WHERE id <= %s", (through,))
+        trim_rejections(0 if row is None else row[0], self._max_rejections, self._cur.execute, "%s")
 
     def conversions_since(self, campaign_id: int, since: str) -> int:
         row = self._cur.execute(

@@ -49,7 +49,7 @@ from ..models import (
     TransactionType,
 )
 from ..redirects import validate_destination
-from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
+from .base import LedgerWriter, Storage, check_daily_cap, trim_rejections
 from .rows import (
     ANY_CAPPED_CAMPAIGN,
     CAP_INDEX_DDL,
@@ -213,9 +213,7 @@ class SQLiteLedgerWriter(LedgerWriter):
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rejection_values(draft),
         )
-        through = rejections_to_trim(cursor.lastrowid or 0, self._max_rejections)
-        if through is not None:
-            self._conn.execute("DELETE FROM rejections WHERE id <= ?", (through,))
+        trim_rejections(cursor.lastrowid or 0, self._max_rejections, self._conn.execute, "?")
 
     def conversions_since(self, campaign_id: int, since: str) -> int:
         count: int = self._conn.execute(_CONVERSIONS_SINCE, (campaign_id, since)).fetchone()[0]
