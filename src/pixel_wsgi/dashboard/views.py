@@ -93,6 +93,9 @@ REASON_MEANINGS: dict[str, str] = {
     "cross_site_pixel": "another site's page fired the pixel",
     "daily_cap_reached": "a daily cap on conversions was reached",
     "too_fast": "a flag, not a rejection: the conversion counts, but came suspiciously fast",
+    # issue 9: input
+    "invalid_link_destination": "a tracking link's stored destination is not a valid URL",
+    "no_user_activation": "a click made by a script or a meta refresh, not by the visitor",
 }
 
 #: The most rows a page shows; the CSV export always has them all.
