@@ -926,3 +926,12 @@ def test_a_guarded_export_imports_back_exactly(
 def test_the_formula_guard_is_undone_exactly(text: str, cell: str) -> None:
     assert formula_safe(text) == cell
     assert formula_unsafe(cell) == text
+
+
+def test_a_refused_row_keeps_its_reference_id_in_the_log(
+    app: TestApp, auth: dict[str, str], world: World
+) -> None:
+    upload(app, auth, 'reference_id,sale_amount\nr-7,"1,00"\n')
+    [rejection] = world.storage.rejections()
+    assert (rejection.reason, rejection.reference_id) == ("invalid_sale_amount", "r-7")
+    assert rejection.detail.startswith("row 2: sale_amount must be")

@@ -35,6 +35,7 @@ from .params import (
     DEFAULT_LIMITS,
     MAX_JSON_DEPTH,
     Limits,
+    claimed_reference,
     is_personal_key,
     json_nesting_ok,
     parse_sale_params,
@@ -347,6 +348,16 @@ def _with_custom_data(
     return dataclasses.replace(server_report, report=with_custom)
 
 
+def _claimed_reference(cells: dict[str, str], limits: Limits) -> str | None:
+    """The conversion a refused row names, for the rejection log, when that name is valid."""
+    named = [
+        (column, formula_unsafe(cells[column]))
+        for column in ("parent_reference_id", "reference_id")
+        if cells.get(column)
+    ]
+    return claimed_reference(MultiDict(named), limits)
+
+
 def _same_values(stored: Transaction, cells: dict[str, str]) -> bool:
     """Whether an exported row's cells are exactly the stored row's."""
     columns = [column for column in cells if column in stored.as_dict()]
@@ -481,6 +492,7 @@ def _import_row(
             source=source,
             reason=first.reason,
             detail=f"row {row_number}: {exc}"[:500],
+            reference_id=_claimed_reference(cells, limits),
         )
         summary._fail(RowFailure.of(row_number, cells, first.reason.value, str(exc)))
         return
