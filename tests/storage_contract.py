@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -303,6 +304,34 @@ class StorageContract:
         kept = list(store.rejections())
         assert 100 <= len(kept) < 100 + 256
         assert kept[0].id == 600
+
+    def test_a_flood_of_one_reason_never_evicts_the_others(self, make_storage: MakeStorage) -> None:
+        # Issue 9: one cookie_stuffing click, then junk pixels flushed the evidence.
+        store = make_storage(max_rejections=300)
+        with store.writer() as writer:
+            writer.insert_rejection(rejection(None, Reason.COOKIE_STUFFING))
+            writer.insert_rejection(rejection(None, Reason.TOO_FAST))
+            for _ in range(2000):
+                writer.insert_rejection(rejection(None, Reason.UNKNOWN_ADVERTISER))
+            writer.insert_rejection(rejection(None, Reason.BOT))
+        kept = [r.reason for r in store.rejections()]
+        assert kept.count("cookie_stuffing") == kept.count("too_fast") == kept.count("bot") == 1
+        assert 300 <= len(kept) < 300 + 256
+        assert kept[1] == "unknown_advertiser"  # the newest junk stays, the oldest went
+
+    def test_reasons_over_their_share_are_trimmed_to_the_same_size(
+        self, make_storage: MakeStorage
+    ) -> None:
+        store = make_storage(max_rejections=300)
+        with store.writer() as writer:
+            for _ in range(50):
+                writer.insert_rejection(rejection(None, Reason.INVALID_COOKIE))
+            for _ in range(460):
+                writer.insert_rejection(rejection(None, Reason.NO_ATTRIBUTION))
+                writer.insert_rejection(rejection(None, Reason.UNKNOWN_ADVERTISER))
+        # Trimmed at ids 512 and 768 to 50 + 2 x 125 = 300; then 2 x 101 newer entries.
+        counts = Counter(r.reason for r in store.rejections())
+        assert counts == {"invalid_cookie": 50, "no_attribution": 226, "unknown_advertiser": 226}
 
     def test_personal_data_is_apart_and_erasable(
         self, store: Storage, setup: dict[str, int]

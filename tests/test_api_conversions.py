@@ -521,3 +521,70 @@ def test_when_neither_the_store_nor_a_spool_takes_it_the_answer_is_503(
     # The client retries, as Invoca documents: now it lands once.
     assert app.post(URL, new_report(world), headers=auth).status_int == 201
     assert app.post(URL, new_report(world), headers=auth).status_int == 200
+
+
+# -- text no store can hold, JSON no parser should recurse into (issue 9) ------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        pytest.param({"reference_id": "a\ud800"}, "reference_id", id="value"),
+        pytest.param({"sku_list": ["a", "\udfff"]}, "sku_list", id="list-item"),
+        pytest.param({"custom_data": {"coupon": "\ud800"}}, "custom_data", id="custom-value"),
+        pytest.param({"custom_data": {"\ud800": "x"}}, "custom_data", id="custom-key"),
+        pytest.param({"\ud800": True}, "\\ud800", id="key"),
+        pytest.param({"note\x00": "x"}, "note\\x00", id="nul-in-key"),
+        pytest.param({"reason_code": "a\x00b"}, "reason_code", id="nul-in-value"),
+    ],
+)
+def test_text_that_cannot_be_stored_is_refused_naming_the_field(
+    app: TestApp, auth: dict[str, str], world: World, fields: dict[str, Any], field: str
+) -> None:
+    response = post_json(app, auth, {**new_report(world), **fields})
+    assert response.status_int == 400, response.text
+    error = response.json["error"]
+    assert error["code"] == "invalid_report"
+    assert [(f["field"], f["code"]) for f in error["fields"]] == [(field, "invalid_text")]
+    assert list(world.storage.transactions()) == []
+    [rejection] = world.storage.rejections()
+    assert rejection.reason == "invalid_text"
+    assert rejection.detail.encode("utf-8")  # logged, and storable on PostgreSQL too
+    assert "\x00" not in rejection.detail + rejection.params
+
+
+def test_a_batch_item_with_text_that_cannot_be_stored_is_refused_alone(
+    app: TestApp, auth: dict[str, str], world: World
+) -> None:
+    response = post_json(app, auth, [new_report(world, "ok-1"), new_report(world, "bad-\ud800")])
+    results = response.json["results"]
+    assert [(r["index"], r["status"]) for r in results] == [(0, 201), (1, 400)]
+    assert results[1]["error"]["fields"][0]["code"] == "invalid_text"
+    assert [row.reference_id for row in world.storage.transactions()] == ["ok-1"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[" * MAX_BODY_BYTES, id="a-megabyte-of-brackets"),
+        pytest.param(b'{"custom_data": ' + b"[" * 5000 + b"]" * 5000 + b"}", id="deep-value"),
+        pytest.param(b"[" * 5000 + b"]" * 5000, id="deep-batch"),
+    ],
+)
+def test_deeply_nested_json_is_a_400_not_a_recursion_error(
+    app: TestApp, auth: dict[str, str], world: World, body: bytes
+) -> None:
+    response = app.post(URL, body, headers={**auth, "Content-Type": "application/json"}, status="*")
+    assert (response.status_int, response.json["error"]["code"]) == (400, "invalid_query")
+    assert reasons(world.storage) == ["invalid_query"]
+
+
+def test_a_refused_report_keeps_its_reference_id_and_names_its_field_once(
+    app: TestApp, auth: dict[str, str], world: World
+) -> None:
+    response = post(app, auth, {"reference_id": "z", "sale_amount": "1,00"})
+    assert response.status_int == 400
+    [rejection] = world.storage.rejections()
+    assert (rejection.reason, rejection.reference_id) == ("invalid_sale_amount", "z")
+    assert rejection.detail.startswith("sale_amount must be ASCII digits")
+    assert "sale_amount: sale_amount" not in rejection.detail

@@ -370,6 +370,24 @@ def test_bad_column_selections_are_400(
     assert response.json["error"]["field"] == field
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("%00", id="nul"),
+        pytest.param("a%0Ab", id="newline"),
+        pytest.param("%20padded", id="whitespace"),
+        pytest.param("r" * 129, id="too-long"),
+    ],
+)
+def test_a_reference_id_no_conversion_can_have_is_400(
+    app: TestApp, auth: dict[str, str], value: str
+) -> None:
+    # A NUL made PostgreSQL fail the query: a 503 for a bad request (issue 9).
+    response = app.get(f"{URL}?reference_id={value}", headers=auth, status=400)
+    assert response.json["error"]["code"] == "invalid_parameter"
+    assert response.json["error"]["field"] == "reference_id"
+
+
 # -- CSV -----------------------------------------------------------------------------
 
 

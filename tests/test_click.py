@@ -10,7 +10,7 @@ import pytest
 from webtest import TestApp
 from werkzeug.http import parse_cookie
 
-from pixel_wsgi import PixelMiddleware
+from pixel_wsgi import ConfigurationError, PixelMiddleware
 
 from .conftest import SECRET, World, host_app, reasons
 
@@ -225,3 +225,106 @@ def test_looking_at_an_unknown_link_records_nothing(app: TestApp, world: World) 
     app.head("/pixels/click/999", status=404)
     app.get("/pixels/click/999", headers={"Sec-Purpose": "prefetch"}, status=404)
     assert list(world.storage.rejections()) == []
+
+
+@pytest.mark.parametrize(
+    ("header", "stored"),
+    [
+        pytest.param("Bot\x00/1.0", "Bot\ufffd/1.0", id="nul"),
+        pytest.param("a\rb\x1b[31m", "a\ufffdb\ufffd[31m", id="controls"),
+        pytest.param("caf\xc3\xa9/1.0", "caf\u00e9/1.0", id="utf-8-bytes-as-latin-1"),
+        pytest.param("bad\xff/1.0", "bad\ufffd/1.0", id="not-utf-8"),
+        pytest.param("x" * 10_000, "x" * 512, id="capped"),
+    ],
+)
+def test_a_user_agent_is_stored_clean_and_bounded(
+    app: TestApp, world: World, header: str, stored: str
+) -> None:
+    # WSGI gives header bytes as latin-1; a development server passes a NUL on, which
+    # PostgreSQL refuses (the click used to go to the spool for ever).
+    response = app.get(
+        f"/pixels/click/{world.percent_link_id}", extra_environ={"HTTP_USER_AGENT": header}
+    )
+    assert response.status_int == 302
+    assert "Set-Cookie" in response.headers
+    assert visits(world)[0][2] == stored
+
+
+@pytest.mark.parametrize(
+    ("address", "stored"),
+    [
+        pytest.param("203.0.113.77", "203.0.113.0", id="ipv4"),
+        pytest.param("2001:db8:1234:5678::1", "2001:db8:1234::", id="ipv6"),
+        # 192.0.2.123 in 6to4: its /48 held the whole IPv4 address.
+        pytest.param("2002:c000:027b::1", "2002:c000:200::", id="6to4"),
+        pytest.param("::ffff:203.0.113.77", "203.0.113.0", id="ipv4-mapped"),
+        # Teredo: the /48 is the prefix and half the server; the client is in the low bits.
+        pytest.param("2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:0:4136::", id="teredo"),
+        pytest.param("64:ff9b::203.0.113.77", "64:ff9b::", id="nat64"),
+    ],
+)
+def test_an_address_holding_an_ipv4_address_is_truncated_as_ipv4(
+    app: TestApp, world: World, address: str, stored: str
+) -> None:
+    app.get(f"/pixels/click/{world.percent_link_id}", extra_environ={"REMOTE_ADDR": address})
+    assert visits(world)[0][1] == stored
+
+
+# -- link destinations (issue 9) -------------------------------------------------------
+
+# Each once answered 503 on every click (or, the first, a traceback at link add).
+STORABLE_BAD_DESTINATIONS = [
+    pytest.param("https://partner.example\uff0fevil.example/", id="fullwidth-solidus"),
+    pytest.param("http://partner.example:99999/", id="port-out-of-range"),
+    pytest.param("http://partner.example:0/", id="port-zero"),
+    pytest.param("https://" + "a" * 64 + ".example/", id="idna-label-too-long"),
+]
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [*STORABLE_BAD_DESTINATIONS, pytest.param("/landing\udcff", id="surrogate")],
+)
+def test_a_destination_no_redirect_can_use_is_refused_at_creation(
+    world: World, destination: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        world.storage.add_link(world.percent_campaign_id, world.publisher_id, destination)
+    assert "\n" not in str(info.value)
+    assert len(world.storage.links()) == 3  # the world's own
+
+
+@pytest.mark.parametrize("destination", STORABLE_BAD_DESTINATIONS)
+def test_a_bad_stored_destination_answers_a_clear_404_never_a_503(
+    world: World, destination: str
+) -> None:
+    # Stored before destinations were checked at creation.
+    conn = world.storage._connection()
+    conn.execute("UPDATE links SET destination = ? WHERE id = 1", (destination,))
+    conn.commit()
+    app = TestApp(
+        PixelMiddleware(
+            host_app, world.storage, secret_key=SECRET, allowed_redirect_hosts=["partner.example"]
+        )
+    )
+    response = app.get("/pixels/click/1", expect_errors=True)
+    assert response.status_int == 404
+    assert response.text == "This tracking link is broken: its destination is not a valid URL.\n"
+    assert "Set-Cookie" not in response.headers
+    assert visits(world) == []
+    [rejection] = world.storage.rejections()
+    assert (rejection.reason, rejection.advertiser_id) == (
+        "invalid_link_destination",
+        world.advertiser_id,
+    )
+    assert rejection.detail.startswith("link 1: a link destination")
+
+
+def test_a_link_to_a_host_not_allowed_says_so(world: World) -> None:
+    link = world.storage.add_link(
+        world.percent_campaign_id, world.publisher_id, "https://partner.example/"
+    )
+    app = TestApp(PixelMiddleware(host_app, world.storage, secret_key=SECRET))
+    response = app.get(f"/pixels/click/{link.id}", status=404)
+    assert response.text == "This tracking link leads to a site this one does not redirect to.\n"
+    assert reasons(world.storage) == ["link_destination_not_allowed"]

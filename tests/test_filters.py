@@ -3,8 +3,10 @@ conversions and daily caps, through the real middleware (WebTest, lint on)."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,6 +20,7 @@ import pixel_wsgi.pixel
 from pixel_wsgi import ConfigurationError, PixelMiddleware, SQLiteStorage
 from pixel_wsgi.filters import (
     DEFAULT_BOT_USER_AGENTS,
+    MAX_MATCHED_USER_AGENT,
     Filters,
     UserAgentFilter,
     cookie_signed_at,
@@ -36,6 +39,7 @@ from .conftest import (
     reasons,
 )
 from .storage_contract import draft
+from .wsgi_calls import call
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
@@ -157,6 +161,65 @@ def test_a_cookie_stuffing_rejection_says_how_the_link_was_loaded(
     )
 
 
+NAVIGATION = {"Sec-Fetch-Dest": "document", "Sec-Fetch-Mode": "navigate"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "flagged"),
+    [
+        pytest.param({**NAVIGATION, "Sec-Fetch-Site": "cross-site"}, True, id="script-or-refresh"),
+        pytest.param(
+            {**NAVIGATION, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-User": "?1"},
+            False,
+            id="a-person-clicked",
+        ),
+        pytest.param({**NAVIGATION, "Sec-Fetch-Site": "same-origin"}, False, id="same-origin"),
+        pytest.param({**NAVIGATION, "Sec-Fetch-Site": "same-site"}, False, id="same-site"),
+        pytest.param({**NAVIGATION, "Sec-Fetch-Site": "none"}, False, id="typed-or-bookmark"),
+        pytest.param({}, False, id="an-older-browser"),
+    ],
+)
+def test_a_cross_site_navigation_without_user_activation_is_flagged(
+    app: TestApp, world: World, headers: dict[str, str], flagged: bool
+) -> None:
+    response = app.get(f"/pixels/click/{world.percent_link_id}", headers=headers)
+    # A flag, like too_fast: the click counts and sets its cookie.
+    assert response.status_int == 302
+    assert "Set-Cookie" in response.headers
+    assert visits(world) == 1
+    if not flagged:
+        assert reasons(world.storage) == []
+        return
+    [flag] = world.storage.rejections()
+    assert (flag.reason, flag.source, flag.visit_id) == ("no_user_activation", "click", 1)
+    assert flag.detail.startswith(f"link {world.percent_link_id}: a cross-site navigation")
+    assert flag.detail.endswith("; the click counts")
+
+
+def test_navigation_stuffing_can_be_refused(world: World) -> None:
+    app = TestApp(
+        PixelMiddleware(
+            host_app, world.storage, secret_key=SECRET, refuse_without_user_activation=True
+        )
+    )
+    stuffed = app.get(
+        f"/pixels/click/{world.percent_link_id}",
+        headers={**NAVIGATION, "Sec-Fetch-Site": "cross-site"},
+    )
+    # The same redirect as a real click, without the visit and the cookie.
+    assert stuffed.status_int == 302
+    assert stuffed.headers["Location"].endswith("/landing?from=blog")
+    assert "Set-Cookie" not in stuffed.headers
+    assert visits(world) == 0
+    assert reasons(world.storage) == ["no_user_activation"]
+    clicked = app.get(
+        f"/pixels/click/{world.percent_link_id}",
+        headers={**NAVIGATION, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-User": "?1"},
+    )
+    assert "Set-Cookie" in clicked.headers
+    assert visits(world) == 1
+
+
 def test_a_bot_looking_with_head_logs_nothing(app: TestApp, world: World) -> None:
     response = app.head(
         f"/pixels/click/{world.percent_link_id}", headers={"User-Agent": "Twitterbot/1.0"}
@@ -218,6 +281,7 @@ def test_the_bot_list_is_configurable(
         pytest.param({"min_seconds_to_convert": float("nan")}, id="nan-seconds"),
         pytest.param({"min_seconds_to_convert": True}, id="bool-seconds"),
         pytest.param({"min_seconds_to_convert": "3"}, id="text-seconds"),
+        pytest.param({"refuse_without_user_activation": "yes"}, id="text-activation"),
     ],
 )
 def test_bad_filter_options_fail_at_construction(world: World, options: dict[str, Any]) -> None:
@@ -233,6 +297,35 @@ def test_user_agent_filter_remembers_a_bounded_number_of_answers() -> None:
     assert len(bots._seen) == 1
     assert bots.substrings == ("bot",)
     assert UserAgentFilter([" Bot ", "bot"]).substrings == ("bot",)
+
+
+def test_distinct_huge_user_agents_do_not_grow_the_filters_memory(
+    middleware: PixelMiddleware, world: World
+) -> None:
+    # Issue 9: 1,500 pixel hits with distinct 100 KB user agents kept 140 MB.
+    hits = 300
+    agents = [f"{i:06d}" + "M" * 100_000 for i in range(hits)]
+    call(middleware, pixel_url(world.advertiser_id), headers={"User-Agent": "warm-up"})
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for agent in agents:
+            call(middleware, pixel_url(world.advertiser_id), headers={"User-Agent": agent})
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # Unbounded, the memory would hold all 30 MB; bounded, ~300 x 512 characters.
+    assert grown < 2_000_000, grown
+    assert len(reasons(world.storage)) == hits + 1  # every hit still recorded
+
+
+def test_a_bot_is_recognised_by_the_start_of_its_user_agent() -> None:
+    bots = UserAgentFilter(["bot"])
+    assert bots.match("Bot/1.0 " + "x" * 100_000) == "bot"
+    assert bots.match("x" * MAX_MATCHED_USER_AGENT + " Bot/1.0") is None
+    assert all(len(key) <= MAX_MATCHED_USER_AGENT for key in bots._seen)
 
 
 # -- pixels --------------------------------------------------------------------------

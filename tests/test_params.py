@@ -14,12 +14,16 @@ from pixel_wsgi.errors import ConfigurationError, ParamError
 from pixel_wsgi.models import Reason, SaleReport
 from pixel_wsgi.params import (
     DEFAULT_LIMITS,
+    MAX_JSON_DEPTH,
     PERSONAL_FIELDS,
     Limits,
+    claimed_reference,
+    json_nesting_ok,
     parse_amount,
     parse_legacy_params,
     parse_query,
     parse_sale_params,
+    printable_text,
     redacted_query,
 )
 
@@ -421,8 +425,15 @@ CONTROL_CHARACTERS = [
     pytest.param("\u2029", id="paragraph-separator"),
 ]
 
+# No character at all, and no store can encode one as UTF-8: refused like the above.
+SURROGATES = [
+    pytest.param("\ud800", id="surrogate-high"),
+    pytest.param("\udfff", id="surrogate-low"),
+    pytest.param("\udc80", id="surrogateescape"),
+]
 
-@pytest.mark.parametrize("char", CONTROL_CHARACTERS)
+
+@pytest.mark.parametrize("char", [*CONTROL_CHARACTERS, *SURROGATES])
 @pytest.mark.parametrize(
     "key",
     ["reason_code", "reference_id", "parent_reference_id", "sku_list[]", "custom_field", "name"],
@@ -434,7 +445,7 @@ def test_control_characters_in_values(key: str, char: str) -> None:
     assert info.value.field == key
 
 
-@pytest.mark.parametrize("char", CONTROL_CHARACTERS)
+@pytest.mark.parametrize("char", [*CONTROL_CHARACTERS, *SURROGATES])
 def test_control_characters_in_keys(char: str) -> None:
     with pytest.raises(ParamError) as info:
         parse_sale_params(md((f"my{char}key", "1")))
@@ -1158,3 +1169,70 @@ def test_parse_query_splits_exactly_like_parse_qsl(query: str) -> None:
 
     expected = parse_qsl(query, keep_blank_values=True, errors="strict")
     assert list(parse_query(query).items(multi=True)) == expected
+
+
+# --- text no store can hold (issue 9) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("char", SURROGATES)
+def test_a_surrogate_is_named_as_such(char: str) -> None:
+    # JSON's "\ud800" decodes to a lone surrogate: no store can encode it as UTF-8.
+    with pytest.raises(ParamError) as info:
+        parse_sale_params(md(("reason_code", f"ab{char}cd")))
+    assert info.value.detail == "reason_code contains an unpaired surrogate (not Unicode text)"
+
+
+def test_a_redacted_query_with_a_surrogate_can_be_stored() -> None:
+    shown = redacted_query(md(("a\ud800", "b\udfff")))
+    shown.encode("utf-8")
+    assert shown == "a%5Cud800=b%5Cudfff"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("sale_amount=1,00&reference_id=c", "c", id="reference"),
+        pytest.param("parent_reference_id=p&sale_amount=x", "p", id="parent"),
+        pytest.param("parent_reference_id=&reference_id=c", "c", id="blank-parent"),
+        pytest.param("reference_id=%20c", None, id="whitespace"),
+        pytest.param("reference_id=a%00b", None, id="control"),
+        pytest.param("reference_id=a&reference_id=b", None, id="twice"),
+        pytest.param("reference_id=" + "r" * 129, None, id="too-long"),
+        pytest.param("sale_amount=1", None, id="none"),
+    ],
+)
+def test_claimed_reference_is_kept_only_when_valid(query: str, expected: str | None) -> None:
+    assert claimed_reference(parse_query(query)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param('{"a": "1"}', True, id="object"),
+        pytest.param('[{"custom_data": {"a": "b"}, "sku_list": ["x"]}]', True, id="batch"),
+        pytest.param('{"a": "[[[[[[[[[[[[[[[["}', True, id="brackets-in-a-string"),
+        pytest.param('{"a": "\\\\", "b": "\\"[[[[[[[[[[[["}', True, id="escapes"),
+        pytest.param("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH, True, id="at-the-limit"),
+        pytest.param("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1), False, id="deeper"),
+        pytest.param("[" * 1_000_000, False, id="a-megabyte-of-brackets"),
+        pytest.param("[{]", False, id="unbalanced"),
+        pytest.param("1", True, id="scalar"),
+    ],
+)
+def test_json_nesting_is_checked_without_recursion(text: str, expected: bool) -> None:
+    assert json_nesting_ok(text) is expected
+    assert json_nesting_ok(text.encode("utf-8")) is expected
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        pytest.param("Mozilla/5.0", "Mozilla/5.0", id="plain"),
+        pytest.param("Bot\x00/1.0", "Bot\ufffd/1.0", id="nul"),
+        pytest.param("a\r\nb\x85", "a\ufffd\ufffdb\ufffd", id="controls"),
+        pytest.param("a\ud800", "a\ufffd", id="surrogate"),
+        pytest.param("x" * 600, "x" * 512, id="capped"),
+    ],
+)
+def test_printable_text_cleans_what_cannot_be_stored(header: str, expected: str) -> None:
+    assert printable_text(header, 512) == expected

@@ -468,7 +468,8 @@ def test_assert_rejected(site: Site, partner: TrackedLink, pixel_store: SQLiteSt
     assert str(info.value).splitlines()[:4] == [
         "expected a rejection with reason='no_attribution', reference_id='r2', found none.",
         "latest rejections, newest first:",
-        f"  invalid_sale_amount (pixel, advertiser 1): {newest.detail}",
+        # The refused pixel keeps the valid reference_id it claimed (issue 9).
+        f"  invalid_sale_amount (pixel, advertiser 1, reference_id 'r2'): {newest.detail}",
         "  no_attribution (pixel, advertiser 1, reference_id 'r1'):"
         " the visitor carries no valid attribution cookie",
     ]

@@ -5,7 +5,9 @@ The columns are the API's fields (``reference_id``, ``sale_amount``, ``sku_list`
 ``affiliate_id``, ...). A file written by ``pixel-wsgi export`` (the Transactions API's
 columns) reads back too: ``campaign_id``/``publisher_id`` credit a new conversion,
 ``custom_data`` is a JSON object, and a row that names an existing ``transaction_id`` of
-the advertiser must match it (it is unchanged) because ledger rows never change.
+the advertiser must match it (it is unchanged) because ledger rows never change. A text
+cell that the export guarded against formula injection (``'=x``) is read as the value it
+guards (``=x``).
 
 Rows are read one at a time from any iterable of lines, so a file of any size is
 processed in flat memory; each row is its own atomic, idempotent report, so a file can
@@ -17,6 +19,7 @@ from __future__ import annotations
 import codecs
 import csv
 import dataclasses
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,16 +27,28 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from .columns import STATE_COLUMNS, csv_cells
+from .columns import GUARDED_COLUMNS, STATE_COLUMNS, csv_cells, formula_unsafe
 from .errors import ParamError
 from .ledger import Ledger, ReportRefused, ReportStatus
 from .models import Reason, ServerReport, Source, Transaction
-from .params import DEFAULT_LIMITS, Limits, is_personal_key, parse_sale_params
+from .params import (
+    DEFAULT_LIMITS,
+    MAX_JSON_DEPTH,
+    Limits,
+    claimed_reference,
+    is_personal_key,
+    json_nesting_ok,
+    parse_sale_params,
+    shown_name,
+)
 from .server_report import FieldError, ReportInvalid, parse_server_report
 
 __all__ = [
     "MAX_LINE_BYTES",
     "MAX_LISTED_FAILURES",
+    "MAX_MESSAGE_LENGTH",
+    "MAX_SHOWN_CELLS",
+    "MAX_SHOWN_CELL_LENGTH",
     "ImportSummary",
     "RowFailure",
     "decoded_lines",
@@ -41,7 +56,13 @@ __all__ = [
 ]
 
 #: Failures listed in a summary; the rest are only counted.
-MAX_LISTED_FAILURES = 1000
+MAX_LISTED_FAILURES = 100
+#: Cells of a failed row echoed back in its ``content``; the rest are only counted.
+MAX_SHOWN_CELLS = 20
+#: Characters of a cell echoed back (longer ones are cut and end in "...").
+MAX_SHOWN_CELL_LENGTH = 100
+#: Characters of a failure's message (a row breaking many rules names them all).
+MAX_MESSAGE_LENGTH = 500
 #: The longest line of a file (a quoted cell may hold line breaks: each line counts alone).
 MAX_LINE_BYTES = 1024 * 1024
 _READ_SIZE = 64 * 1024
@@ -70,18 +91,37 @@ _UNMATCHED = frozenset(
 @dataclass(frozen=True, slots=True)
 class RowFailure:
     """A row that did not take effect: its row number in the file (the header is
-    row 1), its cells (personal data redacted) and why."""
+    row 1), its cells (personal data redacted) and why.
+
+    What a failure echoes back is bounded, so that a file of wide, failing rows cannot
+    make the summary many times larger than itself: at most :data:`MAX_SHOWN_CELLS`
+    cells in ``content`` (``cells_not_shown`` counts the rest), each cut to
+    :data:`MAX_SHOWN_CELL_LENGTH` characters, and a message cut to
+    :data:`MAX_MESSAGE_LENGTH`.
+    """
 
     row: int
     content: dict[str, str]
     code: str
     message: str
     unmatched: bool = False
+    cells_not_shown: int = 0
+
+    @classmethod
+    def of(
+        cls, row: int, cells: dict[str, str], code: str, message: str, unmatched: bool = False
+    ) -> RowFailure:
+        """The failure of a row with these cells, bounded and redacted."""
+        shown = dict(itertools.islice(cells.items(), MAX_SHOWN_CELLS))
+        if len(message) > MAX_MESSAGE_LENGTH:
+            message = message[: MAX_MESSAGE_LENGTH - 3] + "..."
+        return cls(row, _redacted(shown), code, message, unmatched, len(cells) - len(shown))
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "row": self.row,
             "content": self.content,
+            "cells_not_shown": self.cells_not_shown,
             "code": self.code,
             "message": self.message,
             "unmatched": self.unmatched,
@@ -175,9 +215,22 @@ def decoded_lines(
 
 def _redacted(cells: dict[str, str]) -> dict[str, str]:
     return {
-        key: "[redacted]" if value and _personal_cell(key, value) else value[:256]
+        shown_name(key): "[redacted]" if value and _personal_cell(key, value) else _cut(value)
         for key, value in cells.items()
     }
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_SHOWN_CELL_LENGTH:
+        return text
+    return text[: MAX_SHOWN_CELL_LENGTH - 3] + "..."
+
+
+def _loads(text: str) -> Any:
+    """A cell's JSON; ValueError for nesting that would make ``json`` recurse too deep."""
+    if not json_nesting_ok(text):
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return json.loads(text)
 
 
 def _personal_cell(column: str, text: str) -> bool:
@@ -187,7 +240,7 @@ def _personal_cell(column: str, text: str) -> bool:
         return False
     # A custom_data cell that (wrongly) holds a personal field is redacted whole.
     try:
-        custom = json.loads(text)
+        custom = _loads(text)
     except ValueError:
         return False
     return isinstance(custom, dict) and any(is_personal_key(str(key)) for key in custom)
@@ -196,7 +249,7 @@ def _personal_cell(column: str, text: str) -> bool:
 def _list_cell(column: str, text: str) -> list[str]:
     if text.startswith("["):
         try:
-            items = json.loads(text)
+            items = _loads(text)
         except ValueError:
             items = None
         if not isinstance(items, list) or not all(isinstance(i, str | int) for i in items):
@@ -218,6 +271,8 @@ def _report_args(
     for column, text in cells.items():
         if not text or column in _LEDGER_COLUMNS:
             continue
+        if column in GUARDED_COLUMNS:
+            text = formula_unsafe(text)  # an exported "'=x" is the value "=x"
         if column == "transaction_id":
             if not (text.isascii() and text.isdigit() and 0 < len(text) <= 18):
                 raise ReportInvalid(
@@ -234,7 +289,7 @@ def _report_args(
             args.setlist(column.removesuffix("[]") + "[]", _list_cell(column, text))
         elif column == "custom_data":
             try:
-                custom = json.loads(text)
+                custom = _loads(text)
             except ValueError:
                 custom = None
             if not isinstance(custom, dict) or not all(isinstance(v, str) for v in custom.values()):
@@ -292,6 +347,16 @@ def _with_custom_data(
         )
     with_custom = dataclasses.replace(report, custom_data=merged)
     return dataclasses.replace(server_report, report=with_custom)
+
+
+def _claimed_reference(cells: dict[str, str], limits: Limits) -> str | None:
+    """The conversion a refused row names, for the rejection log, when that name is valid."""
+    named = [
+        (column, formula_unsafe(cells[column]))
+        for column in ("parent_reference_id", "reference_id")
+        if cells.get(column)
+    ]
+    return claimed_reference(MultiDict(named), limits)
 
 
 def _same_values(stored: Transaction, cells: dict[str, str]) -> bool:
@@ -358,16 +423,18 @@ def _numbered(
             return
         except csv.Error as exc:
             summary.rows += 1
-            summary._fail(RowFailure(row_number, {}, Reason.INVALID_FIELD.value, f"bad CSV: {exc}"))
+            summary._fail(
+                RowFailure.of(row_number, {}, Reason.INVALID_FIELD.value, f"bad CSV: {exc}")
+            )
             continue
         if not any(row):
             continue  # a blank line is no report (but still a row of the file)
         if len(row) != len(header):
             summary.rows += 1
             summary._fail(
-                RowFailure(
+                RowFailure.of(
                     row_number,
-                    _redacted(dict(zip(header, row, strict=False))),
+                    dict(zip(header, row, strict=False)),
                     Reason.INVALID_FIELD.value,
                     f"the row has {len(row)} cells, the header {len(header)}",
                 )
@@ -427,14 +494,15 @@ def _import_row(
             source=source,
             reason=first.reason,
             detail=f"row {row_number}: {exc}"[:500],
+            reference_id=_claimed_reference(cells, limits),
         )
-        summary._fail(RowFailure(row_number, _redacted(cells), first.reason.value, str(exc)))
+        summary._fail(RowFailure.of(row_number, cells, first.reason.value, str(exc)))
         return
     except ReportRefused as exc:
         summary._fail(
-            RowFailure(
+            RowFailure.of(
                 row_number,
-                _redacted(cells),
+                cells,
                 exc.reason.value,
                 exc.detail,
                 unmatched=exc.reason in _UNMATCHED,

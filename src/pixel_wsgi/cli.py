@@ -54,7 +54,7 @@ from .models import (
     Transaction,
 )
 from .params import parse_amount
-from .redirects import validate_destination
+from .redirects import destination_host, validate_destination
 from .replay import replay as replay_spool
 from .server_report import ReportInvalid
 from .spool import Spool
@@ -660,6 +660,15 @@ def link_add(
     else:
         click.echo(
             f"Created link {created.id}: {CLICK_PATH.format(created.id)} -> {created.destination}"
+        )
+    host = destination_host(created.destination)
+    if host is not None:
+        # The middleware, not the store, decides: without it every click answers 404.
+        click.echo(
+            f"Warning: unless {host} is the site's own host, the middleware must allow it:"
+            f" PixelMiddleware(..., allowed_redirect_hosts=[{host!r}]); until then a click"
+            " on this link answers 404.",
+            err=True,
         )
 
 

@@ -8,7 +8,9 @@ A click from a known bot (a link preview, a mail scanner) or one that is not a
 person's navigation (``Sec-Fetch-Dest: image``, ``iframe``, ...: cookie stuffing)
 gets the very same redirect, so previews still work and a fraudster learns
 nothing from the answer, but no visit and no cookie; the rejection log records
-it (``bot``, ``cookie_stuffing``).
+it (``bot``, ``cookie_stuffing``). A cross-site navigation without user activation
+(a script or a meta refresh) counts but is flagged (``no_user_activation``), or is
+refused the same way with ``refuse_without_user_activation``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from .edge import is_https, is_prefetch, sends_global_privacy_control, truncated
 from .filters import Filters
 from .ledger import Ledger
 from .models import Link, Reason
+from .params import printable_text
 from .pixel import parse_id
-from .redirects import destination_allowed
+from .redirects import destination_allowed, destination_problem
 from .responses import text_response
 
 if TYPE_CHECKING:
@@ -37,6 +40,21 @@ ConsentCheck = Callable[["WSGIEnvironment"], bool]
 
 _CLICK_SOURCE = "click"
 _MAX_USER_AGENT = 512
+
+
+def _stored_user_agent(header: str) -> str:
+    """The ``User-Agent`` as a visit keeps it: UTF-8 text, bounded, nothing unstorable.
+
+    PEP 3333 gives header bytes decoded as latin-1, and development servers pass a NUL
+    or any other byte on: a NUL alone made PostgreSQL refuse the visit (and the spool
+    keep it for ever). Bad UTF-8, control characters and NULs become U+FFFD.
+    """
+    header = header[: _MAX_USER_AGENT * 4]  # UTF-8 takes at most 4 bytes a character
+    try:
+        text = header.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a server that broke PEP 3333: already text
+        text = header
+    return printable_text(text, _MAX_USER_AGENT)
 
 
 class TrackingLink:
@@ -78,6 +96,18 @@ class TrackingLink:
         if link is None:
             detail = f"no tracking link {link_text[:40]!r}"
             return self._refuse(start_response, head, counts, None, Reason.UNKNOWN_LINK, detail)
+        broken = destination_problem(link.destination)
+        if broken is not None:
+            # Stored before destinations were checked: never an exception (a 503).
+            return self._refuse(
+                start_response,
+                head,
+                counts,
+                link.advertiser_id,
+                Reason.INVALID_LINK_DESTINATION,
+                f"link {link.id}: {broken}",
+                "This tracking link is broken: its destination is not a valid URL.\n",
+            )
         request_host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
         if not destination_allowed(link.destination, request_host, self.allowed_redirect_hosts):
             detail = f"link {link.id} points to a host not in allowed_redirect_hosts"
@@ -88,6 +118,7 @@ class TrackingLink:
                 link.advertiser_id,
                 Reason.LINK_DESTINATION_NOT_ALLOWED,
                 detail,
+                "This tracking link leads to a site this one does not redirect to.\n",
             )
         if prefetch:
             # A non-2xx answer makes the browser drop the prefetch and make the
@@ -108,6 +139,10 @@ class TrackingLink:
                 self._log_refusal(link, *problem)
                 return response(environ, start_response)
             visit_id = self._record_visit(environ, link)
+            flag = None if visit_id is None else self.filters.click_flag(environ)
+            if flag is not None:
+                # A flag: the visit above stands, and so does its cookie.
+                self._log_refusal(link, *flag, visit_id=visit_id)
             if visit_id is not None and self._may_set_cookie(environ):
                 response.headers.add(
                     "Set-Cookie",
@@ -125,28 +160,32 @@ class TrackingLink:
         advertiser_id: int | None,
         reason: Reason,
         detail: str,
+        body: str = "Unknown tracking link.\n",
     ) -> Iterable[bytes]:
         """404 for a link we will not follow, recorded unless only looked at."""
         if counts:
             self.ledger.reject(
                 advertiser_id=advertiser_id, source=_CLICK_SOURCE, reason=reason, detail=detail
             )
-        return text_response(start_response, "404 Not Found", "Unknown tracking link.\n", head=head)
+        return text_response(start_response, "404 Not Found", body, head=head)
 
-    def _log_refusal(self, link: Link, reason: Reason, detail: str) -> None:
+    def _log_refusal(
+        self, link: Link, reason: Reason, detail: str, visit_id: int | None = None
+    ) -> None:
         try:
             self.ledger.reject(
                 advertiser_id=link.advertiser_id,
                 source=_CLICK_SOURCE,
                 reason=reason,
                 detail=f"link {link.id}: {detail}",
+                visit_id=visit_id,
             )
         except Exception:
             # The redirect must still be answered.
             logger.exception("refused click on link %s not logged", link.id)
 
     def _record_visit(self, environ: WSGIEnvironment, link: Link) -> int | None:
-        user_agent = environ.get("HTTP_USER_AGENT", "")[:_MAX_USER_AGENT] or None
+        user_agent = _stored_user_agent(environ.get("HTTP_USER_AGENT", "")) or None
         try:
             # The store, or the outage spool when the store fails.
             return self.ledger.record_visit(

@@ -19,6 +19,11 @@ show it.
 - ``too_fast`` -- a conversion within ``min_seconds_to_convert`` of its click.
   A flag, not a rejection: the conversion counts, and the log says it looked
   automated.
+- ``no_user_activation`` -- a cross-site navigation to a tracking link without
+  user activation (no ``Sec-Fetch-User: ?1``): a script's ``location`` change or a
+  meta refresh on another site, not a person's click (navigation stuffing). A flag:
+  the click counts and sets its cookie, and the log says how it came; with
+  ``refuse_without_user_activation`` it is refused like ``cookie_stuffing``.
 - ``daily_cap_reached`` -- a campaign's :attr:`~pixel_wsgi.models.Campaign.daily_cap`
   (decided by the ledger, inside its serialised write: see
   :meth:`pixel_wsgi.ledger.Ledger.record_web_conversion`).
@@ -44,12 +49,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BOT_USER_AGENTS",
+    "MAX_MATCHED_USER_AGENT",
     "Filters",
     "UserAgentFilter",
     "cookie_signed_at",
     "is_cross_site",
     "non_navigation_destination",
     "utc_day_start",
+    "without_user_activation",
 ]
 
 #: Lower-case ``User-Agent`` substrings of clients that are not a visitor.
@@ -130,9 +137,17 @@ DEFAULT_BOT_USER_AGENTS: tuple[str, ...] = (
     "gtmetrix",
 )
 
+#: The characters of a ``User-Agent`` the bot filter reads and remembers. Real ones
+#: are under 300; a bot names itself near the start.
+MAX_MATCHED_USER_AGENT = 512
+
 # Sec-Fetch-Dest of a top-level navigation: the only way a person follows a link.
 _NAVIGATION = "document"
 _MAX_SHOWN_USER_AGENT = 160
+_NO_ACTIVATION = (
+    "a cross-site navigation without user activation (no Sec-Fetch-User: ?1):"
+    " a script or a meta refresh, not a click"
+)
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 _STAMP_RE = re.compile(r"[A-Za-z0-9_-]{1,12}")
 _UNSEEN = "(unseen)"  # not None: an unseen user agent goes through the full match
@@ -146,6 +161,10 @@ class UserAgentFilter:
     :param cache_size: distinct user agents remembered. Real traffic has few, and
         a remembered answer costs a dict look-up instead of a scan of the list
         (~0.05 µs instead of ~7 µs); the memory is cleared when full.
+
+    Only the first :data:`MAX_MATCHED_USER_AGENT` characters of a user agent are
+    matched and remembered, so the memory stays under ``cache_size`` times that
+    whatever clients send (1,500 distinct 100 KB user agents once kept 140 MB).
     """
 
     def __init__(self, substrings: Iterable[str] | None = None, *, cache_size: int = 4096) -> None:
@@ -165,7 +184,9 @@ class UserAgentFilter:
         self._seen: dict[str, str | None] = {}
 
     def match(self, user_agent: str) -> str | None:
-        """The listed substring ``user_agent`` contains, or None."""
+        """The listed substring the start of ``user_agent`` contains, or None."""
+        # A slice that covers the whole string is the string itself: free for real ones.
+        user_agent = user_agent[:MAX_MATCHED_USER_AGENT]
         try:
             return self._seen[user_agent]
         except KeyError:
@@ -191,6 +212,21 @@ def non_navigation_destination(environ: WSGIEnvironment) -> str | None:
         return None
     dest = dest.strip().lower()
     return None if dest == _NAVIGATION else dest
+
+
+def without_user_activation(environ: WSGIEnvironment) -> bool:
+    """A cross-site navigation the visitor did not make: no ``Sec-Fetch-User: ?1``.
+
+    Browsers send ``Sec-Fetch-User: ?1`` only on navigations a person started (a
+    click, a key press); a script's ``location`` change or a meta refresh sends none.
+    Only a browser that sends ``Sec-Fetch-Site`` is judged (an older browser or a test
+    client sends neither), and only across sites: a link on the shop's own pages, or
+    a typed or bookmarked one (``none``), is the shop's own business.
+    """
+    return (
+        environ.get("HTTP_SEC_FETCH_SITE") == "cross-site"
+        and environ.get("HTTP_SEC_FETCH_USER") != "?1"
+    )
 
 
 def is_cross_site(environ: WSGIEnvironment) -> bool:
@@ -233,6 +269,9 @@ class Filters:
         ``()``: no bot filter).
     :param min_seconds_to_convert: flag a conversion made sooner than this after
         its click (``too_fast``); 0 flags none.
+    :param refuse_without_user_activation: refuse (no visit, no cookie, the same
+        redirect) a cross-site navigation without user activation instead of only
+        flagging it (``no_user_activation``).
     """
 
     def __init__(
@@ -240,7 +279,14 @@ class Filters:
         *,
         bot_user_agents: Iterable[str] | None = None,
         min_seconds_to_convert: float = 0,
+        refuse_without_user_activation: bool = False,
     ) -> None:
+        if not isinstance(refuse_without_user_activation, bool):
+            raise ConfigurationError(
+                "refuse_without_user_activation must be True or False,"
+                f" got {refuse_without_user_activation!r}"
+            )
+        self.refuse_without_user_activation = refuse_without_user_activation
         self.bots = UserAgentFilter(bot_user_agents)
         self._seen = self.bots._seen  # the bot filter's memory, read directly on the hot path
         if (
@@ -265,7 +311,8 @@ class Filters:
         return Reason.BOT, f"user agent matches {found!r}: {_shown_user_agent(user_agent)}"
 
     def click_problem(self, environ: WSGIEnvironment) -> tuple[Reason, str] | None:
-        """Why a click must not count (``bot``, ``cookie_stuffing``), or None."""
+        """Why a click must not count (``bot``, ``cookie_stuffing``, and with
+        ``refuse_without_user_activation`` ``no_user_activation``), or None."""
         problem = self.bot(environ)
         if problem is not None:
             return problem
@@ -276,13 +323,21 @@ class Filters:
                 Reason.COOKIE_STUFFING,
                 f"the link was loaded as Sec-Fetch-Dest {shown!r}, not followed by a person",
             )
+        if self.refuse_without_user_activation and without_user_activation(environ):
+            return Reason.NO_USER_ACTIVATION, _NO_ACTIVATION
+        return None
+
+    def click_flag(self, environ: WSGIEnvironment) -> tuple[Reason, str] | None:
+        """What a counted click looked like, for a flag in the log (``no_user_activation``)."""
+        if without_user_activation(environ):
+            return Reason.NO_USER_ACTIVATION, f"{_NO_ACTIVATION}; the click counts"
         return None
 
     def pixel_problem(self, environ: WSGIEnvironment) -> tuple[Reason, str] | None:
         """Why a pixel hit must not count (``bot``, ``cross_site_pixel``), or None."""
         # On every pixel hit: a user agent seen before costs one dict look-up here.
         user_agent: str | None = environ.get("HTTP_USER_AGENT")
-        if user_agent and self._seen.get(user_agent, _UNSEEN) is not None:
+        if user_agent and self._seen.get(user_agent[:MAX_MATCHED_USER_AGENT], _UNSEEN) is not None:
             problem = self.bot(environ)
             if problem is not None:
                 return problem

@@ -99,6 +99,10 @@ class PixelMiddleware:
     :param min_seconds_to_convert: flag (``too_fast`` in the rejection log; the
         conversion still counts) a conversion sooner than this after its click;
         0, the default, flags none.
+    :param refuse_without_user_activation: refuse a click that is a cross-site
+        navigation without user activation (a script or a meta refresh on another
+        site: no ``Sec-Fetch-User: ?1``) instead of only flagging it
+        (``no_user_activation`` in the rejection log).
     :param clock: the current UTC time (for tests).
 
     Signed pixel URLs for templates: ``middleware.pixel_urls.url(advertiser_id,
@@ -132,6 +136,7 @@ class PixelMiddleware:
         migrate: bool = True,
         bot_user_agents: Iterable[str] | None = None,
         min_seconds_to_convert: float = 0,
+        refuse_without_user_activation: bool = False,
         spool_dir: str | os.PathLike[str] | None = "auto",
         clock: Clock = utc_now,
     ) -> None:
@@ -154,7 +159,9 @@ class PixelMiddleware:
             self.storage, reload_window=reload_window, clock=clock, spool=self.spool
         )
         self.filters = Filters(
-            bot_user_agents=bot_user_agents, min_seconds_to_convert=min_seconds_to_convert
+            bot_user_agents=bot_user_agents,
+            min_seconds_to_convert=min_seconds_to_convert,
+            refuse_without_user_activation=refuse_without_user_activation,
         )
         self.pixel_urls = PixelUrlSigner(secret_key, prefix=prefix)
         self.conversion_pixel = ConversionPixel(

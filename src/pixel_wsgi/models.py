@@ -78,6 +78,12 @@ class Reason(str, enum.Enum):
     DUPLICATE_SIGNED_PIXEL = "duplicate_signed_pixel"
     #: the request carried the attribution cookie twice (one may be tossed from a subdomain)
     DUPLICATE_COOKIE = "duplicate_cookie"
+    # issue 9: input
+    #: a link whose stored destination no redirect can use (stored before it was checked)
+    INVALID_LINK_DESTINATION = "invalid_link_destination"
+    #: a cross-site navigation without user activation (a script or a meta refresh, not a
+    #: click): a flag, or a refused click with ``refuse_without_user_activation``
+    NO_USER_ACTIVATION = "no_user_activation"
 
 
 class Source(str, enum.Enum):

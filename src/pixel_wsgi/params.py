@@ -33,13 +33,18 @@ from .models import Reason, SaleReport
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "MAX_JSON_DEPTH",
     "PERSONAL_FIELDS",
     "Limits",
+    "claimed_reference",
+    "json_nesting_ok",
     "parse_amount",
     "parse_legacy_params",
     "parse_query",
     "parse_sale_params",
+    "printable_text",
     "redacted_query",
+    "shown_name",
 ]
 
 
@@ -106,7 +111,11 @@ PERSONAL_FIELDS: frozenset[str] = frozenset(
 
 # Cc is exactly U+0000-U+001F and U+007F-U+009F (C0, DEL, C1). U+2028/U+2029 are not Cc
 # but break lines in logs, CSV exports and JavaScript string literals just the same.
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Surrogates (U+D800-U+DFFF) are no characters at all: JSON's "\ud800" decodes to one,
+# and no store can encode it as UTF-8 (SQLite and PostgreSQL fail, the report would be
+# spooled for ever). A NUL is refused by PostgreSQL. All are refused at the door.
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_SURROGATE_MIN, _SURROGATE_MAX = "\ud800", "\udfff"
 # [0-9], never \d: \d also matches Arabic-Indic, full-width and other Unicode digits.
 _AMOUNT_RE = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,2}))?")
 _CURRENCY_RE = re.compile(r"[A-Za-z]{3}")
@@ -121,6 +130,12 @@ _QUANTITY_KEYS = ("quantity_list[]", "quantity_list")
 _PHONE_FIELDS = frozenset({"home_phone_number", "cell_phone_number"})
 _OPT_IN_VALUES = frozenset({"0", "1"})
 
+#: The deepest nesting of arrays and objects a JSON report may have. A report is at
+#: most 3 deep (a batch, a report, its ``custom_data``); Python's ``json`` recurses once
+#: per level and fails with a RecursionError past about 1000.
+MAX_JSON_DEPTH = 10
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
 _REDACTED = "[redacted]"
 # Personal fields matched loosely for redaction only: a mistyped case or a stray "[]"
 # still makes the key custom data, but its value must not reach the log either.
@@ -130,8 +145,12 @@ _LOG_SAFE = "[]/:,@"
 _SHOWN_KEY_LENGTH = 64
 
 
-def _shown(key: str) -> str:
-    """``key`` as it may appear in a detail or ``field``: escaped and bounded."""
+def shown_name(key: str) -> str:
+    """``key`` as it may appear in a detail or ``field``: escaped and bounded.
+
+    Control characters and surrogates become backslash escapes, and a long name is cut,
+    so a parameter's name can be logged and stored whatever a client sent.
+    """
     if _CONTROL_RE.search(key) is not None:
         key = key.encode("unicode_escape").decode("ascii")
     if len(key) > _SHOWN_KEY_LENGTH:
@@ -139,15 +158,26 @@ def _shown(key: str) -> str:
     return key
 
 
+def _check_characters(value: str, field: str, what: str | None = None) -> None:
+    """Reject text with a control character or a surrogate (``what`` names it: ``field``)."""
+    found = _CONTROL_RE.search(value)
+    if found is not None:
+        problem = (
+            "an unpaired surrogate (not Unicode text)"
+            if _SURROGATE_MIN <= found.group() <= _SURROGATE_MAX
+            else "a control character"
+        )
+        raise ParamError(Reason.INVALID_TEXT, f"{what or field} contains {problem}", field=field)
+
+
 def _check_text(value: str, field: str, max_length: int) -> None:
-    """Reject over-long text and text with control characters."""
+    """Reject over-long text and text with control characters or surrogates."""
     # Length first: it is O(1) and bounds the scan that follows.
     if len(value) > max_length:
         raise ParamError(
             Reason.VALUE_TOO_LONG, f"{field} is longer than {max_length} characters", field=field
         )
-    if _CONTROL_RE.search(value) is not None:
-        raise ParamError(Reason.INVALID_TEXT, f"{field} contains a control character", field=field)
+    _check_characters(value, field)
 
 
 def _lists(args: MultiDict[str, str]) -> Iterable[tuple[str, list[str]]]:
@@ -164,7 +194,7 @@ def _single(key: str, values: list[str]) -> str:
     # hide that and could pick the wrong one.
     if len(values) > 1:
         raise ParamError(
-            Reason.DUPLICATE_PARAMETER, f"{key} may be given only once", field=_shown(key)
+            Reason.DUPLICATE_PARAMETER, f"{key} may be given only once", field=shown_name(key)
         )
     return values[0]
 
@@ -359,8 +389,7 @@ def _add_personal(key: str, values: list[str], personal: dict[str, str], limits:
     if text == "":
         return  # "opt_in_SMS=" and friends: not given
     # Control characters first, so every text field reports them the same way.
-    if _CONTROL_RE.search(text) is not None:
-        raise ParamError(Reason.INVALID_TEXT, f"{key} contains a control character", field=key)
+    _check_characters(text, key)
     if key == "email_address":
         if len(text) > _EMAIL_MAX_LENGTH or _EMAIL_RE.fullmatch(text) is None:
             raise ParamError(
@@ -390,7 +419,7 @@ def _add_custom(key: str, values: list[str], custom: dict[str, str], limits: Lim
         if any(values):
             raise ParamError(Reason.INVALID_TEXT, "a parameter has a value but no name")
         return
-    field = _shown(key)
+    field = shown_name(key)
     text = _single(key, values)
     if len(key) > limits.max_custom_key_length:
         raise ParamError(
@@ -398,10 +427,7 @@ def _add_custom(key: str, values: list[str], custom: dict[str, str], limits: Lim
             f"a parameter name is longer than {limits.max_custom_key_length} characters",
             field=field,
         )
-    if _CONTROL_RE.search(key) is not None:
-        raise ParamError(
-            Reason.INVALID_TEXT, "a parameter name contains a control character", field=field
-        )
+    _check_characters(key, field, "a parameter name")
     if len(custom) >= limits.max_custom_fields:
         raise ParamError(
             Reason.TOO_MANY_CUSTOM_FIELDS,
@@ -600,6 +626,74 @@ def parse_legacy_params(
     )
 
 
+def claimed_reference(
+    args: MultiDict[str, str] | None, limits: Limits = DEFAULT_LIMITS
+) -> str | None:
+    """The conversion a refused report names, for the rejection log, when that name is valid.
+
+    ``parent_reference_id`` first, then ``reference_id``: the first given once that
+    follows its own rules (see :func:`parse_sale_params`), whatever else the report
+    broke. None when neither is given or valid.
+
+    >>> claimed_reference(parse_query("sale_amount=1,00&reference_id=c"))
+    'c'
+    """
+    if args is None:
+        return None
+    lists = dict(_lists(args))
+    for name in ("parent_reference_id", "reference_id"):
+        values = lists.get(name)
+        if values:
+            try:
+                text = _parse_reference(name, values, limits)
+            except ParamError:
+                return None
+            if text is not None:
+                return text
+    return None
+
+
+def json_nesting_ok(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON ``text`` nests arrays and objects at most ``max_depth`` deep.
+
+    Checked before ``json.loads``, which recurses once per level: a megabyte of ``[``
+    would end in a RecursionError. Without recursion and in C-speed passes (strings
+    removed, then innermost ``[]``/``{}`` pairs removed once per level), so a hostile
+    body costs at most ``max_depth`` scans. Unbalanced brackets also answer False:
+    such text is not JSON anyway.
+
+    >>> json_nesting_ok('[{"a": "[[["}]'), json_nesting_ok("[" * 100 + "]" * 100)
+    (True, False)
+    """
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    # Escapes go first (left to right, as a parser reads them), so that every '"' left
+    # opens or closes a string; then the strings, then everything but brackets.
+    data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = b"".join(data.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
+    for _ in range(max_depth):
+        if not skeleton:
+            return True
+        shorter = skeleton.replace(b"[]", b"").replace(b"{}", b"")
+        if len(shorter) == len(skeleton):
+            return False  # unbalanced: not JSON
+        skeleton = shorter
+    return not skeleton
+
+
+def printable_text(text: str, max_length: int) -> str:
+    """Text from a request header, made safe to store: what a store cannot hold goes.
+
+    For text that is kept whatever it holds (a click's ``User-Agent``), not refused:
+    control characters (NUL included: PostgreSQL refuses it) and surrogates become
+    U+FFFD, and the result is cut to ``max_length`` characters.
+
+    >>> printable_text("Bot\x00/1.0", 8)
+    'Bot\ufffd/1.0'
+    """
+    # Cut first: the substitution then scans a bounded string.
+    return _CONTROL_RE.sub("\ufffd", text[:max_length])
+
+
 def is_personal_key(key: str) -> bool:
     key = key.strip().lower()
     if key.endswith("[]"):
@@ -623,8 +717,13 @@ def redacted_query(args: MultiDict[str, str], limit: int = 2048) -> str:
     parts: list[str] = []
     size = 0
     for key, value in args.items(multi=True):
-        shown = _REDACTED if is_personal_key(key) else quote(value, safe=_LOG_SAFE)
-        part = f"{quote(key, safe=_LOG_SAFE)}={shown}"
+        # backslashreplace: a surrogate (from JSON) has no UTF-8 to percent-encode.
+        shown = (
+            _REDACTED
+            if is_personal_key(key)
+            else quote(value, safe=_LOG_SAFE, errors="backslashreplace")
+        )
+        part = f"{quote(key, safe=_LOG_SAFE, errors='backslashreplace')}={shown}"
         parts.append(part)
         size += len(part) + 1
         if size > limit:  # enough to fill the limit: skip encoding the rest

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from .attribution import AttributionCookies, AttributionRejected, VisitClaim
 from .edge import is_https, is_prefetch
@@ -25,7 +25,14 @@ from .filters import Filters
 from .gif import GIF_HEADERS, TRANSPARENT_GIF
 from .ledger import Ledger
 from .models import Reason, SaleReport, Source
-from .params import Limits, parse_legacy_params, parse_query, parse_sale_params, redacted_query
+from .params import (
+    Limits,
+    claimed_reference,
+    parse_legacy_params,
+    parse_query,
+    parse_sale_params,
+    redacted_query,
+)
 from .signing import EXPIRES_PARAM, SIGNATURE_PARAM, PixelUrlSigner
 
 if TYPE_CHECKING:
@@ -116,7 +123,7 @@ class ConversionPixel:
                 reason=refusal[0],
                 detail=refusal[1],
                 params=self._loggable(query, filtered),
-                reference_id=self._claimed_reference(filtered),
+                reference_id=claimed_reference(filtered, self.limits),
             )
             return
         args: MultiDict[str, str] | None = None
@@ -137,7 +144,7 @@ class ConversionPixel:
                     reason=refusal[0],
                     detail=refusal[1],
                     params=redacted_query(args),
-                    reference_id=self._claimed_reference(args),
+                    reference_id=claimed_reference(args, self.limits),
                 )
                 return
             report = self._parse(args)
@@ -148,6 +155,7 @@ class ConversionPixel:
                 reason=exc.reason,
                 detail=exc.detail,
                 params=self._loggable(query, args),
+                reference_id=claimed_reference(args, self.limits),
             )
             return
         visit: VisitClaim | None = None
@@ -206,24 +214,6 @@ class ConversionPixel:
             # A query that did not parse cannot be redacted: keep only its size.
             return f"[unparsed query of {len(query)} characters]"
         return redacted_query(args)
-
-    def _claimed_reference(self, args: MultiDict[str, str] | None) -> str | None:
-        """The conversion a refused hit names, for the log, when it is plain text.
-
-        Refused before the parameters' rules ran, so only a single, bounded,
-        printable value is kept (the redacted query has everything else).
-        """
-        if args is None:
-            return None
-        lists = cast("dict[str, list[str]]", args)  # a MultiDict's own lists (params._lists)
-        for name in ("parent_reference_id", "reference_id"):
-            values: list[str] = dict.get(lists, name, [])
-            if len(values) == 1:
-                value = values[0]
-                if 0 < len(value) <= self.limits.max_reference_length and value.isprintable():
-                    return value
-                return None
-        return None
 
     def _check_signature(
         self, advertiser_id: int, args: MultiDict[str, str]

@@ -76,7 +76,16 @@ class ReportInvalid(PixelError, ValueError):
     """A server-side report broke one or more field rules (an API ``400``)."""
 
     def __init__(self, errors: list[FieldError]) -> None:
-        super().__init__("; ".join(f"{e.field or 'report'}: {e.message}" for e in errors))
+        # A message that names its field already says which field: no "sale_amount:
+        # sale_amount must be ..." in the log.
+        super().__init__(
+            "; ".join(
+                e.message
+                if e.field and e.field in e.message
+                else f"{e.field or 'report'}: {e.message}"
+                for e in errors
+            )
+        )
         self.errors = errors
 
     @property

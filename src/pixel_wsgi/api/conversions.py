@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
@@ -30,9 +31,18 @@ from ..clock import iso_utc
 from ..errors import ParamError, StorageError
 from ..ledger import Ledger, ReportRefused, ReportStatus
 from ..models import IdempotencyRecord, Reason, Source
-from ..params import Limits, parse_query, redacted_query
+from ..params import (
+    MAX_JSON_DEPTH,
+    Limits,
+    claimed_reference,
+    json_nesting_ok,
+    parse_query,
+    redacted_query,
+    shown_name,
+)
 from ..responses import json_response
 from ..server_report import (
+    FieldError,
     ReportInvalid,
     args_from_json,
     loads_exact,
@@ -117,6 +127,44 @@ def _read_body(environ: WSGIEnvironment) -> bytes:
         )
     body: bytes = environ["wsgi.input"].read(length)
     return body
+
+
+# What no store can hold: a NUL (PostgreSQL refuses it in text) and a surrogate, which
+# JSON's "\ud800" escape makes and which has no UTF-8. Control characters in general
+# are the parser's business (invalid_text); these must not reach even an error message.
+_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _holds_unstorable(value: Any) -> bool:
+    if isinstance(value, str):
+        return _UNSTORABLE_RE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_holds_unstorable(k) or _holds_unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_unstorable(item) for item in value)
+    return False  # numbers, booleans, null
+
+
+def _refuse_unstorable(document: dict[str, Any]) -> None:
+    """Refuse a JSON report holding text that cannot be stored, naming the field.
+
+    Checked before anything else reads the report, so that no error message, log entry
+    or spooled event ever carries such text. The depth is bounded by
+    :func:`~pixel_wsgi.params.json_nesting_ok`.
+    """
+    for key, value in document.items():
+        if _holds_unstorable(key) or _holds_unstorable(value):
+            field = shown_name(key)
+            raise ReportInvalid(
+                [
+                    FieldError(
+                        field,
+                        Reason.INVALID_TEXT,
+                        f"{field} holds a NUL character or an unpaired surrogate"
+                        " (not Unicode text), which cannot be stored",
+                    )
+                ]
+            )
 
 
 class ConversionsEndpoint:
@@ -279,6 +327,9 @@ class ConversionsEndpoint:
             return self._one(advertiser_id, args)
         if content_type == "application/json":
             try:
+                if not json_nesting_ok(body):
+                    # json.loads would recurse once per level, into a RecursionError.
+                    raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
                 document = loads_exact(body)
             except (ValueError, UnicodeDecodeError):
                 self._log_invalid(advertiser_id, Reason.INVALID_QUERY, "the body is not JSON", "")
@@ -311,6 +362,7 @@ class ConversionsEndpoint:
 
     def _one_json(self, advertiser_id: int, document: dict[str, Any]) -> tuple[int, Any]:
         try:
+            _refuse_unstorable(document)
             args = args_from_json(document)
         except ReportInvalid as exc:
             return self._invalid(advertiser_id, exc, MultiDict())
@@ -346,14 +398,27 @@ class ConversionsEndpoint:
     def _invalid(
         self, advertiser_id: int, exc: ReportInvalid, args: MultiDict[str, str]
     ) -> tuple[int, Any]:
-        self._log_invalid(advertiser_id, exc.reason, str(exc), redacted_query(args))
+        self._log_invalid(
+            advertiser_id,
+            exc.reason,
+            str(exc),
+            redacted_query(args),
+            claimed_reference(args, self.limits),
+        )
         return 400, error_body(
             "invalid_report",
             "the report has invalid fields",
             fields=[error.as_dict() for error in exc.errors],
         )
 
-    def _log_invalid(self, advertiser_id: int, reason: Reason, detail: str, params: str) -> None:
+    def _log_invalid(
+        self,
+        advertiser_id: int,
+        reason: Reason,
+        detail: str,
+        params: str,
+        reference_id: str | None = None,
+    ) -> None:
         try:
             self.ledger.reject(
                 advertiser_id=advertiser_id,
@@ -361,6 +426,7 @@ class ConversionsEndpoint:
                 reason=reason,
                 detail=detail[:500],
                 params=params,
+                reference_id=reference_id,
             )
         except StorageError as exc:
             logger.error("rejection not logged: %s", exc)

@@ -31,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from werkzeug.datastructures import MultiDict
+
 from ..clock import iso_utc
 from ..columns import csv_cells, select_columns
 from ..errors import ParamError
 from ..models import Transaction, TransactionType
-from ..params import parse_query
+from ..params import claimed_reference, parse_query
 from ..responses import json_response
 from .conversions import error_body, status_line
 
@@ -132,6 +134,18 @@ def _end_of(day: date, zone: timezone | ZoneInfo) -> str | None:
     return _start_of(following, zone)
 
 
+def _reference(args: dict[str, list[str]]) -> str | None:
+    """The ``reference_id`` filter, when it could name a conversion at all.
+
+    A NUL, a control character or a surrogate is refused here: PostgreSQL would fail
+    on the query (a 503 for a bad request).
+    """
+    text = _single(args, "reference_id")
+    if text is not None and claimed_reference(MultiDict([("reference_id", text)])) != text:
+        raise _Invalid("reference_id", "reference_id is not a valid reference id")
+    return text
+
+
 def _names(args: dict[str, list[str]], name: str) -> list[str]:
     text = _single(args, name)
     return [part.strip() for part in text.split(",") if part.strip()] if text else []
@@ -191,7 +205,7 @@ class TransactionsEndpoint:
                     after_transaction_id=after,
                     limit=limit,
                     transaction_id=_number(args, "transaction_id", low=1, high=2**63 - 1),
-                    reference_id=_single(args, "reference_id"),
+                    reference_id=_reference(args),
                     transaction_type=kind,
                     created_from=None if first is None else _start_of(first, zone),
                     created_before=None if last is None else _end_of(last, zone),

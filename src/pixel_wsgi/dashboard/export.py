@@ -12,19 +12,12 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..columns import formula_safe
 from .reports import Tally, format_money
 from .tables import Column
 from .views import TableView
 
 __all__ = ["csv_bytes", "table_csv", "totals_csv"]
-
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV
-# injection): a campaign named "=HYPERLINK(...)" must stay text.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _safe(text: str) -> str:
-    return f"'{text}" if text.startswith(_FORMULA_START) else text
 
 
 def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
@@ -44,7 +37,7 @@ def _csv_row(view: TableView[Any], row: Any) -> list[str]:
             text = value(row)
             # Numbers and amounts are written by the dashboard itself; only text
             # from the ledger is guarded.
-            cells.append(text if column.numeric else _safe(text))
+            cells.append(text if column.numeric else formula_safe(text))
     cells.extend(value(row) for _name, value in view.table.extra_csv)
     return cells
 

@@ -103,6 +103,9 @@ REASON_MEANINGS: dict[str, str] = {
     "duplicate_signed_pixel": "this signed pixel URL had already been counted",
     "duplicate_cookie": "the attribution cookie came twice (one may be planted from a"
     " subdomain): no attribution",
+    # issue 9: input
+    "invalid_link_destination": "a tracking link's stored destination is not a valid URL",
+    "no_user_activation": "a click made by a script or a meta refresh, not by the visitor",
 }
 
 #: The most rows a page shows; the CSV export always has them all.

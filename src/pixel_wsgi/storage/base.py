@@ -12,7 +12,7 @@ writer, and that its unique keys hold under concurrency.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -207,7 +207,11 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def add_link(self, campaign_id: int, publisher_id: int, destination: str) -> Link:
-        """Raise NotFoundError when the campaign or publisher does not exist."""
+        """Raise NotFoundError when the campaign or publisher does not exist.
+
+        :raises ConfigurationError: for a destination no redirect could use (checked
+            with :func:`~pixel_wsgi.redirects.validate_destination` before storing).
+        """
 
     @abc.abstractmethod
     def advertiser(self, advertiser_id: int) -> Advertiser | None: ...
@@ -399,12 +403,73 @@ def check_daily_cap(cap: int | None) -> None:
         raise ValueError(f"a daily cap is a whole number >= 0 or None, got {cap!r}")
 
 
-def rejections_to_trim(newest_id: int, max_rejections: int) -> int | None:
-    """After the rejection ``newest_id``: the id up to which older ones go, or None.
+_COUNT_REJECTIONS_BY_REASON = "SELECT reason, count(*) FROM rejections GROUP BY reason"
+# The newest ``keep`` entries of one reason stay (the OFFSET is keep - 1); the older go.
+_TRIM_REASON = (
+    "DELETE FROM rejections WHERE reason = {p} AND id < (SELECT id FROM rejections"
+    " WHERE reason = {p} ORDER BY id DESC LIMIT 1 OFFSET {p})"
+)
 
-    The log keeps about ``max_rejections`` entries, trimmed in batches (once in
-    256 inserts) rather than on every insert.
+
+def trim_rejections(
+    newest_id: int,
+    max_rejections: int,
+    execute: Callable[[str, tuple[Any, ...]], Iterable[Any]],
+    placeholder: str,
+) -> None:
+    """Trim the rejection log after inserting ``newest_id``, inside the writer's
+    transaction (see :func:`rejections_to_trim`).
+
+    :param execute: the backend's ``execute(sql, params)``, returning its rows.
+    :param placeholder: the driver's parameter marker (``?`` or ``%s``).
     """
-    if newest_id % 256 == 0 and newest_id > max_rejections:
-        return newest_id - max_rejections
-    return None
+    quotas = rejections_to_trim(
+        newest_id, max_rejections, lambda: dict(execute(_COUNT_REJECTIONS_BY_REASON, ()))
+    )
+    trim = _TRIM_REASON.format(p=placeholder)
+    for reason, keep in quotas.items():
+        execute(trim, (reason, reason, keep - 1))
+
+
+def rejections_to_trim(
+    newest_id: int, max_rejections: int, count_by_reason: Callable[[], Mapping[str, int]]
+) -> dict[str, int]:
+    """After the rejection ``newest_id``: how many of its newest entries each reason that
+    must shrink keeps (empty: nothing goes).
+
+    The log keeps about ``max_rejections`` entries. When it holds more, the most frequent
+    reasons give way first, each down to a fair share (:func:`rejection_quotas`): a
+    flood of one reason (junk pixels, say) only ever evicts its own kind, never the one
+    ``cookie_stuffing`` entry that is the evidence of a fraud.
+
+    Trimming is batched so that it stays cheap on the write path: it runs once in
+    ``max(256, max_rejections // 16)`` inserts, and only then counts the log
+    (``count_by_reason``, one aggregate over the table), so the log may exceed its
+    bound by up to that batch between two trims.
+    """
+    interval = max(256, max_rejections // 16)
+    if newest_id % interval or newest_id <= max_rejections:
+        return {}
+    return rejection_quotas(count_by_reason(), max_rejections)
+
+
+def rejection_quotas(counts: Mapping[str, int], max_rejections: int) -> dict[str, int]:
+    """The reasons that must shrink for ``counts`` to fit ``max_rejections``, with how
+    many entries each keeps: the same for all of them, the largest that fits (at least 1).
+
+    Reasons with fewer entries than that keep them all (max-min fairness).
+
+    >>> rejection_quotas({"cookie_stuffing": 1, "unknown_advertiser": 500}, 100)
+    {'unknown_advertiser': 99}
+    """
+    if sum(counts.values()) <= max_rejections:
+        return {}
+    remaining = max_rejections
+    ordered = sorted(counts.items(), key=lambda item: item[1])
+    for index, (_reason, count) in enumerate(ordered):
+        share = remaining // (len(ordered) - index)
+        if count > share:
+            quota = max(share, 1)
+            return {reason: quota for reason, count in ordered[index:] if count > quota}
+        remaining -= count
+    return {}

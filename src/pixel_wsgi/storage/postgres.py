@@ -87,7 +87,8 @@ from ..models import (
     TransactionDraft,
     TransactionType,
 )
-from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
+from ..redirects import validate_destination
+from .base import LedgerWriter, Storage, check_daily_cap, trim_rejections
 from .postgres_migrations import MIGRATE_LOCK_KEY, migrations
 from .precedence import (
     CONTESTED_REFERENCES,
@@ -425,9 +426,7 @@ class PostgresLedgerWriter(SharedWriterSQL, LedgerWriter):
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             rejection_values(draft),
         )
-        through = rejections_to_trim(0 if row is None else row[0], self._max_rejections)
-        if through is not None:
-            self._cur.execute("DELETE FROM rejections WHERE id <= %s", (through,))
+        trim_rejections(0 if row is None else row[0], self._max_rejections, self._cur.execute, "%s")
 
     def conversions_since(self, campaign_id: int, since: str) -> int:
         row = self._cur.execute(
@@ -868,6 +867,7 @@ class PostgresStorage(Storage):
         return Campaign(new_id, advertiser_id, name, payout, now)
 
     def add_link(self, campaign_id: int, publisher_id: int, destination: str) -> Link:
+        validate_destination(destination)  # every caller: the CLI, the API, tests
         row = self._one(
             "add a link",
             "INSERT INTO links (campaign_id, publisher_id, destination, created_at)"

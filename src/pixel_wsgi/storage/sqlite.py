@@ -48,7 +48,8 @@ from ..models import (
     TransactionDraft,
     TransactionType,
 )
-from .base import LedgerWriter, Storage, check_daily_cap, rejections_to_trim
+from ..redirects import validate_destination
+from .base import LedgerWriter, Storage, check_daily_cap, trim_rejections
 from .precedence import CONTESTED_REFERENCES, SharedWriterSQL, idempotency_settlement
 from .rows import (
     ANY_CAPPED_CAMPAIGN,
@@ -216,9 +217,7 @@ class SQLiteLedgerWriter(SharedWriterSQL, LedgerWriter):
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rejection_values(draft),
         )
-        through = rejections_to_trim(cursor.lastrowid or 0, self._max_rejections)
-        if through is not None:
-            self._conn.execute("DELETE FROM rejections WHERE id <= ?", (through,))
+        trim_rejections(cursor.lastrowid or 0, self._max_rejections, self._conn.execute, "?")
 
     def conversions_since(self, campaign_id: int, since: str) -> int:
         count: int = self._conn.execute(_CONVERSIONS_SINCE, (campaign_id, since)).fetchone()[0]
@@ -409,6 +408,7 @@ class SQLiteStorage(Storage):
         return Campaign(new_id, advertiser_id, name, payout, now)
 
     def add_link(self, campaign_id: int, publisher_id: int, destination: str) -> Link:
+        validate_destination(destination)  # every caller: the CLI, the API, tests
         now = iso_utc(utc_now())
         new_id = self._insert(
             "INSERT INTO links (campaign_id, publisher_id, destination, created_at)"
