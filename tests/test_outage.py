@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,18 +19,7 @@ from pixel_wsgi.spool import Spool
 from pixel_wsgi.storage import LedgerWriter
 
 from .conftest import SECRET, FakeClock, World, host_app, pixel_url, reasons
-
-
-@contextmanager
-def write_locked(path: Path) -> Iterator[None]:
-    """A second connection holds the write lock (a long job, a stuck writer)."""
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+from .spool_helpers import write_locked
 
 
 @pytest.fixture
