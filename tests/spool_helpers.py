@@ -14,7 +14,7 @@ from webtest import TestApp
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
 from pixel_wsgi.spool import _decode, _encode
 
-from .conftest import SECRET, FakeClock, World, host_app
+from .conftest import SECRET, FakeClock, World, host_app, pixel_url
 
 
 @contextmanager
@@ -36,6 +36,17 @@ def locked_shop(world: World, clock: FakeClock, spool_dir: Path, **options: Any)
         host_app, storage, secret_key=SECRET, clock=clock, spool_dir=spool_dir, **options
     )
     return TestApp(middleware)
+
+
+def spooled_visit(world: World, clock: FakeClock, spool_dir: Path, *hits: str) -> TestApp:
+    """A click, then a conversion pixel for each query (or each path, when it starts
+    with ``/``), all while the store is locked: all spooled."""
+    shop = locked_shop(world, clock, spool_dir)
+    with write_locked(world.storage.path):
+        shop.get(f"/pixels/click/{world.percent_link_id}")
+        for hit in hits:
+            shop.get(hit if hit.startswith("/") else pixel_url(world.advertiser_id, hit))
+    return shop
 
 
 def rewrite_spool(spool_dir: Path, change: Callable[[dict[str, Any]], None]) -> None:

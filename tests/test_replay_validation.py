@@ -16,8 +16,14 @@ from pixel_wsgi.cli import cli
 from pixel_wsgi.replay import replay
 from pixel_wsgi.spool import Spool
 
-from .conftest import FakeClock, World, pixel_url
-from .spool_helpers import locked_shop, quarantine_reasons, rewrite_spool, write_locked
+from .conftest import FakeClock, World
+from .spool_helpers import (
+    locked_shop,
+    quarantine_reasons,
+    rewrite_spool,
+    spooled_visit,
+    write_locked,
+)
 
 Change = Callable[[dict[str, Any]], None]
 
@@ -74,10 +80,7 @@ def test_a_forged_conversion_is_quarantined_with_its_reason(
     world: World, clock: FakeClock, tmp_path: Path, change: Change, reason: str
 ) -> None:
     spool_dir = tmp_path / "spool"
-    shop = locked_shop(world, clock, spool_dir)
-    with write_locked(world.storage.path):
-        shop.get(f"/pixels/click/{world.percent_link_id}")
-        shop.get(pixel_url(world.advertiser_id, "sale_amount=50&reference_id=o-1"))
+    shop = spooled_visit(world, clock, spool_dir, "sale_amount=50&reference_id=o-1")
     rewrite_spool(spool_dir, change)
     summary = replay(Spool(spool_dir), world.storage)
     # The click is applied; the conversion is not, and the replay was not stopped.
@@ -95,14 +98,14 @@ def test_the_untouched_records_replay_as_before(
 ) -> None:
     """The control: a rewrite that changes nothing quarantines nothing."""
     spool_dir = tmp_path / "spool"
-    shop = locked_shop(world, clock, spool_dir)
-    with write_locked(world.storage.path):
-        shop.get(f"/pixels/click/{world.percent_link_id}")
-        shop.get(pixel_url(world.advertiser_id, "sale_amount=50&reference_id=o-1&note=hi"))
-        shop.get(pixel_url(world.advertiser_id, "sale_amount=7&parent_reference_id=o-1"))
-        shop.get(
-            f"/tracked_actions/web_sale/{world.advertiser_id}?amount=3&external_data=x",
-        )
+    spooled_visit(
+        world,
+        clock,
+        spool_dir,
+        "sale_amount=50&reference_id=o-1&note=hi",
+        "sale_amount=7&parent_reference_id=o-1",
+        f"/tracked_actions/web_sale/{world.advertiser_id}?amount=3&external_data=x",
+    )
     rewrite_spool(spool_dir, lambda event: None)
     summary = replay(Spool(spool_dir), world.storage)
     assert (summary.applied, summary.quarantined) == (4, 0)
@@ -150,10 +153,7 @@ def test_the_replay_command_names_the_quarantine(
     world: World, clock: FakeClock, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    shop = locked_shop(world, clock, spool_dir)
-    with write_locked(world.storage.path):
-        shop.get(f"/pixels/click/{world.percent_link_id}")
-        shop.get(pixel_url(world.advertiser_id, "sale_amount=50&reference_id=o-1"))
+    spooled_visit(world, clock, spool_dir, "sale_amount=50&reference_id=o-1")
     rewrite_spool(spool_dir, report_field("sale_amount", "NaN"))
     url = f"sqlite:///{world.storage.path}"
     result = CliRunner().invoke(cli, ["--storage", url, "replay", "--spool-dir", str(spool_dir)])

@@ -11,8 +11,8 @@ from pixel_wsgi.cli import cli
 from pixel_wsgi.replay import replay
 from pixel_wsgi.spool import Spool
 
-from .conftest import FakeClock, World, pixel_url
-from .spool_helpers import locked_shop, write_locked
+from .conftest import FakeClock, World
+from .spool_helpers import locked_shop, spooled_visit, write_locked
 
 EMAIL = b"buyer@example.com"
 NAME = b"Ann Buyer"
@@ -38,20 +38,13 @@ def test_erase_reaches_the_spooled_personal_data(
     world: World, clock: FakeClock, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    shop = locked_shop(world, clock, spool_dir)
-    with write_locked(world.storage.path):
-        shop.get(f"/pixels/click/{world.percent_link_id}")
-        shop.get(
-            pixel_url(
-                world.advertiser_id,
-                "sale_amount=50&reference_id=p-1&email_address=buyer@example.com&name=Ann+Buyer",
-            )
-        )
-        shop.get(
-            pixel_url(
-                world.advertiser_id, "sale_amount=60&reference_id=p-2&email_address=o@example.com"
-            )
-        )
+    spooled_visit(
+        world,
+        clock,
+        spool_dir,
+        "sale_amount=50&reference_id=p-1&email_address=buyer@example.com&name=Ann+Buyer",
+        "sale_amount=60&reference_id=p-2&email_address=o@example.com",
+    )
     # Sealed from the start: no spool file, torn or whole, holds it in clear.
     [path] = Spool(spool_dir).files()
     lines = path.read_bytes().splitlines(keepends=True)
@@ -81,10 +74,7 @@ def test_erase_says_when_the_spool_held_nothing_of_it(
     world: World, clock: FakeClock, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    shop = locked_shop(world, clock, spool_dir)
-    with write_locked(world.storage.path):
-        shop.get(f"/pixels/click/{world.percent_link_id}")
-        shop.get(pixel_url(world.advertiser_id, "sale_amount=5&reference_id=q&name=Bo"))
+    spooled_visit(world, clock, spool_dir, "sale_amount=5&reference_id=q&name=Bo")
     url = f"sqlite:///{world.storage.path}"
     erase = ["--storage", url, "erase", "--advertiser", str(world.advertiser_id)]
     other = CliRunner().invoke(cli, [*erase, "--reference-id", "zz", "--spool-dir", str(spool_dir)])

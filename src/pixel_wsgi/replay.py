@@ -18,7 +18,7 @@ sealed its personal data are deleted.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -103,17 +103,7 @@ def _apply(ledger: Ledger, event: dict[str, Any], limits: Limits) -> bool:
         )
         return True
     if kind == "rejection":
-        rejection = decode_rejection(event)
-        outcome = ledger.reject(
-            advertiser_id=rejection.advertiser_id,
-            source=rejection.source,
-            reason=rejection.reason,
-            detail=rejection.detail,
-            params=rejection.params,
-            visit_id=rejection.visit_id,
-            reference_id=rejection.reference_id,
-            event_id=event_id,
-        )
+        outcome = ledger.reject(**asdict(decode_rejection(event)), event_id=event_id)
         return outcome.reason is not None
     if kind == "web_conversion":
         source = decode_source(event["source"], WEB_SOURCES)
