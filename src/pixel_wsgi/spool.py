@@ -298,6 +298,7 @@ class Spool:
         #: the size of the last record refused for the cap (0: not full)
         self._refused_size = 0
         self._warned: set[str] = set()
+        self._unusable = ""
         self._skipped = Tally(
             "pixel-wsgi store unavailable: events that cannot count were not spooled"
         )
@@ -337,8 +338,12 @@ class Spool:
     def _subdir(self, fd: int, owner: int, name: str, *, create: bool = True) -> int | None:
         """Open ``name`` inside the spool (made ``0700`` if missing); None if absent."""
         if create:
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.mkdir(name, 0o700, dir_fd=fd)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise SpoolError(f"cannot create {self.directory / name}: {exc}") from exc
         try:
             sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | _SAFE, dir_fd=fd)
         except FileNotFoundError:
@@ -492,8 +497,11 @@ class Spool:
         try:
             pending = self.pending()
         except SpoolError as exc:
-            logger.error("pixel-wsgi spool unusable: %s", exc)
+            if str(exc) != self._unusable:  # once per fault, not per health check
+                self._unusable = str(exc)
+                logger.error("pixel-wsgi spool unusable: %s", exc)
             return 0, "unusable"
+        self._unusable = ""
         if self._refused_size and pending + self._refused_size <= self.max_bytes:
             self._refused_size = 0  # drained since
         return pending, "full" if self._refused_size or pending >= self.max_bytes else "ok"
