@@ -790,14 +790,14 @@ def erase(
             f"{spool_problem}"
         )
     if as_json:
-        _emit_json(
-            {
-                "advertiser_id": advertiser_id,
-                "reference_id": reference_id,
-                "erased": erased,
-                "spool_key_destroyed": spooled,
-            }
-        )
+        document: dict[str, Any] = {
+            "advertiser_id": advertiser_id,
+            "reference_id": reference_id,
+            "erased": erased,
+        }
+        if spooled:  # the spool held personal data of it: unreadable now
+            document["spool_key_destroyed"] = True
+        _emit_json(document)
     else:
         noun = "row" if erased == 1 else "rows"
         click.echo(f"Erased personal data from {erased} {noun}.")
