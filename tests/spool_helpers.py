@@ -11,7 +11,7 @@ from typing import Any
 
 from webtest import TestApp
 
-from pixel_wsgi import PixelMiddleware, SQLiteStorage
+from pixel_wsgi import PixelMiddleware
 from pixel_wsgi.spool import _decode, _encode
 
 from .conftest import SECRET, FakeClock, World, host_app, pixel_url
@@ -30,8 +30,11 @@ def write_locked(path: Path) -> Iterator[None]:
 
 
 def locked_shop(world: World, clock: FakeClock, spool_dir: Path, **options: Any) -> TestApp:
-    """The middleware with a busy timeout short enough for tests to hit it."""
-    storage = SQLiteStorage(world.storage.path, busy_timeout=0.02)
+    """The middleware on the world's store, with a busy timeout short enough for tests
+    to hit it (the store is the fixture's, so its connection is closed after the test)."""
+    storage = world.storage
+    storage.close()  # the next connection takes the new timeout
+    storage.busy_timeout = 0.02
     middleware = PixelMiddleware(
         host_app, storage, secret_key=SECRET, clock=clock, spool_dir=spool_dir, **options
     )
