@@ -91,8 +91,11 @@ def test_a_full_spool_says_so_once_and_in_the_health_check(
             assert (click.status_int, click.headers["Location"]) == (302, "/landing?from=blog")
         health = shop.get("/pixels/health", status=503)
     assert 0 < Spool(spool_dir).pending() <= 3000
-    [critical] = messages(caplog, "is full", "CRITICAL")
+    [critical] = messages(caplog, "is full (", "CRITICAL")
     assert str(spool_dir) in critical and "LOST" in critical
+    # The clicks lost after it are counted, not logged one by one.
+    [lost] = messages(caplog, "LOST events", "CRITICAL")
+    assert "1 since the last such line (visit: the spool is full 1)" in lost
     assert (health.json["status"], health.json["spool"]) == ("degraded", "full")
     assert shop.get("/pixels/health", status=503).json["spool"] == "full"
 
@@ -103,7 +106,7 @@ def test_a_full_spool_says_so_once_and_in_the_health_check(
     with write_locked(world.storage.path):  # the next outage spools again
         shop.get(f"/pixels/click/{world.percent_link_id}")
     assert Spool(spool_dir).pending() > 0
-    assert messages(caplog, "is full", "CRITICAL") == []
+    assert messages(caplog, "is full (", "CRITICAL") == []
 
 
 def test_the_cap_refuses_a_record_that_does_not_fit(tmp_path: Path) -> None:

@@ -269,10 +269,10 @@ class Ledger:
             event_id = self.spool.append(kind, at=self._now(), **fields)
         except SpoolFull:
             if fields.get("share", 1) == 1:
-                self.spool.lost(kind)  # logged once when it filled, then counted
+                self.spool.lost(f"{kind}: the spool is full")  # said once as it filled
             raise
         except SpoolError as exc:
-            logger.critical("pixel-wsgi lost an event: the store failed (%s) and %s", failure, exc)
+            self.spool.lost(f"{kind}: {exc}")  # at most a line a minute, not one a hit
             raise
         logger.error("pixel-wsgi store failed (%s); %s event %s spooled", failure, kind, event_id)
         return event_id

@@ -302,7 +302,10 @@ class Spool:
         self._skipped = Tally(
             "pixel-wsgi store unavailable: events that cannot count were not spooled"
         )
-        self._lost = Tally("pixel-wsgi spool full: events lost", level=logging.ERROR)
+        self._lost = Tally(
+            "pixel-wsgi LOST events: the store failed and the spool did not take them",
+            level=logging.CRITICAL,
+        )
 
     def __repr__(self) -> str:
         return f"Spool({str(self.directory)!r})"
@@ -489,7 +492,8 @@ class Spool:
         self._skipped.add(reason)
 
     def lost(self, reason: str) -> None:
-        """Count an event lost because the spool is full (logged at most once a minute)."""
+        """Count an event neither the store nor the spool took (a ``CRITICAL`` line at
+        most once a minute, with the counts by ``reason``)."""
         self._lost.add(reason)
 
     def status(self) -> tuple[int, str]:
