@@ -329,7 +329,10 @@ class Spool:
             problem = _owner_problem(st, (euid, st.st_uid) if euid == 0 else (euid,))
             if problem is not None:
                 raise SpoolError(f"refusing the spool directory {self.directory}: {problem}")
-            yield fd, st.st_uid
+            try:
+                yield fd, st.st_uid
+            except OSError as exc:  # whatever the operation, one kind of error
+                raise SpoolError(f"the spool {self.directory} failed: {exc}") from exc
         finally:
             os.close(fd)
 
@@ -426,10 +429,7 @@ class Spool:
         event_id = uuid.uuid4().hex
         event = {"id": event_id, "kind": kind, **fields}
         name = f"{os.getpid()}{_LIVE_SUFFIX}"
-        try:
-            self._append(name, event, erasable, self.max_bytes // share)
-        except OSError as exc:
-            raise SpoolError(f"cannot write to the spool {self.directory / name}: {exc}") from exc
+        self._append(name, event, erasable, self.max_bytes // share)
         self._refused_size = 0
         return event_id
 
@@ -585,10 +585,10 @@ class Spool:
     ) -> dict[str, Any]:
         """``event`` with its personal data sealed, and the name of the key."""
         keys = stack.enter_context(self._keys(fd, owner, fcntl.LOCK_SH, create=True))
-        assert keys is not None
         key_name = _key_name(*erasable)
-        key = self._key(keys, owner, key_name, create=True)
-        assert key is not None
+        key = None if keys is None else self._key(keys, owner, key_name, create=True)
+        if key is None:  # made by another writer and erased at once: not worth a retry
+            raise SpoolError(f"the spool key {key_name} vanished as it was made")
         sealed = _map_personal(event, lambda personal: {_SEALED: _seal(key, personal)})
         return {**sealed, "key": key_name}
 
