@@ -5,10 +5,11 @@ report, the verified visit claim, the redacted query for the rejection log), so 
 replay applies exactly what the request would have, under the rules of the code that
 replays it, and needs no configuration of the middleware that spooled it.
 
-A spool file is input like any other: the ``decode_*`` functions trust nothing in it.
-A report is rebuilt as the fields a request would carry and goes through the very
-parsers the request went through (:func:`~pixel_wsgi.params.parse_sale_params`,
-:func:`~pixel_wsgi.params.parse_legacy_params`,
+A spool file is input like any other: the ``validated_*`` and ``decode_*`` functions
+a replay uses trust nothing in it (:func:`decode_report` alone reads back what the
+store itself wrote, trusted). A report is rebuilt as the fields a request would carry
+and goes through the very parsers the request went through
+(:func:`~pixel_wsgi.params.parse_sale_params`, :func:`~pixel_wsgi.params.parse_legacy_params`,
 :func:`~pixel_wsgi.server_report.parse_server_report`), and must come out exactly as
 spooled; every other field is checked for its type and range. Anything else raises
 ``ValueError`` (a :class:`~pixel_wsgi.errors.ParamError` or
@@ -19,6 +20,7 @@ or ``KeyError``, and the replay quarantines the record with that reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from werkzeug.datastructures import MultiDict
@@ -36,13 +38,14 @@ __all__ = [
     "decode_id",
     "decode_rejection",
     "decode_report",
-    "decode_server_report",
     "decode_source",
     "decode_text",
     "decode_visit",
     "encode_report",
     "encode_server_report",
     "encode_visit",
+    "validated_report",
+    "validated_server_report",
 ]
 
 #: where a spooled browser conversion may come from, and a spooled server report
@@ -132,7 +135,26 @@ def _as_spooled(report: SaleReport, data: dict[str, Any]) -> SaleReport:
     return report
 
 
-def decode_report(
+def decode_report(data: dict[str, Any]) -> SaleReport:
+    """A report :func:`encode_report` made, read back from the store (trusted: a spool
+    record goes through :func:`validated_report`)."""
+    amount = data["sale_amount"]
+    return SaleReport(
+        sale_amount=None if amount is None else Decimal(amount),
+        sale_currency=data["sale_currency"],
+        reason_code=data["reason_code"],
+        sku_list=tuple(data["sku_list"]),
+        quantity_list=tuple(int(q) for q in data["quantity_list"]),
+        reference_id=data["reference_id"],
+        parent_reference_id=data["parent_reference_id"],
+        external_data=data["external_data"],
+        custom_data=dict(data["custom_data"]),
+        personal_data=dict(data["personal_data"]),
+        given=frozenset(data["given"]),
+    )
+
+
+def validated_report(
     data: dict[str, Any], *, source: Source = Source.PIXEL, limits: Limits = DEFAULT_LIMITS
 ) -> SaleReport:
     """A spooled browser report, validated by the pixel's own parser for ``source``.
@@ -154,7 +176,9 @@ def encode_server_report(server_report: ServerReport) -> dict[str, Any]:
     }
 
 
-def decode_server_report(data: dict[str, Any], *, limits: Limits = DEFAULT_LIMITS) -> ServerReport:
+def validated_server_report(
+    data: dict[str, Any], *, limits: Limits = DEFAULT_LIMITS
+) -> ServerReport:
     """A spooled server report, validated by the API's own parser.
 
     :raises ValueError: (``ReportInvalid`` for broken rules), ``TypeError``, ``KeyError``.

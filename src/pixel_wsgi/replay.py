@@ -29,11 +29,11 @@ from .events import (
     decode_click,
     decode_id,
     decode_rejection,
-    decode_report,
-    decode_server_report,
     decode_source,
     decode_text,
     decode_visit,
+    validated_report,
+    validated_server_report,
 )
 from .ledger import EventAlreadyApplied, Ledger, ReportRefused
 from .models import Reason
@@ -113,7 +113,7 @@ def _apply(ledger: Ledger, event: dict[str, Any], limits: Limits) -> bool:
             raise TypeError("check_signed_requirement must be true or false")
         outcome = ledger.record_web_conversion(
             advertiser_id=decode_id(event["advertiser_id"], "advertiser_id"),
-            report=decode_report(event["report"], source=source, limits=limits),
+            report=validated_report(event["report"], source=source, limits=limits),
             source=source,
             visit=decode_visit(event["visit"]),
             cookie_problem=None if problem is None else Reason(problem),
@@ -126,7 +126,7 @@ def _apply(ledger: Ledger, event: dict[str, Any], limits: Limits) -> bool:
         try:
             ledger.report(
                 decode_id(event["advertiser_id"], "advertiser_id"),
-                decode_server_report(event["server_report"], limits=limits),
+                validated_server_report(event["server_report"], limits=limits),
                 source=decode_source(event["source"], SERVER_SOURCES),
                 visit=decode_visit(event["visit"]),
                 params=str(decode_text(event["params"], "params")),
