@@ -122,7 +122,7 @@ def test_a_forged_server_report_is_quarantined(
         result = shop.app.report(
             advertiser_id=world.advertiser_id,
             reference_id="api-1",
-            sale_amount="-5.00",  # a refund: server reports may be negative
+            sale_amount="12.50",
             campaign_id=world.percent_campaign_id,
             publisher_id=world.publisher_id,
         )
@@ -144,7 +144,7 @@ def test_a_forged_server_report_is_quarantined(
     summary = replay(Spool(spool_dir), world.storage)
     assert (summary.applied, summary.quarantined, summary.stopped) == (1, 1, None)
     [row] = world.storage.transactions()
-    assert (row.reference_id, row.sale_amount) == ("api-1", Decimal("-5.00"))
+    assert (row.reference_id, row.sale_amount) == ("api-1", Decimal("12.50"))
     [reason] = quarantine_reasons(spool_dir)
     assert "must be an integer" in reason
 
