@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,18 +19,7 @@ from pixel_wsgi.spool import Spool
 from pixel_wsgi.storage import LedgerWriter
 
 from .conftest import SECRET, FakeClock, World, host_app, pixel_url, reasons
-
-
-@contextmanager
-def write_locked(path: Path) -> Iterator[None]:
-    """A second connection holds the write lock (a long job, a stuck writer)."""
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+from .spool_helpers import write_locked
 
 
 @pytest.fixture
@@ -67,7 +55,12 @@ def test_a_locked_store_spools_everything_and_replay_applies_it_once(
         assert visit_id < 0  # a spooled visit: the cookie carries it
         gif = shop.get(pixel_url(world.advertiser_id, "sale_amount=50&reference_id=o-1"))
         assert gif.content_type == "image/gif"
-        shop.get(pixel_url(world.advertiser_id, "sale_amount=x"))  # a rejection, spooled too
+        shop.get(pixel_url(world.advertiser_id, "sale_amount=x"))  # could never count: counted
+        # Fraud evidence about a real advertiser is spooled (within a share of the spool).
+        stuffed = shop.get(
+            f"/pixels/click/{world.fixed_link_id}", headers={"Sec-Fetch-Dest": "image"}
+        )
+        assert stuffed.status_int == 302
         api = shop.post(
             "/pixels/api/conversions",
             {"parent_reference_id": "o-1", "sale_amount": "40.00"},
@@ -89,7 +82,7 @@ def test_a_locked_store_spools_everything_and_replay_applies_it_once(
         ("correction", Decimal("40.00"), visit_id),
     ]
     assert rows[0].campaign_id == world.percent_campaign_id
-    assert reasons(world.storage) == ["invalid_sale_amount"]
+    assert reasons(world.storage) == ["cookie_stuffing"]
     assert shop.get("/pixels/health").json == {"status": "ok"}
 
     # Running it again adds nothing, whatever it finds.

@@ -45,8 +45,10 @@ def test_a_torn_last_line_and_a_damaged_line_are_quarantined(tmp_path: Path) -> 
     assert [r.event_id for r in spool.records(taken)] == [first, third]
     kept = spool.quarantined()
     assert [p.name.rsplit(".", 1)[1] for p in kept] == ["line2", "line4"]
-    assert kept[0].read_bytes() == damaged
-    assert kept[1].read_bytes() == lines[2][:17]
+    reason = b"# the checksum does not match (a torn or damaged line)\n"
+    assert kept[0].read_bytes() == reason + damaged
+    assert kept[1].read_bytes() == reason + lines[2][:17]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in kept} == {0o600}
 
 
 def test_a_writer_never_appends_to_a_file_replay_has_taken(tmp_path: Path) -> None:

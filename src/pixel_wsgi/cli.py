@@ -57,7 +57,7 @@ from .params import parse_amount
 from .redirects import destination_host, validate_destination
 from .replay import replay as replay_spool
 from .server_report import ReportInvalid
-from .spool import Spool
+from .spool import Spool, SpoolError
 from .storage import Storage, storage_from_url
 
 __all__ = ["DEFAULT_STORAGE", "STORAGE_ENV", "cli", "main"]
@@ -766,22 +766,52 @@ def rejections(state: _State, advertiser_id: int | None, limit: int, as_json: bo
 @cli.command()
 @click.option("--advertiser", "advertiser_id", type=_ID, required=True, help="Advertiser id.")
 @click.option("--reference-id", required=True, help="The conversion's reference_id.")
+@click.option(
+    "--spool-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The outage spool to reach too. Default: the middleware's for this store.",
+)
 @_json_option
 @click.pass_obj
-def erase(state: _State, advertiser_id: int, reference_id: str, as_json: bool) -> None:
+def erase(
+    state: _State, advertiser_id: int, reference_id: str, spool_dir: Path | None, as_json: bool
+) -> None:
     """Erase a conversion's personal data.
 
     Removes the remarketing fields stored with every row of the conversion
-    that has this reference_id; the ledger rows themselves stay.
+    that has this reference_id; the ledger rows themselves stay. In the outage
+    spool, destroys the key that seals the conversion's spooled personal data,
+    so no spooled copy can be read and a replay stores none of it.
     """
     storage = state.storage()
     _require_advertiser(storage, advertiser_id)
+    directory = spool_dir if spool_dir is not None else storage.default_spool_dir()
+    # The spool first: it needs no store, and an outage is when it holds data.
+    spool_problem: SpoolError | None = None
+    try:
+        spooled = directory.is_dir() and Spool(directory).erase(advertiser_id, reference_id)
+    except SpoolError as exc:
+        spooled, spool_problem = False, exc
     erased = storage.erase_personal_data(advertiser_id, reference_id)
+    if spool_problem is not None:  # the store's copy is erased; say what is left
+        raise click.ClickException(
+            f"erased personal data from {erased} stored rows, but not from the spool: "
+            f"{spool_problem}"
+        )
     if as_json:
-        _emit_json({"advertiser_id": advertiser_id, "reference_id": reference_id, "erased": erased})
+        document: dict[str, Any] = {
+            "advertiser_id": advertiser_id,
+            "reference_id": reference_id,
+            "erased": erased,
+        }
+        if spooled:  # the spool held personal data of it: unreadable now
+            document["spool_key_destroyed"] = True
+        _emit_json(document)
     else:
         noun = "row" if erased == 1 else "rows"
         click.echo(f"Erased personal data from {erased} {noun}.")
+        if spooled:
+            click.echo(f"Destroyed the key to its personal data in the outage spool {directory}.")
 
 
 @cli.command()
@@ -1009,13 +1039,16 @@ def replay(state: _State, spool_dir: Path | None, as_json: bool) -> None:
     directory = spool_dir if spool_dir is not None else storage.default_spool_dir()
     if not directory.is_dir():
         raise click.ClickException(f"no spool at {directory}")
-    summary = replay_spool(Spool(directory), storage)
+    spool = Spool(directory)
+    spool.check()  # a directory others could have planted files in: refused, said why
+    summary = replay_spool(spool, storage)
     if as_json:
         _emit_json(summary.as_dict())
     else:
         click.echo(
             f"Applied {summary.applied} spooled events ({summary.already_applied} had been"
-            f" applied before); {summary.quarantined} damaged lines quarantined in"
+            f" applied before); {summary.quarantined} lines quarantined (damaged, or"
+            f" breaking a rule: the reason is on their first line) in"
             f" {directory / 'quarantine'}."
         )
         if summary.stopped:

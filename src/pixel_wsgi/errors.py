@@ -40,6 +40,15 @@ class StorageError(PixelError):
     """The store could not complete an operation."""
 
 
+class RecordRefused(StorageError):
+    """The store works but cannot hold this record (text it cannot encode, such as a
+    lone surrogate, or a NUL character on PostgreSQL): retrying will not help.
+
+    Never spooled; a replay quarantines the spooled record, with this reason, and
+    goes on. Any other :class:`StorageError` means the store is unavailable.
+    """
+
+
 class NotFoundError(StorageError, LookupError):
     """An entity that an operation refers to does not exist."""
 

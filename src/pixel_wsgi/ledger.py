@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 from .attribution import VisitClaim
 from .catalog import Catalog
 from .clock import Clock, iso_utc, utc_now
-from .errors import NotFoundError, PixelError, StorageError
+from .errors import NotFoundError, PixelError, RecordRefused, StorageError
 from .events import decode_report, encode_report, encode_server_report, encode_visit
 from .filters import utc_day_start
 from .models import (
@@ -61,7 +61,7 @@ from .models import (
     TransactionDraft,
 )
 from .money import ZERO, percent_of, to_cents
-from .spool import Spool, SpoolError
+from .spool import Spool, SpoolError, SpoolFull
 from .storage.base import LedgerWriter, Storage
 
 logger = logging.getLogger("pixel_wsgi")
@@ -78,6 +78,13 @@ MAX_OPEN_CLAIMS = 8
 _BROWSER_SOURCES = frozenset({Source.PIXEL.value, Source.LEGACY_PIXEL.value})
 # The values a server report can confirm a browser claim by.
 _CONFIRMABLE_FIELDS = ("sale_amount", "sale_currency", "reason_code", "sku_list", "quantity_list")
+
+#: Rejections still worth a spool record while the store is down (evidence of fraud
+#: about a real advertiser), within 1/REJECTION_SHARE of the spool; others are counted.
+SPOOLED_REJECTIONS = frozenset(
+    {Reason.COOKIE_STUFFING, Reason.CROSS_SITE_PIXEL, Reason.INVALID_SIGNATURE, Reason.TOO_FAST}
+)
+REJECTION_SHARE = 16
 
 # The redacted query kept with a rejection, or a callable that makes it on demand:
 # the accepted path never pays for redaction.
@@ -275,16 +282,46 @@ class Ledger:
         return attribution
 
     def _spool(self, failure: StorageError, kind: str, **fields: Any) -> str:
-        """Keep an event the store refused in the spool; raise if that fails too."""
-        if self.spool is None:
+        """Keep an event the store refused in the spool; raise if that fails too.
+
+        A record the store refused for its data (:class:`RecordRefused`) is not
+        spooled: a replay could not store it either.
+        """
+        if self.spool is None or isinstance(failure, RecordRefused):
             raise failure
         try:
             event_id = self.spool.append(kind, at=self._now(), **fields)
+        except SpoolFull:
+            if fields.get("share", 1) == 1:
+                self.spool.lost(f"{kind}: the spool is full")  # said once as it filled
+            raise
         except SpoolError as exc:
-            logger.critical("pixel-wsgi lost an event: the store failed (%s) and %s", failure, exc)
+            self.spool.lost(f"{kind}: {exc}")  # at most a line a minute, not one a hit
             raise
         logger.error("pixel-wsgi store failed (%s); %s event %s spooled", failure, kind, event_id)
         return event_id
+
+    def _skip(self, failure: StorageError, why: Reason) -> None:
+        """Count, rather than spool, an event that could not count anyway."""
+        if self.spool is None or isinstance(failure, RecordRefused):
+            raise failure
+        self.spool.skip(why.value)
+
+    def _cannot_count(self, advertiser_id: int | None, visit: VisitClaim | None) -> Reason | None:
+        """Why an event the store failed on could never count, as far as can be read."""
+        if advertiser_id is None:
+            return Reason.UNKNOWN_ADVERTISER
+        try:
+            if self.catalog.advertiser(advertiser_id) is None:
+                return Reason.UNKNOWN_ADVERTISER
+            attribution = None if visit is None else self.catalog.attribution(visit.link_id)
+        except StorageError:
+            return None  # cannot tell while the store is down: spooled, under the cap
+        if visit is not None and attribution is None:
+            return Reason.UNKNOWN_VISIT
+        if attribution is not None and attribution.advertiser_id != advertiser_id:
+            return Reason.CROSS_ADVERTISER
+        return None
 
     def reject(
         self,
@@ -312,17 +349,25 @@ class Ledger:
         except StorageError as failure:
             if event_id is not None:
                 raise
-            self._spool(
-                failure,
-                "rejection",
-                advertiser_id=advertiser_id,
-                source=source.value if isinstance(source, Source) else source,
-                reason=reason.value,
-                detail=detail,
-                params=params if isinstance(params, str) else params(),
-                visit_id=visit_id,
-                reference_id=reference_id,
-            )
+            if reason not in SPOOLED_REJECTIONS or self._cannot_count(advertiser_id, None):
+                self._skip(failure, reason)
+                return Outcome(reason=reason)
+            try:
+                self._spool(
+                    failure,
+                    "rejection",
+                    share=REJECTION_SHARE,
+                    advertiser_id=advertiser_id,
+                    source=source.value if isinstance(source, Source) else source,
+                    reason=reason.value,
+                    detail=detail,
+                    params=params if isinstance(params, str) else params(),
+                    visit_id=visit_id,
+                    reference_id=reference_id,
+                )
+            except SpoolFull:
+                self._skip(failure, reason)  # its share of the spool is used
+                return Outcome(reason=reason)
             return Outcome(reason=reason, spooled=True)
 
     def _reject(
@@ -397,9 +442,18 @@ class Ledger:
         except StorageError as failure:
             if event_id is not None:
                 raise
+            why = (
+                (cookie_problem or Reason.NO_ATTRIBUTION)
+                if visit is None
+                else self._cannot_count(advertiser_id, visit)
+            )
+            if why is not None:
+                self._skip(failure, why)
+                return Outcome(reason=why)
             self._spool(
                 failure,
                 "web_conversion",
+                erasable=(advertiser_id, report.parent_reference_id or report.reference_id),
                 advertiser_id=advertiser_id,
                 report=encode_report(report),
                 source=source.value,
@@ -739,9 +793,16 @@ class Ledger:
         except StorageError as failure:
             if event_id is not None or not spool_on_failure:
                 raise
+            if self._cannot_count(advertiser_id, None):
+                self._skip(failure, Reason.UNKNOWN_ADVERTISER)
+                raise ReportRefused(
+                    Reason.UNKNOWN_ADVERTISER, f"no advertiser {advertiser_id}", status=404
+                ) from failure
+            report = server_report.report
             spooled = self._spool(
                 failure,
                 "report",
+                erasable=(advertiser_id, report.parent_reference_id or report.reference_id),
                 advertiser_id=advertiser_id,
                 server_report=encode_server_report(server_report),
                 source=source.value,

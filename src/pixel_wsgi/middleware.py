@@ -21,7 +21,7 @@ from .pixel import ConversionPixel
 from .reporting import ConversionReporter, RequestReporter
 from .responses import json_response, method_not_allowed, text_response
 from .signing import PixelUrlSigner
-from .spool import Spool
+from .spool import DEFAULT_MAX_BYTES, Spool
 from .storage import Storage, storage_from_url
 
 if TYPE_CHECKING:
@@ -91,6 +91,8 @@ class PixelMiddleware:
         full, read-only, down), fsync'd, until ``pixel-wsgi replay`` applies them:
         ``"auto"`` puts it beside a SQLite file (``<file>.spool``) or in
         ``./pixel-wsgi.spool``; None keeps no spool (such events are lost).
+    :param spool_max_bytes: the most the spool holds (256 MiB by default); past it
+        events are lost, logged once as ``CRITICAL``, and the health check says ``full``.
     :param migrate: bring the store's schema up to date at construction, and check
         that it is writable (a failure is logged loudly, never raised).
     :param bot_user_agents: ``User-Agent`` substrings (case-insensitive) of bots
@@ -138,6 +140,7 @@ class PixelMiddleware:
         min_seconds_to_convert: float = 0,
         refuse_without_user_activation: bool = False,
         spool_dir: str | os.PathLike[str] | None = "auto",
+        spool_max_bytes: int = DEFAULT_MAX_BYTES,
         clock: Clock = utc_now,
     ) -> None:
         self.application = app
@@ -154,7 +157,7 @@ class PixelMiddleware:
         self.cookies = AttributionCookies(secret_key, window=attribution_window)
         if spool_dir == "auto":
             spool_dir = self.storage.default_spool_dir()
-        self.spool = None if spool_dir is None else Spool(spool_dir)
+        self.spool = None if spool_dir is None else Spool(spool_dir, max_bytes=spool_max_bytes)
         self.ledger = Ledger(
             self.storage, reload_window=reload_window, clock=clock, spool=self.spool
         )
@@ -304,7 +307,7 @@ class PixelMiddleware:
 
     def _health(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         head = environ["REQUEST_METHOD"] == "HEAD"
-        spooled = 0 if self.spool is None else self.spool.pending()
+        spooled, spool = (0, "ok") if self.spool is None else self.spool.status()
         try:
             self.storage.check()
         except Exception as exc:
@@ -312,9 +315,11 @@ class PixelMiddleware:
             store = "unavailable"
         else:
             store = "ok"
-        if store != "ok" or spooled:
+        if store != "ok" or spooled or spool != "ok":
             # Degraded until the store answers and a replay has drained the spool.
             body = {"status": "degraded", "store": store, "spooled_bytes": spooled}
+            if spool != "ok":  # "full": events are being lost; "unusable": see the log
+                body["spool"] = spool
             return json_response(start_response, "503 Service Unavailable", body, head=head)
         return json_response(start_response, "200 OK", {"status": "ok"}, head=head)
 

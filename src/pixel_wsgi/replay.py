@@ -6,20 +6,38 @@ so an event is applied once however often a replay runs, crashes or races anothe
 replay. A replayed click stores its visit under the id its cookie already carries
 (idempotent too). A file is deleted only once every record in it is applied; when the
 store fails again the replay stops and the rest waits for the next run.
+
+A record is validated as the request that made it was (see :mod:`pixel_wsgi.events`):
+one that breaks a rule, or that the store refuses for its data
+(:class:`~pixel_wsgi.errors.RecordRefused`, say text PostgreSQL cannot hold), goes to
+the spool's ``quarantine/`` with the reason, and the replay goes on with the next.
+Only a store that is unavailable stops it. Once the spool is drained, the keys that
+sealed its personal data are deleted.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .errors import StorageError
-from .events import decode_report, decode_server_report, decode_visit
+from .errors import NotFoundError, RecordRefused, StorageError
+from .events import (
+    SERVER_SOURCES,
+    WEB_SOURCES,
+    decode_click,
+    decode_id,
+    decode_rejection,
+    decode_source,
+    decode_text,
+    decode_visit,
+    validated_report,
+    validated_server_report,
+)
 from .ledger import EventAlreadyApplied, Ledger, ReportRefused
-from .models import Reason, Source
+from .models import Reason
+from .params import DEFAULT_LIMITS, Limits
 from .spool import Spool, SpooledRecord
 from .storage.base import Storage
 
@@ -61,63 +79,58 @@ class _EventClock:
         return self.now
 
 
-def _apply(ledger: Ledger, record: SpooledRecord) -> bool:
-    """Apply one event; False when it had been applied before."""
-    event = record.event
+def _apply(ledger: Ledger, event: dict[str, Any], limits: Limits) -> bool:
+    """Apply one validated event; False when it had been applied before.
+
+    :raises ValueError, TypeError, KeyError: for a record that breaks a rule.
+    """
     kind = event["kind"]
-    event_id = record.event_id
+    event_id = str(decode_text(event["id"], "id"))
     if kind == "visit":
-        link = ledger.storage.link(int(event["link_id"]))
+        click = decode_click(event)
+        link = ledger.storage.link(click.link_id)
         if link is None:  # deleted since: say so in the log, once
             outcome = ledger.reject(
                 advertiser_id=None,
                 source="click",
                 reason=Reason.UNKNOWN_LINK,
-                detail=f"spooled click on link {event['link_id']}, which no longer exists",
+                detail=f"spooled click on link {click.link_id}, which no longer exists",
                 event_id=event_id,
             )
             return outcome.reason is not None
         ledger.record_visit(
-            link,
-            ip_prefix=event["ip_prefix"],
-            user_agent=event["user_agent"],
-            visit_id=int(event["visit_id"]),
+            link, ip_prefix=click.ip_prefix, user_agent=click.user_agent, visit_id=click.visit_id
         )
         return True
     if kind == "rejection":
-        outcome = ledger.reject(
-            advertiser_id=event["advertiser_id"],
-            source=event["source"],
-            reason=Reason(event["reason"]),
-            detail=event["detail"],
-            params=event["params"],
-            visit_id=event["visit_id"],
-            reference_id=event["reference_id"],
-            event_id=event_id,
-        )
+        outcome = ledger.reject(**asdict(decode_rejection(event)), event_id=event_id)
         return outcome.reason is not None
     if kind == "web_conversion":
+        source = decode_source(event["source"], WEB_SOURCES)
         problem = event["cookie_problem"]
+        check_signed = event.get("check_signed_requirement", False)
+        if not isinstance(check_signed, bool):
+            raise TypeError("check_signed_requirement must be true or false")
         outcome = ledger.record_web_conversion(
-            advertiser_id=int(event["advertiser_id"]),
-            report=decode_report(event["report"]),
-            source=Source(event["source"]),
+            advertiser_id=decode_id(event["advertiser_id"], "advertiser_id"),
+            report=validated_report(event["report"], source=source, limits=limits),
+            source=source,
             visit=decode_visit(event["visit"]),
             cookie_problem=None if problem is None else Reason(problem),
-            params=event["params"],
+            params=str(decode_text(event["params"], "params")),
             event_id=event_id,
-            check_signed_requirement=bool(event.get("check_signed_requirement", False)),
-            once_key=event.get("once_key"),
+            check_signed_requirement=check_signed,
+            once_key=decode_text(event.get("once_key"), "once_key", optional=True),
         )
         return outcome.accepted or outcome.reason is not None
     if kind == "report":
         try:
             ledger.report(
-                int(event["advertiser_id"]),
-                decode_server_report(event["server_report"]),
-                source=Source(event["source"]),
+                decode_id(event["advertiser_id"], "advertiser_id"),
+                validated_server_report(event["server_report"], limits=limits),
+                source=decode_source(event["source"], SERVER_SOURCES),
                 visit=decode_visit(event["visit"]),
-                params=event["params"],
+                params=str(decode_text(event["params"], "params")),
                 event_id=event_id,
             )
         except EventAlreadyApplied:
@@ -128,33 +141,41 @@ def _apply(ledger: Ledger, record: SpooledRecord) -> bool:
     raise ValueError(f"unknown spooled event kind {kind!r}")
 
 
-def replay(spool: Spool, storage: Storage) -> ReplaySummary:
-    """Apply every spooled event to ``storage``; see the module docs."""
+def replay(spool: Spool, storage: Storage, *, limits: Limits = DEFAULT_LIMITS) -> ReplaySummary:
+    """Apply every spooled event to ``storage``; see the module docs.
+
+    :param limits: the size caps reports are validated with: the middleware's own
+        ``limits`` when it was given larger ones than the defaults.
+    """
     clock = _EventClock()
     ledger = Ledger(storage, clock=clock)  # no spool: a failure stops the replay
     summary = ReplaySummary()
-    quarantined_before = len(spool.quarantined())
     try:
+        quarantined_before = len(spool.quarantined())
         with spool.replaying():
-            _replay_files(spool, ledger, clock, summary)
+            _replay_files(spool, ledger, clock, summary, limits)
+        spool.forget_keys()
     except StorageError as exc:  # the store failed again (or another replay runs)
         summary.stopped = str(exc)
+        return summary
     summary.quarantined = len(spool.quarantined()) - quarantined_before
     return summary
 
 
-def _replay_files(spool: Spool, ledger: Ledger, clock: _EventClock, summary: ReplaySummary) -> None:
+def _replay_files(
+    spool: Spool, ledger: Ledger, clock: _EventClock, summary: ReplaySummary, limits: Limits
+) -> None:
     for path in spool.files():
         taken = spool.take(path)
         for record in spool.records(taken):
-            clock.now = datetime.fromisoformat(record.event["at"].replace("Z", "+00:00"))
             try:
-                applied = _apply(ledger, record)
-            except (KeyError, TypeError, ValueError) as exc:
-                # A record this version cannot read: keep it aside, never drop it.
-                logger.error("spooled event %s unreadable: %s", record.event_id, exc)
-                line = json.dumps(record.event, sort_keys=True).encode() + b"\n"
-                spool.quarantine(taken, record.line, line)
+                event = spool.unsealed(record.event)
+                clock.now = datetime.fromisoformat(str(event["at"]).replace("Z", "+00:00"))
+                applied = _apply(ledger, event, limits)
+            except (KeyError, TypeError, ValueError, RecordRefused, NotFoundError) as exc:
+                # A record that breaks a rule, or that the store cannot hold: keep it
+                # aside with the reason, never drop it, and go on.
+                _quarantine(spool, record, exc)
                 continue
             if applied:
                 summary.applied += 1
@@ -164,3 +185,9 @@ def _replay_files(spool: Spool, ledger: Ledger, clock: _EventClock, summary: Rep
                 summary.already_applied += 1
         spool.finish(taken)
         summary.files_done += 1
+
+
+def _quarantine(spool: Spool, record: SpooledRecord, exc: Exception) -> None:
+    reason = f"a field is missing: {exc}" if isinstance(exc, KeyError) else f"{exc}"
+    logger.error("spooled event %s quarantined: %s", record.event.get("id"), reason)
+    spool.quarantine(record.path, record.line, record.raw, reason)

@@ -71,7 +71,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from ..clock import iso_utc, utc_now
-from ..errors import ConfigurationError, MissingDependencyError, NotFoundError, StorageError
+from ..errors import (
+    ConfigurationError,
+    MissingDependencyError,
+    NotFoundError,
+    RecordRefused,
+    StorageError,
+)
 from ..models import (
     Advertiser,
     ApiCredential,
@@ -713,6 +719,8 @@ class PostgresStorage(Storage):
             message = f"cannot {operation} on {where}: {str(exc).strip()}"
         if self._password:
             message = message.replace(self._password, "***")
+        if isinstance(exc, (DataError, UnicodeEncodeError)):
+            return RecordRefused(message)  # this record, not the store: never retried
         return StorageError(message)
 
     @contextmanager

@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 from sqlite_utils import Database
 
 from ..clock import iso_utc, utc_now
-from ..errors import ConfigurationError, NotFoundError, StorageError
+from ..errors import ConfigurationError, NotFoundError, RecordRefused, StorageError
 from ..models import (
     Advertiser,
     ApiCredential,
@@ -224,6 +224,16 @@ class SQLiteLedgerWriter(SharedWriterSQL, LedgerWriter):
         return count
 
 
+def _storage_error(failed: str, exc: Exception) -> StorageError:
+    """A driver error as ours: :class:`RecordRefused` when it is about the record's
+    data (text SQLite cannot encode, a value too big), not about the store."""
+    if isinstance(exc, UnicodeEncodeError):
+        return RecordRefused(f"{failed}: the text is not valid Unicode ({exc.reason})")
+    if isinstance(exc, sqlite3.DataError):
+        return RecordRefused(f"{failed}: the record cannot be stored ({exc})")
+    return StorageError(f"{failed}: {exc}")
+
+
 class SQLiteStorage(Storage):
     """Storage in one SQLite file.
 
@@ -330,15 +340,15 @@ class SQLiteStorage(Storage):
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StorageError(f"write to {self.path} failed: {exc}") from exc
+            if isinstance(exc, (sqlite3.Error, UnicodeEncodeError)):
+                raise _storage_error(f"write to {self.path} failed", exc) from exc
             raise
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             return self._connection().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StorageError(f"read from {self.path} failed: {exc}") from exc
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
+            raise _storage_error(f"read from {self.path} failed", exc) from exc
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -520,8 +530,8 @@ class SQLiteStorage(Storage):
         # write lock is held only for the INSERT itself.
         try:
             return _append_new(self._connection(), draft)
-        except sqlite3.Error as exc:
-            raise StorageError(f"write to {self.path} failed: {exc}") from exc
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
+            raise _storage_error(f"write to {self.path} failed", exc) from exc
 
     @contextmanager
     def writer(self) -> Iterator[LedgerWriter]:
