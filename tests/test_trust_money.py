@@ -19,6 +19,7 @@ import json
 import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,9 +29,12 @@ from webtest import TestApp
 from pixel_wsgi import PixelMiddleware
 from pixel_wsgi.clock import iso_utc
 from pixel_wsgi.models import IdempotencyRecord
+from pixel_wsgi.replay import replay
+from pixel_wsgi.spool import Spool
 
 from .cli_helpers import cli_runner, ok
-from .conftest import World, pixel_url, reasons
+from .conftest import FakeClock, World, pixel_url, reasons
+from .spool_helpers import locked_shop, write_locked
 from .wsgi_calls import call
 
 API = "/pixels/api/conversions"
@@ -442,9 +446,11 @@ def _pending_claim(world: World, request_hash: str, age: timedelta) -> None:
     )
 
 
-def test_a_request_holding_the_key_makes_a_retry_wait(
-    app: TestApp, auth: dict[str, str], world: World
+def test_a_request_holding_the_key_too_long_makes_a_retry_come_back(
+    app: TestApp, auth: dict[str, str], world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # An identical request waits for the one holding the key, up to CLAIM_WAIT.
+    monkeypatch.setattr("pixel_wsgi.api.conversions.CLAIM_WAIT", 0.1)
     body = urlencode(_create(world)).encode()
     digest = hashlib.sha256(
         b"\0".join([API.encode(), b"application/x-www-form-urlencoded", body])
@@ -470,3 +476,20 @@ def test_a_key_left_pending_by_a_request_that_died_is_taken_over(
     assert response.status_int == 201
     again = app.post(API, _create(world), headers={**auth, "Idempotency-Key": "k"})
     assert (again.status_int, again.headers["Idempotent-Replayed"]) == (201, "true")
+
+
+def test_a_signed_pixel_url_spooled_twice_counts_once_when_replayed(
+    world: World, clock: FakeClock, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    shop = locked_shop(world, clock, spool_dir)
+    url = shop.app.pixel_urls.url(world.advertiser_id, sale_amount="500.00")  # type: ignore[attr-defined]
+    with write_locked(world.storage.path):
+        for _ in range(2):
+            click(shop, world.percent_link_id)
+            shop.get(url, status=200)
+    assert list(world.storage.transactions()) == []
+    summary = replay(Spool(spool_dir), world.storage)
+    assert summary.stopped is None
+    assert len(list(world.storage.conversions())) == 1
+    assert reasons(world.storage) == ["duplicate_signed_pixel"]

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
@@ -66,6 +67,10 @@ _RETRY_AFTER = "5"
 _PENDING = 0
 # A claim this old was left by a request that died: another request may take it over.
 _ABANDONED_AFTER = timedelta(minutes=1)
+#: How long (seconds) a request waits for an identical one holding its Idempotency-Key
+#: before answering 409; well under a WSGI worker's timeout.
+CLAIM_WAIT = 5.0
+_CLAIM_POLL = 0.02
 
 _STATUS_LINES = {
     200: "200 OK",
@@ -233,25 +238,14 @@ class ConversionsEndpoint:
         ).hexdigest()
         now = self.ledger.clock()
         expired_before = iso_utc(now - IDEMPOTENCY_WINDOW)
-        storage = self.ledger.storage
         # Claim the key before applying (a pending record, status 0, with a token of
         # this request's own), so that of requests racing with one key exactly one
-        # runs; the others are told it is in progress, or that the key was reused.
+        # runs; an identical request waits for its answer, another one is refused.
         claim = IdempotencyRecord(
             advertiser_id, key, digest, _PENDING, f"pending:{uuid.uuid4()}", iso_utc(now)
         )
         try:
-            stored = storage.save_idempotency_record(claim, expired_before=expired_before)
-            if (
-                stored.status == _PENDING
-                and stored != claim
-                and stored.created_at < iso_utc(now - _ABANDONED_AFTER)
-            ):
-                # A request that died between claim and answer: take its key over.
-                storage.settle_idempotency_record(
-                    advertiser_id, key, stored.request_hash, status=None
-                )
-                stored = storage.save_idempotency_record(claim, expired_before=expired_before)
+            stored = self._claim_or_wait(claim, expired_before)
         except StorageError:
             # The store is down: the report itself may still be spooled (202), and
             # a spooled report is idempotent by its reference_id when replayed.
@@ -284,6 +278,36 @@ class ConversionsEndpoint:
             json.loads(stored.body),
             [("Idempotent-Replayed", "true")],
         )
+
+    def _claim_or_wait(self, claim: IdempotencyRecord, expired_before: str) -> IdempotencyRecord:
+        """``claim`` once this request holds the key, or the record of the request that does.
+
+        The same request running elsewhere is waited for (up to :data:`CLAIM_WAIT`), so
+        that identical retries racing each other all get its answer; a claim left
+        pending for :data:`_ABANDONED_AFTER` by a request that died is taken over.
+        """
+        storage = self.ledger.storage
+        abandoned_before = iso_utc(self.ledger.clock() - _ABANDONED_AFTER)
+        deadline = time.monotonic() + CLAIM_WAIT
+        stored = storage.save_idempotency_record(claim, expired_before=expired_before)
+        while stored != claim and stored.status == _PENDING:
+            if stored.created_at < abandoned_before:
+                storage.settle_idempotency_record(
+                    claim.advertiser_id, claim.key, stored.request_hash, status=None
+                )
+            elif stored.request_hash != claim.request_hash or time.monotonic() >= deadline:
+                break
+            else:
+                time.sleep(_CLAIM_POLL)
+                pending = storage.idempotency_record(
+                    claim.advertiser_id, claim.key, since=expired_before
+                )
+                if pending is not None:
+                    stored = pending
+                    continue
+            # Released (its request was not applied), or taken over: claim it again.
+            stored = storage.save_idempotency_record(claim, expired_before=expired_before)
+        return stored
 
     def _run_claimed(
         self,
