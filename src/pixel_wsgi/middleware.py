@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from .spool import Spool
 from .storage import Storage, storage_from_url
 
 if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 logger = logging.getLogger("pixel_wsgi")
@@ -246,13 +248,24 @@ class PixelMiddleware:
                 environ[self.environ_key] = RequestReporter((self.reporter, environ))
             return self.application(environ, start_response)
         try:
-            return self._dispatch(path, environ, start_response)
+            answer = self._dispatch(path, environ, start_response)
         except Exception:
-            # Never let our failure become the host's error page.
+            # Never let our failure become the host's error page. exc_info: our
+            # route may have called start_response already (PEP 3333).
             logger.exception("pixel-wsgi failed on %s", path)
-            return text_response(
-                start_response, "503 Service Unavailable", "Temporarily unavailable.\n"
-            )
+            failure = sys.exc_info()
+
+            def restart(
+                status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
+            ) -> Callable[[bytes], object]:
+                return start_response(status, headers, failure)
+
+            return text_response(restart, "503 Service Unavailable", "Temporarily unavailable.\n")
+        if answer is None:
+            # A look-alike path: the host's, outside our try, so that its exceptions
+            # reach its server, debugger and error views untouched.
+            return self._host(environ, start_response)
+        return answer
 
     def _host(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Hand a look-alike path to the host application, with its in-process reporter.
@@ -265,25 +278,26 @@ class PixelMiddleware:
 
     def _dispatch(
         self, path: str, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    ) -> Iterable[bytes] | None:
+        """Our answer for one of our routes; None for a path that only looks like one."""
         if path.startswith(self._conversion_prefix):
             rest = path[len(self._conversion_prefix) :]
             if not rest.endswith(".gif") or "/" in rest:
-                return self._host(environ, start_response)
+                return None
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
             return self.conversion_pixel(environ, start_response, rest[:-4])
         if path.startswith(self._click_prefix):
             rest = path[len(self._click_prefix) :]
             if not rest or "/" in rest:
-                return self._host(environ, start_response)
+                return None
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
             return self.tracking_link(environ, start_response, rest)
         if path.startswith(self._legacy_prefix):
             rest = path[len(self._legacy_prefix) :]
             if not rest or "/" in rest:
-                return self._host(environ, start_response)
+                return None
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
             return self.legacy_pixel(environ, start_response, rest)
@@ -293,7 +307,7 @@ class PixelMiddleware:
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
             return self._health(environ, start_response)
-        return self._host(environ, start_response)
+        return None
 
     def _health(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         head = environ["REQUEST_METHOD"] == "HEAD"
