@@ -39,7 +39,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from .dashboard import Dashboard, basic_auth
 from .errors import ConfigurationError, MissingDependencyError
-from .middleware import PixelMiddleware
+from .middleware import SECRET_KEY_ENV, PixelMiddleware
 from .models import Advertiser, Campaign, Link, PayoutKind, PayoutRule, Publisher
 from .storage import SQLiteStorage, Storage, storage_from_url
 
@@ -62,8 +62,6 @@ __all__ = [
     "seed_demo",
 ]
 
-#: The environment variable that overrides the demo's persisted secret key.
-SECRET_KEY_ENV = "PIXEL_WSGI_SECRET_KEY"
 #: The environment variable with the dashboard's password (``demo`` when unset).
 DASHBOARD_PASSWORD_ENV = "PIXEL_WSGI_DASHBOARD_PASSWORD"
 #: Where the demo mounts the operator dashboard.

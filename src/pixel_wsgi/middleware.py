@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .api import ReportingAPI
-from .attribution import DEFAULT_WINDOW, AttributionCookies
+from .attribution import DEFAULT_WINDOW, MAKE_A_KEY, AttributionCookies
 from .click import ConsentCheck, TrackingLink
 from .clock import Clock, utc_now
 from .currencies import ISO_4217_CODES
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pixel_wsgi")
 
+#: The environment variable read for ``secret_key`` when none is given.
+SECRET_KEY_ENV = "PIXEL_WSGI_SECRET_KEY"
+
 _READ_METHODS = ("GET", "HEAD")
 
 
@@ -40,6 +43,20 @@ def _check_prefix(name: str, prefix: str) -> str:
             f"{name} must start with '/' and not end with one, like '/pixels', got {prefix!r}"
         )
     return prefix
+
+
+def _secret_key(
+    secret_key: str | bytes | Sequence[str | bytes] | None,
+) -> str | bytes | Sequence[str | bytes]:
+    """The key given, else ``$PIXEL_WSGI_SECRET_KEY``; a clear error when neither is set."""
+    if secret_key is None:
+        secret_key = os.environ.get(SECRET_KEY_ENV) or None
+    if secret_key is None or secret_key == "":
+        raise ConfigurationError(
+            f"PixelMiddleware needs a secret_key: pass secret_key=... or set {SECRET_KEY_ENV}"
+            f" to a random key of at least 16 characters; make one with: {MAKE_A_KEY}"
+        )
+    return secret_key
 
 
 class PixelMiddleware:
@@ -62,15 +79,16 @@ class PixelMiddleware:
 
     Flask::
 
-        app.wsgi_app = PixelMiddleware(
-            app.wsgi_app, "sqlite:///pixel-wsgi.db", secret_key=os.environ["PIXEL_SECRET"]
-        )
+        # the key from $PIXEL_WSGI_SECRET_KEY; or pass secret_key=...
+        app.wsgi_app = PixelMiddleware(app.wsgi_app, "sqlite:////srv/shop/pixel-wsgi.db")
 
     :param app: the WSGI application to wrap.
     :param storage: a storage URL (``sqlite:///path.db``) or a
         :class:`~pixel_wsgi.storage.Storage` object.
     :param secret_key: signs attribution cookies: one key of at least 16
-        characters, or a list for rotation (the last signs, all verify).
+        characters, or a list for rotation (the last signs, all verify). None (the
+        default) reads ``$PIXEL_WSGI_SECRET_KEY``; make a key with
+        ``python -c "import secrets; print(secrets.token_urlsafe(32))"``.
     :param prefix: where the ``click``, ``conversion`` and ``health`` routes live.
     :param legacy_prefix: the pre-December-2012 pixel's route.
     :param attribution_window: how long a click can earn a conversion (at most
@@ -118,7 +136,7 @@ class PixelMiddleware:
         app: WSGIApplication,
         storage: str | Storage = "sqlite:///pixel-wsgi.db",
         *,
-        secret_key: str | bytes | Sequence[str | bytes],
+        secret_key: str | bytes | Sequence[str | bytes] | None = None,
         prefix: str = "/pixels",
         legacy_prefix: str = "/tracked_actions/web_sale",
         attribution_window: timedelta = DEFAULT_WINDOW,
@@ -148,6 +166,7 @@ class PixelMiddleware:
         self.prefix = _check_prefix("prefix", prefix)
         self.legacy_prefix = _check_prefix("legacy_prefix", legacy_prefix)
         self.default_currency = default_currency
+        secret_key = _secret_key(secret_key)
         self.cookies = AttributionCookies(secret_key, window=attribution_window)
         if spool_dir == "auto":
             spool_dir = self.storage.default_spool_dir()
@@ -326,4 +345,4 @@ class PixelMiddleware:
         return json_response(start_response, "200 OK", {"status": "ok"}, head=head)
 
 
-__all__ = ["PixelMiddleware"]
+__all__ = ["SECRET_KEY_ENV", "PixelMiddleware"]
