@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from webtest import TestApp
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from pixel_wsgi import PixelMiddleware
 
@@ -246,4 +247,20 @@ def test_our_own_failure_after_starting_the_response_passes_exc_info(
     assert started.calls[0][1] is None
     exc_info = started.calls[1][1]
     assert isinstance(exc_info, tuple) and isinstance(exc_info[1], RuntimeError)
+    assert host.calls == []
+
+
+def test_our_own_failure_before_starting_the_response_is_a_plain_503(
+    world: World, host: RecordingApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without exc_info: a strict server (Werkzeug's test runner) re-raises any exc_info."""
+    middleware = PixelMiddleware(host, world.storage, secret_key=SECRET)
+
+    def broken(self: object, environ: object, start_response: StartResponse, text: str) -> None:
+        raise RuntimeError("bug in pixel-wsgi")
+
+    monkeypatch.setattr(type(middleware.tracking_link), "__call__", broken)
+    environ = EnvironBuilder(path=f"/pixels/click/{world.percent_link_id}").get_environ()
+    body, status, _ = run_wsgi_app(middleware, environ)
+    assert (status, b"".join(body)) == ("503 Service Unavailable", b"Temporarily unavailable.\n")
     assert host.calls == []

@@ -14,7 +14,7 @@ from .attribution import DEFAULT_WINDOW, MAKE_A_KEY, AttributionCookies
 from .click import ConsentCheck, TrackingLink
 from .clock import Clock, utc_now
 from .currencies import ISO_4217_CODES
-from .errors import ConfigurationError, StorageError
+from .errors import ConfigurationError, PixelError, StorageError
 from .filters import Filters
 from .ledger import DEFAULT_RELOAD_WINDOW, Ledger, ReportResult
 from .params import DEFAULT_LIMITS, Limits
@@ -35,6 +35,7 @@ logger = logging.getLogger("pixel_wsgi")
 SECRET_KEY_ENV = "PIXEL_WSGI_SECRET_KEY"
 
 _READ_METHODS = ("GET", "HEAD")
+_UNAVAILABLE = "Temporarily unavailable.\n"
 
 
 def _check_prefix(name: str, prefix: str) -> str:
@@ -110,7 +111,10 @@ class PixelMiddleware:
     :param spool_dir: where clicks and conversions go when the store fails (locked,
         full, read-only, down), fsync'd, until ``pixel-wsgi replay`` applies them:
         ``"auto"`` puts it beside a SQLite file (``<file>.spool``) or in
-        ``./pixel-wsgi.spool``; None keeps no spool (such events are lost).
+        ``./pixel-wsgi.spool``; None keeps no spool (such events are lost). A spool
+        that cannot be set up (a directory this user may not create, or one the spool
+        refuses) never stops the host: it is logged once as CRITICAL, the events are
+        lost, and ``/pixels/health`` answers 503 with ``"spool": "unavailable: ..."``.
     :param migrate: bring the store's schema up to date at construction, and check
         that it is writable (a failure is logged loudly, never raised).
     :param bot_user_agents: ``User-Agent`` substrings (case-insensitive) of bots
@@ -168,9 +172,10 @@ class PixelMiddleware:
         self.default_currency = default_currency
         secret_key = _secret_key(secret_key)
         self.cookies = AttributionCookies(secret_key, window=attribution_window)
-        if spool_dir == "auto":
-            spool_dir = self.storage.default_spool_dir()
-        self.spool = None if spool_dir is None else Spool(spool_dir)
+        #: why there is no outage spool although one was asked for (None: there is one,
+        #: or ``spool_dir=None``); ``/pixels/health`` reports it.
+        self.spool_problem: str | None = None
+        self.spool = self._open_spool(spool_dir)
         self.ledger = Ledger(
             self.storage, reload_window=reload_window, clock=clock, spool=self.spool
         )
@@ -232,6 +237,29 @@ class PixelMiddleware:
         if migrate:
             self._migrate()
 
+    def _open_spool(self, spool_dir: str | os.PathLike[str] | None) -> Spool | None:
+        """The outage spool, or None: a spool that cannot be set up never stops the host.
+
+        The usual deployment has the CLI make the database as one user and the
+        application run as another, who may not create ``<db>.spool`` beside it.
+        """
+        if spool_dir is None:
+            return None
+        try:
+            if spool_dir == "auto":
+                spool_dir = self.storage.default_spool_dir()
+            return Spool(spool_dir)
+        except (PixelError, OSError) as exc:  # ConfigurationError, SpoolError, ...
+            self.spool_problem = f"unavailable: {exc}"
+            logger.critical(
+                "pixel-wsgi has no outage spool (%s): a click or conversion the store cannot"
+                " take is LOST. Pages, tracking links and pixels are still answered. Give"
+                " spool_dir= a directory this user (uid %d) owns and may write, then restart",
+                exc,
+                os.geteuid(),
+            )
+            return None
+
     def _migrate(self) -> None:
         try:
             self.storage.migrate()
@@ -243,7 +271,7 @@ class PixelMiddleware:
                 "pixel-wsgi cannot write to its store %r; events are spooled to %s until"
                 " it can, then run `pixel-wsgi replay`",
                 self.storage,
-                self.spool.directory if self.spool else "nowhere (spool_dir=None): LOST",
+                self.spool.directory if self.spool else "nowhere (no spool): they are LOST",
                 exc_info=True,
             )
         finally:
@@ -266,20 +294,34 @@ class PixelMiddleware:
             if self.environ_key is not None:
                 environ[self.environ_key] = RequestReporter((self.reporter, environ))
             return self.application(environ, start_response)
+        started: list[bool] = []
+
+        def tracked(
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
+        ) -> Callable[[bytes], object]:
+            started.append(True)
+            return start_response(status, headers, exc_info)
+
         try:
-            answer = self._dispatch(path, environ, start_response)
+            answer = self._dispatch(path, environ, tracked)
         except Exception:
-            # Never let our failure become the host's error page. exc_info: our
-            # route may have called start_response already (PEP 3333).
+            # Never let our failure become the host's error page.
             logger.exception("pixel-wsgi failed on %s", path)
-            failure = sys.exc_info()
+            if started:
+                # Our route had begun its answer: replace it, as PEP 3333 asks, with
+                # exc_info (a server that has sent the headers re-raises).
+                failure = sys.exc_info()
 
-            def restart(
-                status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
-            ) -> Callable[[bytes], object]:
-                return start_response(status, headers, failure)
+                def restart(
+                    status: str,
+                    headers: list[tuple[str, str]],
+                    exc_info: OptExcInfo | None = None,
+                    /,
+                ) -> Callable[[bytes], object]:
+                    return start_response(status, headers, failure)
 
-            return text_response(restart, "503 Service Unavailable", "Temporarily unavailable.\n")
+                return text_response(restart, "503 Service Unavailable", _UNAVAILABLE)
+            return text_response(start_response, "503 Service Unavailable", _UNAVAILABLE)
         if answer is None:
             # A look-alike path: the host's, outside our try, so that its exceptions
             # reach its server, debugger and error views untouched.
@@ -338,9 +380,12 @@ class PixelMiddleware:
             store = "unavailable"
         else:
             store = "ok"
-        if store != "ok" or spooled:
+        if store != "ok" or spooled or self.spool_problem:
             # Degraded until the store answers and a replay has drained the spool.
-            body = {"status": "degraded", "store": store, "spooled_bytes": spooled}
+            body: dict[str, object] = {"status": "degraded", "store": store}
+            if self.spool_problem:
+                body["spool"] = self.spool_problem
+            body["spooled_bytes"] = spooled
             return json_response(start_response, "503 Service Unavailable", body, head=head)
         return json_response(start_response, "200 OK", {"status": "ok"}, head=head)
 
