@@ -359,6 +359,79 @@ def test_an_unwritable_spool_directory_does_not_stop_the_host(
     assert not Path(f"{layout.db}.spool").exists()
 
 
+# -- the CLI's read commands on a database they may not write -------------------------------
+
+CLI_CHILD = Path(__file__).with_name("fault_cli_child.py")
+CLI_READ_COMMANDS = [
+    ["conversions"],
+    ["transactions", "--json"],
+    ["rejections"],
+    ["advertiser", "list", "--json"],
+    ["link", "list"],
+    ["credential", "list"],
+    ["export", "--advertiser", "1"],
+    ["dashboard"],
+]
+
+
+def run_cli_as_operator(layout: Layout, commands: list[list[str]]) -> list[dict[str, Any]]:
+    """``pixel-wsgi`` commands as the unprivileged user: each one's outcome."""
+    config: dict[str, Any] = {"db": str(layout.db), "commands": commands}
+    if layout.user is not None:
+        config.update(uid=layout.user.pw_uid, gid=layout.user.pw_gid)
+    result = subprocess.run(
+        [sys.executable, str(CLI_CHILD), json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, f"the CLI child failed:\n{result.stderr}"
+    answers = json.loads(result.stdout)
+    assert answers["euid"] == (os.geteuid() if layout.user is None else layout.user.pw_uid)
+    results: list[dict[str, Any]] = answers["results"]
+    return results
+
+
+@pytest.mark.parametrize(
+    "writer_open",
+    [
+        pytest.param(False, id="nobody-has-it-open"),
+        pytest.param(True, id="the-application-has-it-open"),
+    ],
+)
+def test_read_commands_work_on_a_database_they_may_not_write(
+    layout: Layout, writer_open: bool
+) -> None:
+    """``immutable`` while no -wal file exists; ``mode=ro`` on a writer's -shm index."""
+    make_world(layout)
+    holder = None
+    if writer_open:
+        holder = sqlite3.connect(layout.db, isolation_level=None)
+        holder.execute("SELECT COUNT(*) FROM visits").fetchone()
+        assert len(database_files(layout.db)) == 3
+    give_away_store(layout)
+    try:
+        names = sorted(path.name for path in layout.store_dir.iterdir())
+        before = layout.db.read_bytes()
+        results = run_cli_as_operator(layout, CLI_READ_COMMANDS)
+        assert sorted(path.name for path in layout.store_dir.iterdir()) == names
+        assert layout.db.read_bytes() == before
+    finally:
+        if holder is not None:
+            holder.close()
+        take_back_store(layout)
+    for result in results:
+        assert (result["exit_code"], result["stderr"]) == (0, ""), result
+    outputs = {" ".join(result["command"]): result["stdout"] for result in results}
+    assert outputs["conversions"] == "No conversions.\n"
+    assert json.loads(outputs["transactions --json"]) == []
+    assert [a["name"] for a in json.loads(outputs["advertiser list --json"])] == ["Acme"]
+    assert "/landing" in outputs["link list"]
+    assert outputs["export --advertiser 1"].startswith("transaction_id,")
+    assert "served: 200 OK" in outputs["dashboard"]
+
+
 # -- a database file the application cannot read -----------------------------------------
 
 

@@ -76,7 +76,7 @@ def dashboard(state: _State, host: str, port: int) -> None:
     from werkzeug.serving import run_simple
 
     password = _password()
-    app = Dashboard(state.storage(), authenticate=basic_auth(password, DASHBOARD_USER))
+    app = Dashboard(state.reader(), authenticate=basic_auth(password, DASHBOARD_USER))
     shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
     if ":" in shown_host:
         shown_host = f"[{shown_host}]"  # an IPv6 address in a URL

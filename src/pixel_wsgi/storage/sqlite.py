@@ -432,6 +432,14 @@ class SQLiteStorage(Storage):
         with self._immediate() as conn:
             migrations.apply(Database(conn, execute_plugins=False, recursive_triggers=False))
 
+    def pending_migrations(self) -> list[str]:
+        """The names of the schema migrations this file lacks (a read: nothing is written)."""
+        db = Database(self._connection(), execute_plugins=False, recursive_triggers=False)
+        try:
+            return [migration.name for migration in migrations.pending(db)]
+        except sqlite3.Error as exc:
+            raise StorageError(f"read from {self.path} failed: {exc}") from exc
+
     def check(self, *, writable: bool = False) -> None:
         self._read("SELECT 1 FROM transactions LIMIT 1")
         if writable:
