@@ -831,7 +831,13 @@ def erase(state: _State, advertiser_id: int, reference_id: str, as_json: bool) -
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on. Beyond this machine (0.0.0.0) the dashboard needs a"
+    " real password in PIXEL_WSGI_DASHBOARD_PASSWORD.",
+)
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port."
 )
@@ -841,7 +847,9 @@ def demo(state: _State, host: str, port: int) -> None:
 
     Needs Flask: pip install 'pixel-wsgi[demo]'. The shop, a publisher page
     and the tracking link are seeded into the store on first run; stop the
-    server with Ctrl-C.
+    server with Ctrl-C. The operator dashboard at /dashboard/ has the password
+    "demo" unless PIXEL_WSGI_DASHBOARD_PASSWORD is set, which --host beyond
+    this machine requires.
     """
     from .demo import run_demo
 
