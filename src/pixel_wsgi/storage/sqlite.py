@@ -306,13 +306,11 @@ class SQLiteStorage(Storage):
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
             return self._connect_read_only()
+        conn = None
         try:
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True
             )
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
-        try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
@@ -323,7 +321,8 @@ class SQLiteStorage(Storage):
             # unable to create.
             conn.execute("PRAGMA schema_version").fetchone()
         except sqlite3.Error as exc:
-            conn.close()
+            if conn is not None:
+                conn.close()
             if not self._readable_not_writable():
                 raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
             return self._connect_read_only()
