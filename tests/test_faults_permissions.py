@@ -154,19 +154,23 @@ class ChildRun:
         return json.loads(self.body(name))
 
 
-def run_application(layout: Layout, config: dict[str, Any]) -> ChildRun:
+def run_child(script: Path, layout: Layout, config: dict[str, Any]) -> tuple[Any, str]:
+    """A child script's JSON answer and its log, after checking whom it ran as."""
     result = subprocess.run(
-        [sys.executable, str(CHILD), json.dumps(config)],
+        [sys.executable, str(script), json.dumps(config)],
         capture_output=True,
         text=True,
         timeout=CHILD_TIMEOUT,
         check=False,
     )
-    assert result.returncode == 0, f"the application child failed:\n{result.stderr}"
-    run = ChildRun(json.loads(result.stdout), result.stderr)
-    expected_uid = os.geteuid() if layout.user is None else layout.user.pw_uid
-    assert run.answers["euid"] == expected_uid
-    return run
+    assert result.returncode == 0, f"{script.name} failed:\n{result.stderr}"
+    answers = json.loads(result.stdout)
+    assert answers["euid"] == (os.geteuid() if layout.user is None else layout.user.pw_uid)
+    return answers, result.stderr
+
+
+def run_application(layout: Layout, config: dict[str, Any]) -> ChildRun:
+    return ChildRun(*run_child(CHILD, layout, config))
 
 
 def replay(layout: Layout) -> dict[str, Any]:
@@ -293,16 +297,19 @@ def take_back_store(layout: Layout) -> None:
         os.chmod(path, 0o644)
 
 
+def run_on_a_store_given_away(layout: Layout, config: dict[str, Any]) -> ChildRun:
+    give_away_store(layout)
+    try:
+        return run_application(layout, config)
+    finally:
+        take_back_store(layout)
+
+
 @pytest.fixture
 def read_only_directory(layout: Layout) -> tuple[dict[str, Any], ChildRun]:
     """The application reads the database read-only; the spool is elsewhere, its own."""
     config = make_world(layout)
-    give_away_store(layout)
-    try:
-        run = run_application(layout, config)
-    finally:
-        take_back_store(layout)
-    return config, run
+    return config, run_on_a_store_given_away(layout, config)
 
 
 def test_a_database_in_a_read_only_directory_is_read_and_writes_are_spooled(
@@ -323,12 +330,7 @@ def usual_deployment(layout: Layout) -> tuple[dict[str, Any], ChildRun]:
     """As above, with the spool where it goes by default: beside the database, in the
     directory the application cannot write. The host must start all the same."""
     config = {**make_world(layout), "spool": "auto"}
-    give_away_store(layout)
-    try:
-        run = run_application(layout, config)
-    finally:
-        take_back_store(layout)
-    return config, run
+    return config, run_on_a_store_given_away(layout, config)
 
 
 def test_an_unwritable_spool_directory_does_not_stop_the_host(
@@ -379,16 +381,7 @@ def run_cli_as_operator(layout: Layout, commands: list[list[str]]) -> list[dict[
     config: dict[str, Any] = {"db": str(layout.db), "commands": commands}
     if layout.user is not None:
         config.update(uid=layout.user.pw_uid, gid=layout.user.pw_gid)
-    result = subprocess.run(
-        [sys.executable, str(CLI_CHILD), json.dumps(config)],
-        capture_output=True,
-        text=True,
-        timeout=CHILD_TIMEOUT,
-        check=False,
-    )
-    assert result.returncode == 0, f"the CLI child failed:\n{result.stderr}"
-    answers = json.loads(result.stdout)
-    assert answers["euid"] == (os.geteuid() if layout.user is None else layout.user.pw_uid)
+    answers, _ = run_child(CLI_CHILD, layout, config)
     results: list[dict[str, Any]] = answers["results"]
     return results
 

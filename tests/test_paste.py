@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -218,7 +219,7 @@ def test_special_values(world: World, tmp_path: Path, options: str, check: Any) 
 def test_a_bad_value_is_a_clear_error(
     world: World, tmp_path: Path, options: str, message: str
 ) -> None:
-    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
         load(tmp_path, world.storage.path, options)
 
 
