@@ -60,6 +60,29 @@ def _secret_key(
     return secret_key
 
 
+class _Started:
+    """The server's ``start_response`` for one of our routes, remembering that it was
+    called: a second call (our 503 after a route failed half-way) carries the failure
+    as ``exc_info``, as PEP 3333 asks, so that a server that has sent the first headers
+    re-raises instead of mixing two answers."""
+
+    __slots__ = ("called", "start_response")
+
+    def __init__(self, start_response: StartResponse) -> None:
+        self.start_response = start_response
+        self.called = False
+
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
+    ) -> Callable[[bytes], object]:
+        if self.called and exc_info is None:
+            failure = sys.exc_info()
+            if failure[0] is not None:
+                exc_info = failure
+        self.called = True
+        return self.start_response(status, headers, exc_info)
+
+
 class PixelMiddleware:
     """Conversion tracking for any WSGI application.
 
@@ -294,34 +317,13 @@ class PixelMiddleware:
             if self.environ_key is not None:
                 environ[self.environ_key] = RequestReporter((self.reporter, environ))
             return self.application(environ, start_response)
-        started: list[bool] = []
-
-        def tracked(
-            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
-        ) -> Callable[[bytes], object]:
-            started.append(True)
-            return start_response(status, headers, exc_info)
-
+        started = _Started(start_response)
         try:
-            answer = self._dispatch(path, environ, tracked)
+            answer = self._dispatch(path, environ, started)
         except Exception:
             # Never let our failure become the host's error page.
             logger.exception("pixel-wsgi failed on %s", path)
-            if started:
-                # Our route had begun its answer: replace it, as PEP 3333 asks, with
-                # exc_info (a server that has sent the headers re-raises).
-                failure = sys.exc_info()
-
-                def restart(
-                    status: str,
-                    headers: list[tuple[str, str]],
-                    exc_info: OptExcInfo | None = None,
-                    /,
-                ) -> Callable[[bytes], object]:
-                    return start_response(status, headers, failure)
-
-                return text_response(restart, "503 Service Unavailable", _UNAVAILABLE)
-            return text_response(start_response, "503 Service Unavailable", _UNAVAILABLE)
+            return text_response(started, "503 Service Unavailable", _UNAVAILABLE)
         if answer is None:
             # A look-alike path: the host's, outside our try, so that its exceptions
             # reach its server, debugger and error views untouched.
