@@ -354,12 +354,15 @@ def test_a_real_password_serves_beyond_this_machine_with_a_warning(
     assert host == "0.0.0.0"
     assert "Warning: listening beyond this machine over plain HTTP" in capsys.readouterr().err
     dashboard = TestApp(app)
-    dashboard.get(
-        "/dashboard/advertisers/1", headers=basic_authorization("admin", "demo"), status=401
-    )
-    dashboard.get(
-        "/dashboard/advertisers/1", headers=basic_authorization("admin", "a real password")
-    )
+    try:
+        dashboard.get(
+            "/dashboard/advertisers/1", headers=basic_authorization("admin", "demo"), status=401
+        )
+        dashboard.get(
+            "/dashboard/advertisers/1", headers=basic_authorization("admin", "a real password")
+        )
+    finally:
+        app.wsgi_app.app.storage.close()  # the PixelMiddleware inside the dispatcher
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])

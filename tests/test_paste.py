@@ -112,7 +112,14 @@ def test_every_option_of_the_readme_is_taken_and_converted(world: World, tmp_pat
 
 
 def test_the_options_work_end_to_end(world: World, tmp_path: Path) -> None:
-    browser = TestApp(load(tmp_path, world.storage.path, EVERY_OPTION))
+    middleware = load(tmp_path, world.storage.path, EVERY_OPTION)
+    try:
+        requests_through(TestApp(middleware), world)
+    finally:
+        middleware.storage.close()
+
+
+def requests_through(browser: TestApp, world: World) -> None:
     assert browser.get("/checkout").text == "shop /checkout"
     assert browser.get(f"/t/click/{world.percent_link_id}", status=302).location.endswith(
         "/landing?from=blog"
