@@ -40,8 +40,8 @@ a value that cannot be used:
   cookies while ``secret_key`` signs new ones.
 - Durations (``attribution_window``, ``reload_window``): a whole number and a unit,
   ``30d``, ``12h``, ``15m`` or ``90s``. ``attribution_window_days = 30`` still works.
-- Booleans (``honor_gpc``, ``migrate``): ``true``/``false``, ``yes``/``no``,
-  ``on``/``off``, ``1``/``0``.
+- Booleans (``honor_gpc``, ``migrate``, ``refuse_without_user_activation``):
+  ``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0``.
 - Lists (``allowed_redirect_hosts``, ``api_allowed_origins``): separated by commas
   or whitespace. ``bot_user_agents``: separated by commas or new lines (a
   ``User-Agent`` substring may hold spaces); ``default`` stands for the built-in list
@@ -178,6 +178,7 @@ _CONVERTED: dict[str, tuple[str, _Convert]] = {
     "migrate": ("migrate", _as_bool),
     "bot_user_agents": ("bot_user_agents", _as_bot_list),
     "min_seconds_to_convert": ("min_seconds_to_convert", _as_seconds),
+    "refuse_without_user_activation": ("refuse_without_user_activation", _as_bool),
     "spool_dir": ("spool_dir", _as_optional_text),
 }
 _LIMITS = tuple(field.name for field in dataclasses.fields(Limits))
