@@ -12,10 +12,11 @@ other users cannot read it (``/root/.pyenv``): it first loads everything and run
 each route once on a scratch store of its own, so that no module is imported
 lazily after the drop, from a file the user could not read.
 
-The config: ``db``, ``spool``, ``secret``, ``advertiser_id``, ``campaign_id``,
-``publisher_id``, ``link_id``, ``credential`` (an API secret), and optionally
-``uid``, ``gid``, and ``earlier_visit`` (``[visit_id, link_id]`` of a click made
-before: the pixel carries its cookie when this click sets none).
+The config: ``db``, ``spool`` (a directory, or ``"auto"``), ``secret``,
+``advertiser_id``, ``campaign_id``, ``publisher_id``, ``link_id``, ``credential``
+(an API secret), and optionally ``uid``, ``gid``, and ``earlier_visit``
+(``[visit_id, link_id]`` of a click made before: the pixel carries its cookie when
+this click sets none).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def visit_round(middleware: PixelMiddleware, config: dict[str, Any]) -> dict[str
     )
     health = answer(middleware, "/pixels/health")
     return {
+        "host": answer(middleware, "/"),
         "click": as_json(*click),
         "visit_id": visit_id,
         "pixel": pixel,
@@ -144,8 +146,9 @@ def main() -> None:
     )
     result = visit_round(middleware, config)
     result["euid"] = os.geteuid()
-    result["spool_files"] = sorted(
-        path.name for path in Path(config["spool"]).iterdir() if path.is_file()
+    spool = None if middleware.spool is None else middleware.spool.directory
+    result["spool_files"] = (
+        [] if spool is None else sorted(path.name for path in spool.iterdir() if path.is_file())
     )
     storage.close()
     print(json.dumps(result), flush=True)

@@ -45,6 +45,9 @@ def test_storage_comes_from_the_environment(tmp_path: Path) -> None:
 
 
 def test_a_fresh_file_works_without_migrate(run: Run) -> None:
+    # A command that writes creates and migrates the file; one that only reads never
+    # creates one (tests/test_cli_storage_files.py).
+    assert ok(run("advertiser", "add", "Acme")) == "Created advertiser 1 (Acme)\n"
     assert ok(run("conversions")) == "No conversions.\n"
 
 
@@ -104,6 +107,7 @@ def test_bad_names_are_refused(run: Run, storage: SQLiteStorage, name: str, mess
 
 
 def test_advertiser_list(run: Run) -> None:
+    ok(run("migrate"))
     assert ok(run("advertiser", "list")) == "No advertisers.\n"
     ok(run("advertiser", "add", "Acme"))
     ok(run("advertiser", "add", "Beta"))
@@ -402,6 +406,7 @@ def browser(run: Run, db_url: str) -> TestApp:
 
 
 def test_empty_ledger(run: Run) -> None:
+    ok(run("migrate"))
     assert ok(run("transactions")) == "No transactions.\n"
     assert ok(run("conversions")) == "No conversions.\n"
     assert ok(run("rejections")) == "No rejections.\n"
@@ -610,6 +615,7 @@ def test_the_console_script_is_installed(tmp_path: Path) -> None:
 
 
 def test_publisher_campaign_and_link_lists(run: Run) -> None:
+    ok(run("migrate"))
     assert ok(run("publisher", "list")) == "No publishers.\n"
     assert ok(run("campaign", "list")) == "No campaigns.\n"
     assert ok(run("link", "list")) == "No links.\n"

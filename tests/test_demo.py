@@ -20,6 +20,7 @@ from pixel_wsgi import (
     SQLiteStorage,
 )
 from pixel_wsgi.demo import (
+    DASHBOARD_PASSWORD_ENV,
     PRODUCTS,
     OrderBook,
     create_demo_app,
@@ -28,7 +29,8 @@ from pixel_wsgi.demo import (
     seed_demo,
 )
 
-from .conftest import SECRET, pixel_src
+from .cli_helpers import cli_runner, failed
+from .conftest import SECRET, basic_authorization, pixel_src
 
 
 @pytest.fixture
@@ -266,13 +268,13 @@ def test_run_demo(
     # The served app works, and a restart keeps the cookie key and the seed.
     browser = TestApp(app)
     browser.get("/pixels/click/1")
-    run_demo(url, host="0.0.0.0", port=8124)
+    run_demo(url, host="localhost", port=8124)
     restarted = TestApp(served[1][2], cookiejar=browser.cookiejar)
     restarted.get(pixel_src(buy(restarted, "Stoneware mug", "1")))
     store = SQLiteStorage(tmp_path / "demo.db")
     assert [c.payout for c in store.conversions()] == [Decimal("1.20")]
     store.close()
-    assert "http://127.0.0.1:8124/publisher" in capsys.readouterr().out
+    assert "http://localhost:8124/publisher" in capsys.readouterr().out
 
 
 def test_run_demo_takes_the_key_from_the_environment(
@@ -300,4 +302,86 @@ def test_run_demo_without_flask_writes_nothing(
     with pytest.raises(MissingDependencyError):
         run_demo(f"sqlite:///{tmp_path / 'demo.db'}", host="127.0.0.1", port=8000)
     assert list(tmp_path.iterdir()) == []
+    assert served == []
+
+
+# -- listening beyond this machine -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        pytest.param("0.0.0.0", id="every-ipv4-interface"),
+        pytest.param("", id="every-interface"),
+        pytest.param("::", id="every-ipv6-interface"),
+        pytest.param("192.0.2.7", id="a-public-address"),
+        pytest.param("shop.example", id="a-name"),
+    ],
+)
+@pytest.mark.parametrize(
+    "password",
+    [
+        pytest.param(None, id="unset"),
+        pytest.param("demo", id="the-demo-password"),
+        pytest.param("short", id="too-short"),
+    ],
+)
+def test_the_demo_refuses_to_serve_the_demo_password_beyond_this_machine(
+    tmp_path: Path,
+    served: list[tuple[Any, ...]],
+    monkeypatch: pytest.MonkeyPatch,
+    host: str,
+    password: str | None,
+) -> None:
+    if password is not None:
+        monkeypatch.setenv(DASHBOARD_PASSWORD_ENV, password)
+    with pytest.raises(ConfigurationError, match=DASHBOARD_PASSWORD_ENV) as raised:
+        run_demo(f"sqlite:///{tmp_path / 'demo.db'}", host=host, port=8000)
+    assert "beyond this machine" in str(raised.value)
+    assert served == []
+    assert list(tmp_path.iterdir()) == []  # refused before anything is written
+
+
+def test_a_real_password_serves_beyond_this_machine_with_a_warning(
+    tmp_path: Path,
+    served: list[tuple[Any, ...]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(DASHBOARD_PASSWORD_ENV, "a real password")
+    run_demo(f"sqlite:///{tmp_path / 'demo.db'}", host="0.0.0.0", port=8000)
+    [(host, _port, app, _options)] = served
+    assert host == "0.0.0.0"
+    assert "Warning: listening beyond this machine over plain HTTP" in capsys.readouterr().err
+    dashboard = TestApp(app)
+    try:
+        dashboard.get(
+            "/dashboard/advertisers/1", headers=basic_authorization("admin", "demo"), status=401
+        )
+        dashboard.get(
+            "/dashboard/advertisers/1", headers=basic_authorization("admin", "a real password")
+        )
+    finally:
+        app.wsgi_app.app.storage.close()  # the PixelMiddleware inside the dispatcher
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_the_demo_password_is_fine_on_this_machine(
+    tmp_path: Path,
+    served: list[tuple[Any, ...]],
+    capsys: pytest.CaptureFixture[str],
+    host: str,
+) -> None:
+    run_demo(f"sqlite:///{tmp_path / 'demo.db'}", host=host, port=8000)
+    assert [call[0] for call in served] == [host]
+    assert "Warning" not in capsys.readouterr().err
+
+
+def test_the_demo_command_refuses_a_public_host_in_one_line(
+    tmp_path: Path, served: list[tuple[Any, ...]]
+) -> None:
+    run = cli_runner(f"sqlite:///{tmp_path / 'demo.db'}")
+    stderr = failed(run("demo", "--host", "0.0.0.0"), 1)
+    assert stderr.startswith("Error: the demo would serve its dashboard on '0.0.0.0'")
+    assert stderr.count("\n") == 1
     assert served == []

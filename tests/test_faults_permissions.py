@@ -44,6 +44,7 @@ CHILD = Path(__file__).with_name("fault_wsgi_child.py")
 CHILD_TIMEOUT = 60
 GIF_MAGIC = b"GIF89a"
 START_UP_CRITICAL = "CRITICAL pixel_wsgi: pixel-wsgi cannot write to its store"
+SPOOL_CRITICAL = "CRITICAL pixel_wsgi: pixel-wsgi has no outage spool"
 
 
 @dataclass
@@ -153,19 +154,23 @@ class ChildRun:
         return json.loads(self.body(name))
 
 
-def run_application(layout: Layout, config: dict[str, Any]) -> ChildRun:
+def run_child(script: Path, layout: Layout, config: dict[str, Any]) -> tuple[Any, str]:
+    """A child script's JSON answer and its log, after checking whom it ran as."""
     result = subprocess.run(
-        [sys.executable, str(CHILD), json.dumps(config)],
+        [sys.executable, str(script), json.dumps(config)],
         capture_output=True,
         text=True,
         timeout=CHILD_TIMEOUT,
         check=False,
     )
-    assert result.returncode == 0, f"the application child failed:\n{result.stderr}"
-    run = ChildRun(json.loads(result.stdout), result.stderr)
-    expected_uid = os.geteuid() if layout.user is None else layout.user.pw_uid
-    assert run.answers["euid"] == expected_uid
-    return run
+    assert result.returncode == 0, f"{script.name} failed:\n{result.stderr}"
+    answers = json.loads(result.stdout)
+    assert answers["euid"] == (os.geteuid() if layout.user is None else layout.user.pw_uid)
+    return answers, result.stderr
+
+
+def run_application(layout: Layout, config: dict[str, Any]) -> ChildRun:
+    return ChildRun(*run_child(CHILD, layout, config))
 
 
 def replay(layout: Layout) -> dict[str, Any]:
@@ -275,14 +280,158 @@ def test_the_start_up_check_reports_a_read_only_database_file(
     assert START_UP_CRITICAL in run.log
 
 
-# -- a read-only database file in a read-only directory ----------------------------------
+# -- a database in a directory the application cannot write --------------------------------
+
+
+def give_away_store(layout: Layout) -> None:
+    """The file and its directory are someone else's (``pixel-wsgi migrate`` run as root,
+    the usual deployment): SQLite cannot make the ``-shm`` index a WAL file needs."""
+    if layout.user is None:
+        os.chmod(layout.db, 0o444)
+        os.chmod(layout.store_dir, 0o555)
+
+
+def take_back_store(layout: Layout) -> None:
+    os.chmod(layout.store_dir, 0o755)
+    for path in database_files(layout.db):
+        os.chmod(path, 0o644)
+
+
+def run_on_a_store_given_away(layout: Layout, config: dict[str, Any]) -> ChildRun:
+    give_away_store(layout)
+    try:
+        return run_application(layout, config)
+    finally:
+        take_back_store(layout)
+
+
+@pytest.fixture
+def read_only_directory(layout: Layout) -> tuple[dict[str, Any], ChildRun]:
+    """The application reads the database read-only; the spool is elsewhere, its own."""
+    config = make_world(layout)
+    return config, run_on_a_store_given_away(layout, config)
+
+
+def test_a_database_in_a_read_only_directory_is_read_and_writes_are_spooled(
+    layout: Layout, read_only_directory: tuple[dict[str, Any], ChildRun]
+) -> None:
+    config, run = read_only_directory
+    assert START_UP_CRITICAL in run.log
+    # The link's destination was read from the read-only file: the click redirects.
+    visit_id = assert_answered_normally_and_spooled(run)
+    assert run.status("host") == 200
+    # Reading it created nothing beside it.
+    assert database_files(layout.db) == [layout.db]
+    assert_replayed_exactly_once(layout, config, visit_id)
+
+
+@pytest.fixture
+def usual_deployment(layout: Layout) -> tuple[dict[str, Any], ChildRun]:
+    """As above, with the spool where it goes by default: beside the database, in the
+    directory the application cannot write. The host must start all the same."""
+    config = {**make_world(layout), "spool": "auto"}
+    return config, run_on_a_store_given_away(layout, config)
+
+
+def test_an_unwritable_spool_directory_does_not_stop_the_host(
+    layout: Layout, usual_deployment: tuple[dict[str, Any], ChildRun]
+) -> None:
+    _, run = usual_deployment
+    assert run.status("host") == 200
+    assert run.body("host") == b"host page /"
+    # The tracking link still redirects (no visit could be kept, so no cookie).
+    assert run.status("click") == 302
+    assert run.header("click", "Location") == "/landing"
+    assert run.header("click", "Set-Cookie") is None
+    assert run.status("pixel") == 200
+    assert run.body("pixel").startswith(GIF_MAGIC)
+    # Neither the store nor a spool took the report: the client must retry.
+    assert run.status("api") == 503
+    assert run.header("api", "Retry-After") is not None
+    assert run.status("health") == 503
+    health = run.json("health")
+    assert (health["status"], health["store"]) == ("degraded", "ok")
+    assert health["spool"].startswith("unavailable: cannot create the spool directory")
+    assert str(layout.db) + ".spool" in health["spool"]
+    # Said loudly, once, at start-up.
+    assert run.log.count(SPOOL_CRITICAL) == 1
+    assert START_UP_CRITICAL in run.log
+    assert run.answers["spool_files"] == []
+    assert database_files(layout.db) == [layout.db]
+    assert not Path(f"{layout.db}.spool").exists()
+
+
+# -- the CLI's read commands on a database they may not write -------------------------------
+
+CLI_CHILD = Path(__file__).with_name("fault_cli_child.py")
+CLI_READ_COMMANDS = [
+    ["conversions"],
+    ["transactions", "--json"],
+    ["rejections"],
+    ["advertiser", "list", "--json"],
+    ["link", "list"],
+    ["credential", "list"],
+    ["export", "--advertiser", "1"],
+    ["dashboard"],
+]
+
+
+def run_cli_as_operator(layout: Layout, commands: list[list[str]]) -> list[dict[str, Any]]:
+    """``pixel-wsgi`` commands as the unprivileged user: each one's outcome."""
+    config: dict[str, Any] = {"db": str(layout.db), "commands": commands}
+    if layout.user is not None:
+        config.update(uid=layout.user.pw_uid, gid=layout.user.pw_gid)
+    answers, _ = run_child(CLI_CHILD, layout, config)
+    results: list[dict[str, Any]] = answers["results"]
+    return results
+
+
+@pytest.mark.parametrize(
+    "writer_open",
+    [
+        pytest.param(False, id="nobody-has-it-open"),
+        pytest.param(True, id="the-application-has-it-open"),
+    ],
+)
+def test_read_commands_work_on_a_database_they_may_not_write(
+    layout: Layout, writer_open: bool
+) -> None:
+    """``immutable`` while no -wal file exists; ``mode=ro`` on a writer's -shm index."""
+    make_world(layout)
+    holder = None
+    if writer_open:
+        holder = sqlite3.connect(layout.db, isolation_level=None)
+        holder.execute("SELECT COUNT(*) FROM visits").fetchone()
+        assert len(database_files(layout.db)) == 3
+    give_away_store(layout)
+    try:
+        names = sorted(path.name for path in layout.store_dir.iterdir())
+        before = layout.db.read_bytes()
+        results = run_cli_as_operator(layout, CLI_READ_COMMANDS)
+        assert sorted(path.name for path in layout.store_dir.iterdir()) == names
+        assert layout.db.read_bytes() == before
+    finally:
+        if holder is not None:
+            holder.close()
+        take_back_store(layout)
+    for result in results:
+        assert (result["exit_code"], result["stderr"]) == (0, ""), result
+    outputs = {" ".join(result["command"]): result["stdout"] for result in results}
+    assert outputs["conversions"] == "No conversions.\n"
+    assert json.loads(outputs["transactions --json"]) == []
+    assert [a["name"] for a in json.loads(outputs["advertiser list --json"])] == ["Acme"]
+    assert "/landing" in outputs["link list"]
+    assert outputs["export --advertiser 1"].startswith("transaction_id,")
+    assert "served: 200 OK" in outputs["dashboard"]
+
+
+# -- a database file the application cannot read -----------------------------------------
 
 
 @pytest.fixture
 def unreadable_store(layout: Layout) -> tuple[dict[str, Any], ChildRun]:
-    """The file and its directory are someone else's: SQLite cannot make the WAL index
-    a WAL database needs, so not even a read works. The visitor carries the cookie of
-    a click made before."""
+    """The file is someone else's and not readable by the application; the visitor
+    carries the cookie of a click made before."""
     config = make_world(layout)
     storage = SQLiteStorage(layout.db)
     link = storage.link(config["link_id"])
@@ -292,15 +441,11 @@ def unreadable_store(layout: Layout) -> tuple[dict[str, Any], ChildRun]:
     )
     storage.close()
     config["earlier_visit"] = [earlier, link.id]
-    if layout.user is None:
-        os.chmod(layout.db, 0o444)
-        os.chmod(layout.store_dir, 0o555)
+    os.chmod(layout.db, 0o600 if layout.user is not None else 0o200)
     try:
         run = run_application(layout, config)
     finally:
-        os.chmod(layout.store_dir, 0o755)
-        for path in database_files(layout.db):
-            os.chmod(path, 0o644)
+        take_back_store(layout)
     return config, run
 
 
@@ -309,6 +454,7 @@ def test_a_store_that_cannot_be_read_refuses_the_api_and_says_so(
 ) -> None:
     _, run = unreadable_store
     assert START_UP_CRITICAL in run.log
+    assert run.status("host") == 200
     # Neither the store nor the spool took the report: the client must retry.
     assert run.status("api") == 503
     assert run.header("api", "Retry-After") is not None

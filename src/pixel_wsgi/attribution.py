@@ -34,21 +34,34 @@ _HOST_PREFIX = "__Host-"
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
+#: A shell command that prints a good random key.
+MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
 def secret_key_list(secret_key: str | bytes | Sequence[str | bytes]) -> list[bytes]:
     """One key, or a list of them for rotation, as bytes in the order given.
 
     The middleware's ``secret_key`` signs both the cookie and signed pixel URLs
     (:mod:`pixel_wsgi.signing`): both take it in every form it may have.
 
-    :raises ConfigurationError: for no key, or a key shorter than 16 characters.
+    :raises ConfigurationError: for no key (None, an empty list), a key that is not
+        text or bytes, or a key shorter than 16 characters; the message says how to
+        make a good one.
     """
-    given = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
+    if isinstance(secret_key, (str, bytes)):
+        given: list[object] = [secret_key]
+    elif isinstance(secret_key, Sequence):
+        given = list(secret_key)
+    else:
+        given = []  # None, a number: no key
     keys = [key.encode() if isinstance(key, str) else key for key in given]
-    if not keys or any(not isinstance(key, bytes) or len(key) < 16 for key in keys):
+    usable = [key for key in keys if isinstance(key, bytes) and len(key) >= 16]
+    if not usable or len(usable) != len(keys):
         raise ConfigurationError(
-            "secret_key must be a key (or list of keys) of at least 16 characters"
+            "secret_key must be a key (or list of keys) of at least 16 characters;"
+            f" make one with: {MAKE_A_KEY}"
         )
-    return keys
+    return usable
 
 
 class AttributionRejected(Exception):

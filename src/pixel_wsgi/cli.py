@@ -13,8 +13,14 @@ Set up what the middleware tracks, and read what it recorded::
     pixel-wsgi export --advertiser 1 --format csv > ledger.csv
 
 The store is chosen with ``--storage URL`` or the ``PIXEL_WSGI_STORAGE``
-environment variable. Every command but ``migrate`` and ``demo`` brings the
-schema up to date first (it is idempotent), so a new file just works.
+environment variable. Commands that write (``add``, ``set``, ``import``, ...)
+bring the schema up to date first (it is idempotent), so a new file just works.
+Commands that only read (the lists, ``conversions``, ``transactions``,
+``rejections``, ``export``, ``dashboard``) never create a database and never
+write: a SQLite file they may only read (made by another user) works, and a
+missing one is an error naming the absolute path looked for. A relative SQLite
+path is relative to the current directory: every command given one says on
+stderr which file it used.
 
 Each command takes ``--json`` to print one JSON document on stdout instead of
 text; money is always a string (``"24.50"``), never a float. Errors are one
@@ -40,7 +46,7 @@ from .bulk import decoded_lines, import_csv
 from .columns import COLUMNS, csv_cells
 from .currencies import ISO_4217_CODES
 from .dashboard_cli import dashboard
-from .errors import NotFoundError, ParamError, PixelError
+from .errors import ConfigurationError, NotFoundError, ParamError, PixelError
 from .ledger import Ledger
 from .models import (
     Advertiser,
@@ -58,7 +64,7 @@ from .redirects import destination_host, validate_destination
 from .replay import replay as replay_spool
 from .server_report import ReportInvalid
 from .spool import Spool, SpoolError
-from .storage import Storage, storage_from_url
+from .storage import SQLiteStorage, Storage, storage_from_url
 
 __all__ = ["DEFAULT_STORAGE", "STORAGE_ENV", "cli", "main"]
 
@@ -90,15 +96,64 @@ class _State:
         self._storage: Storage | None = None
 
     def storage(self, *, migrate: bool = True) -> Storage:
+        """The store for a command that writes: created (SQLite) and migrated."""
         if self._storage is None:
-            self._storage = storage_from_url(self.url)
+            storage = storage_from_url(self.url)
+            if isinstance(storage, SQLiteStorage):
+                verb = "using" if storage.path.exists() else "creating"
+                _say_which_file(storage, verb)
             if migrate:
-                self._storage.migrate()
+                storage.migrate()
+            self._storage = storage
+        return self._storage
+
+    def reader(self) -> Storage:
+        """The store for a command that only reads: never created, never written.
+
+        A SQLite file is opened read-only, so one that this user may not write works.
+        """
+        if self._storage is None:
+            storage = storage_from_url(self.url)
+            if isinstance(storage, SQLiteStorage):
+                storage = _read_only_sqlite(storage)
+            self._storage = storage
         return self._storage
 
     def close(self) -> None:
         if self._storage is not None:
             self._storage.close()
+
+
+def _say_which_file(storage: SQLiteStorage, verb: str) -> None:
+    """A relative path depends on the current directory: name the file it resolved to."""
+    if not storage.path.is_absolute():
+        click.echo(f"pixel-wsgi: {verb} {storage.path.absolute()}", err=True)
+
+
+def _read_only_sqlite(storage: SQLiteStorage) -> SQLiteStorage:
+    _say_which_file(storage, "using")
+    path = storage.path.absolute()
+    if not path.is_file():
+        raise ConfigurationError(
+            f"no database at {path} (commands that only read never create one): give"
+            f" --storage sqlite:///<path> or set {STORAGE_ENV}, or create it with"
+            " `pixel-wsgi migrate`"
+        )
+    reader = SQLiteStorage(
+        path,
+        busy_timeout=storage.busy_timeout,
+        synchronous=storage.synchronous,
+        max_rejections=storage.max_rejections,
+        read_only=True,
+    )
+    pending = reader.pending_migrations()
+    if pending:
+        reader.close()
+        raise ConfigurationError(
+            f"the database {path} lacks the schema migrations {', '.join(pending)}: run"
+            " `pixel-wsgi migrate` as a user who may write it"
+        )
+    return reader
 
 
 class _PixelGroup(click.Group):
@@ -402,7 +457,7 @@ def _advertiser_dict(advertiser: Advertiser) -> dict[str, Any]:
 def advertiser_list(state: _State, as_json: bool) -> None:
     """List every advertiser."""
     _print_entities(
-        state.storage().advertisers(),
+        state.reader().advertisers(),
         as_json,
         ("id", "name", "require_signed_pixels", "created_at"),
         _advertiser_dict,
@@ -487,7 +542,7 @@ def publisher_add(state: _State, name: str, as_json: bool) -> None:
 def publisher_list(state: _State, as_json: bool) -> None:
     """List every publisher."""
     _print_entities(
-        state.storage().publishers(),
+        state.reader().publishers(),
         as_json,
         ("id", "name", "created_at"),
         _name_dict,
@@ -576,7 +631,7 @@ def campaign_add(
 def campaign_list(state: _State, advertiser_id: int | None, as_json: bool) -> None:
     """List campaigns and what they pay."""
     _print_entities(
-        state.storage().campaigns(advertiser_id=advertiser_id),
+        state.reader().campaigns(advertiser_id=advertiser_id),
         as_json,
         ("id", "advertiser_id", "name", "daily_cap", "pays"),
         _campaign_listing,
@@ -679,7 +734,7 @@ def link_add(
 def link_list(state: _State, advertiser_id: int | None, as_json: bool) -> None:
     """List tracking links and where they lead."""
     _print_entities(
-        state.storage().links(advertiser_id=advertiser_id),
+        state.reader().links(advertiser_id=advertiser_id),
         as_json,
         ("id", "path", "campaign_id", "publisher_id", "destination"),
         _link_dict,
@@ -705,7 +760,7 @@ def transactions(
     Oldest first.
     """
     rows = list(
-        state.storage().transactions(
+        state.reader().transactions(
             advertiser_id=advertiser_id, after_transaction_id=after_id, limit=limit
         )
     )
@@ -721,7 +776,7 @@ def conversions(state: _State, advertiser_id: int | None, as_json: bool) -> None
 
     One row per conversion: the end of its correction chain.
     """
-    rows = list(state.storage().conversions(advertiser_id=advertiser_id))
+    rows = list(state.reader().conversions(advertiser_id=advertiser_id))
     _print_ledger(rows, as_json, "No conversions.")
 
 
@@ -754,7 +809,7 @@ def rejections(state: _State, advertiser_id: int | None, limit: int, as_json: bo
     Newest first.
     """
     _print_list(
-        list(state.storage().rejections(advertiser_id=advertiser_id, limit=limit)),
+        list(state.reader().rejections(advertiser_id=advertiser_id, limit=limit)),
         as_json,
         document=Rejection.as_dict,
         headers=("id", "advertiser", "source", "reason", "reference_id", "created_at", "detail"),
@@ -815,7 +870,13 @@ def erase(
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on. Beyond this machine (0.0.0.0) the dashboard needs a"
+    " real password in PIXEL_WSGI_DASHBOARD_PASSWORD.",
+)
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port."
 )
@@ -825,7 +886,9 @@ def demo(state: _State, host: str, port: int) -> None:
 
     Needs Flask: pip install 'pixel-wsgi[demo]'. The shop, a publisher page
     and the tracking link are seeded into the store on first run; stop the
-    server with Ctrl-C.
+    server with Ctrl-C. The operator dashboard at /dashboard/ has the password
+    "demo" unless PIXEL_WSGI_DASHBOARD_PASSWORD is set, which --host beyond
+    this machine requires.
     """
     from .demo import run_demo
 
@@ -877,7 +940,7 @@ def _credential_row(row: ApiCredential) -> list[str]:
 def credential_list(state: _State, advertiser_id: int | None, as_json: bool) -> None:
     """Credentials and whether they are revoked (never their secrets)."""
     _print_list(
-        state.storage().credentials(advertiser_id=advertiser_id),
+        state.reader().credentials(advertiser_id=advertiser_id),
         as_json,
         document=ApiCredential.as_dict,
         headers=("id", "advertiser", "label", "created_at", "revoked_at"),
@@ -1005,7 +1068,7 @@ def export(state: _State, advertiser_id: int, form: str, output: TextIO) -> None
     The columns of the Transactions API; import reads the CSV back
     (unchanged rows are recognised by transaction_id).
     """
-    storage = state.storage()
+    storage = state.reader()
     _require_advertiser(storage, advertiser_id)
     rows = _all_rows(storage, advertiser_id)
     if form == "csv":

@@ -28,7 +28,14 @@ if TYPE_CHECKING:
     # Only a type: cli.py may import this module to register the command.
     from .cli import _State
 
-__all__ = ["DASHBOARD_USER", "PASSWORD_ENV", "dashboard"]
+__all__ = [
+    "DASHBOARD_USER",
+    "PASSWORD_ENV",
+    "PLAIN_HTTP_WARNING",
+    "dashboard",
+    "is_loopback",
+    "url_host",
+]
 
 #: The environment variable that holds the dashboard's password.
 PASSWORD_ENV = "PIXEL_WSGI_DASHBOARD_PASSWORD"
@@ -36,13 +43,27 @@ PASSWORD_ENV = "PIXEL_WSGI_DASHBOARD_PASSWORD"
 DASHBOARD_USER = "admin"
 
 
-def _is_loopback(host: str) -> bool:
+#: What a server listening beyond this machine over plain HTTP prints on stderr.
+PLAIN_HTTP_WARNING = (
+    "Warning: listening beyond this machine over plain HTTP; the password crosses"
+    " the network readable. Prefer an SSH tunnel or HTTPS."
+)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to ``host`` is reachable from this machine only."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return False
+        return False  # "" and other names: every interface, or who knows
+
+
+def url_host(host: str) -> str:
+    """How to write the address a server listens on in a URL to open."""
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    return f"[{shown}]" if ":" in shown else shown  # an IPv6 address in a URL
 
 
 def _password() -> str:
@@ -76,16 +97,9 @@ def dashboard(state: _State, host: str, port: int) -> None:
     from werkzeug.serving import run_simple
 
     password = _password()
-    app = Dashboard(state.storage(), authenticate=basic_auth(password, DASHBOARD_USER))
-    shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
-    if ":" in shown_host:
-        shown_host = f"[{shown_host}]"  # an IPv6 address in a URL
-    click.echo(f"pixel-wsgi dashboard on http://{shown_host}:{port}/ (user {DASHBOARD_USER})")
-    if not _is_loopback(host):
-        click.echo(
-            "Warning: listening beyond this machine over plain HTTP; the password crosses"
-            " the network readable. Prefer an SSH tunnel or HTTPS.",
-            err=True,
-        )
+    app = Dashboard(state.reader(), authenticate=basic_auth(password, DASHBOARD_USER))
+    click.echo(f"pixel-wsgi dashboard on http://{url_host(host)}:{port}/ (user {DASHBOARD_USER})")
+    if not is_loopback(host):
+        click.echo(PLAIN_HTTP_WARNING, err=True)
     click.echo("Press Ctrl-C to stop.")
     run_simple(host, port, app, threaded=True)

@@ -13,7 +13,9 @@ shop would be. Orders live in memory (see :class:`OrderBook`); everything the
 middleware records lives in the store.
 
 The operator dashboard is mounted at ``/dashboard/`` (user ``admin``, password
-from ``PIXEL_WSGI_DASHBOARD_PASSWORD``, ``demo`` when unset).
+from ``PIXEL_WSGI_DASHBOARD_PASSWORD``, ``demo`` when unset). ``demo`` is fine on
+127.0.0.1 only: listening beyond this machine (``--host 0.0.0.0``) needs a real
+password in that variable, and the demo refuses to start without one.
 
 The cookie-signing key comes from ``PIXEL_WSGI_SECRET_KEY`` when set, otherwise
 from a random key that the first run writes beside the SQLite file
@@ -38,8 +40,9 @@ from urllib.parse import urlencode
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from .dashboard import Dashboard, basic_auth
+from .dashboard_cli import PLAIN_HTTP_WARNING, is_loopback, url_host
 from .errors import ConfigurationError, MissingDependencyError
-from .middleware import PixelMiddleware
+from .middleware import SECRET_KEY_ENV, PixelMiddleware
 from .models import Advertiser, Campaign, Link, PayoutKind, PayoutRule, Publisher
 from .money import MONEY, to_cents
 from .storage import SQLiteStorage, Storage, storage_from_url
@@ -63,13 +66,13 @@ __all__ = [
     "seed_demo",
 ]
 
-#: The environment variable that overrides the demo's persisted secret key.
-SECRET_KEY_ENV = "PIXEL_WSGI_SECRET_KEY"
 #: The environment variable with the dashboard's password (``demo`` when unset).
 DASHBOARD_PASSWORD_ENV = "PIXEL_WSGI_DASHBOARD_PASSWORD"
 #: Where the demo mounts the operator dashboard.
 DASHBOARD_PATH = "/dashboard"
 DEMO_DASHBOARD_PASSWORD = "demo"
+# A demo listening beyond 127.0.0.1 needs a dashboard password at least this long.
+_MIN_PUBLIC_PASSWORD = 8
 
 DEMO_ADVERTISER = "Demo Shop"
 DEMO_PUBLISHER = "Demo Publisher"
@@ -337,6 +340,11 @@ _REPORT = (
 )
 
 
+def _real_password(password: str) -> bool:
+    """Good enough for a dashboard reachable from other machines."""
+    return password != DEMO_DASHBOARD_PASSWORD and len(password) >= _MIN_PUBLIC_PASSWORD
+
+
 def demo_dashboard_password() -> str:
     """The demo dashboard's password: ``PIXEL_WSGI_DASHBOARD_PASSWORD``, else ``demo``."""
     return os.environ.get(DASHBOARD_PASSWORD_ENV) or DEMO_DASHBOARD_PASSWORD
@@ -497,8 +505,14 @@ def run_demo(
 ) -> None:
     """Seed the store, print where to click, and serve the demo until Ctrl-C.
 
+    :param host: the interface to listen on. Beyond this machine (``0.0.0.0``, a
+        public address) the dashboard needs a real password in
+        ``PIXEL_WSGI_DASHBOARD_PASSWORD`` (not ``demo``, at least 8 characters), and a
+        warning says that it crosses the network in the clear.
     :param secret_key: the cookie-signing key; by default ``PIXEL_WSGI_SECRET_KEY``
         or the key kept beside the database (see :func:`demo_secret_key`).
+    :raises ConfigurationError: for a host beyond this machine without a real
+        dashboard password (before anything is written).
     """
     from werkzeug.serving import run_simple
 
@@ -506,6 +520,14 @@ def run_demo(
         import flask  # noqa: F401  (fail before anything is written)
     except ImportError as exc:
         raise MissingDependencyError(_NEEDS_FLASK) from exc
+    public = not is_loopback(host)
+    if public and not _real_password(demo_dashboard_password()):
+        raise ConfigurationError(
+            f"the demo would serve its dashboard on {host or 'every interface'!r}, beyond this"
+            f" machine, with the password {DEMO_DASHBOARD_PASSWORD!r}: set"
+            f" {DASHBOARD_PASSWORD_ENV} to a real password (at least"
+            f" {_MIN_PUBLIC_PASSWORD} characters), or listen on 127.0.0.1"
+        )
     storage = storage_from_url(storage_url)
     if secret_key is not None:
         key_source = "the secret_key argument"
@@ -521,10 +543,7 @@ def run_demo(
         )
     app = create_demo_app(storage, secret_key=secret_key)
     seed: DemoSeed = app.extensions["pixel_wsgi_demo"]
-    shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
-    if ":" in shown_host:
-        shown_host = f"[{shown_host}]"  # an IPv6 address in a URL
-    base = f"http://{shown_host}:{port}"
+    base = f"http://{url_host(host)}:{port}"
     # A password chosen through the environment is not printed.
     shown_password = (
         f"from ${DASHBOARD_PASSWORD_ENV}"
@@ -543,4 +562,6 @@ def run_demo(
         "Press Ctrl-C to stop.",
         flush=True,
     )
+    if public:
+        print(PLAIN_HTTP_WARNING, file=sys.stderr, flush=True)
     run_simple(host, port, app, threaded=True)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .api import ReportingAPI
-from .attribution import DEFAULT_WINDOW, AttributionCookies
+from .attribution import DEFAULT_WINDOW, MAKE_A_KEY, AttributionCookies
 from .click import ConsentCheck, TrackingLink
 from .clock import Clock, utc_now
 from .currencies import ISO_4217_CODES
-from .errors import ConfigurationError, StorageError
+from .errors import ConfigurationError, PixelError, StorageError
 from .filters import Filters
 from .ledger import DEFAULT_RELOAD_WINDOW, Ledger, ReportResult
 from .params import DEFAULT_LIMITS, Limits
@@ -25,11 +26,16 @@ from .spool import DEFAULT_MAX_BYTES, Spool
 from .storage import Storage, storage_from_url
 
 if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 logger = logging.getLogger("pixel_wsgi")
 
+#: The environment variable read for ``secret_key`` when none is given.
+SECRET_KEY_ENV = "PIXEL_WSGI_SECRET_KEY"
+
 _READ_METHODS = ("GET", "HEAD")
+_UNAVAILABLE = "Temporarily unavailable.\n"
 
 
 def _check_prefix(name: str, prefix: str) -> str:
@@ -38,6 +44,43 @@ def _check_prefix(name: str, prefix: str) -> str:
             f"{name} must start with '/' and not end with one, like '/pixels', got {prefix!r}"
         )
     return prefix
+
+
+def _secret_key(
+    secret_key: str | bytes | Sequence[str | bytes] | None,
+) -> str | bytes | Sequence[str | bytes]:
+    """The key given, else ``$PIXEL_WSGI_SECRET_KEY``; a clear error when neither is set."""
+    if secret_key is None:
+        secret_key = os.environ.get(SECRET_KEY_ENV) or None
+    if secret_key is None or secret_key == "":
+        raise ConfigurationError(
+            f"PixelMiddleware needs a secret_key: pass secret_key=... or set {SECRET_KEY_ENV}"
+            f" to a random key of at least 16 characters; make one with: {MAKE_A_KEY}"
+        )
+    return secret_key
+
+
+class _Started:
+    """The server's ``start_response`` for one of our routes, remembering that it was
+    called: a second call (our 503 after a route failed half-way) carries the failure
+    as ``exc_info``, as PEP 3333 asks, so that a server that has sent the first headers
+    re-raises instead of mixing two answers."""
+
+    __slots__ = ("called", "start_response")
+
+    def __init__(self, start_response: StartResponse) -> None:
+        self.start_response = start_response
+        self.called = False
+
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
+    ) -> Callable[[bytes], object]:
+        if self.called and exc_info is None:
+            failure = sys.exc_info()
+            if failure[0] is not None:
+                exc_info = failure
+        self.called = True
+        return self.start_response(status, headers, exc_info)
 
 
 class PixelMiddleware:
@@ -60,15 +103,16 @@ class PixelMiddleware:
 
     Flask::
 
-        app.wsgi_app = PixelMiddleware(
-            app.wsgi_app, "sqlite:///pixel-wsgi.db", secret_key=os.environ["PIXEL_SECRET"]
-        )
+        # the key from $PIXEL_WSGI_SECRET_KEY; or pass secret_key=...
+        app.wsgi_app = PixelMiddleware(app.wsgi_app, "sqlite:////srv/shop/pixel-wsgi.db")
 
     :param app: the WSGI application to wrap.
     :param storage: a storage URL (``sqlite:///path.db``) or a
         :class:`~pixel_wsgi.storage.Storage` object.
     :param secret_key: signs attribution cookies: one key of at least 16
-        characters, or a list for rotation (the last signs, all verify).
+        characters, or a list for rotation (the last signs, all verify). None (the
+        default) reads ``$PIXEL_WSGI_SECRET_KEY``; make a key with
+        ``python -c "import secrets; print(secrets.token_urlsafe(32))"``.
     :param prefix: where the ``click``, ``conversion`` and ``health`` routes live.
     :param legacy_prefix: the pre-December-2012 pixel's route.
     :param attribution_window: how long a click can earn a conversion (at most
@@ -90,7 +134,10 @@ class PixelMiddleware:
     :param spool_dir: where clicks and conversions go when the store fails (locked,
         full, read-only, down), fsync'd, until ``pixel-wsgi replay`` applies them:
         ``"auto"`` puts it beside a SQLite file (``<file>.spool``) or in
-        ``./pixel-wsgi.spool``; None keeps no spool (such events are lost).
+        ``./pixel-wsgi.spool``; None keeps no spool (such events are lost). A spool
+        that cannot be set up (a directory this user may not create, or one the spool
+        refuses) never stops the host: it is logged once as CRITICAL, the events are
+        lost, and ``/pixels/health`` answers 503 with ``"spool": "unavailable: ..."``.
     :param spool_max_bytes: the most the spool holds (256 MiB by default); past it
         events are lost, logged once as ``CRITICAL``, and the health check says ``full``.
     :param migrate: bring the store's schema up to date at construction, and check
@@ -122,7 +169,7 @@ class PixelMiddleware:
         app: WSGIApplication,
         storage: str | Storage = "sqlite:///pixel-wsgi.db",
         *,
-        secret_key: str | bytes | Sequence[str | bytes],
+        secret_key: str | bytes | Sequence[str | bytes] | None = None,
         prefix: str = "/pixels",
         legacy_prefix: str = "/tracked_actions/web_sale",
         attribution_window: timedelta = DEFAULT_WINDOW,
@@ -154,10 +201,12 @@ class PixelMiddleware:
         self.prefix = _check_prefix("prefix", prefix)
         self.legacy_prefix = _check_prefix("legacy_prefix", legacy_prefix)
         self.default_currency = default_currency
+        secret_key = _secret_key(secret_key)
         self.cookies = AttributionCookies(secret_key, window=attribution_window)
-        if spool_dir == "auto":
-            spool_dir = self.storage.default_spool_dir()
-        self.spool = None if spool_dir is None else Spool(spool_dir, max_bytes=spool_max_bytes)
+        #: why there is no outage spool although one was asked for (None: there is one,
+        #: or ``spool_dir=None``); ``/pixels/health`` reports it.
+        self.spool_problem: str | None = None
+        self.spool = self._open_spool(spool_dir, spool_max_bytes)
         self.ledger = Ledger(
             self.storage, reload_window=reload_window, clock=clock, spool=self.spool
         )
@@ -221,6 +270,29 @@ class PixelMiddleware:
         if migrate:
             self._migrate()
 
+    def _open_spool(self, spool_dir: str | os.PathLike[str] | None, max_bytes: int) -> Spool | None:
+        """The outage spool, or None: a spool that cannot be set up never stops the host.
+
+        The usual deployment has the CLI make the database as one user and the
+        application run as another, who may not create ``<db>.spool`` beside it.
+        """
+        if spool_dir is None:
+            return None
+        try:
+            if spool_dir == "auto":
+                spool_dir = self.storage.default_spool_dir()
+            return Spool(spool_dir, max_bytes=max_bytes)
+        except (PixelError, OSError) as exc:  # ConfigurationError, SpoolError, ...
+            self.spool_problem = f"unavailable: {exc}"
+            logger.critical(
+                "pixel-wsgi has no outage spool (%s): a click or conversion the store cannot"
+                " take is LOST. Pages, tracking links and pixels are still answered. Give"
+                " spool_dir= a directory this user (uid %d) owns and may write, then restart",
+                exc,
+                os.geteuid(),
+            )
+            return None
+
     def _migrate(self) -> None:
         try:
             self.storage.migrate()
@@ -232,7 +304,7 @@ class PixelMiddleware:
                 "pixel-wsgi cannot write to its store %r; events are spooled to %s until"
                 " it can, then run `pixel-wsgi replay`",
                 self.storage,
-                self.spool.directory if self.spool else "nowhere (spool_dir=None): LOST",
+                self.spool.directory if self.spool else "nowhere (no spool): they are LOST",
                 exc_info=True,
             )
         finally:
@@ -255,14 +327,18 @@ class PixelMiddleware:
             if self.environ_key is not None:
                 environ[self.environ_key] = RequestReporter((self.reporter, environ))
             return self.application(environ, start_response)
+        started = _Started(start_response)
         try:
-            return self._dispatch(path, environ, start_response)
+            answer = self._dispatch(path, environ, started)
         except Exception:
             # Never let our failure become the host's error page.
             logger.exception("pixel-wsgi failed on %s", path)
-            return text_response(
-                start_response, "503 Service Unavailable", "Temporarily unavailable.\n"
-            )
+            return text_response(started, "503 Service Unavailable", _UNAVAILABLE)
+        if answer is None:
+            # A look-alike path: the host's, outside our try, so that its exceptions
+            # reach its server, debugger and error views untouched.
+            return self._host(environ, start_response)
+        return answer
 
     def _host(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Hand a look-alike path to the host application, with its in-process reporter.
@@ -275,25 +351,26 @@ class PixelMiddleware:
 
     def _dispatch(
         self, path: str, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    ) -> Iterable[bytes] | None:
+        """Our answer for one of our routes; None for a path that only looks like one."""
         if path.startswith(self._conversion_prefix):
             rest = path[len(self._conversion_prefix) :]
             if not rest.endswith(".gif") or "/" in rest:
-                return self._host(environ, start_response)
+                return None
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
             return self.conversion_pixel(environ, start_response, rest[:-4])
         if path.startswith(self._click_prefix):
             rest = path[len(self._click_prefix) :]
             if not rest or "/" in rest:
-                return self._host(environ, start_response)
+                return None
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
             return self.tracking_link(environ, start_response, rest)
         if path.startswith(self._legacy_prefix):
             rest = path[len(self._legacy_prefix) :]
             if not rest or "/" in rest:
-                return self._host(environ, start_response)
+                return None
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
             return self.legacy_pixel(environ, start_response, rest)
@@ -303,7 +380,7 @@ class PixelMiddleware:
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
             return self._health(environ, start_response)
-        return self._host(environ, start_response)
+        return None
 
     def _health(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         head = environ["REQUEST_METHOD"] == "HEAD"
@@ -315,13 +392,15 @@ class PixelMiddleware:
             store = "unavailable"
         else:
             store = "ok"
-        if store != "ok" or spooled or spool != "ok":
+        problem = self.spool_problem or (None if spool == "ok" else spool)
+        if store != "ok" or spooled or problem:
             # Degraded until the store answers and a replay has drained the spool.
-            body = {"status": "degraded", "store": store, "spooled_bytes": spooled}
-            if spool != "ok":  # "full": events are being lost; "unusable": see the log
-                body["spool"] = spool
+            body: dict[str, object] = {"status": "degraded", "store": store}
+            if problem:  # "full": events are being lost; "unusable"/"unavailable": see the log
+                body["spool"] = problem
+            body["spooled_bytes"] = spooled
             return json_response(start_response, "503 Service Unavailable", body, head=head)
         return json_response(start_response, "200 OK", {"status": "ok"}, head=head)
 
 
-__all__ = ["PixelMiddleware"]
+__all__ = ["SECRET_KEY_ENV", "PixelMiddleware"]

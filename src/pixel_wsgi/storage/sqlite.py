@@ -15,6 +15,14 @@ Why these settings:
 - A busy timeout (5 s) well under a WSGI worker's timeout (gunicorn: 30 s).
 - One connection per process *and* thread, opened lazily: a connection never
   crosses a ``fork()`` (gunicorn ``--preload``) or a thread.
+- A file the process may read but not write (the CLI made it as another user, in a
+  directory this user cannot write) is opened read-only rather than not at all:
+  ``mode=ro``, which needs the ``-shm`` file a writer keeps while it has the file
+  open, else ``immutable=1`` while no ``-wal`` file exists (no writer has it open).
+  Reads then work (a tracking link still redirects); writes fail as on any
+  read-only store (the middleware spools them). Such a connection is given up for
+  a new attempt at a writable one after :data:`READ_ONLY_RETRY` seconds, and an
+  ``immutable`` one as soon as a ``-wal`` file appears.
 """
 
 from __future__ import annotations
@@ -23,11 +31,12 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from sqlite_utils import Database
 
@@ -80,6 +89,8 @@ from .rows import (
 from .sqlite_migrations import migrations
 
 _SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: Seconds a read-only fallback connection is used before a writable one is tried again.
+READ_ONLY_RETRY = 30.0
 
 _INSERT_TRANSACTION = f"""
 INSERT INTO transactions ({INSERTED_TRANSACTION_COLUMNS})
@@ -241,6 +252,8 @@ class SQLiteStorage(Storage):
     :param busy_timeout: seconds a writer waits for the lock before failing.
     :param synchronous: ``NORMAL`` (default) or ``FULL``; see the module docs.
     :param max_rejections: how many rejection-log entries are kept.
+    :param read_only: open the file read-only, never create it, never write (the
+        CLI's read commands); :meth:`pending_migrations` says whether it is current.
 
     Prefer :func:`~pixel_wsgi.storage.storage_from_url`::
 
@@ -256,6 +269,7 @@ class SQLiteStorage(Storage):
         busy_timeout: float = 5.0,
         synchronous: str = "NORMAL",
         max_rejections: int = 100_000,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         if str(path) in ("", ":memory:"):
@@ -277,6 +291,7 @@ class SQLiteStorage(Storage):
         self.busy_timeout = busy_timeout
         self.synchronous = synchronous.upper()
         self.max_rejections = max_rejections
+        self.read_only = read_only
         self._local = threading.local()
 
     @classmethod
@@ -302,6 +317,9 @@ class SQLiteStorage(Storage):
     # -- connections -----------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return self._connect_read_only()
+        conn = None
         try:
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True
@@ -312,16 +330,84 @@ class SQLiteStorage(Storage):
             conn.execute("PRAGMA foreign_keys = ON")
             # 64 MiB page cache: keeps the unique-key index hot at millions of rows.
             conn.execute("PRAGMA cache_size = -65536")
+            # A first read: a WAL file needs its -shm index, which this user may be
+            # unable to create.
+            conn.execute("PRAGMA schema_version").fetchone()
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
+            if conn is not None:
+                conn.close()
+            if not self._readable_not_writable():
+                raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
+            return self._connect_read_only()
         return conn
+
+    def _readable_not_writable(self) -> bool:
+        """The file exists and may be read, but it or its directory may not be written."""
+        directory = self.path.parent
+        return os.access(self.path, os.R_OK) and not (
+            os.access(self.path, os.W_OK) and os.access(directory, os.W_OK | os.X_OK)
+        )
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A read-only connection that creates nothing beside the file (see the module docs)."""
+        if not self.path.is_file():
+            raise StorageError(f"no SQLite database at {self.path.absolute()}")
+        uri = f"file:{quote(str(self.path.absolute()))}?"
+        has_wal = self._wal_path().exists()
+        # mode=ro needs the -shm index of a writer that has the file open (it would
+        # make one if it could, and leave it behind); immutable=1 reads the file alone,
+        # which is all there is while no -wal file exists.
+        modes = []
+        if has_wal or self.path.with_name(f"{self.path.name}-shm").exists():
+            modes.append("mode=ro")
+        if not has_wal:
+            modes.append("immutable=1")
+        problem: sqlite3.Error | None = None
+        for mode in modes:
+            conn = None
+            try:
+                conn = sqlite3.connect(
+                    uri + mode, uri=True, timeout=self.busy_timeout, isolation_level=None
+                )
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                conn.execute("PRAGMA schema_version").fetchone()
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
+                problem = exc
+                continue
+            self._local.immutable = mode == "immutable=1"
+            self._local.retry_at = time.monotonic() + READ_ONLY_RETRY
+            return conn
+        hint = (
+            " (its -wal file holds commits that only a user who may write beside it can read)"
+            if has_wal
+            else ""
+        )
+        raise StorageError(f"cannot read SQLite database {self.path}: {problem}{hint}")
+
+    def _wal_path(self) -> Path:
+        return self.path.with_name(f"{self.path.name}-wal")
+
+    def _stale_fallback(self) -> bool:
+        """A read-only fallback connection that should be given up (see the module docs)."""
+        local = self._local
+        if local.immutable and self._wal_path().exists():
+            return True
+        return not self.read_only and time.monotonic() >= local.retry_at
 
     def _connection(self) -> sqlite3.Connection:
         local = self._local
         pid = os.getpid()
-        if getattr(local, "pid", None) != pid:
+        if getattr(local, "pid", None) != pid or (
+            local.retry_at is not None and self._stale_fallback()
+        ):
+            if getattr(local, "pid", None) == pid:
+                local.conn.close()  # a read-only fallback, given up
             # A connection inherited through fork() must never be used nor
             # closed in the child: drop it and open this process's own.
+            local.pid = None
+            local.retry_at = None
             local.conn = self._connect()
             local.pid = pid
         conn: sqlite3.Connection = local.conn
@@ -357,6 +443,14 @@ class SQLiteStorage(Storage):
         # each migration in a savepoint inside it.
         with self._immediate() as conn:
             migrations.apply(Database(conn, execute_plugins=False, recursive_triggers=False))
+
+    def pending_migrations(self) -> list[str]:
+        """The names of the schema migrations this file lacks (a read: nothing is written)."""
+        db = Database(self._connection(), execute_plugins=False, recursive_triggers=False)
+        try:
+            return [migration.name for migration in migrations.pending(db)]
+        except sqlite3.Error as exc:
+            raise StorageError(f"read from {self.path} failed: {exc}") from exc
 
     def check(self, *, writable: bool = False) -> None:
         self._read("SELECT 1 FROM transactions LIMIT 1")
