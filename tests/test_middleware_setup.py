@@ -138,7 +138,7 @@ def test_any_spool_set_up_failure_is_degraded_not_fatal(
     caplog: pytest.LogCaptureFixture,
     failure: Exception,
 ) -> None:
-    def refuse(directory: object) -> Spool:
+    def refuse(directory: object, **options: object) -> Spool:
         raise failure
 
     monkeypatch.setattr("pixel_wsgi.middleware.Spool", refuse)

@@ -150,6 +150,11 @@ def requests_through(browser: TestApp, world: World) -> None:
             lambda m: m.spool is not None and m.spool.directory.name == "pixel.db.spool",
             id="spool-auto",
         ),
+        pytest.param(
+            "spool_max_bytes = 1048576",
+            lambda m: m.spool is not None and m.spool.max_bytes == 1048576,
+            id="spool-cap",
+        ),
         pytest.param("environ_key = none", lambda m: m.environ_key is None, id="no-environ-key"),
         pytest.param(
             "attribution_window_days = 45",

@@ -180,6 +180,7 @@ _CONVERTED: dict[str, tuple[str, _Convert]] = {
     "min_seconds_to_convert": ("min_seconds_to_convert", _as_seconds),
     "refuse_without_user_activation": ("refuse_without_user_activation", _as_bool),
     "spool_dir": ("spool_dir", _as_optional_text),
+    "spool_max_bytes": ("spool_max_bytes", _as_whole),
 }
 _LIMITS = tuple(field.name for field in dataclasses.fields(Limits))
 #: Every option the filter takes.
