@@ -15,11 +15,34 @@ from sqlite_utils import Database
 from pixel_wsgi import ConfigurationError, SQLiteStorage, StorageError, storage_from_url
 from pixel_wsgi.storage.sqlite_migrations import migrations
 
+from .sqlite_binding import check_binding
+from .sqlite_binding import strict_binding as strict_binding  # for usefixtures
 from .storage_contract import MakeStorage, StorageContract, draft
 
 
+@pytest.mark.usefixtures("strict_binding")
 class TestSQLiteContract(StorageContract):
     pass
+
+
+@pytest.mark.parametrize(
+    ("sql", "parameters", "refused"),
+    [
+        pytest.param("SELECT ? + ?", (1, 2), False, id="qmark"),
+        pytest.param("SELECT ?1 + ?1", (1,), True, id="numbered"),
+        pytest.param("SELECT :a + :a", (1,), True, id="named-with-a-sequence"),
+        pytest.param("SELECT :a + :a", {"a": 1}, False, id="named-with-a-mapping"),
+        pytest.param("SELECT 'a:b?1', ?", (1,), False, id="inside-a-literal"),
+    ],
+)
+def test_strict_binding_refuses_named_placeholders_with_a_sequence(
+    sql: str, parameters: object, refused: bool
+) -> None:
+    if refused:
+        with pytest.raises(sqlite3.ProgrammingError, match="named placeholder"):
+            check_binding(sql, parameters)
+    else:
+        check_binding(sql, parameters)
 
 
 @pytest.mark.parametrize(

@@ -103,7 +103,7 @@ ON CONFLICT (advertiser_id, reference_id)
 # Conversions of a campaign since a moment: transactions_campaign_created.
 _CONVERSIONS_SINCE = """
 SELECT COUNT(*) FROM transactions
-WHERE campaign_id = ?1 AND created_at >= ?2 AND corrects_transaction_id IS NULL
+WHERE campaign_id = ? AND created_at >= ? AND corrects_transaction_id IS NULL
 """
 
 
@@ -201,8 +201,8 @@ class SQLiteLedgerWriter(SharedWriterSQL, LedgerWriter):
         # the newest row of the chain is its end.
         row = self._conn.execute(
             f"SELECT {TRANSACTION_COLUMNS} FROM transactions"
-            " WHERE id = ?1 OR original_transaction_id = ?1 ORDER BY id DESC LIMIT 1",
-            (original_transaction_id,),
+            " WHERE id = :id OR original_transaction_id = :id ORDER BY id DESC LIMIT 1",
+            {"id": original_transaction_id},
         ).fetchone()
         if row is None:
             raise NotFoundError(f"transaction {original_transaction_id} does not exist")
