@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 import subprocess
 import sys
+import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +129,26 @@ def test_threads_get_their_own_connections(make_storage: MakeStorage) -> None:
     thread.start()
     thread.join()
     assert seen and seen[0] != id(store._connection())  # type: ignore[attr-defined]
+
+
+def test_connections_are_closed_not_left_to_the_garbage_collector(tmp_path: Path) -> None:
+    """Python 3.13 warns (``ResourceWarning``) about a connection collected unclosed: a
+    thread's connection when the thread ends (a threaded server's worker), and a store
+    nobody closed (a middleware built from a URL). Both are closed by the store."""
+    path = tmp_path / "pixel.db"
+    store = SQLiteStorage(path)
+    store.migrate()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        thread = threading.Thread(target=store.advertisers)
+        thread.start()
+        thread.join()
+        forgotten = SQLiteStorage(path)
+        forgotten.advertisers()
+        del forgotten
+        gc.collect()
+    store.close()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

@@ -107,6 +107,30 @@ WHERE campaign_id = ? AND created_at >= ? AND corrects_transaction_id IS NULL
 """
 
 
+# Connections a forked child inherited: never used nor closed in the child.
+_INHERITED: list[sqlite3.Connection] = []
+
+
+class _OwnedConnection(sqlite3.Connection):
+    """A store's connection for one thread, closed as soon as it is dropped.
+
+    Connections are opened lazily per thread, so no caller closes the ones of a
+    thread that ended (a threaded server's worker) or of a store nobody closed;
+    the garbage collector would, with a ``ResourceWarning`` (Python 3.13).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            self.close()
+        else:
+            # Closing the parent's connection here could touch its WAL: keep it.
+            _INHERITED.append(self)
+
+
 def _insert_transaction(conn: sqlite3.Connection, draft: TransactionDraft) -> int | None:
     cursor = conn.execute(_INSERT_TRANSACTION, transaction_values(draft))
     if cursor.rowcount != 1:
@@ -322,7 +346,13 @@ class SQLiteStorage(Storage):
         conn = None
         try:
             conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                # Still one thread's own: False only lets it be closed from the
+                # thread that drops the store (see _OwnedConnection).
+                check_same_thread=False,
+                factory=_OwnedConnection,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -367,7 +397,12 @@ class SQLiteStorage(Storage):
             conn = None
             try:
                 conn = sqlite3.connect(
-                    uri + mode, uri=True, timeout=self.busy_timeout, isolation_level=None
+                    uri + mode,
+                    uri=True,
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    factory=_OwnedConnection,
                 )
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
                 conn.execute("PRAGMA schema_version").fetchone()
