@@ -112,3 +112,17 @@ def test_make_test_runs_the_suite_under_each_python() -> None:
     assert result.stdout.count("mypy --strict src") == 1
     for version in ("3.10", "3.13"):
         assert f".venv-{version}" in result.stdout
+
+
+def test_a_pytest_run_that_runs_no_test_fails(tmp_path: Path) -> None:
+    """pytest exits 5 when it collects nothing: make, and so CI, must fail, not pass."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pytest"
+    fake.write_text("#!/bin/sh\necho 'no tests ran in 0.01s'\nexit 5\n")
+    fake.chmod(0o755)
+    stamp = tmp_path / "installed"
+    stamp.touch()  # newer than pyproject.toml: nothing to install
+    result = make("pytest", f"BIN={bin_dir}", f"DEV_STAMP={stamp}")
+    assert "no tests ran" in result.stdout
+    assert result.returncode == 2, result.stderr
