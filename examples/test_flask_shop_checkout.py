@@ -3,7 +3,7 @@
 There is no conftest.py: installing pixel-wsgi gives pytest the ``pixel_*``
 fixtures. Run it with::
 
-    pip install pixel-wsgi WebTest Flask
+    pip install . WebTest Flask    # pixel-wsgi from this checkout
     pytest examples/test_flask_shop_checkout.py
 """
 

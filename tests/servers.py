@@ -62,16 +62,19 @@ def pixel_cli(storage: str, *args: str) -> Any:
 
 
 @contextmanager
-def demo_server(directory: Path, *, env: Mapping[str, str] | None = None) -> Iterator[DemoServer]:
+def demo_server(
+    directory: Path, *, env: Mapping[str, str] | None = None, python: str = sys.executable
+) -> Iterator[DemoServer]:
     """Serve the demo on a free port of 127.0.0.1, with its store in ``directory``.
 
-    ``env`` is added to this process's environment for the server. The server's
+    ``env`` is added to this process's environment for the server; ``python`` runs
+    it (another environment's, to run an installed copy). The server's
     output goes to ``demo.log`` in ``directory`` (a pipe nobody reads would fill
     up and stall the server) and is shown when it fails to start.
     """
     port = free_port()
     demo = DemoServer(port, f"sqlite:///{directory / 'demo.db'}", directory / "demo.log")
-    command = [sys.executable, "-m", "pixel_wsgi", "--storage", demo.storage, "demo"]
+    command = [python, "-m", "pixel_wsgi", "--storage", demo.storage, "demo"]
     with demo.log.open("w", encoding="utf-8") as log:
         server = subprocess.Popen(
             [*command, "--port", str(port)],

@@ -12,6 +12,7 @@ from webtest import TestApp, TestRequest
 
 from pixel_wsgi import PixelMiddleware
 from pixel_wsgi.gif import TRANSPARENT_GIF
+from pixel_wsgi.storage.sqlite import SQLiteLedgerWriter
 
 from .conftest import FakeClock, World, host_app, pixel_url, reasons
 
@@ -486,6 +487,29 @@ def test_storage_failure_still_answers_the_gif(
 
     monkeypatch.setattr(world.storage, "writer", broken)
     assert_gif(app.get(pixel_url(world.advertiser_id, "sale_amount=10")))
+
+
+def test_an_unexpected_failure_is_kept_in_the_rejection_log(
+    app: TestApp, world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Python 3.12's sqlite3 warning about ``?1`` placeholders, raised as an error (as the
+    suite's warnings-as-errors did), made a correction vanish with only a traceback."""
+    click(app, world.percent_link_id)
+    app.get(pixel_url(world.advertiser_id, "sale_amount=10&reference_id=A"))
+
+    def warns(self: object, original_transaction_id: int) -> None:
+        raise DeprecationWarning("Binding 1 ('?1') is a named parameter")
+
+    monkeypatch.setattr(SQLiteLedgerWriter, "chain_end", warns)
+    query = "sale_amount=20&parent_reference_id=A&email_address=a%40b.example"
+    assert_gif(app.get(pixel_url(world.advertiser_id, query)))
+    [conversion] = world.storage.conversions()
+    assert conversion.sale_amount == Decimal("10.00")
+    [rejection] = world.storage.rejections()
+    assert (rejection.reason, rejection.reference_id) == ("internal_error", "A")
+    assert rejection.detail == "DeprecationWarning: Binding 1 ('?1') is a named parameter"
+    assert "sale_amount=20" in rejection.params and "a@b.example" not in rejection.params
+    assert "conversion pixel failed" in caplog.text
 
 
 @pytest.mark.parametrize(

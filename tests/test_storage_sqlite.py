@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 import subprocess
 import sys
+import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +18,34 @@ from sqlite_utils import Database
 from pixel_wsgi import ConfigurationError, SQLiteStorage, StorageError, storage_from_url
 from pixel_wsgi.storage.sqlite_migrations import migrations
 
+from .sqlite_binding import check_binding
+from .sqlite_binding import strict_binding as strict_binding  # for usefixtures
 from .storage_contract import MakeStorage, StorageContract, draft
 
 
+@pytest.mark.usefixtures("strict_binding")
 class TestSQLiteContract(StorageContract):
     pass
+
+
+@pytest.mark.parametrize(
+    ("sql", "parameters", "refused"),
+    [
+        pytest.param("SELECT ? + ?", (1, 2), False, id="qmark"),
+        pytest.param("SELECT ?1 + ?1", (1,), True, id="numbered"),
+        pytest.param("SELECT :a + :a", (1,), True, id="named-with-a-sequence"),
+        pytest.param("SELECT :a + :a", {"a": 1}, False, id="named-with-a-mapping"),
+        pytest.param("SELECT 'a:b?1', ?", (1,), False, id="inside-a-literal"),
+    ],
+)
+def test_strict_binding_refuses_named_placeholders_with_a_sequence(
+    sql: str, parameters: object, refused: bool
+) -> None:
+    if refused:
+        with pytest.raises(sqlite3.ProgrammingError, match="named placeholder"):
+            check_binding(sql, parameters)
+    else:
+        check_binding(sql, parameters)
 
 
 @pytest.mark.parametrize(
@@ -103,6 +129,26 @@ def test_threads_get_their_own_connections(make_storage: MakeStorage) -> None:
     thread.start()
     thread.join()
     assert seen and seen[0] != id(store._connection())  # type: ignore[attr-defined]
+
+
+def test_connections_are_closed_not_left_to_the_garbage_collector(tmp_path: Path) -> None:
+    """Python 3.13 warns (``ResourceWarning``) about a connection collected unclosed: a
+    thread's connection when the thread ends (a threaded server's worker), and a store
+    nobody closed (a middleware built from a URL). Both are closed by the store."""
+    path = tmp_path / "pixel.db"
+    store = SQLiteStorage(path)
+    store.migrate()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        thread = threading.Thread(target=store.advertisers)
+        thread.start()
+        thread.join()
+        forgotten = SQLiteStorage(path)
+        forgotten.advertisers()
+        del forgotten
+        gc.collect()
+    store.close()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

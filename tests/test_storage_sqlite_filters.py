@@ -6,12 +6,16 @@ import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from pixel_wsgi import PayoutKind, PayoutRule, SQLiteStorage
 from pixel_wsgi.storage.sqlite import _CONVERSIONS_SINCE
 
+from .sqlite_binding import strict_binding as strict_binding  # for usefixtures
 from .storage_contract_filters import FiltersContract
 
 
+@pytest.mark.usefixtures("strict_binding")
 class TestSQLiteFiltersContract(FiltersContract):
     pass
 

@@ -30,6 +30,8 @@ class Reason(str, enum.Enum):
     INVALID_PERSONAL_DATA = "invalid_personal_data"
     TOO_MANY_CUSTOM_FIELDS = "too_many_custom_fields"
     CONFLICTING_REFERENCE = "conflicting_reference"
+    #: pixel-wsgi itself failed on the hit (a bug): the rejection log keeps it, see the log
+    INTERNAL_ERROR = "internal_error"
     # Attribution
     UNKNOWN_ADVERTISER = "unknown_advertiser"
     NO_ATTRIBUTION = "no_attribution"

@@ -45,6 +45,8 @@ logger = logging.getLogger("pixel_wsgi")
 
 # Ids are positive integers; cap the digits so int() never sees a huge string.
 _MAX_ID_DIGITS = 18
+# How much of an unexpected exception's message the rejection log keeps.
+_MAX_FAILURE_DETAIL = 300
 
 
 def parse_id(text: str) -> int | None:
@@ -95,8 +97,10 @@ class ConversionPixel:
                 self.record(environ, advertiser_text)
             except StorageError as exc:
                 logger.error("conversion pixel not stored: %s", exc)
-            except Exception:
+            except Exception as exc:
+                # A bug of ours: the hit must not vanish with only a traceback.
                 logger.exception("conversion pixel failed")
+                self._log_failure(environ, advertiser_text, exc)
         start_response("200 OK", list(GIF_HEADERS))
         return [] if head else [TRANSPARENT_GIF]
 
@@ -113,10 +117,7 @@ class ConversionPixel:
         query = environ.get("QUERY_STRING", "")
         refusal = self.filters.pixel_problem(environ)
         if refusal is not None:
-            try:
-                filtered: MultiDict[str, str] | None = parse_query(query, self.limits)
-            except ParamError:
-                filtered = None
+            filtered = self._parsed_or_none(query)
             self.ledger.reject(
                 advertiser_id=advertiser_id,
                 source=self.source,
@@ -207,6 +208,29 @@ class ConversionPixel:
         if signature is None or report.reference_id or report.parent_reference_id:
             return None
         return f"signed-pixel:{advertiser_id}:{signature}"
+
+    def _log_failure(self, environ: WSGIEnvironment, advertiser_text: str, exc: Exception) -> None:
+        """Keep a hit that failed unexpectedly in the rejection log, as ``internal_error``."""
+        try:
+            query = environ.get("QUERY_STRING", "")
+            args = self._parsed_or_none(query)
+            self.ledger.reject(
+                advertiser_id=parse_id(advertiser_text),
+                source=self.source,
+                reason=Reason.INTERNAL_ERROR,
+                detail=f"{type(exc).__name__}: {exc}"[:_MAX_FAILURE_DETAIL],
+                params=self._loggable(query, args),
+                reference_id=claimed_reference(args, self.limits),
+            )
+        except Exception:
+            logger.exception("the failed conversion pixel could not be logged either: it is lost")
+
+    def _parsed_or_none(self, query: str) -> MultiDict[str, str] | None:
+        """The query's parameters for the log of a refused hit, or None if it does not parse."""
+        try:
+            return parse_query(query, self.limits)
+        except ParamError:
+            return None
 
     def _loggable(self, query: str, args: MultiDict[str, str] | None) -> str:
         """The query as the rejection log keeps it: redacted, or only its size."""

@@ -65,6 +65,7 @@ REASON_MEANINGS: dict[str, str] = {
     "invalid_personal_data": "a remarketing field was malformed (its value is not kept)",
     "too_many_custom_fields": "the report carried more custom fields than allowed",
     "conflicting_reference": "reference_id and parent_reference_id did not fit together",
+    "internal_error": "pixel-wsgi failed on it (a bug, see the application's log)",
     "unknown_advertiser": "the pixel named an advertiser that does not exist",
     "no_attribution": "the visitor carried no attribution cookie",
     "invalid_cookie": "the attribution cookie was tampered with or foreign",

@@ -103,8 +103,32 @@ ON CONFLICT (advertiser_id, reference_id)
 # Conversions of a campaign since a moment: transactions_campaign_created.
 _CONVERSIONS_SINCE = """
 SELECT COUNT(*) FROM transactions
-WHERE campaign_id = ?1 AND created_at >= ?2 AND corrects_transaction_id IS NULL
+WHERE campaign_id = ? AND created_at >= ? AND corrects_transaction_id IS NULL
 """
+
+
+# Connections a forked child inherited: never used nor closed in the child.
+_INHERITED: list[sqlite3.Connection] = []
+
+
+class _OwnedConnection(sqlite3.Connection):
+    """A store's connection for one thread, closed as soon as it is dropped.
+
+    Connections are opened lazily per thread, so no caller closes the ones of a
+    thread that ended (a threaded server's worker) or of a store nobody closed;
+    the garbage collector would, with a ``ResourceWarning`` (Python 3.13).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            self.close()
+        else:
+            # Closing the parent's connection here could touch its WAL: keep it.
+            _INHERITED.append(self)
 
 
 def _insert_transaction(conn: sqlite3.Connection, draft: TransactionDraft) -> int | None:
@@ -201,8 +225,8 @@ class SQLiteLedgerWriter(SharedWriterSQL, LedgerWriter):
         # the newest row of the chain is its end.
         row = self._conn.execute(
             f"SELECT {TRANSACTION_COLUMNS} FROM transactions"
-            " WHERE id = ?1 OR original_transaction_id = ?1 ORDER BY id DESC LIMIT 1",
-            (original_transaction_id,),
+            " WHERE id = :id OR original_transaction_id = :id ORDER BY id DESC LIMIT 1",
+            {"id": original_transaction_id},
         ).fetchone()
         if row is None:
             raise NotFoundError(f"transaction {original_transaction_id} does not exist")
@@ -322,7 +346,13 @@ class SQLiteStorage(Storage):
         conn = None
         try:
             conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                # Still one thread's own: False only lets it be closed from the
+                # thread that drops the store (see _OwnedConnection).
+                check_same_thread=False,
+                factory=_OwnedConnection,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -367,7 +397,12 @@ class SQLiteStorage(Storage):
             conn = None
             try:
                 conn = sqlite3.connect(
-                    uri + mode, uri=True, timeout=self.busy_timeout, isolation_level=None
+                    uri + mode,
+                    uri=True,
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    factory=_OwnedConnection,
                 )
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
                 conn.execute("PRAGMA schema_version").fetchone()
