@@ -328,3 +328,17 @@ def test_a_link_to_a_host_not_allowed_says_so(world: World) -> None:
     response = app.get(f"/pixels/click/{link.id}", status=404)
     assert response.text == "This tracking link leads to a site this one does not redirect to.\n"
     assert reasons(world.storage) == ["link_destination_not_allowed"]
+
+
+def test_an_unexpected_failure_still_redirects_and_is_kept_in_the_rejection_log(
+    app: TestApp, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("a bug in recording the visit")
+
+    monkeypatch.setattr(app.app.ledger, "record_visit", broken)  # type: ignore[attr-defined]
+    response = app.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    assert "Set-Cookie" not in response.headers
+    [rejection] = world.storage.rejections()
+    assert (rejection.reason, rejection.source) == ("internal_error", "click")
+    assert rejection.detail.endswith("RuntimeError: a bug in recording the visit")

@@ -23,6 +23,7 @@ from werkzeug.utils import redirect
 
 from .attribution import AttributionCookies
 from .edge import is_https, is_prefetch, sends_global_privacy_control, truncated_ip
+from .errors import StorageError
 from .filters import Filters
 from .ledger import Ledger
 from .models import Link, Reason
@@ -191,10 +192,15 @@ class TrackingLink:
             return self.ledger.record_visit(
                 link, ip_prefix=truncated_ip(environ.get("REMOTE_ADDR")), user_agent=user_agent
             )
-        except Exception:
+        except StorageError:
             # Neither took it. The visitor still reaches the page; only this click
             # is unattributed.
             logger.exception("tracking-link click on link %s not stored", link.id)
+            return None
+        except Exception as exc:
+            # pixel-wsgi itself failed (a bug): keep the click in the rejection log too.
+            logger.exception("tracking-link click on link %s failed", link.id)
+            self._log_refusal(link, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:300])
             return None
 
     def _may_set_cookie(self, environ: WSGIEnvironment) -> bool:
