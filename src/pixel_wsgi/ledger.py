@@ -1084,9 +1084,16 @@ def report_digest(server_report: ServerReport, source: Source) -> str:
 
 
 def _confirms(
-    server_report: ServerReport, values: SaleReport, campaign_id: int, publisher_id: int
+    server_report: ServerReport,
+    values: SaleReport | Transaction,
+    campaign_id: int,
+    publisher_id: int,
 ) -> bool | None:
-    """Whether a server report confirms a browser claim; None when it says nothing to tell."""
+    """Whether a server report confirms a browser claim; None when it says nothing to tell.
+
+    ``values``: a claim's reported values, or the current row of the conversion's holder
+    (both carry the confirmable fields under the same names).
+    """
     report = server_report.report
     checks = [
         (getattr(report, name), getattr(values, name))
@@ -1110,12 +1117,7 @@ def _decide_contest(
     The winner is None when the conversion's current holder is confirmed; nothing is
     decided unless exactly one claim (the holder's included) has the reported values.
     """
-    holder = _confirms(
-        server_report,
-        _values_of(current, personal_data={}),
-        current.campaign_id,
-        current.publisher_id,
-    )
+    holder = _confirms(server_report, current, current.campaign_id, current.publisher_id)
     if holder is None:
         return False, None
     confirmed = [
