@@ -6,7 +6,7 @@ Run from the project root::
     .venv/bin/python benchmarks/bulk_import.py --rows 200000   # a shorter run
 
 The CSV is generated on the fly, line by line, and fed to
-:func:`pixel_wsgi.bulk.import_csv` exactly as ``pixel-wsgi import`` feeds a file:
+:func:`pixel_wsgi.endpoints.api.bulk.import_csv` exactly as ``pixel-wsgi import`` feeds a file:
 every row is its own idempotent report, committed on its own, into a temporary
 SQLite store (deleted at exit). Each row is a new conversion with an amount, two
 SKUs with quantities and a reason code, credited to a percentage campaign.
@@ -51,8 +51,8 @@ except ImportError:  # Windows: no getrusage
     resource = None  # type: ignore[assignment]
 
 from pixel_wsgi import PayoutKind, PayoutRule, SQLiteStorage
-from pixel_wsgi.bulk import import_csv
-from pixel_wsgi.ledger import Ledger
+from pixel_wsgi.endpoints.api.bulk import import_csv
+from pixel_wsgi.ledger.rules import Ledger
 
 MIB = 1024 * 1024
 

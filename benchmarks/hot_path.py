@@ -47,7 +47,7 @@ from typing import Any
 from itsdangerous import BadSignature, TimestampSigner
 
 from pixel_wsgi import PayoutKind, PayoutRule, PixelMiddleware, SQLiteStorage
-from pixel_wsgi.gif import TRANSPARENT_GIF
+from pixel_wsgi.endpoints.gif import TRANSPARENT_GIF
 
 Environ = dict[str, Any]
 WSGIApp = Callable[..., Iterable[bytes]]
@@ -56,7 +56,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 
 SECRET_KEY = "benchmark-secret-key-0123456789abcdef"
-# What pixel_wsgi.attribution uses, so the Flask view can verify the same cookie.
+# What pixel_wsgi.attribution.cookie uses, so the Flask view can verify the same cookie.
 COOKIE_SALT = "pixel-wsgi.attribution"
 # The requests are https (wsgi.url_scheme below), so the cookie's name is __Host- prefixed.
 COOKIE_PREFIX = "__Host-pixel_wsgi_a"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pixel_wsgi import PixelMiddleware
-from pixel_wsgi.gif import GIF_HEADERS, TRANSPARENT_GIF
+from pixel_wsgi.endpoints.gif import GIF_HEADERS, TRANSPARENT_GIF
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -18,8 +18,8 @@ import pytest
 from webtest import TestApp, TestResponse
 
 from pixel_wsgi import PayoutKind, PayoutRule, PixelMiddleware, SQLiteStorage
-from pixel_wsgi.api.auth import issue_credential
 from pixel_wsgi.demo import DASHBOARD_PASSWORD_ENV, SECRET_KEY_ENV
+from pixel_wsgi.endpoints.api.auth import issue_credential
 
 from .cli_helpers import Run, cli_runner
 from .storage_contract import MakeStorage, migrated_stores

@@ -35,7 +35,7 @@ from typing import Any
 from werkzeug.datastructures import Headers
 
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
-from pixel_wsgi.api.auth import issue_credential
+from pixel_wsgi.endpoints.api.auth import issue_credential
 
 # Run as a script: the project's root is not on sys.path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

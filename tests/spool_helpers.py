@@ -12,7 +12,7 @@ from typing import Any
 from webtest import TestApp
 
 from pixel_wsgi import PixelMiddleware
-from pixel_wsgi.spool import _decode, _encode
+from pixel_wsgi.outage.spool import _decode, _encode
 
 from .conftest import SECRET, FakeClock, World, host_app, pixel_url
 

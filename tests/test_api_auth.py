@@ -11,7 +11,7 @@ import pytest
 from webtest import TestApp, TestResponse
 
 from pixel_wsgi import PixelMiddleware
-from pixel_wsgi.api.auth import CHALLENGES, hash_token, issue_credential
+from pixel_wsgi.endpoints.api.auth import CHALLENGES, hash_token, issue_credential
 
 from .cli_helpers import Run
 from .conftest import SECRET, FakeClock, World, basic_authorization, host_app

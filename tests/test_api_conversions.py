@@ -12,10 +12,10 @@ import pytest
 from webtest import TestApp, TestResponse
 
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
-from pixel_wsgi.api.auth import issue_credential
-from pixel_wsgi.api.conversions import MAX_BATCH, MAX_BODY_BYTES
-from pixel_wsgi.replay import replay
-from pixel_wsgi.spool import Spool
+from pixel_wsgi.endpoints.api.auth import issue_credential
+from pixel_wsgi.endpoints.api.conversions import MAX_BATCH, MAX_BODY_BYTES
+from pixel_wsgi.outage.replay import replay
+from pixel_wsgi.outage.spool import Spool
 
 from .conftest import SECRET, FakeClock, World, host_app, pixel_url, reasons
 

@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 import pytest
 
 from pixel_wsgi import PayoutKind, PayoutRule, SQLiteStorage
-from pixel_wsgi.api.auth import issue_credential
+from pixel_wsgi.endpoints.api.auth import issue_credential
 
 from .servers import free_port
 

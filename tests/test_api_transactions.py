@@ -20,10 +20,10 @@ from click.testing import CliRunner
 from webtest import TestApp, TestResponse
 
 from pixel_wsgi import PixelMiddleware
-from pixel_wsgi.api.auth import issue_credential
-from pixel_wsgi.api.transactions import DEFAULT_LIMIT, MAX_LIMIT
 from pixel_wsgi.cli import cli
 from pixel_wsgi.columns import COLUMNS
+from pixel_wsgi.endpoints.api.auth import issue_credential
+from pixel_wsgi.endpoints.api.transactions import DEFAULT_LIMIT, MAX_LIMIT
 from pixel_wsgi.models import TransactionDraft
 
 from .conftest import FakeClock, World

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 
-from pixel_wsgi.attribution import AttributionCookies, AttributionRejected, VisitClaim
+from pixel_wsgi.attribution.cookie import AttributionCookies, AttributionRejected, VisitClaim
 from pixel_wsgi.models import Reason
 
 KEY = "k" * 32

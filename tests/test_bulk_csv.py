@@ -21,14 +21,14 @@ from click.testing import CliRunner
 from webtest import TestApp, TestRequest, TestResponse
 
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
-from pixel_wsgi.bulk import (
+from pixel_wsgi.cli import _lines_with_progress, cli
+from pixel_wsgi.columns import COLUMNS, formula_safe, formula_unsafe
+from pixel_wsgi.endpoints.api.bulk import (
     MAX_LISTED_FAILURES,
     MAX_MESSAGE_LENGTH,
     MAX_SHOWN_CELL_LENGTH,
     MAX_SHOWN_CELLS,
 )
-from pixel_wsgi.cli import _lines_with_progress, cli
-from pixel_wsgi.columns import COLUMNS, formula_safe, formula_unsafe
 from pixel_wsgi.models import Transaction
 
 from .cli_helpers import Run, cli_runner

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from pixel_wsgi import PayoutKind, PayoutRule, SQLiteStorage
-from pixel_wsgi.catalog import Catalog
+from pixel_wsgi.ledger.catalog import Catalog
 
 from .conftest import World
 

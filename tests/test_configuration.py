@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pixel_wsgi import ConfigurationError, PixelMiddleware, SQLiteStorage
-from pixel_wsgi.redirects import validate_destination
+from pixel_wsgi.entities import validate_destination
 
 from .conftest import SECRET, host_app
 

@@ -13,7 +13,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
-from pixel_wsgi.api.auth import issue_credential
+from pixel_wsgi.endpoints.api.auth import issue_credential
 
 from .conftest import SECRET, World, host_app
 from .test_examples import EXAMPLES

@@ -16,7 +16,7 @@ from paste.deploy import loadapp
 from webtest import TestApp
 
 from pixel_wsgi import ConfigurationError, PayoutKind, PayoutRule, PixelMiddleware, SQLiteStorage
-from pixel_wsgi.paste import filter_app_factory
+from pixel_wsgi.integrations.paste import filter_app_factory
 from pixel_wsgi.testing import (
     assert_conversion,
     assert_conversions,

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import IO
 
 from pixel_wsgi import PayoutKind, PayoutRule, SQLiteStorage
-from pixel_wsgi.replay import replay
-from pixel_wsgi.spool import Spool
+from pixel_wsgi.outage.replay import replay
+from pixel_wsgi.outage.spool import Spool
 
 from .conftest import SECRET
 from .wsgi_calls import seed_campaign

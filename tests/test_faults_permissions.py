@@ -29,9 +29,9 @@ import pytest
 from click.testing import CliRunner
 
 from pixel_wsgi import SQLiteStorage
-from pixel_wsgi.api.auth import issue_credential
 from pixel_wsgi.cli import cli
 from pixel_wsgi.clock import iso_utc, utc_now
+from pixel_wsgi.endpoints.api.auth import issue_credential
 
 from .conftest import SECRET
 from .wsgi_calls import seed_campaign

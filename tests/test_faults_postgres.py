@@ -27,10 +27,10 @@ from click.testing import CliRunner
 from webtest import TestApp, TestResponse
 
 from pixel_wsgi import PixelMiddleware, PostgresStorage
-from pixel_wsgi.api.auth import issue_credential
-from pixel_wsgi.attribution import AttributionCookies
+from pixel_wsgi.attribution.cookie import AttributionCookies
 from pixel_wsgi.cli import cli
-from pixel_wsgi.spool import Spool
+from pixel_wsgi.endpoints.api.auth import issue_credential
+from pixel_wsgi.outage.spool import Spool
 
 from .conftest import SECRET, host_app
 from .wsgi_calls import seed_campaign

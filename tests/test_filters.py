@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from webtest import TestApp
 
-import pixel_wsgi.pixel
+import pixel_wsgi.endpoints.pixel
 from pixel_wsgi import ConfigurationError, PixelMiddleware, SQLiteStorage
-from pixel_wsgi.filters import (
+from pixel_wsgi.endpoints.filters import (
     DEFAULT_BOT_USER_AGENTS,
     MAX_MATCHED_USER_AGENT,
     Filters,
@@ -420,7 +420,9 @@ def flagging(world: World, clock: FakeClock) -> TestApp:
 def later(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """The pixel's view of time (the clock cookies are signed with) moves on."""
     real = time.time
-    monkeypatch.setattr(pixel_wsgi.pixel, "time", SimpleNamespace(time=lambda: real() + seconds))
+    monkeypatch.setattr(
+        pixel_wsgi.endpoints.pixel, "time", SimpleNamespace(time=lambda: real() + seconds)
+    )
 
 
 def test_a_too_fast_conversion_counts_and_is_flagged(flagging: TestApp, world: World) -> None:

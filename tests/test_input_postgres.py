@@ -13,8 +13,8 @@ import pytest
 from webtest import TestApp
 
 from pixel_wsgi import PixelMiddleware, PostgresStorage
-from pixel_wsgi.api.auth import issue_credential
-from pixel_wsgi.spool import Spool
+from pixel_wsgi.endpoints.api.auth import issue_credential
+from pixel_wsgi.outage.spool import Spool
 
 from .conftest import SECRET, host_app
 from .wsgi_calls import seed_campaign

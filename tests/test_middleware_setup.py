@@ -11,7 +11,7 @@ import pytest
 from webtest import TestApp
 
 from pixel_wsgi import ConfigurationError, PixelMiddleware, SQLiteStorage
-from pixel_wsgi.spool import Spool, SpoolError
+from pixel_wsgi.outage.spool import Spool, SpoolError
 
 from .conftest import SECRET, World, host_app
 

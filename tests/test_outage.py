@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from webtest import TestApp
 
 from pixel_wsgi import PixelMiddleware, SQLiteStorage, StorageError
-from pixel_wsgi.api.auth import issue_credential
 from pixel_wsgi.cli import cli
-from pixel_wsgi.replay import replay
-from pixel_wsgi.spool import Spool
+from pixel_wsgi.endpoints.api.auth import issue_credential
+from pixel_wsgi.outage.replay import replay
+from pixel_wsgi.outage.spool import Spool
 from pixel_wsgi.storage import LedgerWriter
 
 from .conftest import SECRET, FakeClock, World, host_app, pixel_url, reasons

@@ -178,7 +178,7 @@ def test_the_wheel_holds_the_package_typed_and_no_tests(built: Built) -> None:
     names = zipfile.ZipFile(built.wheel).namelist()
     assert "pixel_wsgi/py.typed" in names
     assert "pixel_wsgi/dashboard/app.py" in names
-    assert "pixel_wsgi/storage/sqlite_migrations.py" in names
+    assert "pixel_wsgi/storage/migrations/sqlite.py" in names
     assert [name for name in names if name.startswith(("tests/", "examples/"))] == []
     assert {name.split("/")[0] for name in names} == {
         "pixel_wsgi",

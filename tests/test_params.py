@@ -1,4 +1,4 @@
-"""Tests for pixel_wsgi.params: query parsing and the validation of report parameters."""
+"""Tests for pixel_wsgi.params.sale: query parsing and the validation of report parameters."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 from pixel_wsgi.currencies import ISO_4217_CODES
 from pixel_wsgi.errors import ConfigurationError, ParamError
 from pixel_wsgi.models import Reason, SaleReport
-from pixel_wsgi.params import (
+from pixel_wsgi.params.sale import (
     DEFAULT_LIMITS,
     MAX_JSON_DEPTH,
     PERSONAL_FIELDS,

@@ -14,8 +14,8 @@ from paste.deploy import loadapp
 from webtest import TestApp
 
 from pixel_wsgi import ConfigurationError, PixelMiddleware
-from pixel_wsgi.filters import DEFAULT_BOT_USER_AGENTS
-from pixel_wsgi.paste import NOT_TEXT, OPTIONS
+from pixel_wsgi.endpoints.filters import DEFAULT_BOT_USER_AGENTS
+from pixel_wsgi.integrations.paste import NOT_TEXT, OPTIONS
 
 from .conftest import SECRET, World
 

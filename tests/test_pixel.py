@@ -11,7 +11,7 @@ from itsdangerous import TimestampSigner
 from webtest import TestApp, TestRequest
 
 from pixel_wsgi import PixelMiddleware
-from pixel_wsgi.gif import TRANSPARENT_GIF
+from pixel_wsgi.endpoints.gif import TRANSPARENT_GIF
 from pixel_wsgi.storage.sqlite import SQLiteLedgerWriter
 
 from .conftest import FakeClock, World, host_app, pixel_url, reasons

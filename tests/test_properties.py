@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
 from pixel_wsgi import ParamError, PixelMiddleware
-from pixel_wsgi.gif import TRANSPARENT_GIF
-from pixel_wsgi.params import parse_legacy_params, parse_query, parse_sale_params
+from pixel_wsgi.endpoints.gif import TRANSPARENT_GIF
+from pixel_wsgi.params.sale import parse_legacy_params, parse_query, parse_sale_params
 
 from .conftest import World
 

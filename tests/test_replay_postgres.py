@@ -11,9 +11,9 @@ import pytest
 
 from pixel_wsgi import PostgresStorage
 from pixel_wsgi.errors import RecordRefused
-from pixel_wsgi.ledger import Ledger
-from pixel_wsgi.replay import replay
-from pixel_wsgi.spool import Spool
+from pixel_wsgi.ledger.rules import Ledger
+from pixel_wsgi.outage.replay import replay
+from pixel_wsgi.outage.spool import Spool
 
 from .spool_helpers import quarantine_reasons
 from .wsgi_calls import Seeded, seed_campaign

@@ -10,8 +10,8 @@ import pytest
 from webtest import TestApp
 
 from pixel_wsgi import ConfigurationError, PixelMiddleware
-from pixel_wsgi.ledger import ReportRefused, ReportStatus
-from pixel_wsgi.server_report import ReportInvalid
+from pixel_wsgi.ledger.rules import ReportRefused, ReportStatus
+from pixel_wsgi.params.server_report import ReportInvalid
 
 from .conftest import SECRET, FakeClock, World, host_app, reasons
 

@@ -14,8 +14,8 @@ import pytest
 from webtest import TestApp
 
 from pixel_wsgi import ConfigurationError, PixelMiddleware, Reason
-from pixel_wsgi.catalog import Catalog
-from pixel_wsgi.params import parse_query
+from pixel_wsgi.ledger.catalog import Catalog
+from pixel_wsgi.params.sale import parse_query
 from pixel_wsgi.signing import (
     DEFAULT_EXPIRES_IN,
     PixelUrlSigner,

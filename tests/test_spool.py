@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pixel_wsgi.spool import Spool, SpoolError
+from pixel_wsgi.outage.spool import Spool, SpoolError
 
 
 def test_appends_are_read_back_in_order(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from pixel_wsgi.cli import cli
-from pixel_wsgi.replay import replay
-from pixel_wsgi.spool import Spool
+from pixel_wsgi.outage.replay import replay
+from pixel_wsgi.outage.spool import Spool
 
 from .conftest import FakeClock, World
 from .spool_helpers import locked_shop, spooled_visit, write_locked

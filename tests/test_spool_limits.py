@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pixel_wsgi.replay import replay
-from pixel_wsgi.spool import Spool, SpoolFull, Tally
+from pixel_wsgi.outage.replay import replay
+from pixel_wsgi.outage.spool import Spool, SpoolFull, Tally
 
 from .conftest import FakeClock, World, pixel_url, reasons
 from .spool_helpers import locked_shop, write_locked

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from pixel_wsgi.cli import cli
-from pixel_wsgi.replay import replay
-from pixel_wsgi.spool import Spool, SpoolError
+from pixel_wsgi.outage.replay import replay
+from pixel_wsgi.outage.spool import Spool, SpoolError
 
 from .conftest import FakeClock, World, pixel_url
 from .spool_helpers import locked_shop, write_locked
@@ -92,7 +92,7 @@ def test_a_spool_directory_of_another_user_is_refused(
     (spool_dir / "1.spool").write_bytes(b"planted\n")
     # Started as root (the interpreter may live where others cannot go), then dropped.
     code = (
-        "import os, sys; from pixel_wsgi.spool import Spool; os.setgid(int(sys.argv[3]));"
+        "import os, sys; from pixel_wsgi.outage.spool import Spool; os.setgid(int(sys.argv[3]));"
         " os.setuid(int(sys.argv[2])); print(Spool(sys.argv[1]).files())"
     )
     result = subprocess.run(

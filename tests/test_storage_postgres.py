@@ -27,8 +27,8 @@ from pixel_wsgi import (
     StorageError,
     storage_from_url,
 )
+from pixel_wsgi.storage.migrations.postgres import migrations
 from pixel_wsgi.storage.postgres import redact
-from pixel_wsgi.storage.postgres_migrations import migrations
 
 from .servers import free_port
 from .storage_contract import MakeStorage, StorageContract, draft, migrated_stores, rejection

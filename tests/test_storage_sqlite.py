@@ -16,7 +16,7 @@ import pytest
 from sqlite_utils import Database
 
 from pixel_wsgi import ConfigurationError, SQLiteStorage, StorageError, storage_from_url
-from pixel_wsgi.storage.sqlite_migrations import migrations
+from pixel_wsgi.storage.migrations.sqlite import migrations
 
 from .sqlite_binding import check_binding
 from .sqlite_binding import strict_binding as strict_binding  # for usefixtures

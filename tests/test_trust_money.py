@@ -29,8 +29,8 @@ from webtest import TestApp
 from pixel_wsgi import PixelMiddleware
 from pixel_wsgi.clock import iso_utc
 from pixel_wsgi.models import IdempotencyRecord
-from pixel_wsgi.replay import replay
-from pixel_wsgi.spool import Spool
+from pixel_wsgi.outage.replay import replay
+from pixel_wsgi.outage.spool import Spool
 
 from .cli_helpers import cli_runner, ok
 from .conftest import FakeClock, World, pixel_url, reasons
@@ -450,7 +450,7 @@ def test_a_request_holding_the_key_too_long_makes_a_retry_come_back(
     app: TestApp, auth: dict[str, str], world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An identical request waits for the one holding the key, up to CLAIM_WAIT.
-    monkeypatch.setattr("pixel_wsgi.api.conversions.CLAIM_WAIT", 0.1)
+    monkeypatch.setattr("pixel_wsgi.endpoints.api.conversions.CLAIM_WAIT", 0.1)
     body = urlencode(_create(world)).encode()
     digest = hashlib.sha256(
         b"\0".join([API.encode(), b"application/x-www-form-urlencoded", body])

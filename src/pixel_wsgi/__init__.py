@@ -17,7 +17,7 @@ from .errors import (
     PixelError,
     StorageError,
 )
-from .ledger import Ledger, Outcome, compute_payout
+from .ledger.rules import Ledger, Outcome, compute_payout
 from .middleware import PixelMiddleware
 from .models import (
     Advertiser,

@@ -41,13 +41,14 @@ from typing import Any, BinaryIO, TextIO, TypeVar
 
 import click
 
-from .api.auth import issue_credential
-from .bulk import decoded_lines, import_csv
 from .columns import COLUMNS, csv_cells
 from .currencies import ISO_4217_CODES
 from .dashboard_cli import dashboard
+from .endpoints.api.auth import issue_credential
+from .endpoints.api.bulk import decoded_lines, import_csv
+from .entities import destination_host, validate_destination
 from .errors import ConfigurationError, NotFoundError, ParamError, PixelError
-from .ledger import Ledger
+from .ledger.rules import Ledger
 from .models import (
     Advertiser,
     ApiCredential,
@@ -59,11 +60,10 @@ from .models import (
     Rejection,
     Transaction,
 )
-from .params import parse_amount
-from .redirects import destination_host, validate_destination
-from .replay import replay as replay_spool
-from .server_report import ReportInvalid
-from .spool import Spool, SpoolError
+from .outage.replay import replay as replay_spool
+from .outage.spool import Spool, SpoolError
+from .params.sale import parse_amount
+from .params.server_report import ReportInvalid
 from .storage import SQLiteStorage, Storage, storage_from_url
 
 __all__ = ["DEFAULT_STORAGE", "STORAGE_ENV", "cli", "main"]

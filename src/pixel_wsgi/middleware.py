@@ -9,20 +9,20 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .api import ReportingAPI
-from .attribution import DEFAULT_WINDOW, MAKE_A_KEY, AttributionCookies
-from .click import ConsentCheck, TrackingLink
+from .attribution.cookie import DEFAULT_WINDOW, MAKE_A_KEY, AttributionCookies
 from .clock import Clock, utc_now
 from .currencies import ISO_4217_CODES
+from .endpoints.api import ReportingAPI
+from .endpoints.click import ConsentCheck, TrackingLink
+from .endpoints.filters import Filters
+from .endpoints.pixel import ConversionPixel
+from .endpoints.reporting import ConversionReporter, RequestReporter
+from .endpoints.responses import json_response, method_not_allowed, text_response
 from .errors import ConfigurationError, PixelError, StorageError
-from .filters import Filters
-from .ledger import DEFAULT_RELOAD_WINDOW, Ledger, ReportResult
-from .params import DEFAULT_LIMITS, Limits
-from .pixel import ConversionPixel
-from .reporting import ConversionReporter, RequestReporter
-from .responses import json_response, method_not_allowed, text_response
+from .ledger.rules import DEFAULT_RELOAD_WINDOW, Ledger, ReportResult
+from .outage.spool import DEFAULT_MAX_BYTES, Spool
+from .params.sale import DEFAULT_LIMITS, Limits
 from .signing import PixelUrlSigner
-from .spool import DEFAULT_MAX_BYTES, Spool
 from .storage import Storage, storage_from_url
 
 if TYPE_CHECKING:
@@ -98,7 +98,8 @@ class PixelMiddleware:
         /pixels/health                             200 when the store answers, else 503
 
     Host code reports server-side conversions in process: during a request with
-    ``environ["pixel_wsgi"].report(...)`` (a :class:`~pixel_wsgi.reporting.RequestReporter`,
+    ``environ["pixel_wsgi"].report(...)`` (a
+    :class:`~pixel_wsgi.endpoints.reporting.RequestReporter`,
     which credits the visitor's cookie), elsewhere with :meth:`report`.
 
     Flask::
@@ -129,7 +130,8 @@ class PixelMiddleware:
         for when they name none.
     :param api_allowed_origins: ``Origin`` values whose pages may call the APIs (by
         default no browser may).
-    :param environ_key: where each request's :class:`~pixel_wsgi.reporting.RequestReporter`
+    :param environ_key: where each request's
+        :class:`~pixel_wsgi.endpoints.reporting.RequestReporter`
         goes in the environ; None to put none there.
     :param spool_dir: where clicks and conversions go when the store fails (locked,
         full, read-only, down), fsync'd, until ``pixel-wsgi replay`` applies them:
@@ -144,7 +146,7 @@ class PixelMiddleware:
         that it is writable (a failure is logged loudly, never raised).
     :param bot_user_agents: ``User-Agent`` substrings (case-insensitive) of bots
         whose clicks and pixel hits never count; None for
-        :data:`~pixel_wsgi.filters.DEFAULT_BOT_USER_AGENTS`, ``()`` for none.
+        :data:`~pixel_wsgi.endpoints.filters.DEFAULT_BOT_USER_AGENTS`, ``()`` for none.
     :param min_seconds_to_convert: flag (``too_fast`` in the rejection log; the
         conversion still counts) a conversion sooner than this after its click;
         0, the default, flags none.
@@ -315,7 +317,7 @@ class PixelMiddleware:
     def report(self, **fields: Any) -> ReportResult:
         """Report a server-side conversion from anywhere (a background job, a refund).
 
-        The keyword arguments of :meth:`pixel_wsgi.reporting.ConversionReporter.report`;
+        The keyword arguments of :meth:`pixel_wsgi.endpoints.reporting.ConversionReporter.report`;
         the same rules as ``POST /pixels/api/conversions``.
         """
         return self.reporter.report(**fields)

@@ -60,7 +60,7 @@ class Reason(str, enum.Enum):
     INVALID_SIGNATURE = "invalid_signature"
     EXPIRED_SIGNATURE = "expired_signature"
     UNSIGNED_PIXEL = "unsigned_pixel"
-    # Fraud and noise filters (pixel_wsgi.filters)
+    # Fraud and noise filters (pixel_wsgi.endpoints.filters)
     BOT = "bot"
     COOKIE_STUFFING = "cookie_stuffing"
     CROSS_SITE_PIXEL = "cross_site_pixel"
@@ -356,7 +356,7 @@ class ReferenceClaim:
 
     Kept, never paid, until the advertiser's server reports that ``reference_id``:
     the claim whose values the report confirms wins the attribution.
-    ``report`` is the claimed sale values as JSON (:func:`pixel_wsgi.events.encode_report`),
+    ``report`` is the claimed sale values as JSON (:func:`pixel_wsgi.outage.records.encode_report`),
     without personal data. ``claim_id`` is 0 for a claim not yet written.
     """
 

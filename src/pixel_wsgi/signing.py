@@ -53,7 +53,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
-from .attribution import secret_key_list
+from .attribution.cookie import secret_key_list
 from .errors import ConfigurationError
 from .models import Reason
 

@@ -142,7 +142,7 @@ __all__ = [
 Money: TypeAlias = str | Decimal | int
 
 # The default name of the attribution cookie is this prefix and the advertiser id
-# (see pixel_wsgi.attribution.AttributionCookies).
+# (see pixel_wsgi.attribution.cookie.AttributionCookies).
 _COOKIE_PREFIX = "pixel_wsgi_a"
 _SECRET_KEY = "pixel-wsgi-testing-only-key-0123456789"
 _DEFAULT_PAYOUT = "5.00 USD"

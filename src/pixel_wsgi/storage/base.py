@@ -4,7 +4,7 @@ A backend stores the entities of the ledger (advertisers, publishers,
 campaigns, tracking links, visits), the append-only transaction rows, personal
 data kept apart from them, and the bounded rejection log. The *rules* (what is
 a duplicate, what a correction inherits, what a payout is) live in
-:mod:`pixel_wsgi.ledger`; a backend only promises that the primitives of one
+:mod:`pixel_wsgi.ledger.rules`; a backend only promises that the primitives of one
 :meth:`Storage.writer` block run atomically and serialised against every other
 writer, and that its unique keys hold under concurrency.
 """
@@ -210,7 +210,7 @@ class Storage(abc.ABC):
         """Raise NotFoundError when the campaign or publisher does not exist.
 
         :raises ConfigurationError: for a destination no redirect could use (checked
-            with :func:`~pixel_wsgi.redirects.validate_destination` before storing).
+            with :func:`~pixel_wsgi.entities.validate_destination` before storing).
         """
 
     @abc.abstractmethod

@@ -7,7 +7,7 @@ Needs the optional extra (psycopg 3 and its connection pool)::
     storage = storage_from_url("postgresql://pixel:secret@db.internal:5432/pixel")
 
 The schema, keys and text rules are the SQLite backend's
-(:mod:`pixel_wsgi.storage.postgres_migrations` says how the types map), so both
+(:mod:`pixel_wsgi.storage.migrations.postgres` says how the types map), so both
 backends pass one contract test-suite and give byte-identical rows. Why these
 settings:
 
@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from ..clock import iso_utc, utc_now
+from ..entities import validate_destination
 from ..errors import (
     ConfigurationError,
     MissingDependencyError,
@@ -93,9 +94,8 @@ from ..models import (
     TransactionDraft,
     TransactionType,
 )
-from ..redirects import validate_destination
 from .base import LedgerWriter, Storage, check_daily_cap, trim_rejections
-from .postgres_migrations import MIGRATE_LOCK_KEY, migrations
+from .migrations.postgres import MIGRATE_LOCK_KEY, migrations
 from .precedence import (
     CONTESTED_REFERENCES,
     SharedWriterSQL,

@@ -41,6 +41,7 @@ from urllib.parse import quote, unquote, urlsplit
 from sqlite_utils import Database
 
 from ..clock import iso_utc, utc_now
+from ..entities import validate_destination
 from ..errors import ConfigurationError, NotFoundError, RecordRefused, StorageError
 from ..models import (
     Advertiser,
@@ -57,8 +58,8 @@ from ..models import (
     TransactionDraft,
     TransactionType,
 )
-from ..redirects import validate_destination
 from .base import LedgerWriter, Storage, check_daily_cap, trim_rejections
+from .migrations.sqlite import migrations
 from .precedence import CONTESTED_REFERENCES, SharedWriterSQL, idempotency_settlement
 from .rows import (
     ANY_CAPPED_CAMPAIGN,
@@ -86,7 +87,6 @@ from .rows import (
     transaction_from_row,
     transaction_values,
 )
-from .sqlite_migrations import migrations
 
 _SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: Seconds a read-only fallback connection is used before a writable one is tried again.

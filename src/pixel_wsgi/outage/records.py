@@ -9,11 +9,12 @@ A spool file is input like any other: the ``validated_*`` and ``decode_*`` funct
 a replay uses trust nothing in it (:func:`decode_report` alone reads back what the
 store itself wrote, trusted). A report is rebuilt as the fields a request would carry
 and goes through the very parsers the request went through
-(:func:`~pixel_wsgi.params.parse_sale_params`, :func:`~pixel_wsgi.params.parse_legacy_params`,
-:func:`~pixel_wsgi.server_report.parse_server_report`), and must come out exactly as
+(:func:`~pixel_wsgi.params.sale.parse_sale_params`,
+:func:`~pixel_wsgi.params.sale.parse_legacy_params`,
+:func:`~pixel_wsgi.params.server_report.parse_server_report`), and must come out exactly as
 spooled; every other field is checked for its type and range. Anything else raises
 ``ValueError`` (a :class:`~pixel_wsgi.errors.ParamError` or
-:class:`~pixel_wsgi.server_report.ReportInvalid` for a broken field rule), ``TypeError``
+:class:`~pixel_wsgi.params.server_report.ReportInvalid` for a broken field rule), ``TypeError``
 or ``KeyError``, and the replay quarantines the record with that reason.
 """
 
@@ -25,11 +26,11 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from .attribution import VisitClaim
-from .edge import truncated_ip
-from .models import Reason, SaleReport, ServerReport, Source
-from .params import DEFAULT_LIMITS, Limits, parse_legacy_params, parse_sale_params
-from .server_report import parse_server_report
+from ..attribution.cookie import VisitClaim
+from ..endpoints.edge import truncated_ip
+from ..models import Reason, SaleReport, ServerReport, Source
+from ..params.sale import DEFAULT_LIMITS, Limits, parse_legacy_params, parse_sale_params
+from ..params.server_report import parse_server_report
 
 __all__ = [
     "SpooledClick",
@@ -247,7 +248,7 @@ def decode_click(event: dict[str, Any]) -> SpooledClick:
 
 @dataclass(frozen=True, slots=True)
 class SpooledRejection:
-    """The arguments of :meth:`~pixel_wsgi.ledger.Ledger.reject` a spooled one carries."""
+    """The arguments of :meth:`~pixel_wsgi.ledger.rules.Ledger.reject` a spooled one carries."""
 
     advertiser_id: int | None
     source: str

@@ -45,12 +45,12 @@ a value that cannot be used:
 - Lists (``allowed_redirect_hosts``, ``api_allowed_origins``): separated by commas
   or whitespace. ``bot_user_agents``: separated by commas or new lines (a
   ``User-Agent`` substring may hold spaces); ``default`` stands for the built-in list
-  (:data:`~pixel_wsgi.filters.DEFAULT_BOT_USER_AGENTS`), ``none`` for no bot filter.
+  (:data:`~pixel_wsgi.endpoints.filters.DEFAULT_BOT_USER_AGENTS`), ``none`` for no bot filter.
 - ``advertiser_id``: a whole number; ``min_seconds_to_convert``: a number of seconds
   (``3``, ``1.5``).
 - ``environ_key``: a name, or ``none`` for no in-process reporter in the environ;
   ``spool_dir``: a directory, ``auto`` (the default) or ``none``.
-- The fields of :class:`~pixel_wsgi.params.Limits` (``max_query_length``,
+- The fields of :class:`~pixel_wsgi.params.sale.Limits` (``max_query_length``,
   ``max_parameters``, ...): whole numbers.
 
 ``consent`` and ``clock`` take Python callables: wrap the application in code to
@@ -67,11 +67,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .attribution import MAKE_A_KEY
-from .errors import ConfigurationError
-from .filters import DEFAULT_BOT_USER_AGENTS
-from .middleware import SECRET_KEY_ENV, PixelMiddleware
-from .params import Limits
+from ..attribution.cookie import MAKE_A_KEY
+from ..endpoints.filters import DEFAULT_BOT_USER_AGENTS
+from ..errors import ConfigurationError
+from ..middleware import SECRET_KEY_ENV, PixelMiddleware
+from ..params.sale import Limits
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication

@@ -1,8 +1,9 @@
-"""Server-side report fields -> a validated :class:`~pixel_wsgi.ledger.ServerReport`.
+"""Server-side report fields -> a validated :class:`~pixel_wsgi.ledger.rules.ServerReport`.
 
 One parser for every server-side way in: the Conversion Reporting API (form-encoded, as
 Invoca's clients send, or JSON), the bulk CSV upload and the in-process call. The shared
-sale parameters follow exactly the pixel's rules (:func:`~pixel_wsgi.params.parse_sale_params`),
+sale parameters follow exactly the pixel's rules
+(:func:`~pixel_wsgi.params.sale.parse_sale_params`),
 except that a negative ``sale_amount`` is allowed (a refund). On top of them:
 
 ``advertiser_campaign_id``
@@ -27,9 +28,9 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from .errors import ParamError, PixelError
-from .models import Reason, ServerReport
-from .params import DEFAULT_LIMITS, Limits, is_personal_key, parse_sale_params
+from ..errors import ParamError, PixelError
+from ..models import Reason, ServerReport
+from .sale import DEFAULT_LIMITS, Limits, is_personal_key, parse_sale_params
 
 __all__ = [
     "FieldError",

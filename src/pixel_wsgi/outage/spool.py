@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigurationError, StorageError
+from ..errors import ConfigurationError, StorageError
 
 __all__ = ["DEFAULT_MAX_BYTES", "Spool", "SpoolError", "SpoolFull", "SpooledRecord", "Tally"]
 

@@ -40,13 +40,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from .attribution import VisitClaim
-from .catalog import Catalog
-from .clock import Clock, iso_utc, utc_now
-from .errors import NotFoundError, PixelError, RecordRefused, StorageError
-from .events import decode_report, encode_report, encode_server_report, encode_visit
-from .filters import utc_day_start
-from .models import (
+from ..attribution.cookie import VisitClaim
+from ..clock import Clock, iso_utc, utc_now
+from ..endpoints.filters import utc_day_start
+from ..errors import NotFoundError, PixelError, RecordRefused, StorageError
+from ..models import (
     Attribution,
     Link,
     PayoutKind,
@@ -60,9 +58,11 @@ from .models import (
     Transaction,
     TransactionDraft,
 )
-from .money import ZERO, percent_of, to_cents
-from .spool import Spool, SpoolError, SpoolFull
-from .storage.base import LedgerWriter, Storage
+from ..money import ZERO, percent_of, to_cents
+from ..outage.records import decode_report, encode_report, encode_server_report, encode_visit
+from ..outage.spool import Spool, SpoolError, SpoolFull
+from ..storage.base import LedgerWriter, Storage
+from .catalog import Catalog
 
 logger = logging.getLogger("pixel_wsgi")
 

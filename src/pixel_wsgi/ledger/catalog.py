@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .models import Advertiser, Attribution, Link
-from .storage.base import Storage
+from ..models import Advertiser, Attribution, Link
+from ..storage.base import Storage
 
 DEFAULT_TTL = 60.0
 T = TypeVar("T")

@@ -27,9 +27,9 @@ from urllib.parse import quote, unquote
 
 from werkzeug.datastructures import MultiDict
 
-from .currencies import ISO_4217_CODES
-from .errors import ConfigurationError, ParamError
-from .models import Reason, SaleReport
+from ..currencies import ISO_4217_CODES
+from ..errors import ConfigurationError, ParamError
+from ..models import Reason, SaleReport
 
 __all__ = [
     "DEFAULT_LIMITS",

@@ -21,8 +21,8 @@ from typing import NamedTuple
 from itsdangerous import TimestampSigner
 from werkzeug.http import dump_cookie
 
-from .errors import ConfigurationError
-from .models import Reason
+from ..errors import ConfigurationError
+from ..models import Reason
 
 # Browsers cap cookie lifetimes at 400 days (RFC 6265bis); a longer window
 # would promise attribution the browser silently drops.

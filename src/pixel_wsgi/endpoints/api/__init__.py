@@ -7,7 +7,7 @@
 ==========================================  ===================================
 
 Every request is authenticated with a credential made by ``pixel-wsgi credential add``
-(see :mod:`pixel_wsgi.api.auth`) and only ever sees its own advertiser's data.
+(see :mod:`pixel_wsgi.endpoints.api.auth`) and only ever sees its own advertiser's data.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import logging
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
-from ..errors import StorageError
-from ..ledger import Ledger
-from ..params import Limits
+from ...errors import StorageError
+from ...ledger.rules import Ledger
+from ...params.sale import Limits
 from ..responses import json_response
 from .auth import CHALLENGES, Authenticator, AuthFailure
 from .conversions import ConversionsEndpoint, error_body, status_line

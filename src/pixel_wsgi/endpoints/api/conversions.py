@@ -6,7 +6,7 @@ batch as a JSON array of objects answered item by item. Every report is idempote
 values → ``200`` ``corrected`` (a correction row is appended). An ``Idempotency-Key``
 header makes a retried request answer exactly what the first one did.
 
-``POST /pixels/api/conversions.csv`` takes a CSV body (see :mod:`pixel_wsgi.bulk`).
+``POST /pixels/api/conversions.csv`` takes a CSV body (see :mod:`pixel_wsgi.endpoints.api.bulk`).
 """
 
 from __future__ import annotations
@@ -27,12 +27,11 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wsgi import LimitedStream
 
-from ..bulk import decoded_lines, import_csv
-from ..clock import iso_utc
-from ..errors import ParamError, StorageError
-from ..ledger import Ledger, ReportRefused, ReportStatus
-from ..models import IdempotencyRecord, Reason, Source
-from ..params import (
+from ...clock import iso_utc
+from ...errors import ParamError, StorageError
+from ...ledger.rules import Ledger, ReportRefused, ReportStatus
+from ...models import IdempotencyRecord, Reason, Source
+from ...params.sale import (
     MAX_JSON_DEPTH,
     Limits,
     claimed_reference,
@@ -41,14 +40,15 @@ from ..params import (
     redacted_query,
     shown_name,
 )
-from ..responses import json_response
-from ..server_report import (
+from ...params.server_report import (
     FieldError,
     ReportInvalid,
     args_from_json,
     loads_exact,
     parse_server_report,
 )
+from ..responses import json_response
+from .bulk import decoded_lines, import_csv
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -155,7 +155,7 @@ def _refuse_unstorable(document: dict[str, Any]) -> None:
 
     Checked before anything else reads the report, so that no error message, log entry
     or spooled event ever carries such text. The depth is bounded by
-    :func:`~pixel_wsgi.params.json_nesting_ok`.
+    :func:`~pixel_wsgi.params.sale.json_nesting_ok`.
     """
     for key, value in document.items():
         if _holds_unstorable(key) or _holds_unstorable(value):

@@ -27,11 +27,11 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from .columns import GUARDED_COLUMNS, STATE_COLUMNS, csv_cells, formula_unsafe
-from .errors import ParamError
-from .ledger import Ledger, ReportRefused, ReportStatus
-from .models import Reason, ServerReport, Source, Transaction
-from .params import (
+from ...columns import GUARDED_COLUMNS, STATE_COLUMNS, csv_cells, formula_unsafe
+from ...errors import ParamError
+from ...ledger.rules import Ledger, ReportRefused, ReportStatus
+from ...models import Reason, ServerReport, Source, Transaction
+from ...params.sale import (
     DEFAULT_LIMITS,
     MAX_JSON_DEPTH,
     Limits,
@@ -41,7 +41,7 @@ from .params import (
     parse_sale_params,
     shown_name,
 )
-from .server_report import FieldError, ReportInvalid, parse_server_report
+from ...params.server_report import FieldError, ReportInvalid, parse_server_report
 
 __all__ = [
     "MAX_LINE_BYTES",

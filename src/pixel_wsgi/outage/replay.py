@@ -7,7 +7,7 @@ replay. A replayed click stores its visit under the id its cookie already carrie
 (idempotent too). A file is deleted only once every record in it is applied; when the
 store fails again the replay stops and the rest waits for the next run.
 
-A record is validated as the request that made it was (see :mod:`pixel_wsgi.events`):
+A record is validated as the request that made it was (see :mod:`pixel_wsgi.outage.records`):
 one that breaks a rule, or that the store refuses for its data
 (:class:`~pixel_wsgi.errors.RecordRefused`, say text PostgreSQL cannot hold), goes to
 the spool's ``quarantine/`` with the reason, and the replay goes on with the next.
@@ -22,8 +22,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .errors import NotFoundError, RecordRefused, StorageError
-from .events import (
+from ..errors import NotFoundError, RecordRefused, StorageError
+from ..ledger.rules import EventAlreadyApplied, Ledger, ReportRefused
+from ..models import Reason
+from ..params.sale import DEFAULT_LIMITS, Limits
+from ..storage.base import Storage
+from .records import (
     SERVER_SOURCES,
     WEB_SOURCES,
     decode_click,
@@ -35,11 +39,7 @@ from .events import (
     validated_report,
     validated_server_report,
 )
-from .ledger import EventAlreadyApplied, Ledger, ReportRefused
-from .models import Reason
-from .params import DEFAULT_LIMITS, Limits
 from .spool import Spool, SpooledRecord
-from .storage.base import Storage
 
 __all__ = ["ReplaySummary", "replay"]
 

@@ -33,18 +33,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from werkzeug.datastructures import MultiDict
 
-from ..clock import iso_utc
-from ..columns import csv_cells, select_columns
-from ..errors import ParamError
-from ..models import Transaction, TransactionType
-from ..params import claimed_reference, parse_query
+from ...clock import iso_utc
+from ...columns import csv_cells, select_columns
+from ...errors import ParamError
+from ...models import Transaction, TransactionType
+from ...params.sale import claimed_reference, parse_query
 from ..responses import json_response
 from .conversions import error_body, status_line
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from ..storage import Storage
+    from ...storage import Storage
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "TransactionsEndpoint"]
 

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING
 
 from werkzeug.utils import redirect
 
-from .attribution import AttributionCookies
+from ..attribution.cookie import AttributionCookies
+from ..entities import destination_allowed, destination_problem
+from ..errors import StorageError
+from ..ledger.rules import Ledger
+from ..models import Link, Reason
+from ..params.sale import printable_text
 from .edge import is_https, is_prefetch, sends_global_privacy_control, truncated_ip
-from .errors import StorageError
 from .filters import Filters
-from .ledger import Ledger
-from .models import Link, Reason
-from .params import printable_text
 from .pixel import parse_id
-from .redirects import destination_allowed, destination_problem
 from .responses import text_response
 
 if TYPE_CHECKING:
@@ -65,7 +65,8 @@ class TrackingLink:
     :param consent: called with the WSGI environ; a false answer means no cookie.
     :param allowed_redirect_hosts: hosts, besides the request's own, that a
         link's absolute destination may point to.
-    :param filters: the fraud and noise filters (default: :class:`~pixel_wsgi.filters.Filters`).
+    :param filters: the fraud and noise filters
+        (default: :class:`~pixel_wsgi.endpoints.filters.Filters`).
     """
 
     def __init__(

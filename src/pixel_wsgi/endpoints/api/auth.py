@@ -24,13 +24,13 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..errors import StorageError
-from ..models import ApiCredential
+from ...errors import StorageError
+from ...models import ApiCredential
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-    from ..storage.base import Storage
+    from ...storage.base import Storage
 
 __all__ = [
     "CHALLENGES",

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.datastructures import MultiDict
 
-from .attribution import AttributionCookies, AttributionRejected, VisitClaim
+from ..attribution.cookie import AttributionCookies, AttributionRejected, VisitClaim
+from ..errors import ConfigurationError
+from ..ledger.rules import Ledger, ReportResult
+from ..models import Source
+from ..params.sale import Limits
+from ..params.server_report import parse_server_report
 from .edge import is_https
-from .errors import ConfigurationError
-from .ledger import Ledger, ReportResult
-from .models import Source
-from .params import Limits
-from .server_report import parse_server_report
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -96,8 +96,8 @@ class ConversionReporter:
         :returns: whether the conversion was created, corrected or unchanged, and
             its current state; ``SPOOLED`` (no state yet) when the store failed and
             the report waits in the outage spool for ``pixel-wsgi replay``.
-        :raises ~pixel_wsgi.server_report.ReportInvalid: for invalid fields.
-        :raises ~pixel_wsgi.ledger.ReportRefused: when the report cannot be applied
+        :raises ~pixel_wsgi.params.server_report.ReportInvalid: for invalid fields.
+        :raises ~pixel_wsgi.ledger.rules.ReportRefused: when the report cannot be applied
             (it is in the rejection log too).
         :raises ~pixel_wsgi.errors.StorageError: when the store failed.
         """

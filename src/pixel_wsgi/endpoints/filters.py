@@ -26,7 +26,7 @@ show it.
   ``refuse_without_user_activation`` it is refused like ``cookie_stuffing``.
 - ``daily_cap_reached`` -- a campaign's :attr:`~pixel_wsgi.models.Campaign.daily_cap`
   (decided by the ledger, inside its serialised write: see
-  :meth:`pixel_wsgi.ledger.Ledger.record_web_conversion`).
+  :meth:`pixel_wsgi.ledger.rules.Ledger.record_web_conversion`).
 
 Browsers that send no ``Sec-Fetch-*`` headers (older ones, test clients) are
 never refused for lacking them.
@@ -41,8 +41,8 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError
-from .models import Reason
+from ..errors import ConfigurationError
+from ..models import Reason
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -238,7 +238,7 @@ def cookie_signed_at(value: str) -> int | None:
     """The Unix time an attribution cookie value was signed (its click), or None.
 
     The value is ``payload.timestamp.signature`` (itsdangerous); call this only on
-    a value that :meth:`~pixel_wsgi.attribution.AttributionCookies.verify` accepted.
+    a value that :meth:`~pixel_wsgi.attribution.cookie.AttributionCookies.verify` accepted.
     """
     body, _, _signature = value.rpartition(".")
     _payload, _, stamp = body.rpartition(".")

@@ -5,7 +5,7 @@ retries an image, and a broken image on a thank-you page helps no one. What
 happened is in the ledger or the rejection log instead.
 
 Before a hit counts it passes, in this order: the edge filters (``bot``,
-``cross_site_pixel``, see :mod:`pixel_wsgi.filters`), the query's size limits,
+``cross_site_pixel``, see :mod:`pixel_wsgi.endpoints.filters`), the query's size limits,
 the signature (:mod:`pixel_wsgi.signing`: ``invalid_signature``,
 ``expired_signature``, or ``unsigned_pixel`` for an advertiser that requires
 signed pixels), the parameters' rules, then the ledger's (attribution,
@@ -18,14 +18,11 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from .attribution import AttributionCookies, AttributionRejected, VisitClaim
-from .edge import is_https, is_prefetch
-from .errors import ParamError, StorageError
-from .filters import Filters
-from .gif import GIF_HEADERS, TRANSPARENT_GIF
-from .ledger import Ledger
-from .models import Reason, SaleReport, Source
-from .params import (
+from ..attribution.cookie import AttributionCookies, AttributionRejected, VisitClaim
+from ..errors import ParamError, StorageError
+from ..ledger.rules import Ledger
+from ..models import Reason, SaleReport, Source
+from ..params.sale import (
     Limits,
     claimed_reference,
     parse_legacy_params,
@@ -33,7 +30,10 @@ from .params import (
     parse_sale_params,
     redacted_query,
 )
-from .signing import EXPIRES_PARAM, SIGNATURE_PARAM, PixelUrlSigner
+from ..signing import EXPIRES_PARAM, SIGNATURE_PARAM, PixelUrlSigner
+from .edge import is_https, is_prefetch
+from .filters import Filters
+from .gif import GIF_HEADERS, TRANSPARENT_GIF
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -64,7 +64,8 @@ class ConversionPixel:
         (``amount``, ``currency``, ``external_data``); such conversions carry no
         ``reference_id`` and so can never be tied to a later report. The legacy
         pixel cannot be signed: an advertiser that requires signed pixels refuses it.
-    :param filters: the fraud and noise filters (default: :class:`~pixel_wsgi.filters.Filters`).
+    :param filters: the fraud and noise filters
+        (default: :class:`~pixel_wsgi.endpoints.filters.Filters`).
     :param signer: verifies signed pixels; without one, a signed pixel is refused.
     """
 

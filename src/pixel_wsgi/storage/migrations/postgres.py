@@ -1,7 +1,7 @@
 """The PostgreSQL schema, as a registry of migrations applied in order.
 
 The same tables, columns, keys and triggers as the SQLite schema
-(:mod:`pixel_wsgi.storage.sqlite_migrations`), in PostgreSQL's types:
+(:mod:`pixel_wsgi.storage.migrations.sqlite`), in PostgreSQL's types:
 
 - ids are ``BIGINT GENERATED ALWAYS AS IDENTITY``;
 - money stays ``TEXT`` holding the decimal's exact string (``"10.00"``), as in

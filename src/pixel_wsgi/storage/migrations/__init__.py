@@ -1,0 +1,1 @@
+"""The schema of each SQL backend, as registries of migrations applied in order."""
