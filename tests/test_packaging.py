@@ -178,6 +178,8 @@ def test_the_wheel_holds_the_package_typed_and_no_tests(built: Built) -> None:
     names = zipfile.ZipFile(built.wheel).namelist()
     assert "pixel_wsgi/py.typed" in names
     assert "pixel_wsgi/dashboard/app.py" in names
+    assert "pixel_wsgi/dashboard/templates/base.html" in names
+    assert "pixel_wsgi/dashboard/templates/chart.svg" in names
     assert "pixel_wsgi/storage/migrations/sqlite.py" in names
     assert [name for name in names if name.startswith(("tests/", "examples/"))] == []
     assert {name.split("/")[0] for name in names} == {
@@ -198,6 +200,30 @@ def test_the_sdist_builds_the_same_package(built: Built) -> None:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     assert {"pyproject.toml", "README.md", "src/pixel_wsgi/py.typed"} <= names
     assert {"tests/conftest.py", "tests/test_packaging.py", "tests/servers.py"} <= names
+
+
+def test_the_installed_dashboard_renders_its_templates(clean_env: CleanEnv, tmp_path: Path) -> None:
+    """The templates are package data: the wheel's dashboard finds and renders them."""
+    script = (
+        "import sys\n"
+        "from werkzeug.test import Client\n"
+        "from pixel_wsgi.dashboard import Dashboard\n"
+        "from pixel_wsgi.storage import storage_from_url\n"
+        "store = storage_from_url(sys.argv[1])\n"
+        "store.migrate()\n"
+        "dashboard = Dashboard(store, authenticate=lambda environ: True)\n"
+        "print(Client(dashboard).get('/nowhere').get_data(as_text=True))\n"
+    )
+    page = subprocess.run(
+        [str(clean_env.python), "-c", script, f"sqlite:///{tmp_path / 'pixel.db'}"],
+        capture_output=True,
+        text=True,
+        cwd=clean_env.directory,
+        env=clean_environ(),
+        check=True,
+    ).stdout
+    assert "<h1>404 Not Found</h1>" in page
+    assert "<p>there is no page /nowhere</p>" in page
 
 
 def test_the_installed_package_runs_the_readme_flow(

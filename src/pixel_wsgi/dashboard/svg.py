@@ -3,17 +3,21 @@
 One panel of bars for the conversions per day, then one per payout currency
 (amounts in different currencies never share an axis). Every bar carries a
 ``<title>``, which browsers show as a tooltip, and the chart is well-formed XML
-that scales to the width of its container.
+that scales to the width of its container. This module computes the geometry;
+``templates/chart.svg`` draws it, with every text escaped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from html import escape
+
+from markupsafe import Markup
 
 from ..money import MONEY
 from .reports import DayRow, format_money
+from .templating import render
 
 __all__ = ["MAX_CURRENCY_PANELS", "daily_chart"]
 
@@ -39,8 +43,36 @@ def _num(value: Decimal | int) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def _attr(value: str) -> str:
-    return escape(value, quote=True)
+@dataclass(frozen=True, slots=True)
+class _Bar:
+    x: str
+    y: str
+    width: str
+    height: str
+    tooltip: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Panel:
+    """One panel's coordinates and texts, as ``chart.svg`` draws them."""
+
+    top: int
+    title: str
+    colour: str
+    zero_label: str
+    #: The label of the top gridline; None draws "nothing in this range" instead.
+    highest_label: str | None
+    bars: list[_Bar]
+    first: str
+    last: str
+
+    @property
+    def plot_top(self) -> int:
+        return self.top + _TITLE
+
+    @property
+    def baseline(self) -> int:
+        return self.plot_top + _PLOT
 
 
 def _panel(
@@ -51,70 +83,49 @@ def _panel(
     label: Callable[[Decimal], str],
     tooltip: Callable[[DayRow], str],
     colour: str,
-) -> list[str]:
+) -> _Panel:
     plot_width = Decimal(_WIDTH - _LEFT - _RIGHT)
-    plot_top = top + _TITLE
-    baseline = plot_top + _PLOT
+    baseline = top + _TITLE + _PLOT
     values = [value(day) for day in days]
     highest = max(values, default=Decimal(0))
     step = plot_width / len(days) if days else plot_width
-    bar = step * Decimal("0.8") if step >= 2 else step
-    parts = [
-        f'<text x="0" y="{top + 15}" font-size="14" font-weight="600">{escape(title)}</text>',
-        f'<line x1="{_LEFT}" y1="{baseline}" x2="{_WIDTH - _RIGHT}" y2="{baseline}"'
-        ' stroke="#999" stroke-width="1"/>',
-        f'<text x="{_LEFT - 6}" y="{baseline}" text-anchor="end">'
-        f"{escape(label(Decimal(0)))}</text>",
-    ]
-    if highest > 0:
-        parts += [
-            f'<line x1="{_LEFT}" y1="{plot_top}" x2="{_WIDTH - _RIGHT}" y2="{plot_top}"'
-            ' stroke="#ddd" stroke-width="1" stroke-dasharray="4 3"/>',
-            f'<text x="{_LEFT - 6}" y="{plot_top + 4}" text-anchor="end">'
-            f"{escape(label(highest))}</text>",
-        ]
-    else:
-        parts.append(
-            f'<text x="{_LEFT + int(plot_width) // 2}" y="{plot_top + _PLOT // 2}"'
-            ' text-anchor="middle" fill="#777">nothing in this range</text>'
-        )
+    bar_width = step * Decimal("0.8") if step >= 2 else step
+    bars: list[_Bar] = []
     for index, (day, amount) in enumerate(zip(days, values, strict=True)):
         if amount <= 0:
             continue
         # At least one unit tall, so that a small day next to a big one still shows.
         height = max(amount / highest * _PLOT, Decimal(1))
-        x = _LEFT + step * index + (step - bar) / 2
-        parts.append(
-            f'<rect x="{_num(x)}" y="{_num(baseline - height)}" width="{_num(bar)}"'
-            f' height="{_num(height)}" fill="{colour}"><title>{escape(tooltip(day))}</title></rect>'
+        x = _LEFT + step * index + (step - bar_width) / 2
+        bars.append(
+            _Bar(_num(x), _num(baseline - height), _num(bar_width), _num(height), tooltip(day))
         )
-    if days:
-        first, last = days[0].day.isoformat(), days[-1].day.isoformat()
-        axis_y = baseline + 15
-        parts.append(f'<text x="{_LEFT}" y="{axis_y}">{first}</text>')
-        if len(days) > 1:
-            parts.append(
-                f'<text x="{_WIDTH - _RIGHT}" y="{axis_y}" text-anchor="end">{last}</text>'
-            )
-    return parts
+    return _Panel(
+        top,
+        title,
+        colour,
+        label(Decimal(0)),
+        label(highest) if highest > 0 else None,
+        bars,
+        days[0].day.isoformat() if days else "",
+        days[-1].day.isoformat() if len(days) > 1 else "",
+    )
 
 
-def daily_chart(days: Sequence[DayRow]) -> str:
+def daily_chart(days: Sequence[DayRow]) -> Markup:
     """The SVG for one row per day (see :func:`~pixel_wsgi.dashboard.reports.by_day`)."""
     currencies = sorted(
         {currency for day in days for currency, amount in day.tally.payouts.items() if amount}
     )
     shown, hidden = currencies[:MAX_CURRENCY_PANELS], currencies[MAX_CURRENCY_PANELS:]
-    panels: list[list[str]] = []
-    top = 0
 
     def count_tooltip(day: DayRow) -> str:
         noun = "conversion" if day.tally.conversions == 1 else "conversions"
         return f"{day.day.isoformat()}: {day.tally.conversions} {noun}"
 
-    panels.append(
+    panels = [
         _panel(
-            top,
+            0,
             "Conversions per day",
             days,
             lambda day: Decimal(day.tally.conversions),
@@ -122,9 +133,8 @@ def daily_chart(days: Sequence[DayRow]) -> str:
             count_tooltip,
             _CONVERSIONS_COLOUR,
         )
-    )
-    for currency in shown:
-        top += _PANEL + _GAP
+    ]
+    for number, currency in enumerate(shown, start=1):
 
         def payout(day: DayRow, currency: str = currency) -> Decimal:
             return day.tally.payout(currency)
@@ -137,7 +147,7 @@ def daily_chart(days: Sequence[DayRow]) -> str:
 
         panels.append(
             _panel(
-                top,
+                number * (_PANEL + _GAP),
                 f"Payouts per day ({currency})",
                 days,
                 payout,
@@ -146,23 +156,17 @@ def daily_chart(days: Sequence[DayRow]) -> str:
                 _PAYOUT_COLOUR,
             )
         )
-    height = top + _PANEL
-    if hidden:
-        height += _GAP + 14
-        panels.append(
-            [
-                f'<text x="0" y="{height - 2}" fill="#777">Payouts in {escape(", ".join(hidden))}'
-                " are in the tables below.</text>"
-            ]
-        )
-    start = days[0].day.isoformat() if days else ""
-    end = days[-1].day.isoformat() if days else ""
-    body = "\n".join(part for panel in panels for part in panel)
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {_WIDTH} {height}"'
-        f' width="{_WIDTH}" height="{height}" role="img" aria-labelledby="chart-title"'
-        ' font-family="system-ui, sans-serif" font-size="12" fill="currentColor">\n'
-        f'<title id="chart-title">{_attr(f"Conversions and payouts per day, {start} to {end}")}'
-        "</title>\n"
-        f"{body}\n</svg>"
+    height = panels[-1].top + _PANEL + (_GAP + 14 if hidden else 0)
+    return render(
+        "chart.svg",
+        width=_WIDTH,
+        height=height,
+        left=_LEFT,
+        right=_WIDTH - _RIGHT,
+        middle=_LEFT + (_WIDTH - _LEFT - _RIGHT) // 2,
+        half_plot=_PLOT // 2,
+        panels=panels,
+        hidden=hidden,
+        start=days[0].day.isoformat() if days else "",
+        end=days[-1].day.isoformat() if days else "",
     )
