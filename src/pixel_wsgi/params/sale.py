@@ -30,6 +30,7 @@ from werkzeug.datastructures import MultiDict
 from ..currencies import ISO_4217_CODES
 from ..errors import ConfigurationError, ParamError
 from ..models import Reason, SaleReport
+from .values import CONTROL_RE, one_value, shown_name
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -109,12 +110,6 @@ PERSONAL_FIELDS: frozenset[str] = frozenset(
     }
 )
 
-# Cc is exactly U+0000-U+001F and U+007F-U+009F (C0, DEL, C1). U+2028/U+2029 are not Cc
-# but break lines in logs, CSV exports and JavaScript string literals just the same.
-# Surrogates (U+D800-U+DFFF) are no characters at all: JSON's "\ud800" decodes to one,
-# and no store can encode it as UTF-8 (SQLite and PostgreSQL fail, the report would be
-# spooled for ever). A NUL is refused by PostgreSQL. All are refused at the door.
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _SURROGATE_MIN, _SURROGATE_MAX = "\ud800", "\udfff"
 # [0-9], never \d: \d also matches Arabic-Indic, full-width and other Unicode digits.
 _AMOUNT_RE = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,2}))?")
@@ -142,25 +137,11 @@ _REDACTED = "[redacted]"
 _PERSONAL_FOLDED = frozenset(name.lower() for name in PERSONAL_FIELDS)
 # Kept readable in the log; "&", "=", "%" and "+" stay escaped so the line re-parses.
 _LOG_SAFE = "[]/:,@"
-_SHOWN_KEY_LENGTH = 64
-
-
-def shown_name(key: str) -> str:
-    """``key`` as it may appear in a detail or ``field``: escaped and bounded.
-
-    Control characters and surrogates become backslash escapes, and a long name is cut,
-    so a parameter's name can be logged and stored whatever a client sent.
-    """
-    if _CONTROL_RE.search(key) is not None:
-        key = key.encode("unicode_escape").decode("ascii")
-    if len(key) > _SHOWN_KEY_LENGTH:
-        key = key[:_SHOWN_KEY_LENGTH] + "..."
-    return key
 
 
 def _check_characters(value: str, field: str, what: str | None = None) -> None:
     """Reject text with a control character or a surrogate (``what`` names it: ``field``)."""
-    found = _CONTROL_RE.search(value)
+    found = CONTROL_RE.search(value)
     if found is not None:
         problem = (
             "an unpaired surrogate (not Unicode text)"
@@ -187,16 +168,6 @@ def _lists(args: MultiDict[str, str]) -> Iterable[tuple[str, list[str]]]:
     representation Werkzeug itself relies on; the parsers only read the lists.
     """
     return dict.items(cast("dict[str, list[str]]", args))
-
-
-def _single(key: str, values: list[str]) -> str:
-    # Two values, even equal ones, mean the page was built wrong; picking one would
-    # hide that and could pick the wrong one.
-    if len(values) > 1:
-        raise ParamError(
-            Reason.DUPLICATE_PARAMETER, f"{key} may be given only once", field=shown_name(key)
-        )
-    return values[0]
 
 
 def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> MultiDict[str, str]:
@@ -316,7 +287,7 @@ def parse_amount(
 def _parse_optional_amount(
     key: str, values: list[str], allow_negative: bool, limits: Limits
 ) -> Decimal | None:
-    text = _single(key, values)
+    text = one_value(key, values)
     # Templates commonly render "sale_amount=" when there was no sale. The conversion
     # itself still happened, so a blank must not turn it into a rejection.
     if text == "":
@@ -325,7 +296,7 @@ def _parse_optional_amount(
 
 
 def _parse_currency(key: str, values: list[str], default: str) -> str:
-    text = _single(key, values)
+    text = one_value(key, values)
     if text == "":
         return default
     code = text.upper()
@@ -337,7 +308,7 @@ def _parse_currency(key: str, values: list[str], default: str) -> str:
 
 
 def _parse_optional_text(key: str, values: list[str], max_length: int) -> str | None:
-    text = _single(key, values)
+    text = one_value(key, values)
     if text == "":
         return None
     _check_text(text, key, max_length)
@@ -385,7 +356,7 @@ def _parse_quantities(key: str, values: list[str], limits: Limits) -> tuple[int,
 
 
 def _add_personal(key: str, values: list[str], personal: dict[str, str], limits: Limits) -> None:
-    text = _single(key, values)
+    text = one_value(key, values)
     if text == "":
         return  # "opt_in_SMS=" and friends: not given
     # Control characters first, so every text field reports them the same way.
@@ -420,7 +391,7 @@ def _add_custom(key: str, values: list[str], custom: dict[str, str], limits: Lim
             raise ParamError(Reason.INVALID_TEXT, "a parameter has a value but no name")
         return
     field = shown_name(key)
-    text = _single(key, values)
+    text = one_value(key, values)
     if len(key) > limits.max_custom_key_length:
         raise ParamError(
             Reason.VALUE_TOO_LONG,
@@ -691,7 +662,7 @@ def printable_text(text: str, max_length: int) -> str:
     'Bot\ufffd/1.0'
     """
     # Cut first: the substitution then scans a bounded string.
-    return _CONTROL_RE.sub("\ufffd", text[:max_length])
+    return CONTROL_RE.sub("\ufffd", text[:max_length])
 
 
 def is_personal_key(key: str) -> bool:
