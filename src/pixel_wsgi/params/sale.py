@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import cast
 from urllib.parse import quote, unquote
-
-from werkzeug.datastructures import MultiDict
 
 from ..currencies import ISO_4217_CODES
 from ..errors import ConfigurationError, ParamError
 from ..models import Reason, SaleReport
-from .values import CONTROL_RE, one_value, shown_name
+from .values import CONTROL_RE, Query, one_value, shown_name
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -161,17 +157,8 @@ def _check_text(value: str, field: str, max_length: int) -> None:
     _check_characters(value, field)
 
 
-def _lists(args: MultiDict[str, str]) -> Iterable[tuple[str, list[str]]]:
-    """``args.lists()`` without its copy of every list (a third of the cost).
-
-    A MultiDict is a dict of lists underneath (its typing says otherwise), the
-    representation Werkzeug itself relies on; the parsers only read the lists.
-    """
-    return dict.items(cast("dict[str, list[str]]", args))
-
-
-def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> MultiDict[str, str]:
-    """Parse a WSGI ``QUERY_STRING`` into a :class:`~werkzeug.datastructures.MultiDict`.
+def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> Query:
+    """Parse a WSGI ``QUERY_STRING`` into a :data:`~pixel_wsgi.params.values.Query`.
 
     ``query_string`` is the environ value, which PEP 3333 gives as the raw bytes decoded as
     latin-1. The bytes must be UTF-8, and so must every percent-encoded sequence. Blank
@@ -183,7 +170,7 @@ def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> MultiDict
         ``parse_qsl`` does, one more than the number of ``&``).
     """
     if not query_string:
-        return MultiDict()
+        return {}
     if len(query_string) > limits.max_query_length:
         raise ParamError(
             Reason.QUERY_TOO_LONG,
@@ -219,11 +206,7 @@ def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> MultiDict
             lists[name].append(value)
         else:
             lists[name] = [value]
-    # The dict of lists *is* a MultiDict's content (see _lists); filling it directly
-    # skips the per-pair Python loop of MultiDict(pairs).
-    args: MultiDict[str, str] = MultiDict()
-    dict.update(args, lists)
-    return args
+    return lists
 
 
 def _unquote_plus(text: str) -> str:
@@ -411,7 +394,7 @@ def _add_custom(key: str, values: list[str], custom: dict[str, str], limits: Lim
 
 
 def parse_sale_params(
-    args: MultiDict[str, str],
+    args: Query,
     *,
     default_currency: str = "USD",
     allow_negative: bool = False,
@@ -454,7 +437,7 @@ def parse_sale_params(
     personal: dict[str, str] = {}
     given: set[str] = set()
 
-    for key, values in _lists(args):
+    for key, values in args.items():
         if not values:
             continue
         if key == "sale_amount":
@@ -541,7 +524,7 @@ def parse_sale_params(
 
 
 def parse_legacy_params(
-    args: MultiDict[str, str],
+    args: Query,
     *,
     default_currency: str = "USD",
     limits: Limits = DEFAULT_LIMITS,
@@ -565,7 +548,7 @@ def parse_legacy_params(
     personal: dict[str, str] = {}
     given: set[str] = set()
 
-    for key, values in _lists(args):
+    for key, values in args.items():
         if not values:
             continue
         if key == "amount":
@@ -597,9 +580,7 @@ def parse_legacy_params(
     )
 
 
-def claimed_reference(
-    args: MultiDict[str, str] | None, limits: Limits = DEFAULT_LIMITS
-) -> str | None:
+def claimed_reference(args: Query | None, limits: Limits = DEFAULT_LIMITS) -> str | None:
     """The conversion a refused report names, for the rejection log, when that name is valid.
 
     ``parent_reference_id`` first, then ``reference_id``: the first given once that
@@ -611,9 +592,8 @@ def claimed_reference(
     """
     if args is None:
         return None
-    lists = dict(_lists(args))
     for name in ("parent_reference_id", "reference_id"):
-        values = lists.get(name)
+        values = args.get(name)
         if values:
             try:
                 text = _parse_reference(name, values, limits)
@@ -672,7 +652,7 @@ def is_personal_key(key: str) -> bool:
     return key in _PERSONAL_FOLDED
 
 
-def redacted_query(args: MultiDict[str, str], limit: int = 2048) -> str:
+def redacted_query(args: Query, limit: int = 2048) -> str:
     """The query as a loggable string, for the rejection log.
 
     Values of personal fields (matched ignoring case and a trailing ``[]``) become
@@ -680,23 +660,24 @@ def redacted_query(args: MultiDict[str, str], limit: int = 2048) -> str:
     and line breaks cannot reach the log. The result is cut to at most ``limit``
     characters.
 
-    >>> redacted_query(MultiDict([("sale_amount", "10"), ("email_address", "a@b.example")]))
+    >>> redacted_query({"sale_amount": ["10"], "email_address": ["a@b.example"]})
     'sale_amount=10&email_address=[redacted]'
     """
     if limit < 0:
         raise ValueError(f"limit must not be negative, got {limit!r}")
     parts: list[str] = []
     size = 0
-    for key, value in args.items(multi=True):
-        # backslashreplace: a surrogate (from JSON) has no UTF-8 to percent-encode.
-        shown = (
-            _REDACTED
-            if is_personal_key(key)
-            else quote(value, safe=_LOG_SAFE, errors="backslashreplace")
-        )
-        part = f"{quote(key, safe=_LOG_SAFE, errors='backslashreplace')}={shown}"
-        parts.append(part)
-        size += len(part) + 1
-        if size > limit:  # enough to fill the limit: skip encoding the rest
-            break
+    for key, values in args.items():
+        personal = is_personal_key(key)
+        name = quote(key, safe=_LOG_SAFE, errors="backslashreplace")
+        for value in values:
+            # backslashreplace: a surrogate (from JSON) has no UTF-8 to percent-encode.
+            shown = (
+                _REDACTED if personal else quote(value, safe=_LOG_SAFE, errors="backslashreplace")
+            )
+            part = f"{name}={shown}"
+            parts.append(part)
+            size += len(part) + 1
+            if size > limit:  # enough to fill the limit: skip encoding the rest
+                return "&".join(parts)[:limit]
     return "&".join(parts)[:limit]
