@@ -424,6 +424,31 @@ def test_csv_has_a_header_of_the_columns_and_one_line_per_row(
             "/pixels/api/transactions", "application/json, text/csv", "json", id="accept-both"
         ),
         pytest.param("/pixels/api/transactions", "*/*", "json", id="accept-anything"),
+        pytest.param(
+            "/pixels/api/transactions",
+            "application/json;q=0.1, text/csv",
+            "csv",
+            id="csv-preferred-by-q",
+        ),
+        pytest.param(
+            "/pixels/api/transactions", "text/csv;q=0, */*", "json", id="csv-refused-by-q0"
+        ),
+        pytest.param(
+            "/pixels/api/transactions",
+            "text/csv;q=0.5, application/json;q=0.9",
+            "json",
+            id="json-preferred-by-q",
+        ),
+        pytest.param("/pixels/api/transactions", "text/*", "csv", id="text-wildcard"),
+        pytest.param("/pixels/api/transactions", "TEXT/CSV", "csv", id="case-insensitive"),
+        pytest.param(
+            "/pixels/api/transactions", "text/csv, */*;q=0.1", "csv", id="csv-over-wildcard"
+        ),
+        # Neither offer acceptable: JSON, as without the header (no 406; see _negotiate).
+        pytest.param("/pixels/api/transactions", "text/html", "json", id="only-unacceptable"),
+        pytest.param(
+            "/pixels/api/transactions", "application/json;q=0", "json", id="json-q0-alone"
+        ),
         pytest.param(URL, "text/csv", "json", id="extension-wins-json"),
         pytest.param(CSV_URL, "application/json", "csv", id="extension-wins-csv"),
     ],

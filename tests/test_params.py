@@ -7,7 +7,6 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 import pytest
-from werkzeug.datastructures import MultiDict
 
 from pixel_wsgi.currencies import ISO_4217_CODES
 from pixel_wsgi.errors import ConfigurationError, ParamError
@@ -26,6 +25,7 @@ from pixel_wsgi.params.sale import (
     printable_text,
     redacted_query,
 )
+from pixel_wsgi.params.values import Query
 
 
 def sale(query: str, **kwargs: Any) -> SaleReport:
@@ -36,8 +36,16 @@ def legacy(query: str, **kwargs: Any) -> SaleReport:
     return parse_legacy_params(parse_query(query), **kwargs)
 
 
-def md(*pairs: tuple[str, str]) -> MultiDict[str, str]:
-    return MultiDict(list(pairs))
+def md(*pairs: tuple[str, str]) -> Query:
+    """The parsed query of these ``(name, value)`` pairs, as parse_query makes it."""
+    args: Query = {}
+    for key, value in pairs:
+        args.setdefault(key, []).append(value)
+    return args
+
+
+def pairs_of(args: Query) -> list[tuple[str, str]]:
+    return [(key, value) for key, values in args.items() for value in values]
 
 
 def raw(text: str) -> str:
@@ -136,18 +144,16 @@ def test_seed_examples(query: str, expected: SaleReport) -> None:
 )
 def test_parse_query(query: str, expected: list[tuple[str, str]]) -> None:
     args = parse_query(query)
-    assert isinstance(args, MultiDict)
-    assert sorted(args.items(multi=True), key=lambda kv: kv[0]) == sorted(
-        expected, key=lambda kv: kv[0]
-    )
+    assert type(args) is dict
+    assert sorted(pairs_of(args), key=lambda kv: kv[0]) == sorted(expected, key=lambda kv: kv[0])
     for key in args:
-        assert args.getlist(key) == [v for k, v in expected if k == key]
+        assert args[key] == [v for k, v in expected if k == key]
 
 
-def test_parse_query_empty_is_an_empty_multidict() -> None:
+def test_parse_query_empty_is_an_empty_dict() -> None:
     args = parse_query("")
-    assert isinstance(args, MultiDict)
-    assert len(args) == 0
+    assert args == {}
+    assert type(args) is dict
 
 
 @pytest.mark.parametrize(
@@ -178,7 +184,7 @@ def test_parse_query_rejects_invalid_utf8(query: str) -> None:
 
 def test_parse_query_length_cap() -> None:
     at_limit = "a=" + "x" * (DEFAULT_LIMITS.max_query_length - 2)
-    assert parse_query(at_limit)["a"] == "x" * (DEFAULT_LIMITS.max_query_length - 2)
+    assert parse_query(at_limit)["a"] == ["x" * (DEFAULT_LIMITS.max_query_length - 2)]
     with pytest.raises(ParamError) as info:
         parse_query(at_limit + "x")
     assert info.value.reason is Reason.QUERY_TOO_LONG
@@ -190,7 +196,7 @@ def test_parse_query_length_counts_bytes_not_characters() -> None:
     with pytest.raises(ParamError) as info:
         parse_query(raw("a=éééé"), limits)
     assert info.value.reason is Reason.QUERY_TOO_LONG
-    assert parse_query(raw("a=ééé"), limits)["a"] == "ééé"
+    assert parse_query(raw("a=ééé"), limits)["a"] == ["ééé"]
 
 
 def test_parse_query_parameter_cap() -> None:
@@ -203,7 +209,7 @@ def test_parse_query_parameter_cap() -> None:
 
 def test_parse_query_custom_limits() -> None:
     limits = Limits(max_parameters=2, max_query_length=20)
-    assert parse_query("a=1&b=2", limits) == MultiDict([("a", "1"), ("b", "2")])
+    assert parse_query("a=1&b=2", limits) == {"a": ["1"], "b": ["2"]}
     with pytest.raises(ParamError) as info:
         parse_query("a=1&b=2&c=3", limits)
     assert info.value.reason is Reason.TOO_MANY_PARAMETERS
@@ -643,11 +649,11 @@ def test_empty_sku_is_invalid(key: str) -> None:
 @pytest.mark.parametrize("key", ["sku_list[]", "sku_list", "quantity_list[]", "quantity_list"])
 def test_too_many_items(key: str) -> None:
     limit = DEFAULT_LIMITS.max_items
-    ok = MultiDict([(key, "1")] * limit)
+    ok = md(*[(key, "1")] * limit)
     if key.startswith("quantity"):
-        ok.setlist("sku_list[]", ["s"] * limit)
+        ok["sku_list[]"] = ["s"] * limit
     assert len(parse_sale_params(ok).sku_list) == limit
-    too_many = MultiDict([(key, "1")] * (limit + 1))
+    too_many = md(*[(key, "1")] * (limit + 1))
     with pytest.raises(ParamError) as info:
         parse_sale_params(too_many)
     assert info.value.reason is Reason.TOO_MANY_ITEMS
@@ -771,7 +777,7 @@ VALID_PERSONAL = {
 
 
 def test_personal_fields_go_to_personal_data() -> None:
-    args = MultiDict([("sale_amount", "10"), *VALID_PERSONAL.items(), ("utm", "x")])
+    args = md(("sale_amount", "10"), *VALID_PERSONAL.items(), ("utm", "x"))
     report = parse_sale_params(args)
     assert report.personal_data == VALID_PERSONAL
     assert report.custom_data == {"utm": "x"}
@@ -781,7 +787,7 @@ def test_personal_fields_go_to_personal_data() -> None:
 
 
 def test_blank_personal_fields_are_omitted() -> None:
-    report = parse_sale_params(MultiDict([(key, "") for key in PERSONAL_FIELDS]))
+    report = parse_sale_params(md(*[(key, "") for key in PERSONAL_FIELDS]))
     assert report.personal_data == {}
     assert report.custom_data == {}
 
@@ -896,9 +902,9 @@ def test_custom_data_is_kept_in_first_seen_order() -> None:
 
 def test_custom_field_cap() -> None:
     limit = DEFAULT_LIMITS.max_custom_fields
-    ok = MultiDict([(f"c{i}", "v") for i in range(limit)] + [("sale_amount", "1")])
+    ok = md(*[(f"c{i}", "v") for i in range(limit)], ("sale_amount", "1"))
     assert len(parse_sale_params(ok).custom_data) == limit
-    ok.add("one_more", "v")
+    ok["one_more"] = ["v"]
     with pytest.raises(ParamError) as info:
         parse_sale_params(ok)
     assert info.value.reason is Reason.TOO_MANY_CUSTOM_FIELDS
@@ -907,9 +913,7 @@ def test_custom_field_cap() -> None:
 
 def test_known_and_personal_fields_do_not_count_as_custom() -> None:
     limits = Limits(max_custom_fields=1)
-    args = MultiDict(
-        [("sale_amount", "1"), ("sku_list[]", "a"), ("name", "Ann"), ("only_custom", "x")]
-    )
+    args = md(("sale_amount", "1"), ("sku_list[]", "a"), ("name", "Ann"), ("only_custom", "x"))
     assert parse_sale_params(args, limits=limits).custom_data == {"only_custom": "x"}
 
 
@@ -939,9 +943,8 @@ def test_value_without_a_name_is_invalid() -> None:
     assert info.value.reason is Reason.INVALID_TEXT
 
 
-def test_empty_multidict_list_is_ignored() -> None:
-    args: MultiDict[str, str] = MultiDict()
-    args.setlist("sale_amount", [])
+def test_empty_list_is_ignored() -> None:
+    args: Query = {"sale_amount": []}
     assert parse_sale_params(args) == SaleReport()
 
 
@@ -1059,7 +1062,7 @@ def test_redacted_query_exact() -> None:
 
 def test_redacted_query_hides_every_personal_value() -> None:
     secrets = {key: f"SECRET-{i}-{key}" for i, key in enumerate(sorted(PERSONAL_FIELDS))}
-    args = MultiDict([("sale_amount", "10"), *secrets.items(), ("promo", "spring")])
+    args = md(("sale_amount", "10"), *secrets.items(), ("promo", "spring"))
     text = redacted_query(args)
     for secret in secrets.values():
         assert secret not in text
@@ -1086,9 +1089,7 @@ def test_redacted_query_escapes_control_characters() -> None:
 
 @pytest.mark.parametrize("limit", [0, 1, 10, 25, 2048])
 def test_redacted_query_is_truncated(limit: int) -> None:
-    args = MultiDict(
-        [(f"key{i}", "v" * 50) for i in range(100)] + [("email_address", "ann@example.com")]
-    )
+    args = md(*[(f"key{i}", "v" * 50) for i in range(100)], ("email_address", "ann@example.com"))
     text = redacted_query(args, limit)
     assert len(text) == limit
     assert "ann" not in text
@@ -1097,9 +1098,9 @@ def test_redacted_query_is_truncated(limit: int) -> None:
 
 
 def test_redacted_query_empty_and_negative_limit() -> None:
-    assert redacted_query(MultiDict()) == ""
+    assert redacted_query({}) == ""
     with pytest.raises(ValueError):
-        redacted_query(MultiDict(), -1)
+        redacted_query({}, -1)
 
 
 # --- Limits ------------------------------------------------------------------------------
@@ -1136,7 +1137,7 @@ def test_default_limits() -> None:
     ],
 )
 def test_near_misses_of_personal_names_stay_personal(key: str) -> None:
-    report = parse_sale_params(MultiDict([(key, "Jo Private"), ("coupon", "X")]))
+    report = parse_sale_params(md((key, "Jo Private"), ("coupon", "X")))
     assert report.personal_data == {key: "Jo Private"}
     assert report.custom_data == {"coupon": "X"}
 
@@ -1168,7 +1169,7 @@ def test_parse_query_splits_exactly_like_parse_qsl(query: str) -> None:
     from urllib.parse import parse_qsl
 
     expected = parse_qsl(query, keep_blank_values=True, errors="strict")
-    assert list(parse_query(query).items(multi=True)) == expected
+    assert pairs_of(parse_query(query)) == expected
 
 
 # --- text no store can hold (issue 9) ---------------------------------------------------

@@ -50,7 +50,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .attribution.cookie import secret_key_list
@@ -59,7 +59,8 @@ from .models import Reason
 
 if TYPE_CHECKING:
     from flask import Flask
-    from werkzeug.datastructures import MultiDict
+
+    from .params.values import Query
 
 __all__ = [
     "DEFAULT_EXPIRES_IN",
@@ -239,27 +240,22 @@ class PixelUrlSigner:
             f"?{query}&{SIGNATURE_PARAM}={signature}"
         )
 
-    def verify(
-        self, advertiser_id: int, args: MultiDict[str, str], now: float
-    ) -> tuple[Reason, str] | None:
+    def verify(self, advertiser_id: int, args: Query, now: float) -> tuple[Reason, str] | None:
         """Why a pixel's query is not validly signed, or None when it is.
 
         :param args: the parsed query, ``signature`` and ``expires`` included.
         :param now: the current Unix time.
         :returns: ``(INVALID_SIGNATURE, detail)`` or ``(EXPIRED_SIGNATURE, detail)``.
         """
-        # A MultiDict is a dict of lists underneath (see params._lists); dict's own
-        # methods see the lists (MultiDict.get would give the first value).
-        lists = cast("dict[str, list[str]]", args)
-        signatures: list[str] = dict.get(lists, SIGNATURE_PARAM, [])
+        signatures = args.get(SIGNATURE_PARAM, [])
         if len(signatures) != 1 or _SIGNATURE_RE.fullmatch(signatures[0]) is None:
             return Reason.INVALID_SIGNATURE, "a signed pixel needs one well-formed signature"
-        expires_values: list[str] = dict.get(lists, EXPIRES_PARAM, [])
+        expires_values = args.get(EXPIRES_PARAM, [])
         if len(expires_values) != 1 or _EXPIRES_RE.fullmatch(expires_values[0]) is None:
             return Reason.INVALID_SIGNATURE, "a signed pixel needs one expires in Unix seconds"
         pairs = [
             (name, value)
-            for name, values in dict.items(lists)
+            for name, values in args.items()
             if name != SIGNATURE_PARAM
             for value in values
         ]

@@ -27,9 +27,9 @@ from ..errors import StorageError
 from ..ledger.rules import Ledger
 from ..models import Link, Reason
 from ..params.sale import printable_text
+from ..params.values import parse_positive_id
 from .edge import is_https, is_prefetch, sends_global_privacy_control, truncated_ip
 from .filters import Filters
-from .pixel import parse_id
 from .responses import text_response
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class TrackingLink:
         prefetch = is_prefetch(environ)
         # HEAD requests and prefetches look, but never count.
         counts = not head and not prefetch
-        link_id = parse_id(link_text)
+        link_id = parse_positive_id(link_text)
         link = None if link_id is None else self.ledger.catalog.link(link_id)
         if link is None:
             detail = f"no tracking link {link_text[:40]!r}"

@@ -30,6 +30,7 @@ from ..params.sale import (
     parse_sale_params,
     redacted_query,
 )
+from ..params.values import Query, parse_positive_id
 from ..signing import EXPIRES_PARAM, SIGNATURE_PARAM, PixelUrlSigner
 from .edge import is_https, is_prefetch
 from .filters import Filters
@@ -39,22 +40,11 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
-    from werkzeug.datastructures import MultiDict
 
 logger = logging.getLogger("pixel_wsgi")
 
-# Ids are positive integers; cap the digits so int() never sees a huge string.
-_MAX_ID_DIGITS = 18
 # How much of an unexpected exception's message the rejection log keeps.
 _MAX_FAILURE_DETAIL = 300
-
-
-def parse_id(text: str) -> int | None:
-    """A positive integer id from a path segment, or None."""
-    if 0 < len(text) <= _MAX_ID_DIGITS and text.isascii() and text.isdigit():
-        value = int(text)
-        return value if value > 0 else None
-    return None
 
 
 class ConversionPixel:
@@ -106,7 +96,7 @@ class ConversionPixel:
         return [] if head else [TRANSPARENT_GIF]
 
     def record(self, environ: WSGIEnvironment, advertiser_text: str) -> None:
-        advertiser_id = parse_id(advertiser_text)
+        advertiser_id = parse_positive_id(advertiser_text)
         if advertiser_id is None:
             self.ledger.reject(
                 advertiser_id=None,
@@ -128,12 +118,10 @@ class ConversionPixel:
                 reference_id=claimed_reference(filtered, self.limits),
             )
             return
-        args: MultiDict[str, str] | None = None
+        args: Query | None = None
         try:
             args = parse_query(query, self.limits)
-            # dict.get on the MultiDict's lists: MultiDict.get raises and catches a
-            # BadRequestKeyError for a missing key (about 7% of a pixel hit, measured).
-            signatures = dict.get(args, SIGNATURE_PARAM)
+            signatures = args.get(SIGNATURE_PARAM)
             signature: str | None = signatures[0] if signatures else None
             try:
                 refusal = self._check_signature(advertiser_id, args)
@@ -219,7 +207,7 @@ class ConversionPixel:
             query = environ.get("QUERY_STRING", "")
             args = self._parsed_or_none(query)
             self.ledger.reject(
-                advertiser_id=parse_id(advertiser_text),
+                advertiser_id=parse_positive_id(advertiser_text),
                 source=self.source,
                 reason=Reason.INTERNAL_ERROR,
                 detail=f"{type(exc).__name__}: {exc}"[:_MAX_FAILURE_DETAIL],
@@ -229,23 +217,21 @@ class ConversionPixel:
         except Exception:
             logger.exception("the failed conversion pixel could not be logged either: it is lost")
 
-    def _parsed_or_none(self, query: str) -> MultiDict[str, str] | None:
+    def _parsed_or_none(self, query: str) -> Query | None:
         """The query's parameters for the log of a refused hit, or None if it does not parse."""
         try:
             return parse_query(query, self.limits)
         except ParamError:
             return None
 
-    def _loggable(self, query: str, args: MultiDict[str, str] | None) -> str:
+    def _loggable(self, query: str, args: Query | None) -> str:
         """The query as the rejection log keeps it: redacted, or only its size."""
         if args is None:
             # A query that did not parse cannot be redacted: keep only its size.
             return f"[unparsed query of {len(query)} characters]"
         return redacted_query(args)
 
-    def _check_signature(
-        self, advertiser_id: int, args: MultiDict[str, str]
-    ) -> tuple[Reason, str] | None:
+    def _check_signature(self, advertiser_id: int, args: Query) -> tuple[Reason, str] | None:
         """Why the hit's signature (or its lack) refuses it; None to go on.
 
         A valid signature's ``signature`` and ``expires`` are taken out of
@@ -256,8 +242,7 @@ class ConversionPixel:
                 return Reason.INVALID_SIGNATURE, "this pixel has no key to verify signatures"
             refusal = self.signer.verify(advertiser_id, args, self.ledger.clock().timestamp())
             if refusal is None:
-                args.poplist(SIGNATURE_PARAM)
-                args.poplist(EXPIRES_PARAM)
+                del args[SIGNATURE_PARAM], args[EXPIRES_PARAM]
             return refusal
         if self.ledger.catalog.requires_signed_pixels(advertiser_id):
             why = "the legacy pixel cannot be signed" if self.legacy else "this one is not"
@@ -267,7 +252,7 @@ class ConversionPixel:
             )
         return None
 
-    def _parse(self, args: MultiDict[str, str]) -> SaleReport:
+    def _parse(self, args: Query) -> SaleReport:
         if self.legacy:
             return parse_legacy_params(
                 args, default_currency=self.default_currency, limits=self.limits

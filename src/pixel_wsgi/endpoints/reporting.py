@@ -24,14 +24,13 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.datastructures import MultiDict
-
 from ..attribution.cookie import AttributionCookies, AttributionRejected, VisitClaim
 from ..errors import ConfigurationError
 from ..ledger.rules import Ledger, ReportResult
 from ..models import Source
 from ..params.sale import Limits
 from ..params.server_report import parse_server_report
+from ..params.values import Query
 from .edge import is_https
 
 if TYPE_CHECKING:
@@ -107,7 +106,7 @@ class ConversionReporter:
                 "name the advertiser: report(advertiser_id=...) or"
                 " PixelMiddleware(..., advertiser_id=...)"
             )
-        args: MultiDict[str, str] = MultiDict()
+        args: Query = {}
         for key, value in (
             ("reference_id", reference_id),
             ("parent_reference_id", parent_reference_id),
@@ -118,18 +117,18 @@ class ConversionReporter:
             ("reversal_reason", reversal_reason),
         ):
             if value is not None:
-                args.add(key, value)
+                args[key] = [value]
         if sale_amount is not None:
-            args.add("sale_amount", _amount(sale_amount))
+            args["sale_amount"] = [_amount(sale_amount)]
         skus = list(sku_list)
         if skus:
-            args.setlist("sku_list[]", skus)
+            args["sku_list[]"] = skus
         quantities = [str(quantity) for quantity in quantity_list]
         if quantities:
-            args.setlist("quantity_list[]", quantities)
+            args["quantity_list[]"] = quantities
         for fields in (custom_data, personal_data):
             for key, text in (fields or {}).items():
-                args.add(key, text)
+                args.setdefault(key, []).append(text)
         server_report = parse_server_report(
             args, default_currency=self.default_currency, limits=self.limits
         )

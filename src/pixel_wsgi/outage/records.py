@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from werkzeug.datastructures import MultiDict
-
 from ..attribution.cookie import VisitClaim
 from ..endpoints.edge import truncated_ip
 from ..models import Reason, SaleReport, ServerReport, Source
@@ -95,14 +93,14 @@ def decode_source(value: Any, allowed: tuple[Source, ...]) -> Source:
     return source
 
 
-def _report_args(data: dict[str, Any], *, legacy: bool) -> MultiDict[str, str]:
+def _report_args(data: dict[str, Any], *, legacy: bool) -> dict[str, list[str]]:
     """A spooled report as the request fields that make it."""
-    args: MultiDict[str, str] = MultiDict()
+    args: dict[str, list[str]] = {}
 
     def add(key: str, value: Any) -> None:
         text = decode_text(value, key, optional=True)
         if text is not None:
-            args.add(key, text)
+            args.setdefault(key, []).append(text)
 
     names = ("amount", "currency") if legacy else ("sale_amount", "sale_currency")
     add(names[0], data["sale_amount"])
@@ -190,10 +188,10 @@ def validated_server_report(
         ("affiliate_id", data["publisher_id"]),
     ):
         if value is not None:
-            args.add(key, str(decode_id(value, key)))
+            args[key] = [str(decode_id(value, key))]
     reversal = decode_text(data["reversal_reason"], "reversal_reason", optional=True)
     if reversal is not None:
-        args.add("reversal_reason", reversal)
+        args["reversal_reason"] = [reversal]
     parsed = parse_server_report(args, limits=limits)
     _as_spooled(parsed.report, data["report"])
     if encode_server_report(parsed) != data:

@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import cast
 from urllib.parse import quote, unquote
-
-from werkzeug.datastructures import MultiDict
 
 from ..currencies import ISO_4217_CODES
 from ..errors import ConfigurationError, ParamError
 from ..models import Reason, SaleReport
+from .values import CONTROL_RE, Query, one_value, shown_name
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -109,12 +106,6 @@ PERSONAL_FIELDS: frozenset[str] = frozenset(
     }
 )
 
-# Cc is exactly U+0000-U+001F and U+007F-U+009F (C0, DEL, C1). U+2028/U+2029 are not Cc
-# but break lines in logs, CSV exports and JavaScript string literals just the same.
-# Surrogates (U+D800-U+DFFF) are no characters at all: JSON's "\ud800" decodes to one,
-# and no store can encode it as UTF-8 (SQLite and PostgreSQL fail, the report would be
-# spooled for ever). A NUL is refused by PostgreSQL. All are refused at the door.
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _SURROGATE_MIN, _SURROGATE_MAX = "\ud800", "\udfff"
 # [0-9], never \d: \d also matches Arabic-Indic, full-width and other Unicode digits.
 _AMOUNT_RE = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,2}))?")
@@ -142,25 +133,11 @@ _REDACTED = "[redacted]"
 _PERSONAL_FOLDED = frozenset(name.lower() for name in PERSONAL_FIELDS)
 # Kept readable in the log; "&", "=", "%" and "+" stay escaped so the line re-parses.
 _LOG_SAFE = "[]/:,@"
-_SHOWN_KEY_LENGTH = 64
-
-
-def shown_name(key: str) -> str:
-    """``key`` as it may appear in a detail or ``field``: escaped and bounded.
-
-    Control characters and surrogates become backslash escapes, and a long name is cut,
-    so a parameter's name can be logged and stored whatever a client sent.
-    """
-    if _CONTROL_RE.search(key) is not None:
-        key = key.encode("unicode_escape").decode("ascii")
-    if len(key) > _SHOWN_KEY_LENGTH:
-        key = key[:_SHOWN_KEY_LENGTH] + "..."
-    return key
 
 
 def _check_characters(value: str, field: str, what: str | None = None) -> None:
     """Reject text with a control character or a surrogate (``what`` names it: ``field``)."""
-    found = _CONTROL_RE.search(value)
+    found = CONTROL_RE.search(value)
     if found is not None:
         problem = (
             "an unpaired surrogate (not Unicode text)"
@@ -180,27 +157,8 @@ def _check_text(value: str, field: str, max_length: int) -> None:
     _check_characters(value, field)
 
 
-def _lists(args: MultiDict[str, str]) -> Iterable[tuple[str, list[str]]]:
-    """``args.lists()`` without its copy of every list (a third of the cost).
-
-    A MultiDict is a dict of lists underneath (its typing says otherwise), the
-    representation Werkzeug itself relies on; the parsers only read the lists.
-    """
-    return dict.items(cast("dict[str, list[str]]", args))
-
-
-def _single(key: str, values: list[str]) -> str:
-    # Two values, even equal ones, mean the page was built wrong; picking one would
-    # hide that and could pick the wrong one.
-    if len(values) > 1:
-        raise ParamError(
-            Reason.DUPLICATE_PARAMETER, f"{key} may be given only once", field=shown_name(key)
-        )
-    return values[0]
-
-
-def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> MultiDict[str, str]:
-    """Parse a WSGI ``QUERY_STRING`` into a :class:`~werkzeug.datastructures.MultiDict`.
+def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> Query:
+    """Parse a WSGI ``QUERY_STRING`` into a :data:`~pixel_wsgi.params.values.Query`.
 
     ``query_string`` is the environ value, which PEP 3333 gives as the raw bytes decoded as
     latin-1. The bytes must be UTF-8, and so must every percent-encoded sequence. Blank
@@ -212,7 +170,7 @@ def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> MultiDict
         ``parse_qsl`` does, one more than the number of ``&``).
     """
     if not query_string:
-        return MultiDict()
+        return {}
     if len(query_string) > limits.max_query_length:
         raise ParamError(
             Reason.QUERY_TOO_LONG,
@@ -248,11 +206,7 @@ def parse_query(query_string: str, limits: Limits = DEFAULT_LIMITS) -> MultiDict
             lists[name].append(value)
         else:
             lists[name] = [value]
-    # The dict of lists *is* a MultiDict's content (see _lists); filling it directly
-    # skips the per-pair Python loop of MultiDict(pairs).
-    args: MultiDict[str, str] = MultiDict()
-    dict.update(args, lists)
-    return args
+    return lists
 
 
 def _unquote_plus(text: str) -> str:
@@ -316,7 +270,7 @@ def parse_amount(
 def _parse_optional_amount(
     key: str, values: list[str], allow_negative: bool, limits: Limits
 ) -> Decimal | None:
-    text = _single(key, values)
+    text = one_value(key, values)
     # Templates commonly render "sale_amount=" when there was no sale. The conversion
     # itself still happened, so a blank must not turn it into a rejection.
     if text == "":
@@ -325,7 +279,7 @@ def _parse_optional_amount(
 
 
 def _parse_currency(key: str, values: list[str], default: str) -> str:
-    text = _single(key, values)
+    text = one_value(key, values)
     if text == "":
         return default
     code = text.upper()
@@ -337,7 +291,7 @@ def _parse_currency(key: str, values: list[str], default: str) -> str:
 
 
 def _parse_optional_text(key: str, values: list[str], max_length: int) -> str | None:
-    text = _single(key, values)
+    text = one_value(key, values)
     if text == "":
         return None
     _check_text(text, key, max_length)
@@ -385,7 +339,7 @@ def _parse_quantities(key: str, values: list[str], limits: Limits) -> tuple[int,
 
 
 def _add_personal(key: str, values: list[str], personal: dict[str, str], limits: Limits) -> None:
-    text = _single(key, values)
+    text = one_value(key, values)
     if text == "":
         return  # "opt_in_SMS=" and friends: not given
     # Control characters first, so every text field reports them the same way.
@@ -420,7 +374,7 @@ def _add_custom(key: str, values: list[str], custom: dict[str, str], limits: Lim
             raise ParamError(Reason.INVALID_TEXT, "a parameter has a value but no name")
         return
     field = shown_name(key)
-    text = _single(key, values)
+    text = one_value(key, values)
     if len(key) > limits.max_custom_key_length:
         raise ParamError(
             Reason.VALUE_TOO_LONG,
@@ -440,7 +394,7 @@ def _add_custom(key: str, values: list[str], custom: dict[str, str], limits: Lim
 
 
 def parse_sale_params(
-    args: MultiDict[str, str],
+    args: Query,
     *,
     default_currency: str = "USD",
     allow_negative: bool = False,
@@ -483,7 +437,7 @@ def parse_sale_params(
     personal: dict[str, str] = {}
     given: set[str] = set()
 
-    for key, values in _lists(args):
+    for key, values in args.items():
         if not values:
             continue
         if key == "sale_amount":
@@ -570,7 +524,7 @@ def parse_sale_params(
 
 
 def parse_legacy_params(
-    args: MultiDict[str, str],
+    args: Query,
     *,
     default_currency: str = "USD",
     limits: Limits = DEFAULT_LIMITS,
@@ -594,7 +548,7 @@ def parse_legacy_params(
     personal: dict[str, str] = {}
     given: set[str] = set()
 
-    for key, values in _lists(args):
+    for key, values in args.items():
         if not values:
             continue
         if key == "amount":
@@ -626,9 +580,7 @@ def parse_legacy_params(
     )
 
 
-def claimed_reference(
-    args: MultiDict[str, str] | None, limits: Limits = DEFAULT_LIMITS
-) -> str | None:
+def claimed_reference(args: Query | None, limits: Limits = DEFAULT_LIMITS) -> str | None:
     """The conversion a refused report names, for the rejection log, when that name is valid.
 
     ``parent_reference_id`` first, then ``reference_id``: the first given once that
@@ -640,9 +592,8 @@ def claimed_reference(
     """
     if args is None:
         return None
-    lists = dict(_lists(args))
     for name in ("parent_reference_id", "reference_id"):
-        values = lists.get(name)
+        values = args.get(name)
         if values:
             try:
                 text = _parse_reference(name, values, limits)
@@ -691,7 +642,7 @@ def printable_text(text: str, max_length: int) -> str:
     'Bot\ufffd/1.0'
     """
     # Cut first: the substitution then scans a bounded string.
-    return _CONTROL_RE.sub("\ufffd", text[:max_length])
+    return CONTROL_RE.sub("\ufffd", text[:max_length])
 
 
 def is_personal_key(key: str) -> bool:
@@ -701,7 +652,7 @@ def is_personal_key(key: str) -> bool:
     return key in _PERSONAL_FOLDED
 
 
-def redacted_query(args: MultiDict[str, str], limit: int = 2048) -> str:
+def redacted_query(args: Query, limit: int = 2048) -> str:
     """The query as a loggable string, for the rejection log.
 
     Values of personal fields (matched ignoring case and a trailing ``[]``) become
@@ -709,23 +660,24 @@ def redacted_query(args: MultiDict[str, str], limit: int = 2048) -> str:
     and line breaks cannot reach the log. The result is cut to at most ``limit``
     characters.
 
-    >>> redacted_query(MultiDict([("sale_amount", "10"), ("email_address", "a@b.example")]))
+    >>> redacted_query({"sale_amount": ["10"], "email_address": ["a@b.example"]})
     'sale_amount=10&email_address=[redacted]'
     """
     if limit < 0:
         raise ValueError(f"limit must not be negative, got {limit!r}")
     parts: list[str] = []
     size = 0
-    for key, value in args.items(multi=True):
-        # backslashreplace: a surrogate (from JSON) has no UTF-8 to percent-encode.
-        shown = (
-            _REDACTED
-            if is_personal_key(key)
-            else quote(value, safe=_LOG_SAFE, errors="backslashreplace")
-        )
-        part = f"{quote(key, safe=_LOG_SAFE, errors='backslashreplace')}={shown}"
-        parts.append(part)
-        size += len(part) + 1
-        if size > limit:  # enough to fill the limit: skip encoding the rest
-            break
+    for key, values in args.items():
+        personal = is_personal_key(key)
+        name = quote(key, safe=_LOG_SAFE, errors="backslashreplace")
+        for value in values:
+            # backslashreplace: a surrogate (from JSON) has no UTF-8 to percent-encode.
+            shown = (
+                _REDACTED if personal else quote(value, safe=_LOG_SAFE, errors="backslashreplace")
+            )
+            part = f"{name}={shown}"
+            parts.append(part)
+            size += len(part) + 1
+            if size > limit:  # enough to fill the limit: skip encoding the rest
+                return "&".join(parts)[:limit]
     return "&".join(parts)[:limit]

@@ -26,11 +26,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from werkzeug.datastructures import MultiDict
-
 from ..errors import ParamError, PixelError
 from ..models import Reason, ServerReport
 from .sale import DEFAULT_LIMITS, Limits, is_personal_key, parse_sale_params
+from .values import Query, parse_positive_id
 
 __all__ = [
     "FieldError",
@@ -43,7 +42,6 @@ _CAMPAIGN_KEYS = ("advertiser_campaign_id", "campaign_id")
 _PUBLISHER_KEYS = ("affiliate_id", "affiliate_id_from_network", "publisher_id")
 _LIST_KEYS = {"sku_list": "sku_list[]", "sku_list[]": "sku_list[]"}
 _LIST_KEYS.update({"quantity_list": "quantity_list[]", "quantity_list[]": "quantity_list[]"})
-_MAX_ID_DIGITS = 18
 _NAMED_FIELDS = frozenset(
     {
         *_CAMPAIGN_KEYS,
@@ -95,13 +93,10 @@ class ReportInvalid(PixelError, ValueError):
         return self.errors[0].reason
 
 
-def _single_id(
-    args: MultiDict[str, str], keys: tuple[str, ...], errors: list[FieldError]
-) -> int | None:
-    present = [key for key in keys if args.getlist(key)]
-    if not present:
+def _single_id(args: Query, keys: tuple[str, ...], errors: list[FieldError]) -> int | None:
+    values = [value for key in keys for value in args.get(key, ())]
+    if not values:
         return None
-    values = [value for key in present for value in args.getlist(key)]
     if len(set(values)) > 1:
         errors.append(
             FieldError(keys[0], Reason.DUPLICATE_PARAMETER, f"{keys[0]} may be given only once")
@@ -110,18 +105,17 @@ def _single_id(
     text = values[0]
     if not text:
         return None
-    if len(text) <= _MAX_ID_DIGITS and text.isascii() and text.isdigit() and int(text) > 0:
-        return int(text)
+    number = parse_positive_id(text)
+    if number is not None:
+        return number
     errors.append(
         FieldError(keys[0], Reason.INVALID_FIELD, f"{keys[0]} must be a positive integer")
     )
     return None
 
 
-def _reversal_reason(
-    args: MultiDict[str, str], limits: Limits, errors: list[FieldError]
-) -> str | None:
-    values = args.getlist("reversal_reason")
+def _reversal_reason(args: Query, limits: Limits, errors: list[FieldError]) -> str | None:
+    values = args.get("reversal_reason")
     if not values:
         return None
     if len(values) > 1:
@@ -135,7 +129,7 @@ def _reversal_reason(
         return None
     # The same text rules as reason_code: checked by the sale parser under that name.
     try:
-        parse_sale_params(MultiDict([("reason_code", values[0])]), limits=limits)
+        parse_sale_params({"reason_code": values[:1]}, limits=limits)
     except ParamError as exc:
         errors.append(
             FieldError(
@@ -160,14 +154,14 @@ def _partners(key: str) -> tuple[str, ...]:
 
 
 def parse_server_report(
-    args: MultiDict[str, str],
+    args: Query,
     *,
     default_currency: str = "USD",
     limits: Limits = DEFAULT_LIMITS,
 ) -> ServerReport:
     """Validate a server-side report.
 
-    >>> report = parse_server_report(MultiDict({"reference_id": "A1", "sale_amount": "-5"}))
+    >>> report = parse_server_report({"reference_id": ["A1"], "sale_amount": ["-5"]})
     >>> report.report.sale_amount
     Decimal('-5.00')
 
@@ -177,15 +171,13 @@ def parse_server_report(
     campaign_id = _single_id(args, _CAMPAIGN_KEYS, errors)
     publisher_id = _single_id(args, _PUBLISHER_KEYS, errors)
     reversal_reason = _reversal_reason(args, limits, errors)
-    flags = args.getlist("web_conversion")
+    flags = args.get("web_conversion")
     if flags and flags != ["1"]:
         errors.append(
             FieldError("web_conversion", Reason.INVALID_FIELD, "web_conversion must be 1")
         )
     extra = {*_CAMPAIGN_KEYS, *_PUBLISHER_KEYS, "reversal_reason", "web_conversion"}
-    sale_args: MultiDict[str, str] = MultiDict(
-        [(key, value) for key, value in args.items(multi=True) if key not in extra]
-    )
+    sale_args = {key: values for key, values in args.items() if key not in extra}
     try:
         report = parse_sale_params(
             sale_args, default_currency=default_currency, allow_negative=True, limits=limits
@@ -201,7 +193,7 @@ def parse_server_report(
             seen.update(group)
             try:
                 parse_sale_params(
-                    MultiDict([(k, v) for k in group for v in sale_args.getlist(k)]),
+                    {k: sale_args[k] for k in group},
                     default_currency=default_currency,
                     allow_negative=True,
                     limits=limits,
@@ -259,7 +251,7 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
-def args_from_json(document: Mapping[str, Any]) -> MultiDict[str, str]:
+def args_from_json(document: Mapping[str, Any]) -> Query:
     """The fields of one JSON report object as the form fields the parser takes.
 
     Strings stay strings and numbers stay their source text (parse the body with
@@ -269,7 +261,7 @@ def args_from_json(document: Mapping[str, Any]) -> MultiDict[str, str]:
 
     :raises ReportInvalid: for values of the wrong JSON type.
     """
-    pairs: list[tuple[str, str]] = []
+    args: Query = {}
     errors: list[FieldError] = []
     for key, value in document.items():
         if value is None:
@@ -277,7 +269,8 @@ def args_from_json(document: Mapping[str, Any]) -> MultiDict[str, str]:
         try:
             if key in _LIST_KEYS:
                 items: Iterable[Any] = value if isinstance(value, list) else [value]
-                pairs.extend((_LIST_KEYS[key], _scalar(key, item)) for item in items)
+                texts = [_scalar(key, item) for item in items]
+                args.setdefault(_LIST_KEYS[key], []).extend(texts)
             elif key == "custom_data" and isinstance(value, dict):
                 for name, item in value.items():
                     if name in _NAMED_FIELDS or is_personal_key(name):
@@ -289,11 +282,11 @@ def args_from_json(document: Mapping[str, Any]) -> MultiDict[str, str]:
                             ]
                         )
                     if item is not None:
-                        pairs.append((name, _scalar(name, item)))
+                        args.setdefault(name, []).append(_scalar(name, item))
             else:
-                pairs.append((key, _scalar(key, value)))
+                args.setdefault(key, []).append(_scalar(key, value))
         except ReportInvalid as exc:
             errors.extend(exc.errors)
     if errors:
         raise ReportInvalid(errors)
-    return MultiDict(pairs)
+    return args

@@ -15,8 +15,6 @@ visitor opens can use the APIs with anything the browser holds.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import secrets
@@ -24,8 +22,11 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING, NamedTuple
 
+from werkzeug.datastructures import Authorization
+
 from ...errors import StorageError
 from ...models import ApiCredential
+from ...params.values import parse_positive_id
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -109,17 +110,15 @@ class Authenticator:
         header: str = environ.get("HTTP_AUTHORIZATION", "")
         if not header:
             return AuthFailure(401, "unauthorized", "credentials are required")
-        scheme, _, value = header[:_MAX_HEADER].partition(" ")
-        scheme = scheme.lower()
+        authorization = Authorization.from_header(header[:_MAX_HEADER])
         user: str | None = None
-        if scheme == "bearer":
-            secret = value.strip()
-        elif scheme == "basic":
-            try:
-                decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
-                return AuthFailure(401, "unauthorized", "malformed Basic credentials")
-            user, _, secret = decoded.partition(":")
+        if authorization is None:
+            # Werkzeug gives None for a header only when its Basic value does not decode.
+            return AuthFailure(401, "unauthorized", "malformed Basic credentials")
+        if authorization.type == "bearer":
+            secret = authorization.token or ""
+        elif authorization.type == "basic":
+            user, secret = authorization.username or "", authorization.password or ""
         else:
             return AuthFailure(401, "unauthorized", "use Basic or Bearer credentials")
         credential = self._credential(secret)
@@ -153,9 +152,10 @@ class Authenticator:
         if not secret.startswith(_PREFIX):
             return None
         id_text, _, token = secret[len(_PREFIX) :].partition("_")
-        if not (0 < len(id_text) <= 18 and id_text.isascii() and id_text.isdigit()):
+        credential_id = parse_positive_id(id_text)
+        if credential_id is None:
             return None
-        credential = self._read_credential(int(id_text))
+        credential = self._read_credential(credential_id)
         if credential is None or not credential.active:
             return None
         if not hmac.compare_digest(credential.secret_hash, hash_token(token)):

@@ -25,8 +25,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from werkzeug.datastructures import MultiDict
-
 from ...columns import GUARDED_COLUMNS, STATE_COLUMNS, csv_cells, formula_unsafe
 from ...errors import ParamError
 from ...ledger.rules import Ledger, ReportRefused, ReportStatus
@@ -42,6 +40,7 @@ from ...params.sale import (
     shown_name,
 )
 from ...params.server_report import FieldError, ReportInvalid, parse_server_report
+from ...params.values import Query, parse_positive_id
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -262,10 +261,10 @@ def _list_cell(column: str, text: str) -> list[str]:
 
 def _report_args(
     cells: dict[str, str],
-) -> tuple[MultiDict[str, str], int | None, dict[str, str]]:
+) -> tuple[Query, int | None, dict[str, str]]:
     """The row as report fields, the ``transaction_id`` it names (export files) and its
     ``custom_data`` cell, kept apart (see :func:`_with_custom_data`)."""
-    args: MultiDict[str, str] = MultiDict()
+    args: Query = {}
     transaction_id: int | None = None
     custom_data: dict[str, str] = {}
     for column, text in cells.items():
@@ -274,7 +273,8 @@ def _report_args(
         if column in GUARDED_COLUMNS:
             text = formula_unsafe(text)  # an exported "'=x" is the value "=x"
         if column == "transaction_id":
-            if not (text.isascii() and text.isdigit() and 0 < len(text) <= 18):
+            transaction_id = parse_positive_id(text)
+            if transaction_id is None:
                 raise ReportInvalid(
                     [
                         FieldError(
@@ -284,9 +284,8 @@ def _report_args(
                         )
                     ]
                 )
-            transaction_id = int(text)
         elif column in _LIST_COLUMNS:
-            args.setlist(column.removesuffix("[]") + "[]", _list_cell(column, text))
+            args[column.removesuffix("[]") + "[]"] = _list_cell(column, text)
         elif column == "custom_data":
             try:
                 custom = _loads(text)
@@ -298,7 +297,7 @@ def _report_args(
                 )
             custom_data = custom
         else:
-            args.add(column, text)
+            args.setdefault(column, []).append(text)
     return args, transaction_id, custom_data
 
 
@@ -313,7 +312,9 @@ def _with_custom_data(
     data, not credit publisher 7 or void the conversion.
     """
     try:
-        parsed = parse_sale_params(MultiDict(list(custom_data.items())), limits=limits)
+        parsed = parse_sale_params(
+            {key: [value] for key, value in custom_data.items()}, limits=limits
+        )
     except ParamError as exc:
         raise ReportInvalid([FieldError("custom_data", exc.reason, exc.detail)]) from exc
     for key in custom_data:
@@ -351,12 +352,12 @@ def _with_custom_data(
 
 def _claimed_reference(cells: dict[str, str], limits: Limits) -> str | None:
     """The conversion a refused row names, for the rejection log, when that name is valid."""
-    named = [
-        (column, formula_unsafe(cells[column]))
+    named = {
+        column: [formula_unsafe(cells[column])]
         for column in ("parent_reference_id", "reference_id")
         if cells.get(column)
-    ]
-    return claimed_reference(MultiDict(named), limits)
+    }
+    return claimed_reference(named, limits)
 
 
 def _same_values(stored: Transaction, cells: dict[str, str]) -> bool:

@@ -21,11 +21,11 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import ClientDisconnected
-from werkzeug.wsgi import LimitedStream
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.wsgi import get_content_length, get_input_stream
 
 from ...clock import iso_utc
 from ...errors import ParamError, StorageError
@@ -47,6 +47,7 @@ from ...params.server_report import (
     loads_exact,
     parse_server_report,
 )
+from ...params.values import Query
 from ..responses import json_response
 from .bulk import decoded_lines, import_csv
 
@@ -101,6 +102,9 @@ def status_line(status: int) -> str:
     return _STATUS_LINES[status]
 
 
+_INCOMPLETE = ("incomplete_body", "the body ended before its Content-Length")
+
+
 class _BadRequest(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -109,29 +113,36 @@ class _BadRequest(Exception):
 
 
 def _content_type(environ: WSGIEnvironment) -> str:
-    return str(environ.get("CONTENT_TYPE", "")).split(";", 1)[0].strip().lower()
+    """The media type of the body, lower case, without its parameters."""
+    return parse_options_header(environ.get("CONTENT_TYPE"))[0].lower()
 
 
-def _content_length(environ: WSGIEnvironment) -> int:
-    text = environ.get("CONTENT_LENGTH") or ""
-    if not text:
+def _input(environ: WSGIEnvironment, max_length: int | None = None) -> IO[bytes]:
+    """The body as a stream that ends at its ``Content-Length``.
+
+    :raises _BadRequest: ``411`` without a ``Content-Length``, ``400`` when it is not
+        a number, ``413`` over ``max_length`` bytes.
+    """
+    if not environ.get("CONTENT_LENGTH"):
         raise _BadRequest(411, "length_required", "send the body with a Content-Length")
-    if not (text.isascii() and text.isdigit()):
+    if get_content_length(environ) is None:
         raise _BadRequest(400, "invalid_request", "Content-Length is not a number")
-    return int(text)
-
-
-def _read_body(environ: WSGIEnvironment) -> bytes:
-    length = _content_length(environ)
-    if length > MAX_BODY_BYTES:
+    try:
+        return get_input_stream(environ, max_content_length=max_length)
+    except RequestEntityTooLarge:
         raise _BadRequest(
             413,
             "body_too_large",
             f"the body may be at most {MAX_BODY_BYTES} bytes; send large files as CSV"
             " to conversions.csv",
-        )
-    body: bytes = environ["wsgi.input"].read(length)
-    return body
+        ) from None
+
+
+def _read_body(environ: WSGIEnvironment) -> bytes:
+    try:
+        return _input(environ, MAX_BODY_BYTES).read()
+    except ClientDisconnected:
+        raise _BadRequest(400, *_INCOMPLETE) from None
 
 
 # What no store can hold: a NUL (PostgreSQL refuses it in text) and a surrogate, which
@@ -389,10 +400,10 @@ class ConversionsEndpoint:
             _refuse_unstorable(document)
             args = args_from_json(document)
         except ReportInvalid as exc:
-            return self._invalid(advertiser_id, exc, MultiDict())
+            return self._invalid(advertiser_id, exc, {})
         return self._one(advertiser_id, args)
 
-    def _one(self, advertiser_id: int, args: MultiDict[str, str]) -> tuple[int, Any]:
+    def _one(self, advertiser_id: int, args: Query) -> tuple[int, Any]:
         try:
             server_report = parse_server_report(
                 args, default_currency=self.default_currency, limits=self.limits
@@ -419,9 +430,7 @@ class ConversionsEndpoint:
             "transaction": result.transaction.as_dict(),
         }
 
-    def _invalid(
-        self, advertiser_id: int, exc: ReportInvalid, args: MultiDict[str, str]
-    ) -> tuple[int, Any]:
+    def _invalid(self, advertiser_id: int, exc: ReportInvalid, args: Query) -> tuple[int, Any]:
         self._log_invalid(
             advertiser_id,
             exc.reason,
@@ -463,10 +472,9 @@ class ConversionsEndpoint:
         try:
             if _content_type(environ) not in ("text/csv", "application/csv"):
                 raise _BadRequest(415, "unsupported_media_type", "send the file as text/csv")
-            length = _content_length(environ)
+            stream = _input(environ)
         except _BadRequest as exc:
             return json_response(start_response, status_line(exc.status), exc.body)
-        stream = LimitedStream(environ["wsgi.input"], length)
         try:
             summary = import_csv(
                 self.ledger,
@@ -488,9 +496,8 @@ class ConversionsEndpoint:
                 start_response,
                 status_line(400),
                 error_body(
-                    "incomplete_body",
-                    "the body ended before its Content-Length; rows before the end were"
-                    " applied: upload the file again",
+                    _INCOMPLETE[0],
+                    f"{_INCOMPLETE[1]}; rows before the end were applied: upload the file again",
                 ),
             )
         except UnicodeDecodeError:

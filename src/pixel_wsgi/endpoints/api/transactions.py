@@ -24,20 +24,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from werkzeug.datastructures import MultiDict
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
 
 from ...clock import iso_utc
 from ...columns import csv_cells, select_columns
 from ...errors import ParamError
-from ...models import Transaction, TransactionType
+from ...models import Reason, Transaction, TransactionType
 from ...params.sale import claimed_reference, parse_query
+from ...params.values import Query, parse_day, parse_whole_number, single
 from ..responses import json_response
 from .conversions import error_body, status_line
 
@@ -64,48 +65,33 @@ _PARAMETERS = frozenset(
         "exclude_columns",
     }
 )
-_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
+# The server's offers, preferred first: JSON wins a tie (and "*/*").
+_OFFERS = {"application/json": "json", "text/csv": "csv"}
 
 
-class _Invalid(Exception):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+def _invalid(field: str, message: str) -> ParamError:
+    """A parameter this endpoint refuses: a ``400`` ``invalid_parameter`` naming it."""
+    return ParamError(Reason.INVALID_FIELD, message, field=field)
 
 
-def _single(args: dict[str, list[str]], name: str) -> str | None:
-    values = args.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise _Invalid(name, f"{name} may be given only once")
-    return values[0]
-
-
-def _number(args: dict[str, list[str]], name: str, *, low: int, high: int) -> int | None:
-    text = _single(args, name)
+def _number(args: Query, name: str, *, low: int, high: int) -> int | None:
+    text = single(args, name)
     if text is None:
         return None
-    if not (text.isascii() and text.isdigit() and len(text) <= 18) or not low <= int(text) <= high:
-        raise _Invalid(name, f"{name} must be a whole number from {low} to {high}")
-    return int(text)
+    number = parse_whole_number(text)
+    if number is None or not low <= number <= high:
+        raise _invalid(name, f"{name} must be a whole number from {low} to {high}")
+    return number
 
 
-def _day(args: dict[str, list[str]], name: str) -> date | None:
-    text = _single(args, name)
-    if text is None:
-        return None
-    try:
-        if not _DATE_RE.fullmatch(text):
-            raise ValueError(text)
-        return date.fromisoformat(text)
-    except ValueError:
-        raise _Invalid(name, f"{name} must be a date like 2026-11-25") from None
+def _day(args: Query, name: str) -> date | None:
+    text = single(args, name)
+    return None if text is None else parse_day(text, name)
 
 
-def _zone(args: dict[str, list[str]]) -> timezone | ZoneInfo:
-    name = _single(args, "timezone")
+def _zone(args: Query) -> timezone | ZoneInfo:
+    name = single(args, "timezone")
     if name is None or name == "UTC":
         return timezone.utc
     try:
@@ -113,7 +99,7 @@ def _zone(args: dict[str, list[str]]) -> timezone | ZoneInfo:
     except (ZoneInfoNotFoundError, ValueError, OSError):
         # OSError: a name that is a directory of the database ("America") or too long
         # for a file name reaches the file system before it is found wanting.
-        raise _Invalid("timezone", "timezone must be an IANA name like Europe/Paris") from None
+        raise _invalid("timezone", "timezone must be an IANA name like Europe/Paris") from None
 
 
 def _start_of(day: date, zone: timezone | ZoneInfo) -> str | None:
@@ -134,24 +120,24 @@ def _end_of(day: date, zone: timezone | ZoneInfo) -> str | None:
     return _start_of(following, zone)
 
 
-def _reference(args: dict[str, list[str]]) -> str | None:
+def _reference(args: Query) -> str | None:
     """The ``reference_id`` filter, when it could name a conversion at all.
 
     A NUL, a control character or a surrogate is refused here: PostgreSQL would fail
     on the query (a 503 for a bad request).
     """
-    text = _single(args, "reference_id")
-    if text is not None and claimed_reference(MultiDict([("reference_id", text)])) != text:
-        raise _Invalid("reference_id", "reference_id is not a valid reference id")
+    text = single(args, "reference_id")
+    if text is not None and claimed_reference({"reference_id": [text]}) != text:
+        raise _invalid("reference_id", "reference_id is not a valid reference id")
     return text
 
 
-def _names(args: dict[str, list[str]], name: str) -> list[str]:
-    text = _single(args, name)
+def _names(args: Query, name: str) -> list[str]:
+    text = single(args, name)
     return [part.strip() for part in text.split(",") if part.strip()] if text else []
 
 
-def _columns(args: dict[str, list[str]]) -> tuple[str, ...]:
+def _columns(args: Query) -> tuple[str, ...]:
     include = _names(args, "include_columns")
     exclude = _names(args, "exclude_columns")
     # Checked one at a time, so the error names the parameter at fault.
@@ -159,10 +145,10 @@ def _columns(args: dict[str, list[str]]) -> tuple[str, ...]:
         try:
             select_columns(names)
         except ValueError as exc:
-            raise _Invalid(field, str(exc)) from None
+            raise _invalid(field, str(exc)) from None
     columns = select_columns(include, exclude)
     if not columns:
-        raise _Invalid("exclude_columns", "include_columns and exclude_columns leave no column")
+        raise _invalid("exclude_columns", "include_columns and exclude_columns leave no column")
     return columns
 
 
@@ -182,20 +168,20 @@ class TransactionsEndpoint:
         head = environ["REQUEST_METHOD"] == "HEAD"
         form = extension or _negotiate(environ.get("HTTP_ACCEPT", ""))
         try:
-            args = dict(parse_query(environ.get("QUERY_STRING", "")).lists())
+            args = parse_query(environ.get("QUERY_STRING", ""))
             unknown = sorted(set(args) - _PARAMETERS)
             if unknown:
-                raise _Invalid(unknown[0], f"unknown parameter {unknown[0]!r}")
+                raise _invalid(unknown[0], f"unknown parameter {unknown[0]!r}")
             zone = _zone(args)
             first, last = _day(args, "from"), _day(args, "to")
             if first is not None and last is not None and last < first:
-                raise _Invalid("to", "to is before from")
-            type_text = _single(args, "transaction_type")
+                raise _invalid("to", "to is before from")
+            type_text = single(args, "transaction_type")
             try:
                 kind = None if type_text is None else TransactionType(type_text)
             except ValueError:
                 names = ", ".join(t.value for t in TransactionType)
-                raise _Invalid("transaction_type", f"transaction_type is one of {names}") from None
+                raise _invalid("transaction_type", f"transaction_type is one of {names}") from None
             columns = _columns(args)
             limit = _number(args, "limit", low=1, high=MAX_LIMIT) or DEFAULT_LIMIT
             after = _number(args, "start_after_transaction_id", low=0, high=2**63 - 1)
@@ -211,20 +197,15 @@ class TransactionsEndpoint:
                     created_before=None if last is None else _end_of(last, zone),
                 )
             )
-        except _Invalid as exc:
-            return json_response(
-                start_response,
-                status_line(400),
-                error_body("invalid_parameter", str(exc), field=exc.field),
-                head=head,
-            )
         except ParamError as exc:
-            return json_response(
-                start_response,
-                status_line(400),
-                error_body(exc.reason.value, exc.detail),
-                head=head,
+            # A named parameter is refused as such; a query that does not parse at all
+            # (too long, not UTF-8) keeps its own reason.
+            refusal = (
+                error_body(exc.reason.value, exc.detail)
+                if exc.field is None
+                else error_body("invalid_parameter", exc.detail, field=exc.field)
             )
+            return json_response(start_response, status_line(400), refusal, head=head)
         headers = [("Content-Type", _FORMATS[form]), ("Cache-Control", "no-store, private")]
         if len(rows) == limit:
             # The next page: the same query after this page's last id.
@@ -241,8 +222,14 @@ class TransactionsEndpoint:
 
 
 def _negotiate(accept: str) -> str:
-    """``csv`` when the client prefers ``text/csv``, else ``json``."""
-    return "csv" if "text/csv" in accept and "application/json" not in accept else "json"
+    """``csv`` when the client prefers ``text/csv`` (q-values count), else ``json``.
+
+    JSON wins a tie, ``*/*`` and a missing header. A client that accepts neither
+    (``Accept: text/html``) still gets JSON rather than a ``406``: the ``.json`` and
+    ``.csv`` URLs name the format outright.
+    """
+    best = parse_accept_header(accept, MIMEAccept).best_match(_OFFERS, "application/json")
+    return _OFFERS[best]
 
 
 def _json(rows: Sequence[Transaction], columns: Sequence[str]) -> Iterator[bytes]:
