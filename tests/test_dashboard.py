@@ -21,13 +21,16 @@ from pixel_wsgi import (
     ConfigurationError,
     PayoutKind,
     PayoutRule,
+    PixelError,
     PixelMiddleware,
     Reason,
     SQLiteStorage,
     StorageError,
 )
 from pixel_wsgi.dashboard import REALM, Dashboard, basic_auth
+from pixel_wsgi.dashboard.reports import describe_payout
 from pixel_wsgi.dashboard.views import REASON_MEANINGS
+from pixel_wsgi.errors import BadRequest, NotFound
 
 from .conftest import SECRET, FakeClock, World, basic_authorization, host_app
 
@@ -897,3 +900,41 @@ def test_a_contested_conversion_says_so_until_the_server_decides(shop: Shop, wor
     assert "contested, as reported" in chain.text
     rejections = shop.dash.get(f"{shop.advertiser}/rejections")
     assert "contested_claim" in rejections.text
+
+
+@pytest.mark.parametrize(
+    ("rule", "field_names", "text"),
+    [
+        pytest.param(
+            PayoutRule(PayoutKind.PERCENT, Decimal("10")), False, "10% of the sale", id="percent"
+        ),
+        pytest.param(
+            PayoutRule(PayoutKind.PERCENT, Decimal("12.5"), reason_codes=("sale",)),
+            True,
+            "12.5% of sale_amount (only for reason_code sale)",
+            id="percent-cli",
+        ),
+        pytest.param(
+            PayoutRule(PayoutKind.FIXED, Decimal("4.50"), "USD", ("renewal", "confirmed_order")),
+            False,
+            "4.50 USD per conversion (renewal, confirmed_order only)",
+            id="fixed-codes",
+        ),
+        pytest.param(
+            PayoutRule(PayoutKind.FIXED, Decimal("2.50"), "USD"),
+            True,
+            "2.50 USD per conversion",
+            id="fixed-cli",
+        ),
+    ],
+)
+def test_describe_payout_in_words(rule: PayoutRule, field_names: bool, text: str) -> None:
+    assert describe_payout(rule, field_names=field_names) == text
+
+
+@pytest.mark.parametrize(
+    "error", [pytest.param(BadRequest, id="bad-request"), pytest.param(NotFound, id="not-found")]
+)
+def test_the_dashboards_errors_are_pixel_errors(error: type[Exception]) -> None:
+    assert issubclass(error, PixelError)
+    assert error.__module__ == "pixel_wsgi.errors"

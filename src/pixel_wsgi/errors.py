@@ -55,3 +55,18 @@ class NotFoundError(StorageError, LookupError):
 
 class MissingDependencyError(ConfigurationError, ImportError):
     """An optional driver is not installed; the message names the extra."""
+
+
+# -- dashboard
+
+
+class DashboardError(PixelError):
+    """A dashboard request that gets an error page; the message is shown to the user."""
+
+
+class BadRequest(DashboardError, ValueError):
+    """A query parameter the dashboard cannot use (a ``400`` page)."""
+
+
+class NotFound(DashboardError, LookupError):
+    """No such page, advertiser or conversion (a ``404`` page)."""

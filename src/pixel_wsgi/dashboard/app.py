@@ -14,10 +14,10 @@ from werkzeug.datastructures import Authorization
 from werkzeug.wrappers import Request
 
 from ..clock import Clock, utc_now
-from ..errors import ConfigurationError, StorageError
+from ..errors import BadRequest, ConfigurationError, NotFound, StorageError
 from ..storage import Storage, storage_from_url
 from . import export, pages, views
-from .query import BadRequest, NotFound, parse_range
+from .query import parse_range
 from .svg import daily_chart
 from .views import Scope
 
@@ -220,7 +220,7 @@ class Dashboard:
         advertiser = self.storage.advertiser(int(advertiser_id))
         if advertiser is None:
             raise NotFound(f"there is no advertiser {advertiser_id}")
-        args = request.args
+        args = request.args.to_dict(flat=False)
         scope = Scope(advertiser, parse_range(args, page.today))
         storage = self.storage
         if transaction_id is not None:

@@ -6,9 +6,10 @@ import re
 from datetime import date, timedelta
 from typing import Any
 
-from werkzeug.datastructures import MultiDict
-
 from ..currencies import ISO_4217_CODES
+from ..errors import BadRequest, ParamError
+from ..params import values
+from ..params.values import Query
 from .reports import DateRange
 from .tables import ASC, DESC, Table, TableQuery
 
@@ -16,8 +17,6 @@ __all__ = [
     "DEFAULT_DAYS",
     "MAX_DAYS",
     "MAX_FILTER_LENGTH",
-    "BadRequest",
-    "NotFound",
     "currency_of_sort",
     "optional_id",
     "parse_range",
@@ -32,41 +31,30 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 731
 MAX_FILTER_LENGTH = 200
 
-_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_ID_RE = re.compile(r"[1-9][0-9]{0,17}")
 _REASON_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _MONEY_SORT_RE = re.compile(r"(?:sales|payouts)_([A-Z]{3})")
 
 
-class BadRequest(Exception):
-    """A query parameter the dashboard cannot use; the message is shown to the user."""
-
-
-class NotFound(Exception):
-    """No such page, advertiser or conversion; the message is shown to the user."""
-
-
-def single(args: MultiDict[str, str], name: str) -> str | None:
+def single(args: Query, name: str) -> str | None:
     """The one value of a parameter; an empty value counts as not given."""
-    values = args.getlist(name)
-    if len(values) > 1:
-        raise BadRequest(f"{name} is given more than once")
-    return values[0] if values and values[0] != "" else None
+    try:
+        text = values.single(args, name)
+    except ParamError:
+        raise BadRequest(f"{name} is given more than once") from None
+    return text or None
 
 
-def _parse_date(args: MultiDict[str, str], name: str) -> date | None:
+def _parse_date(args: Query, name: str) -> date | None:
     text = single(args, name)
     if text is None:
         return None
-    if _DATE_RE.fullmatch(text) is None:
-        raise BadRequest(f"{name} must be a date like 2026-11-25 (YYYY-MM-DD), got {text!r}")
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise BadRequest(f"{name} is not a real date: {text!r}") from None
+        return values.parse_day(text, name)
+    except ParamError as exc:
+        raise BadRequest(f"{exc.detail}, got {text!r}") from None
 
 
-def parse_range(args: MultiDict[str, str], today: date) -> DateRange:
+def parse_range(args: Query, today: date) -> DateRange:
     """``from`` and ``to`` (UTC days, both included); by default the last 30 days."""
     start = _parse_date(args, "from")
     end = _parse_date(args, "to")
@@ -82,7 +70,7 @@ def parse_range(args: MultiDict[str, str], today: date) -> DateRange:
     return days
 
 
-def currency_of_sort(args: MultiDict[str, str]) -> str | None:
+def currency_of_sort(args: Query) -> str | None:
     """The currency a ``sort=sales_EUR`` asks for, so that its column exists."""
     match = _MONEY_SORT_RE.fullmatch(single(args, "sort") or "")
     if match is None or match.group(1) not in ISO_4217_CODES:
@@ -90,7 +78,7 @@ def currency_of_sort(args: MultiDict[str, str]) -> str | None:
     return match.group(1)
 
 
-def parse_table_query(args: MultiDict[str, str], table: Table[Any]) -> TableQuery:
+def parse_table_query(args: Query, table: Table[Any]) -> TableQuery:
     """``sort`` (a column of ``table``), ``dir`` (``asc``/``desc``) and ``q``."""
     sort = single(args, "sort")
     if sort is not None and table.column(sort) is None:
@@ -107,16 +95,17 @@ def parse_table_query(args: MultiDict[str, str], table: Table[Any]) -> TableQuer
     return TableQuery(sort, direction == DESC, q)
 
 
-def optional_id(args: MultiDict[str, str], name: str) -> int | None:
+def optional_id(args: Query, name: str) -> int | None:
     text = single(args, name)
     if text is None:
         return None
-    if _ID_RE.fullmatch(text) is None:
+    number = values.parse_positive_id(text)
+    if number is None:
         raise BadRequest(f"{name} must be an id (a whole number from 1), got {text!r}")
-    return int(text)
+    return number
 
 
-def reason_filter(args: MultiDict[str, str]) -> str | None:
+def reason_filter(args: Query) -> str | None:
     text = single(args, "reason")
     if text is None:
         return None

@@ -222,14 +222,18 @@ def totals(conversions: Iterable[Conversion]) -> Tally:
     return tally
 
 
-def describe_payout(rule: PayoutRule) -> str:
-    """``10% of the sale``, ``4.50 USD per conversion (renewal only)``."""
+def describe_payout(rule: PayoutRule, *, field_names: bool = False) -> str:
+    """A payout rule in words: ``10% of the sale``, ``4.50 USD per conversion (renewal
+    only)``; with ``field_names``, as the CLI says it, naming the report's fields:
+    ``10% of sale_amount``, ``4.50 USD per conversion (only for reason_code renewal)``.
+    """
     if rule.kind is PayoutKind.PERCENT:
-        text = f"{rule.value:f}% of the sale"
+        text = f"{rule.value:f}% of {'sale_amount' if field_names else 'the sale'}"
     else:
         text = f"{format_money(rule.value)} {rule.currency} per conversion"
     if rule.reason_codes:
-        text += f" ({', '.join(rule.reason_codes)} only)"
+        codes = ", ".join(rule.reason_codes)
+        text += f" (only for reason_code {codes})" if field_names else f" ({codes} only)"
     return text
 
 

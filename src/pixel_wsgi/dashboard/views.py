@@ -14,12 +14,11 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
-from werkzeug.datastructures import MultiDict
-
+from ..errors import NotFound
 from ..models import Advertiser, Rejection, Transaction
+from ..params.values import Query
 from ..storage import Storage
 from .query import (
-    NotFound,
     currency_of_sort,
     optional_id,
     parse_table_query,
@@ -157,7 +156,7 @@ def _view(
     path: str,
     table: Table[R],
     rows: Sequence[R],
-    args: MultiDict[str, str],
+    args: Query,
     *,
     keep: Sequence[tuple[str, str]] = (),
     filters: Sequence[str] = (),
@@ -319,18 +318,14 @@ def overview(storage: Storage, scope: Scope) -> Overview:
     )
 
 
-def campaigns_view(
-    storage: Storage, scope: Scope, args: MultiDict[str, str]
-) -> TableView[GroupRow]:
+def campaigns_view(storage: Storage, scope: Scope, args: Query) -> TableView[GroupRow]:
     conversions = _load_conversions(storage, scope)
     rows = by_campaign(conversions, storage.campaigns(advertiser_id=scope.advertiser.id))
     table = campaign_table(scope, rows, currency_of_sort(args))
     return _view("Conversions by campaign", scope.path("/campaigns"), table, rows, args)
 
 
-def publishers_view(
-    storage: Storage, scope: Scope, args: MultiDict[str, str]
-) -> TableView[GroupRow]:
+def publishers_view(storage: Storage, scope: Scope, args: Query) -> TableView[GroupRow]:
     conversions = _load_conversions(storage, scope)
     rows = by_publisher(conversions, {p.id: p for p in storage.publishers()})
     table = publisher_table(scope, rows, currency_of_sort(args))
@@ -338,7 +333,7 @@ def publishers_view(
 
 
 def days_view(
-    storage: Storage, scope: Scope, args: MultiDict[str, str]
+    storage: Storage, scope: Scope, args: Query
 ) -> tuple[TableView[DayRow], list[DayRow]]:
     """The table of days, and every day of the range in order (for the chart)."""
     rows = by_day(_load_conversions(storage, scope), scope.days)
@@ -505,9 +500,7 @@ def conversion_table(
     )
 
 
-def conversions_view(
-    storage: Storage, scope: Scope, args: MultiDict[str, str]
-) -> TableView[Conversion]:
+def conversions_view(storage: Storage, scope: Scope, args: Query) -> TableView[Conversion]:
     campaign_id = optional_id(args, "campaign")
     publisher_id = optional_id(args, "publisher")
     conversions = _load_conversions(storage, scope)
@@ -597,9 +590,7 @@ def chain_table() -> Table[ChainStep]:
     )
 
 
-def chain_view(
-    storage: Storage, scope: Scope, transaction_id: int, args: MultiDict[str, str]
-) -> Chain:
+def chain_view(storage: Storage, scope: Scope, transaction_id: int, args: Query) -> Chain:
     """The chain of the conversion that ``transaction_id`` (any of its rows) belongs to."""
     advertiser_id = scope.advertiser.id
     found = next(
@@ -702,7 +693,7 @@ class Rejections:
     log: TableView[Rejection]
 
 
-def rejections_view(storage: Storage, scope: Scope, args: MultiDict[str, str]) -> Rejections:
+def rejections_view(storage: Storage, scope: Scope, args: Query) -> Rejections:
     reason = reason_filter(args)
     rejections = _load_rejections(storage, scope)
     counts = reason_counts(rejections)
@@ -731,9 +722,7 @@ def rejections_view(storage: Storage, scope: Scope, args: MultiDict[str, str]) -
     )
 
 
-def reasons_view(
-    storage: Storage, scope: Scope, args: MultiDict[str, str]
-) -> TableView[ReasonCount]:
+def reasons_view(storage: Storage, scope: Scope, args: Query) -> TableView[ReasonCount]:
     counts = reason_counts(_load_rejections(storage, scope))
     return _view(
         "Rejections by reason", scope.path("/rejections/reasons"), reason_table(scope), counts, args
