@@ -74,6 +74,7 @@ pytest-%:
 
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/hot_path.py
+	$(BIN)/python benchmarks/dashboard.py
 
 # What `pip install dist/pixel_wsgi-*.whl` installs, and the sdist it is built from.
 dist: $(DEV_STAMP)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "hot_path.py"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCHMARK = BENCHMARKS / "hot_path.py"
 
 
 def test_hot_path_benchmark_runs_and_checks_its_own_row_counts(
@@ -25,4 +26,19 @@ def test_hot_path_benchmark_runs_and_checks_its_own_row_counts(
     out = capsys.readouterr().out
     assert "pass-through overhead" in out
     assert "pixel hit / raw INSERT+COMMIT" in out
+    assert "BENCHMARK BROKEN" not in out
+
+
+def test_dashboard_benchmark_runs_and_prints_the_ratio(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("dashboard_bench", BENCHMARKS / "dashboard.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "dashboard_bench", module)
+    spec.loader.exec_module(module)
+    # Exit 2 would mean a page did not answer or did not show the rows it should.
+    assert module.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "100 rows in range with 2,000 outside vs none: x" in out
     assert "BENCHMARK BROKEN" not in out

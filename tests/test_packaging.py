@@ -94,6 +94,17 @@ class CleanEnv:
         assert result.returncode == 0, f"{' '.join(args)}: {result.stderr}"
         return result.stdout
 
+    def run_python(self, code: str, *args: str) -> str:
+        """Run ``code`` with the environment's python, from its directory; what it printed."""
+        return subprocess.run(
+            [str(self.python), "-c", code, *args],
+            capture_output=True,
+            text=True,
+            cwd=self.directory,
+            env=clean_environ(),
+            check=True,
+        ).stdout
+
     def pip_install(self, requirement: str) -> None:
         # The outer environment's pip installs into this one, which needs no pip of
         # its own. The user's pip configuration (index, caches) applies.
@@ -214,14 +225,7 @@ def test_the_installed_dashboard_renders_its_templates(clean_env: CleanEnv, tmp_
         "dashboard = Dashboard(store, authenticate=lambda environ: True)\n"
         "print(Client(dashboard).get('/nowhere').get_data(as_text=True))\n"
     )
-    page = subprocess.run(
-        [str(clean_env.python), "-c", script, f"sqlite:///{tmp_path / 'pixel.db'}"],
-        capture_output=True,
-        text=True,
-        cwd=clean_env.directory,
-        env=clean_environ(),
-        check=True,
-    ).stdout
+    page = clean_env.run_python(script, f"sqlite:///{tmp_path / 'pixel.db'}")
     assert "<h1>404 Not Found</h1>" in page
     assert "<p>there is no page /nowhere</p>" in page
 
@@ -231,14 +235,7 @@ def test_the_installed_package_runs_the_readme_flow(
 ) -> None:
     storage, base = host
     # It is the wheel's copy that runs, not the checkout's.
-    where = subprocess.run(
-        [str(clean_env.python), "-c", "import pixel_wsgi; print(pixel_wsgi.__file__)"],
-        capture_output=True,
-        text=True,
-        cwd=clean_env.directory,
-        env=clean_environ(),
-        check=True,
-    ).stdout
+    where = clean_env.run_python("import pixel_wsgi; print(pixel_wsgi.__file__)")
     assert where.startswith(str(clean_env.directory))
     assert "Created advertiser 1" in clean_env.pixel_wsgi(storage, "advertiser", "add", "Acme")
     clean_env.pixel_wsgi(storage, "publisher", "add", "Deals Blog")
