@@ -395,9 +395,7 @@ def test_an_unreachable_server_is_a_storage_error_without_the_password() -> None
 
 
 def test_reads_stream_in_pages(store: PostgresStorage, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pixel_wsgi.storage.postgres as backend
-
-    monkeypatch.setattr(backend, "PAGE_SIZE", 3)
+    monkeypatch.setattr(store, "page_size", 3)
     advertiser, campaign, publisher, visit = _world(store)
     with store.writer() as writer:
         ids = [

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pixel_wsgi import PayoutKind, PayoutRule, SQLiteStorage
-from pixel_wsgi.storage.sqlite import _CONVERSIONS_SINCE
+from pixel_wsgi.storage.sql import CONVERSIONS_SINCE
 
 from .sqlite_binding import strict_binding as strict_binding  # for usefixtures
 from .storage_contract_filters import FiltersContract
@@ -48,7 +48,7 @@ def test_the_cap_index_exists_only_while_a_campaign_has_a_cap(tmp_path: Path) ->
     assert "transactions_campaign_created" in transaction_indexes(path)
     conn = sqlite3.connect(path)
     plan = " ".join(
-        row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {_CONVERSIONS_SINCE}", (1, "x"))
+        row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {CONVERSIONS_SINCE}", (1, "x"))
     )
     conn.close()
     assert "USING INDEX transactions_campaign_created" in plan

@@ -21,6 +21,23 @@ class ConfigurationError(PixelError, ValueError):
     """A constructor or command was given a value it cannot work with."""
 
 
+# -- Storage: the rules of the entities every writer goes through ---------------------
+
+
+class EntityInvalid(ConfigurationError):
+    """An entity (a name, a payout rule, a link destination, a daily cap) breaks a rule
+    of :mod:`pixel_wsgi.entities`; the message names the bad value.
+
+    A :class:`ConfigurationError`, so also a :class:`ValueError`.
+
+    :param field: what was given: ``"name"``, ``"payout"``, ``"destination"``, ...
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class ParamError(PixelError, ValueError):
     """A report's parameters broke a rule; ``reason`` is machine-readable.
 

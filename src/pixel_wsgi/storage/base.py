@@ -12,7 +12,7 @@ writer, and that its unique keys hold under concurrency.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -195,21 +195,37 @@ class Storage(abc.ABC):
 
     # -- entities --------------------------------------------------------------
 
-    @abc.abstractmethod
-    def add_advertiser(self, name: str) -> Advertiser: ...
+    # Every entity is checked by the rules of pixel_wsgi.entities before it is stored:
+    # a broken one raises EntityInvalid (a ConfigurationError, so a ValueError).
 
     @abc.abstractmethod
-    def add_publisher(self, name: str) -> Publisher: ...
+    def add_advertiser(self, name: str) -> Advertiser:
+        """Store a new advertiser; ``name`` is any text, kept exactly.
+
+        :raises EntityInvalid: when ``name`` is not text.
+        """
+
+    @abc.abstractmethod
+    def add_publisher(self, name: str) -> Publisher:
+        """Store a new publisher; ``name`` is any text, kept exactly.
+
+        :raises EntityInvalid: when ``name`` is not text.
+        """
 
     @abc.abstractmethod
     def add_campaign(self, advertiser_id: int, name: str, payout: PayoutRule) -> Campaign:
-        """Raise NotFoundError when the advertiser does not exist."""
+        """Raise NotFoundError when the advertiser does not exist.
+
+        :raises EntityInvalid: for a payout rule that breaks
+            :func:`~pixel_wsgi.entities.check_payout` (a percentage over 100, a
+            negative value, an unknown currency...).
+        """
 
     @abc.abstractmethod
     def add_link(self, campaign_id: int, publisher_id: int, destination: str) -> Link:
         """Raise NotFoundError when the campaign or publisher does not exist.
 
-        :raises ConfigurationError: for a destination no redirect could use (checked
+        :raises EntityInvalid: for a destination no redirect could use (checked
             with :func:`~pixel_wsgi.entities.validate_destination` before storing).
         """
 
@@ -251,7 +267,7 @@ class Storage(abc.ABC):
         """Set (a whole number >= 0) or remove (None) a campaign's daily cap.
 
         :raises NotFoundError: when the campaign does not exist.
-        :raises ValueError: for a negative cap.
+        :raises EntityInvalid: for a negative cap (a ValueError).
         """
 
     @abc.abstractmethod
@@ -307,17 +323,39 @@ class Storage(abc.ABC):
 
         Ids are handed out in commit order, so a keyset cursor
         (``after_transaction_id``) never skips or repeats a row while writes go on.
+        The rows are read in keyset pages as the iterator advances (the first page by
+        the call itself): memory stays bounded, and rows committed meanwhile past the
+        last one read are seen.
         """
 
     @abc.abstractmethod
-    def conversions(self, *, advertiser_id: int | None = None) -> Iterator[Transaction]:
-        """The current state of each conversion: the end of every correction chain."""
+    def conversions(
+        self,
+        *,
+        advertiser_id: int | None = None,
+        created_from: str | None = None,
+        created_before: str | None = None,
+    ) -> Iterator[Transaction]:
+        """The current state of each conversion: the end of every correction chain, in
+        the order of the conversions' first rows.
+
+        ``created_from`` (inclusive) and ``created_before`` (exclusive) bound when the
+        sale happened: the ``created_at`` of the conversion's *first* row, whatever
+        the date of its latest correction (which is the row returned).
+        Read in keyset pages, as :meth:`transactions`.
+        """
 
     @abc.abstractmethod
     def rejections(
-        self, *, advertiser_id: int | None = None, limit: int | None = None
+        self,
+        *,
+        advertiser_id: int | None = None,
+        limit: int | None = None,
+        created_from: str | None = None,
+        created_before: str | None = None,
     ) -> Iterator[Rejection]:
-        """The rejection log, newest first."""
+        """The rejection log, newest first; ``created_from`` (inclusive) and
+        ``created_before`` (exclusive) bound ``created_at``. Read in keyset pages."""
 
     @abc.abstractmethod
     def contested_references(self, advertiser_id: int) -> set[str]:
@@ -394,48 +432,11 @@ def storage_from_url(url: str, **options: Any) -> Storage:
 # -- rules every backend applies the same way -------------------------------------
 
 
-def check_daily_cap(cap: int | None) -> None:
-    """Refuse what :meth:`Storage.set_campaign_daily_cap` does not take.
-
-    :raises ValueError: unless ``cap`` is a whole number >= 0 or None.
-    """
-    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
-        raise ValueError(f"a daily cap is a whole number >= 0 or None, got {cap!r}")
-
-
-_COUNT_REJECTIONS_BY_REASON = "SELECT reason, count(*) FROM rejections GROUP BY reason"
-# The newest ``keep`` entries of one reason stay (the OFFSET is keep - 1); the older go.
-_TRIM_REASON = (
-    "DELETE FROM rejections WHERE reason = {p} AND id < (SELECT id FROM rejections"
-    " WHERE reason = {p} ORDER BY id DESC LIMIT 1 OFFSET {p})"
-)
-
-
-def trim_rejections(
-    newest_id: int,
-    max_rejections: int,
-    execute: Callable[[str, tuple[Any, ...]], Iterable[Any]],
-    placeholder: str,
-) -> None:
-    """Trim the rejection log after inserting ``newest_id``, inside the writer's
-    transaction (see :func:`rejections_to_trim`).
-
-    :param execute: the backend's ``execute(sql, params)``, returning its rows.
-    :param placeholder: the driver's parameter marker (``?`` or ``%s``).
-    """
-    quotas = rejections_to_trim(
-        newest_id, max_rejections, lambda: dict(execute(_COUNT_REJECTIONS_BY_REASON, ()))
-    )
-    trim = _TRIM_REASON.format(p=placeholder)
-    for reason, keep in quotas.items():
-        execute(trim, (reason, reason, keep - 1))
-
-
 def rejections_to_trim(
     newest_id: int, max_rejections: int, count_by_reason: Callable[[], Mapping[str, int]]
 ) -> dict[str, int]:
     """After the rejection ``newest_id``: how many of its newest entries each reason that
-    must shrink keeps (empty: nothing goes).
+    must shrink keeps (empty: nothing goes). Run inside the writer's transaction.
 
     The log keeps about ``max_rejections`` entries. When it holds more, the most frequent
     reasons give way first, each down to a fair share (:func:`rejection_quotas`): a

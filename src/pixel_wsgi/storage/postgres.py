@@ -58,8 +58,6 @@ foreign key is a :class:`~pixel_wsgi.errors.NotFoundError`, as in SQLite.
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import re
 import socket
@@ -67,11 +65,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from ..clock import iso_utc, utc_now
-from ..entities import validate_destination
 from ..errors import (
     ConfigurationError,
     MissingDependencyError,
@@ -79,54 +76,19 @@ from ..errors import (
     RecordRefused,
     StorageError,
 )
-from ..models import (
-    Advertiser,
-    ApiCredential,
-    Attribution,
-    Campaign,
-    IdempotencyRecord,
-    Link,
-    PayoutRule,
-    Publisher,
-    Rejection,
-    RejectionDraft,
-    Transaction,
-    TransactionDraft,
-    TransactionType,
-)
-from .base import LedgerWriter, Storage, check_daily_cap, trim_rejections
-from .migrations.postgres import MIGRATE_LOCK_KEY, migrations
-from .precedence import (
-    CONTESTED_REFERENCES,
-    SharedWriterSQL,
+from ..models import TransactionDraft
+from .base import LedgerWriter
+from .migrations.postgres import MIGRATE_LOCK_KEY
+from .migrations.postgres import apply as apply_migrations
+from .rows import INSERTED_TRANSACTION_COLUMNS, json_object, transaction_values
+from .sql import (
+    PAGE_SIZE,
+    Execute,
+    Row,
+    SQLLedgerWriter,
+    SQLStorage,
+    check_page_size,
     dialect,
-    idempotency_settlement,
-)
-from .rows import (
-    ANY_CAPPED_CAMPAIGN,
-    CAP_INDEX_DDL,
-    CREDENTIAL_COLUMNS,
-    DROP_CAP_INDEX_DDL,
-    IDEMPOTENCY_COLUMNS,
-    INSERTED_REJECTION_COLUMNS,
-    INSERTED_TRANSACTION_COLUMNS,
-    REJECTION_COLUMNS,
-    SELECT_ADVERTISERS,
-    SELECT_ATTRIBUTION,
-    SELECT_CAMPAIGNS,
-    SELECT_LINKS,
-    TRANSACTION_COLUMNS,
-    advertiser_from_row,
-    attribution_from_row,
-    campaign_from_row,
-    idempotency_values,
-    json_object,
-    payout_rule,
-    payout_values,
-    rejection_values,
-    transaction_conditions,
-    transaction_from_row,
-    transaction_values,
 )
 
 if TYPE_CHECKING:
@@ -145,10 +107,6 @@ NEEDS_EXTRA = (
 #: ``pg_advisory_xact_lock`` key of the ledger's write lock ("pixlwrit").
 WRITE_LOCK_KEY = 0x7069_786C_7772_6974
 _TAKE_WRITE_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
-
-#: Rows per query when a read is streamed.
-PAGE_SIZE = 1000
-_MAX_ID = 2**63 - 1
 
 # A worker's timeout is 30 s (gunicorn's default): every wait must end well before.
 _MAX_TIMEOUT = 25
@@ -169,6 +127,7 @@ _URL_OPTIONS: dict[str, Callable[[str], float]] = {
     "connect_timeout": int,
     "statement_timeout": float,
     "max_rejections": int,
+    "page_size": int,
 }
 
 # The ids of a transaction row are bigint, everything else it stores is text:
@@ -223,28 +182,8 @@ WITH t AS ({insert}), p AS (
 SELECT id FROM t
 """
 
-# Conversions of a campaign since a moment: transactions_campaign_created.
-_CONVERSIONS_SINCE = """
-SELECT COUNT(*) FROM transactions
-WHERE campaign_id = %(campaign)s AND created_at >= %(since)s AND corrects_transaction_id IS NULL
-"""
-
-# The chain ends, one page at a time in the order of their conversions' first
-# rows: walk the first rows by primary key and find each one's newest row.
-_CONVERSIONS = f"""
-SELECT e.* FROM transactions o CROSS JOIN LATERAL (
-    SELECT {TRANSACTION_COLUMNS} FROM transactions
-    WHERE id = o.id OR original_transaction_id = o.id
-    ORDER BY id DESC LIMIT 1
-) e
-WHERE o.corrects_transaction_id IS NULL AND o.id > %s
-"""
-_CONVERSION_KEY = 8  # COALESCE(original_transaction_id, id): the first row's id
-
-_SELECT_REJECTIONS = f"SELECT {REJECTION_COLUMNS} FROM rejections WHERE id < %s"
-
-_T = TypeVar("_T")
-Row = tuple[Any, ...]
+# Identity columns refuse an explicit id (a replayed visit's) unless told.
+_OVERRIDING = " OVERRIDING SYSTEM VALUE"
 
 
 class _Slot:
@@ -329,118 +268,27 @@ def _insert_transaction(cur: Cursor[TupleRow], draft: TransactionDraft) -> int |
     return _inserted_id(cur.execute(sql, params).fetchone())
 
 
-@functools.lru_cache(maxsize=64)
-def _percent_placeholders(sql: str) -> str:
-    return dialect(sql, "%s")
-
-
-class PostgresLedgerWriter(SharedWriterSQL, LedgerWriter):
+class PostgresLedgerWriter(SQLLedgerWriter):
     """The ledger primitives on one cursor, inside a transaction holding the write lock."""
 
+    explicit_id = _OVERRIDING
+
     def __init__(self, cur: Cursor[TupleRow], max_rejections: int) -> None:
+        super().__init__(max_rejections)
         self._cur = cur
-        self._max_rejections = max_rejections
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> Cursor[TupleRow]:
-        return self._cur.execute(_percent_placeholders(sql), params)
+        return self._cur.execute(dialect(sql, "%s"), params)
 
-    def _one(self, sql: str, params: tuple[Any, ...]) -> Row | None:
-        return self._cur.execute(sql, params).fetchone()
-
-    def ensure_visit(self, visit_id: int, link_id: int, created_at: str) -> bool:
-        self._cur.execute(
-            "INSERT INTO visits (id, link_id, ip_prefix, user_agent, created_at)"
-            " OVERRIDING SYSTEM VALUE SELECT %s, id, NULL, NULL, %s FROM links WHERE id = %s"
-            " ON CONFLICT ON CONSTRAINT visits_pkey DO NOTHING",
-            (visit_id, created_at, link_id),
-        )
-        return self._one("SELECT 1 FROM visits WHERE id = %s", (visit_id,)) is not None
-
-    def attribution(self, visit_id: int) -> Attribution | None:
-        row = self._one(f"{SELECT_ATTRIBUTION} WHERE v.id = %s", (visit_id,))
-        return None if row is None else attribution_from_row(row)
-
-    def advertiser_exists(self, advertiser_id: int) -> bool:
-        return self._one("SELECT 1 FROM advertisers WHERE id = %s", (advertiser_id,)) is not None
-
-    def campaign_payout(self, campaign_id: int) -> PayoutRule:
-        row = self._one(
-            "SELECT payout_kind, payout_value, payout_currency, reason_codes"
-            " FROM campaigns WHERE id = %s",
-            (campaign_id,),
-        )
-        if row is None:
-            raise NotFoundError(f"campaign {campaign_id} does not exist")
-        return payout_rule(*row)
-
-    def campaign(self, campaign_id: int) -> Campaign | None:
-        row = self._one(f"{SELECT_CAMPAIGNS} WHERE id = %s", (campaign_id,))
-        return None if row is None else campaign_from_row(row)
-
-    def publisher_approved(self, campaign_id: int, publisher_id: int) -> bool:
-        row = self._one(
-            "SELECT 1 FROM links WHERE campaign_id = %s AND publisher_id = %s LIMIT 1",
-            (campaign_id, publisher_id),
-        )
-        return row is not None
-
-    def claim_event(self, event_id: str, claimed_at: str) -> bool:
-        cursor = self._cur.execute(
-            "INSERT INTO applied_events (event_id, applied_at) VALUES (%s, %s)"
-            " ON CONFLICT ON CONSTRAINT applied_events_pkey DO NOTHING",
-            (event_id, claimed_at),
-        )
-        return cursor.rowcount == 1
-
-    def find_original(self, advertiser_id: int, reference_id: str) -> Transaction | None:
-        row = self._one(
-            f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE advertiser_id = %s"
-            " AND reference_id = %s AND corrects_transaction_id IS NULL",
-            (advertiser_id, reference_id),
-        )
-        return None if row is None else transaction_from_row(row)
-
-    def chain_end(self, original_transaction_id: int) -> Transaction:
-        # Chains are lines (transactions_corrects_key) and ids only grow, so
-        # the newest row of the chain is its end.
-        row = self._one(
-            f"SELECT {TRANSACTION_COLUMNS} FROM transactions"
-            " WHERE id = %s OR original_transaction_id = %s ORDER BY id DESC LIMIT 1",
-            (original_transaction_id, original_transaction_id),
-        )
-        if row is None:
-            raise NotFoundError(f"transaction {original_transaction_id} does not exist")
-        return transaction_from_row(row)
-
-    def has_recent_duplicate(
-        self, advertiser_id: int, visit_id: int, fingerprint: str, since: str
-    ) -> bool:
-        row = self._one(
-            "SELECT 1 FROM transactions WHERE visit_id = %s AND fingerprint = %s"
-            " AND reference_id IS NULL AND corrects_transaction_id IS NULL"
-            " AND advertiser_id = %s AND created_at >= %s LIMIT 1",
-            (visit_id, fingerprint, advertiser_id, since),
-        )
-        return row is not None
+    def _insert(self, sql: str, params: tuple[Any, ...]) -> int:
+        # No lastrowid in psycopg: the id comes back with RETURNING.
+        row = self._execute(f"{sql} RETURNING id", params).fetchone()
+        assert row is not None
+        new_id: int = row[0]
+        return new_id
 
     def insert_transaction(self, draft: TransactionDraft) -> int | None:
         return _insert_transaction(self._cur, draft)
-
-    def insert_rejection(self, draft: RejectionDraft) -> None:
-        row = self._one(
-            f"INSERT INTO rejections ({INSERTED_REJECTION_COLUMNS})"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            rejection_values(draft),
-        )
-        trim_rejections(0 if row is None else row[0], self._max_rejections, self._cur.execute, "%s")
-
-    def conversions_since(self, campaign_id: int, since: str) -> int:
-        row = self._cur.execute(
-            _CONVERSIONS_SINCE, {"campaign": campaign_id, "since": since}
-        ).fetchone()
-        assert row is not None
-        count: int = row[0]
-        return count
 
 
 class _Watchdog:
@@ -498,7 +346,7 @@ def _cut(conn: Connection[TupleRow]) -> None:
 _WATCHDOG = _Watchdog()
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(SQLStorage):
     """Storage in a PostgreSQL database (11 or newer; tested with 15).
 
     :param url_or_conninfo: a ``postgresql://user:password@host:port/dbname?...``
@@ -510,6 +358,7 @@ class PostgresStorage(Storage):
     :param connect_timeout: seconds to wait for the server when connecting.
     :param statement_timeout: seconds a statement, or a wait for a lock, may take.
     :param max_rejections: how many rejection-log entries are kept.
+    :param page_size: rows per query when a listing is read, in keyset pages.
 
     Prefer :func:`~pixel_wsgi.storage.storage_from_url`::
 
@@ -521,6 +370,7 @@ class PostgresStorage(Storage):
     """
 
     schemes = ("postgresql", "postgres")
+    explicit_id = _OVERRIDING
 
     def __init__(
         self,
@@ -532,6 +382,7 @@ class PostgresStorage(Storage):
         connect_timeout: int | None = None,
         statement_timeout: float = 5.0,
         max_rejections: int = 100_000,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         _load_driver()
         from psycopg import ProgrammingError
@@ -578,6 +429,7 @@ class PostgresStorage(Storage):
         # answers; one that takes twice that is talking to a server that does not.
         self._deadline = 2 * self.statement_timeout
         self.max_rejections = max_rejections
+        self.page_size = check_page_size(page_size)
         self._password = str(params.get("password") or "")
         self._where = self._describe(params)
         milliseconds = round(self.statement_timeout * 1000)
@@ -747,7 +599,7 @@ class PostgresStorage(Storage):
             self._leave_pool(slot)
 
     @contextmanager
-    def _transaction(
+    def _cursor(
         self, operation: str, *, lock: bool = False, deadline: bool = True
     ) -> Iterator[Cursor[TupleRow]]:
         """A transaction on a pooled connection; ``lock`` takes the write lock first."""
@@ -760,48 +612,32 @@ class PostgresStorage(Storage):
                 cur.execute(_TAKE_WRITE_LOCK)
             yield cur
 
+    @contextmanager
+    def _transaction(self, operation: str, *, lock: bool = False) -> Iterator[Execute]:
+        with self._cursor(operation, lock=lock) as cur:
+
+            def execute(sql: str, params: tuple[Any, ...]) -> Cursor[TupleRow]:
+                return cur.execute(dialect(sql, "%s"), params)
+
+            yield execute
+
     def _read(self, operation: str, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
         with self._connection(operation) as conn:
-            return conn.execute(sql, params).fetchall()
+            return conn.execute(dialect(sql, "%s"), params).fetchall()
 
-    def _one(self, operation: str, sql: str, params: tuple[Any, ...]) -> Row | None:
+    def _insert(self, operation: str, sql: str, params: tuple[Any, ...]) -> int:
+        # No lastrowid in psycopg: the id comes back with RETURNING.
         with self._connection(operation) as conn:
-            return conn.execute(sql, params).fetchone()
-
-    def _paged(
-        self,
-        operation: str,
-        sql: str,
-        params: tuple[Any, ...],
-        *,
-        order: str,
-        start: int,
-        limit: int | None,
-        key: int,
-        convert: Callable[[Row], _T],
-    ) -> Iterator[_T]:
-        """Stream ``sql`` in keyset pages: its first placeholder is the key's bound.
-
-        ``order`` and ``LIMIT`` are appended; each next page starts after the
-        ``key``-th column of the last row read.
-        """
-        if limit is not None and limit < 0:  # as in SQLite: a negative LIMIT is none
-            limit = None
-        if limit == 0:
-            return iter(())
-        paged = f"{sql} ORDER BY {order} LIMIT %s"
-
-        def fetch(bound: int, size: int) -> list[Row]:
-            return self._read(operation, paged, (bound, *params, size))
-
-        size = PAGE_SIZE if limit is None else min(limit, PAGE_SIZE)
-        return _pages(fetch, fetch(start, size), size, limit, key, convert)
+            row = conn.execute(dialect(f"{sql} RETURNING id", "%s"), params).fetchone()
+        assert row is not None
+        new_id: int = row[0]
+        return new_id
 
     # -- lifecycle -------------------------------------------------------------
 
     def migrate(self) -> None:
         # No deadline: a migration may rightly take long on a big table.
-        with self._transaction("migrate the schema", deadline=False) as cur:
+        with self._cursor("migrate the schema", deadline=False) as cur:
             row = cur.execute("SHOW server_encoding").fetchone()
             if row is None or row[0] != "UTF8":
                 raise StorageError(
@@ -810,12 +646,12 @@ class PostgresStorage(Storage):
                 )
             # Migrators queue here; the later ones find nothing left to do.
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK_KEY,))
-            migrations.apply(cur, iso_utc(utc_now()))
+            apply_migrations(cur, iso_utc(utc_now()))
 
     def check(self, *, writable: bool = False) -> None:
         self._read("check the store", "SELECT 1 FROM transactions LIMIT 1")
         if writable:
-            row = self._one("check the store is writable", "SHOW transaction_read_only", ())
+            row = self._one("check the store is writable", "SHOW transaction_read_only")
             if row is None or row[0] != "off":
                 raise StorageError(
                     f"{self!r} is read-only (a standby, or default_transaction_read_only)"
@@ -838,159 +674,6 @@ class PostgresStorage(Storage):
         if unused:
             slot.pool.close()
 
-    # -- entities --------------------------------------------------------------
-
-    def _insert(self, operation: str, sql: str, params: tuple[Any, ...]) -> int:
-        row = self._one(operation, f"{sql} RETURNING id", params)
-        assert row is not None
-        new_id: int = row[0]
-        return new_id
-
-    def add_advertiser(self, name: str) -> Advertiser:
-        now = iso_utc(utc_now())
-        new_id = self._insert(
-            "add an advertiser",
-            "INSERT INTO advertisers (name, created_at) VALUES (%s, %s)",
-            (name, now),
-        )
-        return Advertiser(new_id, name, now)
-
-    def add_publisher(self, name: str) -> Publisher:
-        now = iso_utc(utc_now())
-        new_id = self._insert(
-            "add a publisher",
-            "INSERT INTO publishers (name, created_at) VALUES (%s, %s)",
-            (name, now),
-        )
-        return Publisher(new_id, name, now)
-
-    def add_campaign(self, advertiser_id: int, name: str, payout: PayoutRule) -> Campaign:
-        now = iso_utc(utc_now())
-        new_id = self._insert(
-            "add a campaign",
-            "INSERT INTO campaigns (advertiser_id, name, payout_kind, payout_value,"
-            " payout_currency, reason_codes, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (advertiser_id, name, *payout_values(payout), now),
-        )
-        return Campaign(new_id, advertiser_id, name, payout, now)
-
-    def add_link(self, campaign_id: int, publisher_id: int, destination: str) -> Link:
-        validate_destination(destination)  # every caller: the CLI, the API, tests
-        row = self._one(
-            "add a link",
-            "INSERT INTO links (campaign_id, publisher_id, destination, created_at)"
-            " VALUES (%s, %s, %s, %s) RETURNING id, campaign_id, publisher_id,"
-            " (SELECT advertiser_id FROM campaigns WHERE id = campaign_id),"
-            " destination, created_at",
-            (campaign_id, publisher_id, destination, iso_utc(utc_now())),
-        )
-        assert row is not None
-        return Link(*row)
-
-    def advertiser(self, advertiser_id: int) -> Advertiser | None:
-        row = self._one(
-            "read an advertiser", f"{SELECT_ADVERTISERS} WHERE id = %s", (advertiser_id,)
-        )
-        return None if row is None else advertiser_from_row(row)
-
-    def advertisers(self) -> list[Advertiser]:
-        rows = self._read("list advertisers", f"{SELECT_ADVERTISERS} ORDER BY id")
-        return [advertiser_from_row(row) for row in rows]
-
-    def set_advertiser_options(
-        self, advertiser_id: int, *, require_signed_pixels: bool
-    ) -> Advertiser:
-        with self._transaction("change an advertiser's options") as cur:
-            cur.execute(
-                "UPDATE advertisers SET require_signed_pixels = %s WHERE id = %s",
-                (bool(require_signed_pixels), advertiser_id),
-            )
-            row = cur.execute(f"{SELECT_ADVERTISERS} WHERE id = %s", (advertiser_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no advertiser with id {advertiser_id}")
-        return advertiser_from_row(row)
-
-    def set_campaign_daily_cap(self, campaign_id: int, cap: int | None) -> Campaign:
-        check_daily_cap(cap)
-        # Under the write lock: the index appears or goes between two ledger writes.
-        with self._transaction("set a campaign's daily cap", lock=True) as cur:
-            cur.execute("UPDATE campaigns SET daily_cap = %s WHERE id = %s", (cap, campaign_id))
-            row = cur.execute(f"{SELECT_CAMPAIGNS} WHERE id = %s", (campaign_id,)).fetchone()
-            capped = cur.execute(ANY_CAPPED_CAMPAIGN).fetchone() is not None
-            cur.execute(CAP_INDEX_DDL if capped else DROP_CAP_INDEX_DDL)
-        if row is None:
-            raise NotFoundError(f"no campaign with id {campaign_id}")
-        return campaign_from_row(row)
-
-    def publisher(self, publisher_id: int) -> Publisher | None:
-        row = self._one(
-            "read a publisher",
-            "SELECT id, name, created_at FROM publishers WHERE id = %s",
-            (publisher_id,),
-        )
-        return None if row is None else Publisher(*row)
-
-    def publishers(self) -> list[Publisher]:
-        rows = self._read(
-            "list publishers", "SELECT id, name, created_at FROM publishers ORDER BY id"
-        )
-        return [Publisher(*row) for row in rows]
-
-    def campaign(self, campaign_id: int) -> Campaign | None:
-        row = self._one("read a campaign", f"{SELECT_CAMPAIGNS} WHERE id = %s", (campaign_id,))
-        return None if row is None else campaign_from_row(row)
-
-    def campaigns(self, *, advertiser_id: int | None = None) -> list[Campaign]:
-        if advertiser_id is None:
-            rows = self._read("list campaigns", f"{SELECT_CAMPAIGNS} ORDER BY id")
-        else:
-            rows = self._read(
-                "list campaigns",
-                f"{SELECT_CAMPAIGNS} WHERE advertiser_id = %s ORDER BY id",
-                (advertiser_id,),
-            )
-        return [campaign_from_row(row) for row in rows]
-
-    def link(self, link_id: int) -> Link | None:
-        row = self._one("read a link", f"{SELECT_LINKS} WHERE l.id = %s", (link_id,))
-        return None if row is None else Link(*row)
-
-    def links(self, *, advertiser_id: int | None = None) -> list[Link]:
-        if advertiser_id is None:
-            rows = self._read("list links", f"{SELECT_LINKS} ORDER BY l.id")
-        else:
-            rows = self._read(
-                "list links",
-                f"{SELECT_LINKS} WHERE c.advertiser_id = %s ORDER BY l.id",
-                (advertiser_id,),
-            )
-        return [Link(*row) for row in rows]
-
-    def record_visit(
-        self,
-        link: Link,
-        *,
-        ip_prefix: str | None,
-        user_agent: str | None,
-        created_at: str,
-        visit_id: int | None = None,
-    ) -> int:
-        if visit_id is None:
-            return self._insert(
-                "record a visit",
-                "INSERT INTO visits (link_id, ip_prefix, user_agent, created_at)"
-                " VALUES (%s, %s, %s, %s)",
-                (link.id, ip_prefix, user_agent, created_at),
-            )
-        with self._transaction("replay a visit") as cur:
-            cur.execute(
-                "INSERT INTO visits (id, link_id, ip_prefix, user_agent, created_at)"
-                " OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT ON CONSTRAINT visits_pkey DO NOTHING",
-                (visit_id, link.id, ip_prefix, user_agent, created_at),
-            )
-        return visit_id
-
     # -- the ledger ------------------------------------------------------------
 
     def append_transaction(self, draft: TransactionDraft) -> int | None:
@@ -1008,201 +691,5 @@ class PostgresStorage(Storage):
 
     @contextmanager
     def writer(self) -> Iterator[LedgerWriter]:
-        with self._transaction("write to the ledger", lock=True) as cur:
+        with self._cursor("write to the ledger", lock=True) as cur:
             yield PostgresLedgerWriter(cur, self.max_rejections)
-
-    def transactions(
-        self,
-        *,
-        advertiser_id: int | None = None,
-        after_transaction_id: int | None = None,
-        limit: int | None = None,
-        transaction_id: int | None = None,
-        reference_id: str | None = None,
-        transaction_type: TransactionType | None = None,
-        created_from: str | None = None,
-        created_before: str | None = None,
-    ) -> Iterator[Transaction]:
-        conditions, params = transaction_conditions(
-            "%s",
-            advertiser_id=advertiser_id,
-            transaction_id=transaction_id,
-            reference_id=reference_id,
-            transaction_type=transaction_type,
-            created_from=created_from,
-            created_before=created_before,
-        )
-        return self._paged(
-            "read transactions",
-            f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE id > %s{conditions}",
-            tuple(params),
-            order="id",
-            start=after_transaction_id or 0,
-            limit=limit,
-            key=0,
-            convert=transaction_from_row,
-        )
-
-    def conversions(self, *, advertiser_id: int | None = None) -> Iterator[Transaction]:
-        sql = _CONVERSIONS
-        params: tuple[Any, ...] = ()
-        if advertiser_id is not None:
-            # Corrections inherit their conversion's advertiser: filter the first rows.
-            sql += " AND o.advertiser_id = %s"
-            params = (advertiser_id,)
-        return self._paged(
-            "read conversions",
-            sql,
-            params,
-            order="o.id",
-            start=0,
-            limit=None,
-            key=_CONVERSION_KEY,
-            convert=transaction_from_row,
-        )
-
-    def rejections(
-        self, *, advertiser_id: int | None = None, limit: int | None = None
-    ) -> Iterator[Rejection]:
-        sql = _SELECT_REJECTIONS
-        params: tuple[Any, ...] = ()
-        if advertiser_id is not None:
-            sql += " AND advertiser_id = %s"
-            params = (advertiser_id,)
-        return self._paged(
-            "read rejections",
-            sql,
-            params,
-            order="id DESC",
-            start=_MAX_ID,
-            limit=limit,
-            key=0,
-            convert=lambda row: Rejection(*row),
-        )
-
-    def contested_references(self, advertiser_id: int) -> set[str]:
-        rows = self._read(
-            "read contested references",
-            _percent_placeholders(CONTESTED_REFERENCES),
-            (advertiser_id,),
-        )
-        return {row[0] for row in rows}
-
-    # -- API credentials and idempotency keys ------------------------------------
-
-    def add_credential(self, advertiser_id: int, label: str, secret_hash: str) -> ApiCredential:
-        now = iso_utc(utc_now())
-        new_id = self._insert(
-            "add a credential",
-            "INSERT INTO api_credentials (advertiser_id, label, secret_hash, created_at)"
-            " VALUES (%s, %s, %s, %s)",
-            (advertiser_id, label, secret_hash, now),
-        )
-        return ApiCredential(new_id, advertiser_id, label, secret_hash, now)
-
-    def credential(self, credential_id: int) -> ApiCredential | None:
-        row = self._one(
-            "read a credential",
-            f"SELECT {CREDENTIAL_COLUMNS} FROM api_credentials WHERE id = %s",
-            (credential_id,),
-        )
-        return None if row is None else ApiCredential(*row)
-
-    def credentials(self, *, advertiser_id: int | None = None) -> list[ApiCredential]:
-        sql = f"SELECT {CREDENTIAL_COLUMNS} FROM api_credentials"
-        params: tuple[Any, ...] = ()
-        if advertiser_id is not None:
-            sql, params = f"{sql} WHERE advertiser_id = %s", (advertiser_id,)
-        rows = self._read("list credentials", f"{sql} ORDER BY id", params)
-        return [ApiCredential(*row) for row in rows]
-
-    def revoke_credential(self, credential_id: int) -> bool:
-        row = self._one(
-            "revoke a credential",
-            "UPDATE api_credentials SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL"
-            " RETURNING id",
-            (iso_utc(utc_now()), credential_id),
-        )
-        return row is not None
-
-    def idempotency_record(
-        self, advertiser_id: int, key: str, *, since: str
-    ) -> IdempotencyRecord | None:
-        row = self._one(
-            "read an idempotency record",
-            f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
-            " WHERE advertiser_id = %s AND key = %s AND created_at >= %s",
-            (advertiser_id, key, since),
-        )
-        return None if row is None else IdempotencyRecord(*row)
-
-    def save_idempotency_record(
-        self, record: IdempotencyRecord, *, expired_before: str
-    ) -> IdempotencyRecord:
-        operation = "save an idempotency record"
-        with self._transaction(operation) as cur:
-            cur.execute("DELETE FROM idempotency_keys WHERE created_at < %s", (expired_before,))
-            # In READ COMMITTED the INSERT waits for a racing insert of the same key
-            # to commit, and the SELECT after it sees that row; it can only miss it
-            # when a third writer deleted it as expired meanwhile: then try again.
-            for _ in range(3):
-                inserted = cur.execute(
-                    f"INSERT INTO idempotency_keys ({IDEMPOTENCY_COLUMNS})"
-                    " VALUES (%s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT ON CONSTRAINT idempotency_keys_pkey DO NOTHING RETURNING 1",
-                    idempotency_values(record),
-                ).fetchone()
-                if inserted is not None:
-                    return record
-                row = cur.execute(
-                    f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
-                    " WHERE advertiser_id = %s AND key = %s",
-                    (record.advertiser_id, record.key),
-                ).fetchone()
-                if row is not None:
-                    return IdempotencyRecord(*row)
-        raise StorageError(f"cannot {operation}: the key keeps being taken and expired")
-
-    def settle_idempotency_record(
-        self, advertiser_id: int, key: str, request_hash: str, *, status: int | None, body: str = ""
-    ) -> None:
-        sql, params = idempotency_settlement(advertiser_id, key, request_hash, status, body)
-        with self._transaction("settle an idempotency record") as cur:
-            cur.execute(_percent_placeholders(sql), params)
-
-    def personal_data(self, transaction_id: int) -> dict[str, str]:
-        row = self._one(
-            "read personal data",
-            "SELECT data FROM personal_data WHERE transaction_id = %s",
-            (transaction_id,),
-        )
-        return {} if row is None else dict(json.loads(row[0]))
-
-    def erase_personal_data(self, advertiser_id: int, reference_id: str) -> int:
-        with self._connection("erase personal data") as conn:
-            cursor = conn.execute(
-                "DELETE FROM personal_data WHERE transaction_id IN (SELECT id FROM"
-                " transactions WHERE advertiser_id = %s AND reference_id = %s)",
-                (advertiser_id, reference_id),
-            )
-            return cursor.rowcount
-
-
-def _pages(
-    fetch: Callable[[int, int], list[Row]],
-    rows: list[Row],
-    size: int,
-    limit: int | None,
-    key: int,
-    convert: Callable[[Row], _T],
-) -> Iterator[_T]:
-    """Yield ``rows`` and then the pages after them, until a short page or ``limit``."""
-    remaining = limit
-    while True:
-        yield from map(convert, rows)
-        if remaining is not None:
-            remaining -= len(rows)
-        if len(rows) < size or remaining == 0:
-            return
-        size = PAGE_SIZE if remaining is None else min(remaining, PAGE_SIZE)
-        rows = fetch(rows[-1][key], size)

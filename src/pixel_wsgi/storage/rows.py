@@ -7,9 +7,9 @@ text. What is here is the part of that mapping that does not depend on the
 dialect: the column lists, the values a row is written with, and the model built
 from a row read back.
 
-The two dialects differ in their placeholders (``?`` against ``%s``), so the
-``SELECT_*`` statements here stop before any parameter: each backend appends its
-own ``WHERE`` clause.
+The ``SELECT_*`` statements here stop before any parameter: the SQL core
+(:mod:`pixel_wsgi.storage.sql`) appends its ``WHERE`` clauses, with ``?``
+placeholders that the PostgreSQL dialect translates.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ __all__ = [
     "advertiser_from_row",
     "attribution_from_row",
     "campaign_from_row",
+    "filters",
     "idempotency_values",
     "json_ints",
     "json_object",
@@ -54,8 +55,8 @@ __all__ = [
     "payout_rule",
     "payout_values",
     "rejection_values",
-    "transaction_conditions",
     "transaction_from_row",
+    "transaction_type_condition",
     "transaction_values",
 ]
 
@@ -172,37 +173,24 @@ _TYPE_CONDITIONS = {
 }
 
 
-def transaction_conditions(
-    placeholder: str,
-    *,
-    advertiser_id: int | None,
-    transaction_id: int | None,
-    reference_id: str | None,
-    transaction_type: TransactionType | None,
-    created_from: str | None,
-    created_before: str | None,
-) -> tuple[str, list[Any]]:
-    """The filters of :meth:`~pixel_wsgi.storage.Storage.transactions` as SQL.
+def transaction_type_condition(transaction_type: TransactionType | None) -> str:
+    """``" AND ..."`` selecting the rows of a :class:`~pixel_wsgi.models.TransactionType`
+    (empty for None)."""
+    return "" if transaction_type is None else f" AND {_TYPE_CONDITIONS[transaction_type]}"
 
-    :param placeholder: the dialect's parameter marker, ``?`` or ``%s``.
-    :returns: ``" AND ..."`` for each filter given (empty when none), and the
-        parameters of those conditions in their order.
+
+def filters(*conditions: tuple[str, Any], prefix: str = " AND ") -> tuple[str, tuple[Any, ...]]:
+    """The optional filters of a read as SQL: each ``(condition, value)`` whose value is
+    not None, the condition holding one ``?``.
+
+    :param prefix: what precedes the first condition (``" WHERE "`` when it starts the
+        clause); the others are joined with ``AND``.
+    :returns: the conditions (empty when none) and their parameters in their order.
     """
-    sql = ""
-    params: list[Any] = []
-    for column, operator, value in (
-        ("advertiser_id", "=", advertiser_id),
-        ("id", "=", transaction_id),
-        ("reference_id", "=", reference_id),
-        ("created_at", ">=", created_from),
-        ("created_at", "<", created_before),
-    ):
-        if value is not None:
-            sql += f" AND {column} {operator} {placeholder}"
-            params.append(value)
-    if transaction_type is not None:
-        sql += f" AND {_TYPE_CONDITIONS[transaction_type]}"
-    return sql, params
+    used = [(sql, value) for sql, value in conditions if value is not None]
+    if not used:
+        return "", ()
+    return prefix + " AND ".join(sql for sql, _ in used), tuple(value for _, value in used)
 
 
 # -- campaigns, advertisers, links -------------------------------------------------

@@ -27,7 +27,6 @@ Why these settings:
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -38,55 +37,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from sqlite_utils import Database
-
-from ..clock import iso_utc, utc_now
-from ..entities import validate_destination
 from ..errors import ConfigurationError, NotFoundError, RecordRefused, StorageError
-from ..models import (
-    Advertiser,
-    ApiCredential,
-    Attribution,
-    Campaign,
-    IdempotencyRecord,
-    Link,
-    PayoutRule,
-    Publisher,
-    Rejection,
-    RejectionDraft,
-    Transaction,
-    TransactionDraft,
-    TransactionType,
-)
-from .base import LedgerWriter, Storage, check_daily_cap, trim_rejections
-from .migrations.sqlite import migrations
-from .precedence import CONTESTED_REFERENCES, SharedWriterSQL, idempotency_settlement
-from .rows import (
-    ANY_CAPPED_CAMPAIGN,
-    CAP_INDEX_DDL,
-    CREDENTIAL_COLUMNS,
-    DROP_CAP_INDEX_DDL,
-    IDEMPOTENCY_COLUMNS,
-    INSERTED_REJECTION_COLUMNS,
-    INSERTED_TRANSACTION_COLUMNS,
-    REJECTION_COLUMNS,
-    SELECT_ADVERTISERS,
-    SELECT_ATTRIBUTION,
-    SELECT_CAMPAIGNS,
-    SELECT_LINKS,
-    TRANSACTION_COLUMNS,
-    advertiser_from_row,
-    attribution_from_row,
-    campaign_from_row,
-    idempotency_values,
-    json_object,
-    payout_rule,
-    payout_values,
-    rejection_values,
-    transaction_conditions,
-    transaction_from_row,
-    transaction_values,
-)
+from ..models import TransactionDraft
+from .base import LedgerWriter
+from .migrations import sqlite as schema
+from .rows import INSERTED_TRANSACTION_COLUMNS, json_object, transaction_values
+from .sql import PAGE_SIZE, Execute, Row, SQLLedgerWriter, SQLStorage, check_page_size
 
 _SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: Seconds a read-only fallback connection is used before a writable one is tried again.
@@ -99,13 +55,6 @@ ON CONFLICT (advertiser_id, reference_id)
     WHERE corrects_transaction_id IS NULL AND reference_id IS NOT NULL
     DO NOTHING
 """
-
-# Conversions of a campaign since a moment: transactions_campaign_created.
-_CONVERSIONS_SINCE = """
-SELECT COUNT(*) FROM transactions
-WHERE campaign_id = ? AND created_at >= ? AND corrects_transaction_id IS NULL
-"""
-
 
 # Connections a forked child inherited: never used nor closed in the child.
 _INHERITED: list[sqlite3.Connection] = []
@@ -159,104 +108,22 @@ def _append_new(conn: sqlite3.Connection, draft: TransactionDraft) -> int | None
         raise NotFoundError(f"a row this conversion refers to is gone ({exc})") from exc
 
 
-class SQLiteLedgerWriter(SharedWriterSQL, LedgerWriter):
+class SQLiteLedgerWriter(SQLLedgerWriter):
     """The ledger primitives on one connection inside ``BEGIN IMMEDIATE``."""
 
     def __init__(self, conn: sqlite3.Connection, max_rejections: int) -> None:
+        super().__init__(max_rejections)
         self._conn = conn
-        self._max_rejections = max_rejections
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        # The core's statements are SQLite's own: no translation.
         return self._conn.execute(sql, params)
 
-    def attribution(self, visit_id: int) -> Attribution | None:
-        row = self._conn.execute(f"{SELECT_ATTRIBUTION} WHERE v.id = ?", (visit_id,)).fetchone()
-        return None if row is None else attribution_from_row(row)
-
-    def advertiser_exists(self, advertiser_id: int) -> bool:
-        sql = "SELECT 1 FROM advertisers WHERE id = ?"
-        return self._conn.execute(sql, (advertiser_id,)).fetchone() is not None
-
-    def campaign_payout(self, campaign_id: int) -> PayoutRule:
-        row = self._conn.execute(
-            "SELECT payout_kind, payout_value, payout_currency, reason_codes"
-            " FROM campaigns WHERE id = ?",
-            (campaign_id,),
-        ).fetchone()
-        if row is None:
-            raise NotFoundError(f"campaign {campaign_id} does not exist")
-        return payout_rule(*row)
-
-    def campaign(self, campaign_id: int) -> Campaign | None:
-        row = self._conn.execute(f"{SELECT_CAMPAIGNS} WHERE id = ?", (campaign_id,)).fetchone()
-        return None if row is None else campaign_from_row(row)
-
-    def publisher_approved(self, campaign_id: int, publisher_id: int) -> bool:
-        sql = "SELECT 1 FROM links WHERE campaign_id = ? AND publisher_id = ? LIMIT 1"
-        return self._conn.execute(sql, (campaign_id, publisher_id)).fetchone() is not None
-
-    def ensure_visit(self, visit_id: int, link_id: int, created_at: str) -> bool:
-        self._conn.execute(
-            "INSERT INTO visits (id, link_id, ip_prefix, user_agent, created_at)"
-            " SELECT ?, id, NULL, NULL, ? FROM links WHERE id = ? ON CONFLICT (id) DO NOTHING",
-            (visit_id, created_at, link_id),
-        )
-        row = self._conn.execute("SELECT 1 FROM visits WHERE id = ?", (visit_id,)).fetchone()
-        return row is not None
-
-    def claim_event(self, event_id: str, claimed_at: str) -> bool:
-        cursor = self._conn.execute(
-            "INSERT INTO applied_events (event_id, applied_at) VALUES (?, ?)"
-            " ON CONFLICT (event_id) DO NOTHING",
-            (event_id, claimed_at),
-        )
-        return cursor.rowcount == 1
-
-    def find_original(self, advertiser_id: int, reference_id: str) -> Transaction | None:
-        row = self._conn.execute(
-            f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE advertiser_id = ?"
-            " AND reference_id = ? AND corrects_transaction_id IS NULL",
-            (advertiser_id, reference_id),
-        ).fetchone()
-        return None if row is None else transaction_from_row(row)
-
-    def chain_end(self, original_transaction_id: int) -> Transaction:
-        # Chains are lines (transactions_corrects_key) and ids only grow, so
-        # the newest row of the chain is its end.
-        row = self._conn.execute(
-            f"SELECT {TRANSACTION_COLUMNS} FROM transactions"
-            " WHERE id = :id OR original_transaction_id = :id ORDER BY id DESC LIMIT 1",
-            {"id": original_transaction_id},
-        ).fetchone()
-        if row is None:
-            raise NotFoundError(f"transaction {original_transaction_id} does not exist")
-        return transaction_from_row(row)
-
-    def has_recent_duplicate(
-        self, advertiser_id: int, visit_id: int, fingerprint: str, since: str
-    ) -> bool:
-        row = self._conn.execute(
-            "SELECT 1 FROM transactions WHERE visit_id = ? AND fingerprint = ?"
-            " AND reference_id IS NULL AND corrects_transaction_id IS NULL"
-            " AND advertiser_id = ? AND created_at >= ? LIMIT 1",
-            (visit_id, fingerprint, advertiser_id, since),
-        ).fetchone()
-        return row is not None
+    def _insert(self, sql: str, params: tuple[Any, ...]) -> int:
+        return self._conn.execute(sql, params).lastrowid or 0
 
     def insert_transaction(self, draft: TransactionDraft) -> int | None:
         return _insert_transaction(self._conn, draft)
-
-    def insert_rejection(self, draft: RejectionDraft) -> None:
-        cursor = self._conn.execute(
-            f"INSERT INTO rejections ({INSERTED_REJECTION_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rejection_values(draft),
-        )
-        trim_rejections(cursor.lastrowid or 0, self._max_rejections, self._conn.execute, "?")
-
-    def conversions_since(self, campaign_id: int, since: str) -> int:
-        count: int = self._conn.execute(_CONVERSIONS_SINCE, (campaign_id, since)).fetchone()[0]
-        return count
 
 
 def _storage_error(failed: str, exc: Exception) -> StorageError:
@@ -269,7 +136,7 @@ def _storage_error(failed: str, exc: Exception) -> StorageError:
     return StorageError(f"{failed}: {exc}")
 
 
-class SQLiteStorage(Storage):
+class SQLiteStorage(SQLStorage):
     """Storage in one SQLite file.
 
     :param path: the database file; created with its directory's permissions.
@@ -278,6 +145,8 @@ class SQLiteStorage(Storage):
     :param max_rejections: how many rejection-log entries are kept.
     :param read_only: open the file read-only, never create it, never write (the
         CLI's read commands); :meth:`pending_migrations` says whether it is current.
+    :param page_size: rows per query when a listing (``transactions()``,
+        ``conversions()``, ``rejections()``) is read, in keyset pages.
 
     Prefer :func:`~pixel_wsgi.storage.storage_from_url`::
 
@@ -294,6 +163,7 @@ class SQLiteStorage(Storage):
         synchronous: str = "NORMAL",
         max_rejections: int = 100_000,
         read_only: bool = False,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         self.path = Path(path)
         if str(path) in ("", ":memory:"):
@@ -316,6 +186,7 @@ class SQLiteStorage(Storage):
         self.synchronous = synchronous.upper()
         self.max_rejections = max_rejections
         self.read_only = read_only
+        self.page_size = check_page_size(page_size)
         self._local = threading.local()
 
     @classmethod
@@ -465,30 +336,44 @@ class SQLiteStorage(Storage):
                 raise _storage_error(f"write to {self.path} failed", exc) from exc
             raise
 
-    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def _read(self, operation: str, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
         try:
             return self._connection().execute(sql, params).fetchall()
         except (sqlite3.Error, UnicodeEncodeError) as exc:
             raise _storage_error(f"read from {self.path} failed", exc) from exc
 
+    def _insert(self, operation: str, sql: str, params: tuple[Any, ...]) -> int:
+        with self._immediate() as conn:
+            try:
+                cursor = conn.execute(sql, params)
+            except sqlite3.IntegrityError as exc:
+                raise NotFoundError(f"a referenced entity does not exist ({exc})") from exc
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    @contextmanager
+    def _transaction(self, operation: str, *, lock: bool = False) -> Iterator[Execute]:
+        # BEGIN IMMEDIATE serialises every write with the ledger's already.
+        with self._immediate() as conn:
+            yield conn.execute
+
     # -- lifecycle -------------------------------------------------------------
 
     def migrate(self) -> None:
-        # BEGIN IMMEDIATE serialises concurrent migrators; sqlite-utils nests
-        # each migration in a savepoint inside it.
+        # BEGIN IMMEDIATE serialises concurrent migrators; each migration runs in a
+        # savepoint inside it.
         with self._immediate() as conn:
-            migrations.apply(Database(conn, execute_plugins=False, recursive_triggers=False))
+            schema.apply(conn)
 
     def pending_migrations(self) -> list[str]:
         """The names of the schema migrations this file lacks (a read: nothing is written)."""
-        db = Database(self._connection(), execute_plugins=False, recursive_triggers=False)
         try:
-            return [migration.name for migration in migrations.pending(db)]
+            return schema.pending(self._connection())
         except sqlite3.Error as exc:
             raise StorageError(f"read from {self.path} failed: {exc}") from exc
 
     def check(self, *, writable: bool = False) -> None:
-        self._read("SELECT 1 FROM transactions LIMIT 1")
+        self._read("check the store", "SELECT 1 FROM transactions LIMIT 1")
         if writable:
             self._check_writable()
 
@@ -512,144 +397,7 @@ class SQLiteStorage(Storage):
             local.conn.close()
         local.__dict__.clear()
 
-    # -- entities --------------------------------------------------------------
-
-    def _insert(self, sql: str, params: tuple[Any, ...]) -> int:
-        with self._immediate() as conn:
-            try:
-                cursor = conn.execute(sql, params)
-            except sqlite3.IntegrityError as exc:
-                raise NotFoundError(f"a referenced entity does not exist ({exc})") from exc
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
-
-    def add_advertiser(self, name: str) -> Advertiser:
-        now = iso_utc(utc_now())
-        new_id = self._insert(
-            "INSERT INTO advertisers (name, created_at) VALUES (?, ?)", (name, now)
-        )
-        return Advertiser(new_id, name, now)
-
-    def add_publisher(self, name: str) -> Publisher:
-        now = iso_utc(utc_now())
-        new_id = self._insert(
-            "INSERT INTO publishers (name, created_at) VALUES (?, ?)", (name, now)
-        )
-        return Publisher(new_id, name, now)
-
-    def add_campaign(self, advertiser_id: int, name: str, payout: PayoutRule) -> Campaign:
-        now = iso_utc(utc_now())
-        new_id = self._insert(
-            "INSERT INTO campaigns (advertiser_id, name, payout_kind, payout_value,"
-            " payout_currency, reason_codes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (advertiser_id, name, *payout_values(payout), now),
-        )
-        return Campaign(new_id, advertiser_id, name, payout, now)
-
-    def add_link(self, campaign_id: int, publisher_id: int, destination: str) -> Link:
-        validate_destination(destination)  # every caller: the CLI, the API, tests
-        now = iso_utc(utc_now())
-        new_id = self._insert(
-            "INSERT INTO links (campaign_id, publisher_id, destination, created_at)"
-            " VALUES (?, ?, ?, ?)",
-            (campaign_id, publisher_id, destination, now),
-        )
-        link = self.link(new_id)
-        assert link is not None
-        return link
-
-    def advertiser(self, advertiser_id: int) -> Advertiser | None:
-        rows = self._read(f"{SELECT_ADVERTISERS} WHERE id = ?", (advertiser_id,))
-        return advertiser_from_row(rows[0]) if rows else None
-
-    def advertisers(self) -> list[Advertiser]:
-        return [advertiser_from_row(row) for row in self._read(f"{SELECT_ADVERTISERS} ORDER BY id")]
-
-    def set_advertiser_options(
-        self, advertiser_id: int, *, require_signed_pixels: bool
-    ) -> Advertiser:
-        with self._immediate() as conn:
-            conn.execute(
-                "UPDATE advertisers SET require_signed_pixels = ? WHERE id = ?",
-                (int(bool(require_signed_pixels)), advertiser_id),
-            )
-            row = conn.execute(f"{SELECT_ADVERTISERS} WHERE id = ?", (advertiser_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no advertiser with id {advertiser_id}")
-        return advertiser_from_row(row)
-
-    def set_campaign_daily_cap(self, campaign_id: int, cap: int | None) -> Campaign:
-        check_daily_cap(cap)
-        with self._immediate() as conn:
-            conn.execute("UPDATE campaigns SET daily_cap = ? WHERE id = ?", (cap, campaign_id))
-            row = conn.execute(f"{SELECT_CAMPAIGNS} WHERE id = ?", (campaign_id,)).fetchone()
-            capped = conn.execute(ANY_CAPPED_CAMPAIGN).fetchone() is not None
-            conn.execute(CAP_INDEX_DDL if capped else DROP_CAP_INDEX_DDL)
-        if row is None:
-            raise NotFoundError(f"no campaign with id {campaign_id}")
-        return campaign_from_row(row)
-
-    def publisher(self, publisher_id: int) -> Publisher | None:
-        rows = self._read(
-            "SELECT id, name, created_at FROM publishers WHERE id = ?", (publisher_id,)
-        )
-        return Publisher(*rows[0]) if rows else None
-
-    def publishers(self) -> list[Publisher]:
-        return [
-            Publisher(*row)
-            for row in self._read("SELECT id, name, created_at FROM publishers ORDER BY id")
-        ]
-
-    def campaign(self, campaign_id: int) -> Campaign | None:
-        found = self._campaigns("WHERE id = ?", (campaign_id,))
-        return found[0] if found else None
-
-    def campaigns(self, *, advertiser_id: int | None = None) -> list[Campaign]:
-        if advertiser_id is None:
-            return self._campaigns("", ())
-        return self._campaigns("WHERE advertiser_id = ?", (advertiser_id,))
-
-    def _campaigns(self, where: str, params: tuple[Any, ...]) -> list[Campaign]:
-        rows = self._read(f"{SELECT_CAMPAIGNS} {where} ORDER BY id", params)
-        return [campaign_from_row(row) for row in rows]
-
-    def link(self, link_id: int) -> Link | None:
-        found = self._links("WHERE l.id = ?", (link_id,))
-        return found[0] if found else None
-
-    def links(self, *, advertiser_id: int | None = None) -> list[Link]:
-        if advertiser_id is None:
-            return self._links("", ())
-        return self._links("WHERE c.advertiser_id = ?", (advertiser_id,))
-
-    def _links(self, where: str, params: tuple[Any, ...]) -> list[Link]:
-        rows = self._read(f"{SELECT_LINKS} {where} ORDER BY l.id", params)
-        return [Link(*row) for row in rows]
-
-    def record_visit(
-        self,
-        link: Link,
-        *,
-        ip_prefix: str | None,
-        user_agent: str | None,
-        created_at: str,
-        visit_id: int | None = None,
-    ) -> int:
-        if visit_id is None:
-            return self._insert(
-                "INSERT INTO visits (link_id, ip_prefix, user_agent, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (link.id, ip_prefix, user_agent, created_at),
-            )
-        self._insert(
-            "INSERT INTO visits (id, link_id, ip_prefix, user_agent, created_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            (visit_id, link.id, ip_prefix, user_agent, created_at),
-        )
-        return visit_id
-
-    # -- the ledger ------------------------------------------------------------
+    # -- the ledger's writes ----------------------------------------------------------
 
     def append_transaction(self, draft: TransactionDraft) -> int | None:
         if draft.personal_data:
@@ -666,143 +414,3 @@ class SQLiteStorage(Storage):
     def writer(self) -> Iterator[LedgerWriter]:
         with self._immediate() as conn:
             yield SQLiteLedgerWriter(conn, self.max_rejections)
-
-    def transactions(
-        self,
-        *,
-        advertiser_id: int | None = None,
-        after_transaction_id: int | None = None,
-        limit: int | None = None,
-        transaction_id: int | None = None,
-        reference_id: str | None = None,
-        transaction_type: TransactionType | None = None,
-        created_from: str | None = None,
-        created_before: str | None = None,
-    ) -> Iterator[Transaction]:
-        conditions, params = transaction_conditions(
-            "?",
-            advertiser_id=advertiser_id,
-            transaction_id=transaction_id,
-            reference_id=reference_id,
-            transaction_type=transaction_type,
-            created_from=created_from,
-            created_before=created_before,
-        )
-        sql = (
-            f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE id > ?{conditions}"
-            " ORDER BY id LIMIT ?"
-        )
-        params = [after_transaction_id or 0, *params, -1 if limit is None else limit]
-        return (transaction_from_row(row) for row in self._read(sql, tuple(params)))
-
-    def conversions(self, *, advertiser_id: int | None = None) -> Iterator[Transaction]:
-        sql = (
-            f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE NOT EXISTS"
-            " (SELECT 1 FROM transactions c WHERE c.corrects_transaction_id = transactions.id)"
-        )
-        params: tuple[Any, ...] = ()
-        if advertiser_id is not None:
-            sql += " AND advertiser_id = ?"
-            params = (advertiser_id,)
-        sql += " ORDER BY COALESCE(original_transaction_id, id)"
-        return (transaction_from_row(row) for row in self._read(sql, params))
-
-    def rejections(
-        self, *, advertiser_id: int | None = None, limit: int | None = None
-    ) -> Iterator[Rejection]:
-        sql = f"SELECT {REJECTION_COLUMNS} FROM rejections"
-        params: list[Any] = []
-        if advertiser_id is not None:
-            sql += " WHERE advertiser_id = ?"
-            params.append(advertiser_id)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(-1 if limit is None else limit)
-        return (Rejection(*row) for row in self._read(sql, tuple(params)))
-
-    def contested_references(self, advertiser_id: int) -> set[str]:
-        rows = self._read(CONTESTED_REFERENCES, (advertiser_id,))
-        return {row[0] for row in rows}
-
-    # -- API credentials and idempotency keys ------------------------------------
-
-    def add_credential(self, advertiser_id: int, label: str, secret_hash: str) -> ApiCredential:
-        now = iso_utc(utc_now())
-        new_id = self._insert(
-            "INSERT INTO api_credentials (advertiser_id, label, secret_hash, created_at)"
-            " VALUES (?, ?, ?, ?)",
-            (advertiser_id, label, secret_hash, now),
-        )
-        return ApiCredential(new_id, advertiser_id, label, secret_hash, now)
-
-    def credential(self, credential_id: int) -> ApiCredential | None:
-        rows = self._read(
-            f"SELECT {CREDENTIAL_COLUMNS} FROM api_credentials WHERE id = ?", (credential_id,)
-        )
-        return ApiCredential(*rows[0]) if rows else None
-
-    def credentials(self, *, advertiser_id: int | None = None) -> list[ApiCredential]:
-        sql = f"SELECT {CREDENTIAL_COLUMNS} FROM api_credentials"
-        params: tuple[Any, ...] = ()
-        if advertiser_id is not None:
-            sql += " WHERE advertiser_id = ?"
-            params = (advertiser_id,)
-        return [ApiCredential(*row) for row in self._read(sql + " ORDER BY id", params)]
-
-    def revoke_credential(self, credential_id: int) -> bool:
-        with self._immediate() as conn:
-            cursor = conn.execute(
-                "UPDATE api_credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (iso_utc(utc_now()), credential_id),
-            )
-            return cursor.rowcount == 1
-
-    def idempotency_record(
-        self, advertiser_id: int, key: str, *, since: str
-    ) -> IdempotencyRecord | None:
-        rows = self._read(
-            f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
-            " WHERE advertiser_id = ? AND key = ? AND created_at >= ?",
-            (advertiser_id, key, since),
-        )
-        return IdempotencyRecord(*rows[0]) if rows else None
-
-    def save_idempotency_record(
-        self, record: IdempotencyRecord, *, expired_before: str
-    ) -> IdempotencyRecord:
-        with self._immediate() as conn:
-            conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (expired_before,))
-            cursor = conn.execute(
-                f"INSERT INTO idempotency_keys ({IDEMPOTENCY_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (advertiser_id, key) DO NOTHING",
-                idempotency_values(record),
-            )
-            if cursor.rowcount == 1:
-                return record
-            row = conn.execute(
-                f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
-                " WHERE advertiser_id = ? AND key = ?",
-                (record.advertiser_id, record.key),
-            ).fetchone()
-            return IdempotencyRecord(*row)
-
-    def settle_idempotency_record(
-        self, advertiser_id: int, key: str, request_hash: str, *, status: int | None, body: str = ""
-    ) -> None:
-        sql, params = idempotency_settlement(advertiser_id, key, request_hash, status, body)
-        with self._immediate() as conn:
-            conn.execute(sql, params)
-
-    def personal_data(self, transaction_id: int) -> dict[str, str]:
-        rows = self._read(
-            "SELECT data FROM personal_data WHERE transaction_id = ?", (transaction_id,)
-        )
-        return dict(json.loads(rows[0][0])) if rows else {}
-
-    def erase_personal_data(self, advertiser_id: int, reference_id: str) -> int:
-        with self._immediate() as conn:
-            cursor = conn.execute(
-                "DELETE FROM personal_data WHERE transaction_id IN (SELECT id FROM"
-                " transactions WHERE advertiser_id = ? AND reference_id = ?)",
-                (advertiser_id, reference_id),
-            )
-            return cursor.rowcount

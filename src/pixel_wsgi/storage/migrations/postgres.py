@@ -13,86 +13,49 @@ The same tables, columns, keys and triggers as the SQLite schema
 
 Applied by :func:`apply` inside one transaction that holds an advisory lock, so
 concurrent migrators queue and a failed migration leaves nothing behind (DDL is
-transactional in PostgreSQL). Never edit a migration that has shipped: add one.
+transactional in PostgreSQL). The registry's format is SQLite's too
+(:mod:`pixel_wsgi.storage.migrations`). Never edit a migration that has shipped: add one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from ..sql import dialect
+from . import Migrations, Script
 
 if TYPE_CHECKING:
     from psycopg import Cursor
 
-#: The table that records which migrations ran.
-MIGRATIONS_TABLE = "pixel_wsgi_migrations"
+__all__ = ["MIGRATE_LOCK_KEY", "apply", "migrations"]
 
 #: ``pg_advisory_xact_lock`` key that serialises migrators ("pixlmigr").
 MIGRATE_LOCK_KEY = 0x7069_786C_6D69_6772
 
-
-MigrationFunction = Callable[["Cursor[Any]"], None]
-
-
-class Migrations:
-    """An ordered registry of named migrations; register with the decorator.
-
-    A migration is a function of a cursor inside the migrating transaction.
-    """
-
-    def __init__(self) -> None:
-        self.registry: list[tuple[str, MigrationFunction]] = []
-
-    def __call__(self, *, name: str) -> Callable[[MigrationFunction], MigrationFunction]:
-        def register(function: MigrationFunction) -> MigrationFunction:
-            if name in self.names:
-                raise ValueError(f"migration {name!r} is registered twice")
-            self.registry.append((name, function))
-            return function
-
-        return register
-
-    @property
-    def names(self) -> list[str]:
-        return [name for name, _ in self.registry]
-
-    def apply(self, cur: Cursor[Any], applied_at: str) -> list[str]:
-        """Apply the pending migrations on a cursor inside a transaction; their names.
-
-        The caller holds ``MIGRATE_LOCK_KEY`` for the transaction, so nobody else
-        migrates meanwhile.
-        """
-        cur.execute(
-            f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} ("
-            ' name TEXT PRIMARY KEY, applied_at TEXT COLLATE "C" NOT NULL)'
-        )
-        cur.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")
-        done = {row[0] for row in cur.fetchall()}
-        ran = []
-        for name, migration in self.registry:
-            if name not in done:
-                migration(cur)
-                cur.execute(
-                    f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (%s, %s)",
-                    (name, applied_at),
-                )
-                ran.append(name)
-        return ran
-
-
-def _script(cur: Cursor[Any], sql: str) -> None:
-    # Without parameters psycopg sends the script as one simple query, so its
-    # statements (and $$-quoted function bodies) run in order, in the transaction.
-    cur.execute(sql)
-
-
 migrations = Migrations()
 
 
+def apply(cur: Cursor[Any], applied_at: str) -> list[str]:
+    """Apply the pending migrations on a cursor inside a transaction; their names.
+
+    The caller holds ``MIGRATE_LOCK_KEY`` for the transaction, so nobody else
+    migrates meanwhile.
+    """
+
+    def execute(sql: str, params: tuple[Any, ...]) -> Cursor[Any]:
+        return cur.execute(dialect(sql, "%s"), params)
+
+    def script(sql: str) -> None:
+        # Without parameters psycopg sends the script as one simple query, so its
+        # statements (and $$-quoted function bodies) run in order, in the transaction.
+        cur.execute(sql)
+
+    return migrations.apply(execute, script, applied_at)
+
+
 @migrations(name="0001_initial")
-def initial(cur: Cursor[Any]) -> None:
-    _script(
-        cur,
+def initial(script: Script) -> None:
+    script(
         """
         CREATE TABLE advertisers (
             id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -211,9 +174,8 @@ def initial(cur: Cursor[Any]) -> None:
 
 
 @migrations(name="0002_server_side_reporting")
-def server_side_reporting(cur: Cursor[Any]) -> None:
-    _script(
-        cur,
+def server_side_reporting(script: Script) -> None:
+    script(
         """
         -- A reversal is a correction that voids its conversion, with the reason.
         ALTER TABLE transactions ADD COLUMN reversal_reason TEXT;
@@ -249,9 +211,8 @@ def server_side_reporting(cur: Cursor[Any]) -> None:
 
 
 @migrations(name="0003_signing_and_filters")
-def signing_and_filters(cur: Cursor[Any]) -> None:
-    _script(
-        cur,
+def signing_and_filters(script: Script) -> None:
+    script(
         """
         -- Refuse conversion pixels without a valid signature (pixel_wsgi.signing).
         ALTER TABLE advertisers ADD COLUMN require_signed_pixels BOOLEAN NOT NULL DEFAULT FALSE;
@@ -265,9 +226,8 @@ def signing_and_filters(cur: Cursor[Any]) -> None:
 
 
 @migrations(name="0004_server_precedence_and_claims")
-def server_precedence_and_claims(cur: Cursor[Any]) -> None:
-    _script(
-        cur,
+def server_precedence_and_claims(script: Script) -> None:
+    script(
         """
         -- Every server-side report applied to a conversion, by source and digest: the
         -- server has spoken (browsers can no longer change it), and a report equal to
@@ -298,5 +258,18 @@ def server_precedence_and_claims(cur: Cursor[Any]) -> None:
             resolved_at TEXT COLLATE "C"
         );
         CREATE INDEX reference_claims_reference ON reference_claims (advertiser_id, reference_id)
+        """,
+    )
+
+
+@migrations(name="0005_same_indexes_and_date_ranges")
+def same_indexes_and_date_ranges(script: Script) -> None:
+    script(
+        """
+        -- An advertiser's rows of a date range (the dashboard's pages, the
+        -- Transactions API's created_from/created_before, conversions by the date of
+        -- their sale), as in SQLite's schema.
+        CREATE INDEX transactions_advertiser_created ON transactions (advertiser_id, created_at);
+        CREATE INDEX rejections_advertiser_created ON rejections (advertiser_id, created_at)
         """,
     )

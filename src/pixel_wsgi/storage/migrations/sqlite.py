@@ -1,28 +1,81 @@
-"""The SQLite schema, as a registry of sqlite-utils migrations applied in order.
+"""The SQLite schema, as a registry of migrations applied in order.
 
+The registry's format is the PostgreSQL schema's too (:mod:`pixel_wsgi.storage.migrations`);
+:func:`apply` runs it on a connection inside ``BEGIN IMMEDIATE``, which serialises
+concurrent migrators. Files made before that registry recorded their migrations in
+sqlite-utils' ``_sqlite_migrations`` table: that record is read as well, and copied
+into ``pixel_wsgi_migrations`` on the next migration, so they upgrade cleanly.
 Never edit a migration that has shipped: add a new one.
 """
 
 from __future__ import annotations
 
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+import sqlite3
 
-migrations = Migrations("pixel_wsgi")
+from ...clock import iso_utc, utc_now
+from . import MIGRATIONS_TABLE, Migrations, Script
+
+__all__ = ["applied", "apply", "migrations", "pending", "script_runner"]
+
+migrations = Migrations()
+
+# What sqlite-utils' registry (used until 0004) recorded, under our migration set's name.
+_LEGACY_TABLE = "_sqlite_migrations"
+_LEGACY_SET = "pixel_wsgi"
 
 
-def _script(db: Database, sql: str) -> None:
-    # executescript() would COMMIT the surrounding migration transaction, so
-    # run the statements one by one inside it.
-    for statement in sql.split(";\n"):
-        if statement.strip():
-            db.execute(statement)
+def script_runner(conn: sqlite3.Connection) -> Script:
+    """Run a script's statements one by one on ``conn``: ``executescript()`` would
+    COMMIT the surrounding migration transaction."""
+
+    def script(sql: str) -> None:
+        for statement in sql.split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
+
+    return script
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return conn.execute(sql, (name,)).fetchone() is not None
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    """The names of the migrations a file records, in either registry's table (a read)."""
+    names: list[str] = []
+    if _has_table(conn, MIGRATIONS_TABLE):
+        names += [row[0] for row in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")]
+    if _has_table(conn, _LEGACY_TABLE):
+        sql = f"SELECT name FROM {_LEGACY_TABLE} WHERE migration_set = ?"
+        names += [row[0] for row in conn.execute(sql, (_LEGACY_SET,))]
+    return names
+
+
+def pending(conn: sqlite3.Connection) -> list[str]:
+    """The names of the migrations the file lacks (a read: nothing is written)."""
+    return migrations.pending(applied(conn))
+
+
+def apply(conn: sqlite3.Connection) -> list[str]:
+    """Apply the pending migrations on ``conn`` inside its ``BEGIN IMMEDIATE``; their names."""
+    if _has_table(conn, _LEGACY_TABLE):
+        # Carry sqlite-utils' record over, once; its table stays for older versions.
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}"
+            " (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        conn.execute(
+            f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) SELECT name, applied_at"
+            f" FROM {_LEGACY_TABLE} WHERE migration_set = ? ON CONFLICT (name) DO NOTHING",
+            (_LEGACY_SET,),
+        )
+    return migrations.apply(conn.execute, script_runner(conn), iso_utc(utc_now()))
 
 
 @migrations(name="0001_initial")
-def initial(db: Database) -> None:
-    _script(
-        db,
+def initial(script: Script) -> None:
+    script(
         """
         CREATE TABLE advertisers (
             id INTEGER PRIMARY KEY,
@@ -127,9 +180,8 @@ def initial(db: Database) -> None:
 
 
 @migrations(name="0002_server_side_reporting")
-def server_side_reporting(db: Database) -> None:
-    _script(
-        db,
+def server_side_reporting(script: Script) -> None:
+    script(
         """
         -- A reversal is a correction that voids its conversion, with the reason.
         ALTER TABLE transactions ADD COLUMN reversal_reason TEXT;
@@ -164,9 +216,8 @@ def server_side_reporting(db: Database) -> None:
 
 
 @migrations(name="0003_signing_and_filters")
-def signing_and_filters(db: Database) -> None:
-    _script(
-        db,
+def signing_and_filters(script: Script) -> None:
+    script(
         """
         -- Refuse conversion pixels without a valid signature (pixel_wsgi.signing).
         ALTER TABLE advertisers ADD COLUMN require_signed_pixels INTEGER NOT NULL DEFAULT 0
@@ -181,9 +232,8 @@ def signing_and_filters(db: Database) -> None:
 
 
 @migrations(name="0004_server_precedence_and_claims")
-def server_precedence_and_claims(db: Database) -> None:
-    _script(
-        db,
+def server_precedence_and_claims(script: Script) -> None:
+    script(
         """
         -- Every server-side report applied to a conversion, by source and digest: the
         -- server has spoken (browsers can no longer change it), and a report equal to
@@ -212,5 +262,26 @@ def server_precedence_and_claims(db: Database) -> None:
             resolved_at TEXT
         );
         CREATE INDEX reference_claims_reference ON reference_claims (advertiser_id, reference_id)
+        """,
+    )
+
+
+@migrations(name="0005_same_indexes_and_date_ranges")
+def same_indexes_and_date_ranges(script: Script) -> None:
+    script(
+        """
+        -- The indexes PostgreSQL's schema had from the start: both backends have the
+        -- same ones now.
+        CREATE INDEX IF NOT EXISTS campaigns_advertiser ON campaigns (advertiser_id);
+        CREATE INDEX IF NOT EXISTS links_campaign_publisher ON links (campaign_id, publisher_id);
+        CREATE INDEX IF NOT EXISTS api_credentials_advertiser ON api_credentials (advertiser_id);
+        -- An advertiser's rows of a date range (the dashboard's pages, the
+        -- Transactions API's created_from/created_before, conversions by the date of
+        -- their sale). Each index costs every pixel's INSERT: these two are measured
+        -- in the README's hot-path figures.
+        CREATE INDEX IF NOT EXISTS transactions_advertiser_created
+            ON transactions (advertiser_id, created_at);
+        CREATE INDEX IF NOT EXISTS rejections_advertiser_created
+            ON rejections (advertiser_id, created_at)
         """,
     )
