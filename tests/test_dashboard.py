@@ -9,7 +9,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ from pixel_wsgi import (
     StorageError,
 )
 from pixel_wsgi.dashboard import REALM, Dashboard, basic_auth
-from pixel_wsgi.dashboard.reports import describe_payout
+from pixel_wsgi.dashboard.reports import DateRange, describe_payout
 from pixel_wsgi.dashboard.views import REASON_MEANINGS
 from pixel_wsgi.errors import BadRequest, NotFound
 
@@ -631,6 +631,99 @@ def test_a_chain_of_another_advertiser_is_not_found(shop: Shop) -> None:
     [foreign] = shop.world.storage.conversions(advertiser_id=shop.world.other_advertiser_id)
     shop.dash.get(f"{shop.advertiser}/conversions/{foreign.transaction_id}", status=404)
     shop.dash.get(f"{shop.advertiser}/conversions/9999", status=404)
+
+
+def test_the_chain_of_a_conversion_without_reference_id(shop: Shop) -> None:
+    shop.pixel(shop.visit(shop.world.percent_link_id), "sale_amount=30.00")
+    [row] = [
+        c
+        for c in shop.world.storage.conversions(advertiser_id=shop.world.advertiser_id)
+        if c.reference_id is None
+    ]
+    rows = parse_csv(shop.dash.get(f"{shop.advertiser}/conversions/{row.transaction_id}.csv"))
+    assert [(r["step"], r["type"], r["sale_amount"]) for r in rows] == [
+        ("1", "conversion", "30.00")
+    ]
+
+
+def _spy_on_reads(monkeypatch: pytest.MonkeyPatch, storage: SQLiteStorage) -> list[str]:
+    """The ``created_at`` of every ledger row and rejection the store hands out."""
+    seen: list[str] = []
+    for name in ("transactions", "conversions", "rejections"):
+        read = getattr(storage, name)
+
+        def spy(*args: Any, read: Any = read, **kwargs: Any) -> Iterable[Any]:
+            for row in read(*args, **kwargs):
+                seen.append(row.created_at)
+                yield row
+
+        monkeypatch.setattr(storage, name, spy)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        pytest.param("", id="overview"),
+        pytest.param(".csv", id="totals-csv"),
+        pytest.param("/campaigns", id="campaigns"),
+        pytest.param("/publishers", id="publishers"),
+        pytest.param("/days", id="days"),
+        pytest.param("/conversions", id="conversions"),
+        pytest.param("/conversions.csv", id="conversions-csv"),
+        pytest.param("/conversions/o1", id="chain"),
+        pytest.param("/rejections", id="rejections"),
+        pytest.param("/rejections/reasons", id="reasons"),
+    ],
+)
+def test_pages_read_only_rows_of_their_range(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch, section: str
+) -> None:
+    """o0 (2026-09-01) and its rejection-free day lie before the default range: the
+    store is asked for the range, so no row of that day is read at all."""
+    section = section.replace("o1", str(shop.transaction_id("o1")))
+    seen = _spy_on_reads(monkeypatch, shop.world.storage)
+    shop.dash.get(shop.advertiser + section)
+    assert seen, "the page read nothing"
+    assert min(seen) >= "2026-10-27T00:00:00", seen
+
+
+def test_a_conversion_corrected_after_the_range_shows_its_whole_chain(shop: Shop) -> None:
+    # o1 was recorded on the 23rd and corrected on the 24th, after this range.
+    page = shop.dash.get(f"{shop.advertiser}/conversions.csv?from=2026-11-23&to=2026-11-23")
+    [o1] = parse_csv(page)
+    assert (o1["reference_id"], o1["corrections"], o1["status"]) == ("o1", "1", "corrected")
+    assert (o1["payout"], o1["payout_currency"]) == ("8.00", "USD")
+    assert o1["updated_at"].startswith("2026-11-24T12:00:00")
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "bounds"),
+    [
+        pytest.param(
+            date(2026, 11, 25),
+            date(2026, 11, 25),
+            ("2026-11-25T00:00:00.000000Z", "2026-11-26T00:00:00.000000Z"),
+            id="one-day",
+        ),
+        pytest.param(
+            date(2026, 12, 1),
+            date(2026, 12, 31),
+            ("2026-12-01T00:00:00.000000Z", "2027-01-01T00:00:00.000000Z"),
+            id="new-year",
+        ),
+        pytest.param(
+            date(9999, 12, 1),
+            date.max,
+            ("9999-12-01T00:00:00.000000Z", None),
+            id="last-day",
+        ),
+    ],
+)
+def test_a_date_range_as_store_bounds(
+    start: date, end: date, bounds: tuple[str, str | None]
+) -> None:
+    assert DateRange(start, end).bounds() == bounds
 
 
 # -- rejections ------------------------------------------------------------------------------

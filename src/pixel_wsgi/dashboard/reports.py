@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
+from ..clock import iso_utc
 from ..models import Campaign, PayoutKind, PayoutRule, Publisher, Rejection, Transaction
 from ..money import ZERO, add, to_cents
 
@@ -37,6 +38,7 @@ __all__ = [
     "describe_payout",
     "format_money",
     "format_value",
+    "original_id",
     "reason_counts",
     "reversal_reason",
     "row_type",
@@ -82,6 +84,17 @@ class DateRange:
     def contains(self, timestamp: str) -> bool:
         day = day_of(timestamp)
         return day is not None and self.start <= day <= self.end
+
+    def bounds(self) -> tuple[str, str | None]:
+        """The range as a store's ``created_from`` (inclusive) and ``created_before``
+        (exclusive): the first instants of ``start`` and of the day after ``end``, UTC;
+        no upper bound when ``end`` is the last day a date can hold."""
+        following = None if self.end == date.max else self.end + timedelta(days=1)
+        return _start_of(self.start), None if following is None else _start_of(following)
+
+
+def _start_of(day: date) -> str:
+    return iso_utc(datetime.combine(day, time(0), tzinfo=timezone.utc))
 
 
 def reversal_reason(row: Transaction) -> str | None:
@@ -159,7 +172,8 @@ class Conversion:
         return len(self.rows) - 1
 
 
-def _original_id(row: Transaction) -> int:
+def original_id(row: Transaction) -> int:
+    """The id of the conversion ``row`` belongs to: its chain's first row."""
     # Backends report a first row's original_transaction_id as its own id; be
     # lenient with one that leaves it empty.
     return row.original_transaction_id or row.transaction_id
@@ -195,7 +209,7 @@ def conversions_from_rows(rows: Iterable[Transaction]) -> list[Conversion]:
     """Group ledger rows into conversions, in the order they were first recorded."""
     chains: dict[int, list[Transaction]] = defaultdict(list)
     for row in rows:
-        chains[_original_id(row)].append(row)
+        chains[original_id(row)].append(row)
     return [Conversion(_chain_order(chains[key])) for key in sorted(chains)]
 
 

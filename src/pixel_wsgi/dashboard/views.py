@@ -37,8 +37,10 @@ from .reports import (
     by_publisher,
     chain_steps,
     conversions_from_rows,
+    day_of,
     format_money,
     format_value,
+    original_id,
     reason_counts,
     reversal_reason,
     row_type,
@@ -175,9 +177,33 @@ def _default_view(title: str, path: str, table: Table[R], rows: Sequence[R]) -> 
 # -- conversions in the range --------------------------------------------------------
 
 
+def conversions_in(storage: Storage, advertiser_id: int, days: DateRange) -> list[Conversion]:
+    """The advertiser's conversions first recorded in ``days``, each with its whole chain.
+
+    Two reads bounded by dates, never the advertiser's whole ledger: the chain ends of
+    the conversions made in the range (the store bounds each chain's first row), then
+    the ledger rows from the range's first day to the day of the latest of those ends,
+    the only span where rows of those chains can be.
+    """
+    created_from, created_before = days.bounds()
+    ends = {
+        original_id(end): end
+        for end in storage.conversions(
+            advertiser_id=advertiser_id, created_from=created_from, created_before=created_before
+        )
+    }
+    if not ends:
+        return []
+    latest = max(day_of(end.created_at) or days.end for end in ends.values())
+    _, until = DateRange(days.start, max(days.end, latest)).bounds()
+    rows = storage.transactions(
+        advertiser_id=advertiser_id, created_from=created_from, created_before=until
+    )
+    return conversions_from_rows(row for row in rows if original_id(row) in ends)
+
+
 def _load_conversions(storage: Storage, scope: Scope) -> list[Conversion]:
-    rows = storage.transactions(advertiser_id=scope.advertiser.id)
-    return [c for c in conversions_from_rows(rows) if scope.days.contains(c.recorded_at)]
+    return conversions_in(storage, scope.advertiser.id, scope.days)
 
 
 def _currencies(tallies: Iterable[Tally], requested: str | None) -> tuple[list[str], list[str]]:
@@ -590,28 +616,39 @@ def chain_table() -> Table[ChainStep]:
     )
 
 
+def _conversion_of(storage: Storage, advertiser_id: int, transaction_id: int) -> Conversion | None:
+    """The conversion that the ledger row ``transaction_id`` (any of its chain) belongs to."""
+    found = next(
+        iter(storage.transactions(advertiser_id=advertiser_id, transaction_id=transaction_id)),
+        None,
+    )
+    if found is None:
+        return None
+    original = original_id(found)
+    if found.reference_id is not None:
+        # The store finds every row of a chain by its reference_id.
+        chains = conversions_from_rows(
+            storage.transactions(advertiser_id=advertiser_id, reference_id=found.reference_id)
+        )
+    else:
+        first = found
+        if original != found.transaction_id:
+            first = next(
+                iter(storage.transactions(advertiser_id=advertiser_id, transaction_id=original))
+            )
+        day = day_of(first.created_at)
+        if day is None:
+            return None
+        chains = conversions_in(storage, advertiser_id, DateRange(day, day))
+    return next((chain for chain in chains if chain.conversion_id == original), None)
+
+
 def chain_view(storage: Storage, scope: Scope, transaction_id: int, args: Query) -> Chain:
     """The chain of the conversion that ``transaction_id`` (any of its rows) belongs to."""
     advertiser_id = scope.advertiser.id
-    found = next(
-        iter(
-            storage.transactions(
-                advertiser_id=advertiser_id, after_transaction_id=transaction_id - 1, limit=1
-            )
-        ),
-        None,
-    )
-    if found is None or found.transaction_id != transaction_id:
+    conversion = _conversion_of(storage, advertiser_id, transaction_id)
+    if conversion is None:
         raise NotFound(f"advertiser {advertiser_id} has no ledger row {transaction_id}")
-    original = found.original_transaction_id or found.transaction_id
-    rows = [
-        row
-        for row in storage.transactions(
-            advertiser_id=advertiser_id, after_transaction_id=original - 1
-        )
-        if (row.original_transaction_id or row.transaction_id) == original
-    ]
-    [conversion] = conversions_from_rows(rows)
     campaign_id, publisher_id = conversion.current.campaign_id, conversion.current.publisher_id
     campaigns = {c.id: c.name for c in storage.campaigns(advertiser_id=advertiser_id)}
     publishers = {p.id: p.name for p in storage.publishers()}
@@ -680,11 +717,14 @@ def reason_table(scope: Scope) -> Table[ReasonCount]:
 
 
 def _load_rejections(storage: Storage, scope: Scope) -> list[Rejection]:
-    return [
-        rejection
-        for rejection in storage.rejections(advertiser_id=scope.advertiser.id)
-        if scope.days.contains(rejection.created_at)
-    ]
+    created_from, created_before = scope.days.bounds()
+    return list(
+        storage.rejections(
+            advertiser_id=scope.advertiser.id,
+            created_from=created_from,
+            created_before=created_before,
+        )
+    )
 
 
 @dataclass(frozen=True)
