@@ -47,20 +47,6 @@ FIRST_DAY = date(2026, 6, 1)
 LAST_DAY = date(2026, 6, 30)
 RANGE = f"from={FIRST_DAY}&to={LAST_DAY}"
 SECRET_KEY = "benchmark-secret-key-0123456789abcdef"
-NAVIGATION = {
-    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0",
-    "Sec-Fetch-Dest": "document",
-    "Sec-Fetch-Mode": "navigate",
-    "Sec-Fetch-Site": "cross-site",
-    "Sec-Fetch-User": "?1",
-}
-IMAGE = {
-    **NAVIGATION,
-    "Sec-Fetch-Dest": "image",
-    "Sec-Fetch-Mode": "no-cors",
-    "Sec-Fetch-Site": "same-origin",
-}
-del IMAGE["Sec-Fetch-User"]
 
 
 class BenchmarkBroken(Exception):
@@ -121,9 +107,9 @@ def build(path: Path, label: str, in_range: int, outside: int) -> Store:
         lambda environ, start_response: [], storage, secret_key=SECRET_KEY, clock=lambda: clock_now
     )
     visitor = Client(middleware)
-    visitor.get(f"/pixels/click/{link.id}", headers=NAVIGATION)
-    visitor.get(f"/pixels/conversion/{advertiser.id}.gif?sale_amount=10.00", headers=IMAGE)
-    Client(middleware).get(f"/pixels/conversion/{advertiser.id}.gif?sale_amount=1", headers=IMAGE)
+    visitor.get(f"/pixels/click/{link.id}")
+    visitor.get(f"/pixels/conversion/{advertiser.id}.gif?sale_amount=10.00")
+    Client(middleware).get(f"/pixels/conversion/{advertiser.id}.gif?sale_amount=1")
     storage.close()
 
     connection = sqlite3.connect(path, isolation_level=None)
