@@ -177,8 +177,11 @@ def _default_view(title: str, path: str, table: Table[R], rows: Sequence[R]) -> 
 # -- conversions in the range --------------------------------------------------------
 
 
-def conversions_in(storage: Storage, advertiser_id: int, days: DateRange) -> list[Conversion]:
-    """The advertiser's conversions first recorded in ``days``, each with its whole chain.
+def conversions_in(
+    storage: Storage, advertiser_id: int, days: DateRange, *, reference_id: str | None = None
+) -> list[Conversion]:
+    """The advertiser's conversions first recorded in ``days``, each with its whole chain
+    (with ``reference_id``, only the one conversion of that reference).
 
     Two reads bounded by dates, never the advertiser's whole ledger: the chain ends of
     the conversions made in the range (the store bounds each chain's first row), then
@@ -197,7 +200,10 @@ def conversions_in(storage: Storage, advertiser_id: int, days: DateRange) -> lis
     latest = max(day_of(end.created_at) or days.end for end in ends.values())
     _, until = DateRange(days.start, max(days.end, latest)).bounds()
     rows = storage.transactions(
-        advertiser_id=advertiser_id, created_from=created_from, created_before=until
+        advertiser_id=advertiser_id,
+        reference_id=reference_id,
+        created_from=created_from,
+        created_before=until,
     )
     return conversions_from_rows(row for row in rows if original_id(row) in ends)
 
@@ -625,21 +631,19 @@ def _conversion_of(storage: Storage, advertiser_id: int, transaction_id: int) ->
     if found is None:
         return None
     original = original_id(found)
-    if found.reference_id is not None:
-        # The store finds every row of a chain by its reference_id.
-        chains = conversions_from_rows(
-            storage.transactions(advertiser_id=advertiser_id, reference_id=found.reference_id)
+    first = found
+    if original != found.transaction_id:
+        first = next(
+            iter(storage.transactions(advertiser_id=advertiser_id, transaction_id=original))
         )
-    else:
-        first = found
-        if original != found.transaction_id:
-            first = next(
-                iter(storage.transactions(advertiser_id=advertiser_id, transaction_id=original))
-            )
-        day = day_of(first.created_at)
-        if day is None:
-            return None
-        chains = conversions_in(storage, advertiser_id, DateRange(day, day))
+    day = day_of(first.created_at)
+    if day is None:
+        return None
+    # Bounded by the day the conversion was made (the store's date index), and by its
+    # reference_id when it has one: never a scan of the advertiser's later rows.
+    chains = conversions_in(
+        storage, advertiser_id, DateRange(day, day), reference_id=first.reference_id
+    )
     return next((chain for chain in chains if chain.conversion_id == original), None)
 
 
