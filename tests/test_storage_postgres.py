@@ -7,11 +7,13 @@ Runs against a real server: a throwaway cluster started once per session
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -23,6 +25,7 @@ from pixel_wsgi import (
     PayoutKind,
     PayoutRule,
     PostgresStorage,
+    SQLiteStorage,
     Storage,
     StorageError,
     storage_from_url,
@@ -33,6 +36,7 @@ from pixel_wsgi.storage.postgres import redact
 from .servers import free_port
 from .storage_contract import MakeStorage, StorageContract, draft, migrated_stores, rejection
 from .storage_contract_filters import FiltersContract
+from .storage_contract_reads import ReadsContract
 
 if TYPE_CHECKING:
     from .postgres_server import Cluster
@@ -487,3 +491,30 @@ def test_close_waits_for_the_operations_under_way(store: PostgresStorage) -> Non
     assert old.pool.closed
     assert [r.reason for r in store.rejections()] == ["no_attribution"]
     assert store._slot is not None and store._slot is not old
+
+
+class TestPostgresReadsContract(ReadsContract):
+    pass
+
+
+def test_both_backends_have_the_same_indexes(store: PostgresStorage, tmp_path: Path) -> None:
+    sqlite_store = SQLiteStorage(tmp_path / "same.db")
+    sqlite_store.migrate()
+    sqlite_store.close()
+    conn = sqlite3.connect(tmp_path / "same.db")
+    sqlite_indexes = {
+        name
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+    conn.close()
+    with _connect(store) as pg:
+        postgres_indexes = {
+            name
+            for (name,) in pg.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+                " AND indexname NOT IN (SELECT conname FROM pg_constraint)"
+            )
+        }
+    assert sqlite_indexes == postgres_indexes

@@ -44,13 +44,13 @@ settings:
 - **Text rules as in SQLite.** PostgreSQL ``TEXT`` cannot hold NUL, which the
   edge already refuses; should one reach the store anyway it is a clear
   :class:`~pixel_wsgi.errors.StorageError` and nothing is written.
-- **Reads in keyset pages** of 1000 rows (``transactions()``, ``conversions()``,
-  ``rejections()``): each page is a short query on a connection that goes back
-  to the pool at once, so memory stays bounded on a large export and a
-  half-read iterator holds nothing. The first page is read by the call itself,
-  so a failing store raises there; later pages are read as the iterator
-  advances and see rows committed meanwhile, never skipping nor repeating one.
+- **Reads in keyset pages** (``transactions()``, ``conversions()``,
+  ``rejections()``, written once in :mod:`pixel_wsgi.storage.sql`): each page is a
+  short query on a connection that goes back to the pool at once, so a
+  half-read iterator holds nothing.
 
+Every statement but this dialect's own (the ledger's INSERT and its write lock)
+is the SQL core's, :mod:`pixel_wsgi.storage.sql`, translated from ``?`` to ``%s``.
 Every driver error becomes a :class:`~pixel_wsgi.errors.StorageError` whose
 message names the operation and the server, never the password; a broken
 foreign key is a :class:`~pixel_wsgi.errors.NotFoundError`, as in SQLite.

@@ -23,6 +23,9 @@ Why these settings:
   read-only store (the middleware spools them). Such a connection is given up for
   a new attempt at a writable one after :data:`READ_ONLY_RETRY` seconds, and an
   ``immutable`` one as soon as a ``-wal`` file appears.
+
+Every statement but this dialect's own (the ledger's INSERT) is the SQL core's,
+:mod:`pixel_wsgi.storage.sql`; listings are read in keyset pages of ``page_size`` rows.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ _SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: Seconds a read-only fallback connection is used before a writable one is tried again.
 READ_ONLY_RETRY = 30.0
 
+# SQLite's own (PostgreSQL's differs): ON CONFLICT burns no id here, lastrowid gives
+# the new one, and personal data is a second statement rather than a CTE.
 _INSERT_TRANSACTION = f"""
 INSERT INTO transactions ({INSERTED_TRANSACTION_COLUMNS})
 VALUES ({", ".join("?" for _ in INSERTED_TRANSACTION_COLUMNS.split(", "))})
