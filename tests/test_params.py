@@ -21,6 +21,7 @@ from pixel_wsgi.params.sale import (
     parse_amount,
     parse_legacy_params,
     parse_query,
+    parse_sale_fields,
     parse_sale_params,
     printable_text,
     redacted_query,
@@ -1237,3 +1238,61 @@ def test_json_nesting_is_checked_without_recursion(text: str, expected: bool) ->
 )
 def test_printable_text_cleans_what_cannot_be_stored(header: str, expected: str) -> None:
     assert printable_text(header, 512) == expected
+
+
+# --- every error at once (the server-side APIs) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("sale_amount=1&reference_id=a", [], id="valid"),
+        pytest.param(
+            "sale_amount=1e3&sale_currency=XXXX&reason_code=a%00",
+            [
+                ("sale_amount", Reason.INVALID_SALE_AMOUNT),
+                ("sale_currency", Reason.INVALID_CURRENCY),
+                ("reason_code", Reason.INVALID_TEXT),
+            ],
+            id="each-field-named",
+        ),
+        pytest.param(
+            "sku_list[]=&quantity_list[]=1&quantity_list[]=2",
+            [("sku_list[]", Reason.INVALID_TEXT)],
+            id="a-broken-group-names-its-first-fault-only",
+        ),
+        pytest.param(
+            "sku_list[]=a&quantity_list[]=1&quantity_list[]=2",
+            [("quantity_list[]", Reason.QUANTITY_MISMATCH)],
+            id="rule-between-fields",
+        ),
+        pytest.param(
+            "reference_id=a&parent_reference_id=b&sale_amount=x",
+            [
+                ("sale_amount", Reason.INVALID_SALE_AMOUNT),
+                ("parent_reference_id", Reason.CONFLICTING_REFERENCE),
+            ],
+            id="conflicting-references-too",
+        ),
+        pytest.param(
+            "=v&c1=1&c2=2&c3=3",
+            [("", Reason.INVALID_TEXT), ("c3", Reason.TOO_MANY_CUSTOM_FIELDS)],
+            id="nameless-value-and-custom-cap",
+        ),
+        pytest.param(
+            "c1=1&c2=2&c3=3&c4=4",
+            [("c3", Reason.TOO_MANY_CUSTOM_FIELDS)],
+            id="custom-cap-counted-once",
+        ),
+    ],
+)
+def test_parse_sale_fields_lists_every_error(
+    query: str, expected: list[tuple[str, Reason]]
+) -> None:
+    errors: list[ParamError] = []
+    parse_sale_fields(parse_query(query), errors, limits=Limits(max_custom_fields=2))
+    assert [(e.field, e.reason) for e in errors] == expected
+    if expected:
+        with pytest.raises(ParamError) as first:
+            parse_sale_params(parse_query(query), limits=Limits(max_custom_fields=2))
+        assert (first.value.reason, first.value.detail) == (errors[0].reason, errors[0].detail)

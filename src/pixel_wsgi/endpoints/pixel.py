@@ -108,15 +108,7 @@ class ConversionPixel:
         query = environ.get("QUERY_STRING", "")
         refusal = self.filters.pixel_problem(environ)
         if refusal is not None:
-            filtered = self._parsed_or_none(query)
-            self.ledger.reject(
-                advertiser_id=advertiser_id,
-                source=self.source,
-                reason=refusal[0],
-                detail=refusal[1],
-                params=self._loggable(query, filtered),
-                reference_id=claimed_reference(filtered, self.limits),
-            )
+            self._refuse(advertiser_id, *refusal, query, self._parsed_or_none(query))
             return
         args: Query | None = None
         try:
@@ -131,25 +123,11 @@ class ConversionPixel:
                 # the ledger checks it when it writes, or the replay of the spool.
                 refusal, requirement_unread = None, True
             if refusal is not None:
-                self.ledger.reject(
-                    advertiser_id=advertiser_id,
-                    source=self.source,
-                    reason=refusal[0],
-                    detail=refusal[1],
-                    params=redacted_query(args),
-                    reference_id=claimed_reference(args, self.limits),
-                )
+                self._refuse(advertiser_id, *refusal, query, args)
                 return
             report = self._parse(args)
         except ParamError as exc:
-            self.ledger.reject(
-                advertiser_id=advertiser_id,
-                source=self.source,
-                reason=exc.reason,
-                detail=exc.detail,
-                params=self._loggable(query, args),
-                reference_id=claimed_reference(args, self.limits),
-            )
+            self._refuse(advertiser_id, exc.reason, exc.detail, query, args)
             return
         visit: VisitClaim | None = None
         problem: Reason | None = None
@@ -205,17 +183,33 @@ class ConversionPixel:
         """Keep a hit that failed unexpectedly in the rejection log, as ``internal_error``."""
         try:
             query = environ.get("QUERY_STRING", "")
-            args = self._parsed_or_none(query)
-            self.ledger.reject(
-                advertiser_id=parse_positive_id(advertiser_text),
-                source=self.source,
-                reason=Reason.INTERNAL_ERROR,
-                detail=f"{type(exc).__name__}: {exc}"[:_MAX_FAILURE_DETAIL],
-                params=self._loggable(query, args),
-                reference_id=claimed_reference(args, self.limits),
+            self._refuse(
+                parse_positive_id(advertiser_text),
+                Reason.INTERNAL_ERROR,
+                f"{type(exc).__name__}: {exc}"[:_MAX_FAILURE_DETAIL],
+                query,
+                self._parsed_or_none(query),
             )
         except Exception:
             logger.exception("the failed conversion pixel could not be logged either: it is lost")
+
+    def _refuse(
+        self,
+        advertiser_id: int | None,
+        reason: Reason,
+        detail: str,
+        query: str,
+        args: Query | None,
+    ) -> None:
+        """Keep a hit that does not count in the rejection log, with what it claimed."""
+        self.ledger.reject(
+            advertiser_id=advertiser_id,
+            source=self.source,
+            reason=reason,
+            detail=detail,
+            params=self._loggable(query, args),
+            reference_id=claimed_reference(args, self.limits),
+        )
 
     def _parsed_or_none(self, query: str) -> Query | None:
         """The query's parameters for the log of a refused hit, or None if it does not parse."""

@@ -37,7 +37,9 @@ __all__ = [
     "json_nesting_ok",
     "parse_amount",
     "parse_legacy_params",
+    "parse_optional_text",
     "parse_query",
+    "parse_sale_fields",
     "parse_sale_params",
     "printable_text",
     "redacted_query",
@@ -118,6 +120,12 @@ _EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path, less the angle br
 
 _SKU_KEYS = ("sku_list[]", "sku_list")
 _QUANTITY_KEYS = ("quantity_list[]", "quantity_list")
+# Fields tied by a rule between them: when collecting every error, a group reports only
+# its first fault (a broken SKU list says nothing of its pairing with the quantities).
+_ITEMS, _REFERENCES = "items", "references"
+_GROUPS = dict.fromkeys((*_SKU_KEYS, *_QUANTITY_KEYS), _ITEMS) | dict.fromkeys(
+    ("reference_id", "parent_reference_id"), _REFERENCES
+)
 _PHONE_FIELDS = frozenset({"home_phone_number", "cell_phone_number"})
 _OPT_IN_VALUES = frozenset({"0", "1"})
 
@@ -290,7 +298,12 @@ def _parse_currency(key: str, values: list[str], default: str) -> str:
     return code
 
 
-def _parse_optional_text(key: str, values: list[str], max_length: int) -> str | None:
+def parse_optional_text(key: str, values: list[str], max_length: int) -> str | None:
+    """A free-text field (``reason_code``, ``reversal_reason``): None when blank.
+
+    :raises ParamError: given twice, longer than ``max_length``, or holding a control
+        character or a surrogate.
+    """
     text = one_value(key, values)
     if text == "":
         return None
@@ -299,7 +312,7 @@ def _parse_optional_text(key: str, values: list[str], max_length: int) -> str | 
 
 
 def _parse_reference(key: str, values: list[str], limits: Limits) -> str | None:
-    text = _parse_optional_text(key, values, limits.max_reference_length)
+    text = parse_optional_text(key, values, limits.max_reference_length)
     # " 42" and "42" would look identical in a report yet never match each other.
     if text is not None and text != text.strip():
         raise ParamError(
@@ -424,6 +437,55 @@ def parse_sale_params(
     :param limits: the size caps.
     :raises ParamError: the first rule broken, in the order the parameters first appear.
     """
+    return _parse_sale(args, default_currency, allow_negative, limits, None)
+
+
+def parse_sale_fields(
+    args: Query,
+    errors: list[ParamError],
+    *,
+    default_currency: str = "USD",
+    allow_negative: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
+) -> SaleReport:
+    """:func:`parse_sale_params` that lists every broken rule in ``errors`` instead of
+    raising the first: the server-side APIs name them all at once.
+
+    Rules between fields (SKUs and quantities, the two references) are checked only when
+    their fields are valid, and name only their first fault. The report returned is
+    meaningful only when nothing was added to ``errors``.
+    """
+    return _parse_sale(args, default_currency, allow_negative, limits, errors)
+
+
+def _collect(errors: list[ParamError], exc: ParamError, key: str) -> None:
+    """Add a field's error to ``errors``; over-many custom fields are counted once."""
+    if exc.reason is Reason.TOO_MANY_CUSTOM_FIELDS and any(
+        e.reason is Reason.TOO_MANY_CUSTOM_FIELDS for e in errors
+    ):
+        return
+    if exc.field is None:
+        exc = ParamError(exc.reason, exc.detail, field=shown_name(key))
+    errors.append(exc)
+
+
+def _broken(errors: list[ParamError] | None, exc: ParamError) -> None:
+    """A rule between fields broken: raise it, or list it when collecting."""
+    if errors is None:
+        raise exc
+    errors.append(exc)
+
+
+def _parse_sale(
+    args: Query,
+    default_currency: str,
+    allow_negative: bool,
+    limits: Limits,
+    errors: list[ParamError] | None,
+) -> SaleReport:
+    # One pass over the fields, in the order given. Raising (errors is None): the first
+    # broken rule, the pixel's way. Collecting: each field's own, the APIs' way.
+    failed: set[str] = set()
     sale_amount: Decimal | None = None
     sale_currency = default_currency
     reason_code: str | None = None
@@ -440,62 +502,73 @@ def parse_sale_params(
     for key, values in args.items():
         if not values:
             continue
-        if key == "sale_amount":
-            sale_amount = _parse_optional_amount(key, values, allow_negative, limits)
-            if sale_amount is not None:
-                given.add(key)
-        elif key == "sale_currency":
-            sale_currency = _parse_currency(key, values, default_currency)
-            if values[0]:
-                given.add(key)
-        elif key == "reason_code":
-            reason_code = _parse_optional_text(key, values, limits.max_text_length)
-            if reason_code is not None:
-                given.add(key)
-        elif key == "reference_id":
-            reference_id = _parse_reference(key, values, limits)
-            if reference_id is not None:
-                given.add(key)
-        elif key == "parent_reference_id":
-            parent_reference_id = _parse_reference(key, values, limits)
-            if parent_reference_id is not None:
-                given.add(key)
-        elif key in _SKU_KEYS:
-            # With both spellings the order across them is lost, and so is the pairing
-            # with quantity_list: refuse rather than guess.
-            if sku_key is not None:
-                raise ParamError(
-                    Reason.DUPLICATE_PARAMETER,
-                    "give sku_list[] or sku_list, not both",
-                    field="sku_list[]",
-                )
-            sku_key = key
-            skus = _parse_skus(key, values, limits)
-            given.add("sku_list")
-        elif key in _QUANTITY_KEYS:
-            if quantity_key is not None:
-                raise ParamError(
-                    Reason.DUPLICATE_PARAMETER,
-                    "give quantity_list[] or quantity_list, not both",
-                    field="quantity_list[]",
-                )
-            quantity_key = key
-            quantities = _parse_quantities(key, values, limits)
-            given.add("quantity_list")
-        elif is_personal_key(key):
-            # A near-miss of a personal field's name (Email_Address) is still personal
-            # data: keep it apart from the conversion, where it stays erasable.
-            _add_personal(key, values, personal, limits)
-        else:
-            _add_custom(key, values, custom, limits)
+        if failed and _GROUPS.get(key, key) in failed:
+            continue  # a rule tied to a field already at fault would only repeat it
+        try:
+            if key == "sale_amount":
+                sale_amount = _parse_optional_amount(key, values, allow_negative, limits)
+                if sale_amount is not None:
+                    given.add(key)
+            elif key == "sale_currency":
+                sale_currency = _parse_currency(key, values, default_currency)
+                if values[0]:
+                    given.add(key)
+            elif key == "reason_code":
+                reason_code = parse_optional_text(key, values, limits.max_text_length)
+                if reason_code is not None:
+                    given.add(key)
+            elif key == "reference_id":
+                reference_id = _parse_reference(key, values, limits)
+                if reference_id is not None:
+                    given.add(key)
+            elif key == "parent_reference_id":
+                parent_reference_id = _parse_reference(key, values, limits)
+                if parent_reference_id is not None:
+                    given.add(key)
+            elif key in _SKU_KEYS:
+                # With both spellings the order across them is lost, and so is the pairing
+                # with quantity_list: refuse rather than guess.
+                if sku_key is not None:
+                    raise ParamError(
+                        Reason.DUPLICATE_PARAMETER,
+                        "give sku_list[] or sku_list, not both",
+                        field="sku_list[]",
+                    )
+                sku_key = key
+                skus = _parse_skus(key, values, limits)
+                given.add("sku_list")
+            elif key in _QUANTITY_KEYS:
+                if quantity_key is not None:
+                    raise ParamError(
+                        Reason.DUPLICATE_PARAMETER,
+                        "give quantity_list[] or quantity_list, not both",
+                        field="quantity_list[]",
+                    )
+                quantity_key = key
+                quantities = _parse_quantities(key, values, limits)
+                given.add("quantity_list")
+            elif is_personal_key(key):
+                # A near-miss of a personal field's name (Email_Address) is still personal
+                # data: keep it apart from the conversion, where it stays erasable.
+                _add_personal(key, values, personal, limits)
+            else:
+                _add_custom(key, values, custom, limits)
+        except ParamError as exc:
+            if errors is None:
+                raise
+            _collect(errors, exc, key)
+            failed.add(_GROUPS.get(key, key))
 
     # Quantities are matched to SKUs by position, so any difference in length leaves some
     # quantity with no SKU or the reverse. SKUs alone are fine (quantity 1 is implied).
-    if quantity_key is not None and len(quantities) != len(skus):
-        raise ParamError(
-            Reason.QUANTITY_MISMATCH,
-            f"{len(quantities)} quantities for {len(skus)} SKUs",
-            field="quantity_list[]",
+    if quantity_key is not None and len(quantities) != len(skus) and _ITEMS not in failed:
+        _broken(
+            errors,
+            ParamError(
+                Reason.QUANTITY_MISMATCH,
+                f"{len(quantities)} quantities for {len(skus)} SKUs",
+                field="quantity_list[]",
+            ),
         )
     # A correction is identified by its parent; a report naming two different
     # conversions at once cannot be applied to either.
@@ -504,10 +577,13 @@ def parse_sale_params(
         and parent_reference_id is not None
         and reference_id != parent_reference_id
     ):
-        raise ParamError(
-            Reason.CONFLICTING_REFERENCE,
-            "reference_id and parent_reference_id name different conversions",
-            field="parent_reference_id",
+        _broken(
+            errors,
+            ParamError(
+                Reason.CONFLICTING_REFERENCE,
+                "reference_id and parent_reference_id name different conversions",
+                field="parent_reference_id",
+            ),
         )
     return SaleReport(
         sale_amount=sale_amount,
@@ -560,7 +636,7 @@ def parse_legacy_params(
             if values[0]:
                 given.add("sale_currency")
         elif key == "external_data":
-            external_data = _parse_optional_text(key, values, limits.max_external_data_length)
+            external_data = parse_optional_text(key, values, limits.max_external_data_length)
             if external_data is not None:
                 given.add("external_data")
         elif is_personal_key(key):

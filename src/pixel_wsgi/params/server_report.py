@@ -28,7 +28,13 @@ from typing import Any
 
 from ..errors import ParamError, PixelError
 from ..models import Reason, ServerReport
-from .sale import DEFAULT_LIMITS, Limits, is_personal_key, parse_sale_params
+from .sale import (
+    DEFAULT_LIMITS,
+    Limits,
+    is_personal_key,
+    parse_optional_text,
+    parse_sale_fields,
+)
 from .values import Query, parse_positive_id
 
 __all__ = [
@@ -118,39 +124,12 @@ def _reversal_reason(args: Query, limits: Limits, errors: list[FieldError]) -> s
     values = args.get("reversal_reason")
     if not values:
         return None
-    if len(values) > 1:
-        errors.append(
-            FieldError(
-                "reversal_reason",
-                Reason.DUPLICATE_PARAMETER,
-                "reversal_reason may be given only once",
-            )
-        )
-        return None
-    # The same text rules as reason_code: checked by the sale parser under that name.
+    # The text rules of reason_code.
     try:
-        parse_sale_params({"reason_code": values[:1]}, limits=limits)
+        return parse_optional_text("reversal_reason", values, limits.max_text_length)
     except ParamError as exc:
-        errors.append(
-            FieldError(
-                "reversal_reason", exc.reason, exc.detail.replace("reason_code", "reversal_reason")
-            )
-        )
+        errors.append(FieldError("reversal_reason", exc.reason, exc.detail))
         return None
-    return values[0] or None
-
-
-_TIED = (
-    ("sku_list", "sku_list[]", "quantity_list", "quantity_list[]"),
-    ("reference_id", "parent_reference_id"),
-)
-
-
-def _partners(key: str) -> tuple[str, ...]:
-    for group in _TIED:
-        if key in group:
-            return group
-    return (key,)
 
 
 def parse_server_report(
@@ -178,31 +157,13 @@ def parse_server_report(
         )
     extra = {*_CAMPAIGN_KEYS, *_PUBLISHER_KEYS, "reversal_reason", "web_conversion"}
     sale_args = {key: values for key, values in args.items() if key not in extra}
-    try:
-        report = parse_sale_params(
-            sale_args, default_currency=default_currency, allow_negative=True, limits=limits
-        )
-    except ParamError as whole:
-        # Check each field alone to name them all, with the fields a rule ties it to
-        # (SKUs with quantities, the two references); those rules show only there.
-        seen: set[str] = set()
-        for key in sale_args:
-            if key in seen:
-                continue
-            group = [k for k in _partners(key) if k in sale_args] or [key]
-            seen.update(group)
-            try:
-                parse_sale_params(
-                    {k: sale_args[k] for k in group},
-                    default_currency=default_currency,
-                    allow_negative=True,
-                    limits=limits,
-                )
-            except ParamError as exc:
-                errors.append(FieldError(exc.field or key, exc.reason, exc.detail))
-        if not any(error.field not in extra for error in errors):
-            errors.append(FieldError(whole.field, whole.reason, whole.detail))
-        raise ReportInvalid(errors) from whole
+    broken: list[ParamError] = []
+    report = parse_sale_fields(
+        sale_args, broken, default_currency=default_currency, allow_negative=True, limits=limits
+    )
+    if broken:
+        errors.extend(FieldError(exc.field, exc.reason, exc.detail) for exc in broken)
+        raise ReportInvalid(errors)
     if report.reference_id is None and report.parent_reference_id is None:
         errors.append(
             FieldError(
