@@ -63,12 +63,11 @@ class Catalog:
         """
         # Asked on every pixel hit: the fresh-entry case inline, without _cached's call.
         entry = self._advertisers.get(advertiser_id)
-        if entry is not None and entry[0] > self._monotonic():
-            required = entry[1].require_signed_pixels
-        else:
+        if entry is None or entry[0] <= self._monotonic():
             advertiser = self.advertiser(advertiser_id)
-            required = advertiser is not None and advertiser.require_signed_pixels
-        if not required:
+            if advertiser is None or not advertiser.require_signed_pixels:
+                return None
+        elif not entry[1].require_signed_pixels:
             return None
         why = "the legacy pixel cannot be signed" if legacy else "this one is not"
         return (

@@ -171,6 +171,21 @@ class Ledger:
     ) -> Outcome:
         """Record why a report or click did not count."""
         with self._writer() as writer:
+            reject = self._rejecting(writer, advertiser_id, source, params, visit_id, reference_id)
+            return reject(reason, detail)
+
+    def _rejecting(
+        self,
+        writer: LedgerWriter,
+        advertiser_id: int | None,
+        source: Source | str,
+        params: Params,
+        visit_id: int | None,
+        reference_id: str | None,
+    ) -> _Reject:
+        """How one report is refused inside ``writer``: with a reason and a detail."""
+
+        def reject(reason: Reason, detail: str) -> Outcome:
             write_rejection(
                 writer,
                 self.clock(),
@@ -182,7 +197,9 @@ class Ledger:
                 visit_id,
                 reference_id,
             )
-        return Outcome(reason=reason)
+            return Outcome(reason=reason)
+
+        return reject
 
     # -- browser-reported conversions ------------------------------------------------
 
@@ -237,21 +254,7 @@ class Ledger:
         reference_id = report.parent_reference_id or report.reference_id
         visit_id = None if visit is None else visit.visit_id
         with self._writer() as writer:
-
-            def reject(reason: Reason, detail: str) -> Outcome:
-                write_rejection(
-                    writer,
-                    self.clock(),
-                    advertiser_id,
-                    source,
-                    reason,
-                    detail,
-                    params,
-                    visit_id,
-                    reference_id,
-                )
-                return Outcome(reason=reason)
-
+            reject = self._rejecting(writer, advertiser_id, source, params, visit_id, reference_id)
             if visit is None:
                 if not writer.advertiser_exists(advertiser_id):
                     return reject(Reason.UNKNOWN_ADVERTISER, f"no advertiser {advertiser_id}")

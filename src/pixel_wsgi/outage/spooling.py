@@ -137,7 +137,9 @@ class SpoolingLedger(Ledger):
                 raise StorageError(
                     f"whether advertiser {advertiser_id} requires signed pixels is unread"
                 )
-            return super().record_web_conversion(
+            # Ledger's, not super(): the pixel's hot path (measured with callgrind).
+            return Ledger.record_web_conversion(
+                self,
                 advertiser_id=advertiser_id,
                 report=report,
                 source=source,
