@@ -52,7 +52,7 @@ except ImportError:  # Windows: no getrusage
 
 from pixel_wsgi import PayoutKind, PayoutRule, SQLiteStorage
 from pixel_wsgi.endpoints.api.bulk import import_csv
-from pixel_wsgi.ledger.rules import Ledger
+from pixel_wsgi.ledger.ledger import Ledger
 
 MIB = 1024 * 1024
 

@@ -9,7 +9,7 @@ import pytest
 
 from pixel_wsgi import PayoutKind, PayoutRule, SaleReport, compute_payout
 from pixel_wsgi.clock import iso_utc
-from pixel_wsgi.ledger.rules import reload_fingerprint
+from pixel_wsgi.ledger.fingerprints import reload_fingerprint
 
 PERCENT_10 = PayoutRule(PayoutKind.PERCENT, Decimal("10"))
 PERCENT_ODD = PayoutRule(PayoutKind.PERCENT, Decimal("12.5"))

@@ -11,9 +11,9 @@ import pytest
 
 from pixel_wsgi import PostgresStorage
 from pixel_wsgi.errors import RecordRefused
-from pixel_wsgi.ledger.rules import Ledger
 from pixel_wsgi.outage.replay import replay
 from pixel_wsgi.outage.spool import Spool
+from pixel_wsgi.outage.spooling import SpoolingLedger
 
 from .spool_helpers import quarantine_reasons
 from .wsgi_calls import Seeded, seed_campaign
@@ -101,7 +101,7 @@ def test_a_record_the_store_refuses_is_not_spooled(
 ) -> None:
     storage, seeded = store
     spool = Spool(tmp_path / "spool")
-    ledger = Ledger(storage, spool=spool)
+    ledger = SpoolingLedger(storage, spool)
     with pytest.raises(RecordRefused, match="NUL"):
         ledger.record_visit(seeded.link, ip_prefix=None, user_agent="a\x00b")
     assert spool.pending() == 0

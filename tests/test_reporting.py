@@ -10,7 +10,9 @@ import pytest
 from webtest import TestApp
 
 from pixel_wsgi import ConfigurationError, PixelMiddleware
-from pixel_wsgi.ledger.rules import ReportRefused, ReportStatus
+from pixel_wsgi.endpoints.api.refusals import refusal_status
+from pixel_wsgi.errors import ReportRefused
+from pixel_wsgi.ledger.server_reports import ReportStatus
 from pixel_wsgi.params.server_report import ReportInvalid
 
 from .conftest import SECRET, FakeClock, World, host_app, reasons
@@ -60,7 +62,9 @@ def test_without_attribution_the_report_is_refused_and_logged(
 ) -> None:
     with pytest.raises(ReportRefused) as refused:  # the host's own view decides what to do
         shop_app.post("/orders")
-    assert (refused.value.reason.value, refused.value.status) == ("no_attribution", 422)
+    reason = refused.value.reason
+    # The refusal carries its reason; the API answers it with the status of its table.
+    assert (reason.value, refusal_status(reason)) == ("no_attribution", 422)
     assert reasons(world.storage) == ["no_attribution"]
 
 

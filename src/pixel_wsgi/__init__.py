@@ -15,9 +15,11 @@ from .errors import (
     NotFoundError,
     ParamError,
     PixelError,
+    RecordRefused,
     StorageError,
 )
-from .ledger.rules import Ledger, Outcome, compute_payout
+from .ledger.ledger import Ledger, Outcome
+from .ledger.payouts import compute_payout
 from .middleware import PixelMiddleware
 from .models import (
     Advertiser,
@@ -55,6 +57,7 @@ __all__ = [
     "PostgresStorage",
     "Publisher",
     "Reason",
+    "RecordRefused",
     "Rejection",
     "SQLiteStorage",
     "SaleReport",

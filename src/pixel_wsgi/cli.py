@@ -48,7 +48,7 @@ from .endpoints.api.auth import issue_credential
 from .endpoints.api.bulk import decoded_lines, import_csv
 from .entities import destination_host, validate_destination
 from .errors import ConfigurationError, NotFoundError, ParamError, PixelError
-from .ledger.rules import Ledger
+from .ledger.ledger import Ledger
 from .models import (
     Advertiser,
     ApiCredential,

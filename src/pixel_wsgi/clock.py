@@ -25,3 +25,9 @@ def iso_utc(moment: datetime) -> str:
     # write "Z" for "+00:00".
     text = moment.isoformat()[:-6]
     return f"{text}Z" if moment.microsecond else f"{text}.000000Z"
+
+
+def utc_day_start(moment: datetime) -> datetime:
+    """Midnight UTC of the day ``moment`` falls on (an aware datetime)."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)

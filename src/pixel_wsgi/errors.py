@@ -74,7 +74,62 @@ class MissingDependencyError(ConfigurationError, ImportError):
     """An optional driver is not installed; the message names the extra."""
 
 
-# -- dashboard
+# -- Attribution -----------------------------------------------------------------------
+
+
+class AttributionRejected(PixelError):
+    """An attribution cookie was present but cannot attribute; ``reason`` says why.
+
+    Raised by :meth:`~pixel_wsgi.attribution.cookie.AttributionCookies.verify` and
+    ``read``; the pixel records the reason instead of a visit.
+    """
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+# -- Ledger ----------------------------------------------------------------------------
+
+
+class ReportRefused(PixelError):
+    """A server-side report that cannot be applied (it is in the rejection log).
+
+    The ``reason`` says why; the Conversion Reporting API chooses its HTTP status
+    from it (:mod:`pixel_wsgi.endpoints.api.refusals`).
+
+    :param reason: the stable reason code recorded in the rejection log.
+    :param detail: a short human explanation.
+    :param field: the report's field at fault, when there is one.
+    """
+
+    def __init__(self, reason: Reason, detail: str, *, field: str | None = None) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.field = field
+
+
+class EventAlreadyApplied(PixelError):
+    """A replayed spool event was applied to the store before: nothing was written."""
+
+
+# -- Outage ----------------------------------------------------------------------------
+
+
+class SpoolError(StorageError):
+    """The spool could not take an event either: it is lost unless the caller retries.
+
+    Also raised for a spool directory that is not safe to use (writable by others,
+    owned by another user), with the path and the fault.
+    """
+
+
+class SpoolFull(SpoolError):
+    """The record would take the spool past its byte cap: it was not written."""
+
+
+# -- Dashboard -----------------------------------------------------------------------
 
 
 class DashboardError(PixelError):

@@ -19,8 +19,10 @@ from .endpoints.pixel import ConversionPixel
 from .endpoints.reporting import ConversionReporter, RequestReporter
 from .endpoints.responses import json_response, method_not_allowed, text_response
 from .errors import ConfigurationError, PixelError, StorageError
-from .ledger.rules import DEFAULT_RELOAD_WINDOW, Ledger, ReportResult
+from .ledger.ledger import DEFAULT_RELOAD_WINDOW
+from .ledger.server_reports import ReportResult
 from .outage.spool import DEFAULT_MAX_BYTES, Spool
+from .outage.spooling import SpoolingLedger
 from .params.sale import DEFAULT_LIMITS, Limits
 from .signing import PixelUrlSigner
 from .storage import Storage, storage_from_url
@@ -209,8 +211,8 @@ class PixelMiddleware:
         #: or ``spool_dir=None``); ``/pixels/health`` reports it.
         self.spool_problem: str | None = None
         self.spool = self._open_spool(spool_dir, spool_max_bytes)
-        self.ledger = Ledger(
-            self.storage, reload_window=reload_window, clock=clock, spool=self.spool
+        self.ledger = SpoolingLedger(
+            self.storage, self.spool, reload_window=reload_window, clock=clock
         )
         self.filters = Filters(
             bot_user_agents=bot_user_agents,

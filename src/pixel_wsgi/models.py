@@ -87,6 +87,74 @@ class Reason(str, enum.Enum):
     #: click): a flag, or a refused click with ``refuse_without_user_activation``
     NO_USER_ACTIVATION = "no_user_activation"
 
+    @property
+    def meaning(self) -> str:
+        """What the reason means, in a short sentence for the people reading the log."""
+        return _REASON_MEANINGS[self]
+
+
+#: What each :class:`Reason` means, for the people reading the rejection log
+#: (:attr:`Reason.meaning`; the dashboard shows it beside the code).
+_REASON_MEANINGS: dict[Reason, str] = {
+    Reason.INVALID_QUERY: "the query string could not be parsed",
+    Reason.QUERY_TOO_LONG: "the query string was longer than allowed",
+    Reason.TOO_MANY_PARAMETERS: "the report carried more parameters than allowed",
+    Reason.DUPLICATE_PARAMETER: "a single-valued parameter was given twice",
+    Reason.INVALID_TEXT: "a value was not clean UTF-8 text",
+    Reason.VALUE_TOO_LONG: "a value was longer than allowed",
+    Reason.INVALID_SALE_AMOUNT: "sale_amount was not a plain decimal with at most 2 places",
+    Reason.INVALID_CURRENCY: "sale_currency was not an ISO 4217 code",
+    Reason.INVALID_QUANTITY: "a quantity was not a whole number of at least 1",
+    Reason.QUANTITY_MISMATCH: "quantity_list did not match sku_list",
+    Reason.TOO_MANY_ITEMS: "the report listed more SKUs than allowed",
+    Reason.INVALID_PERSONAL_DATA: "a remarketing field was malformed (its value is not kept)",
+    Reason.TOO_MANY_CUSTOM_FIELDS: "the report carried more custom fields than allowed",
+    Reason.CONFLICTING_REFERENCE: "reference_id and parent_reference_id did not fit together",
+    Reason.INTERNAL_ERROR: "pixel-wsgi failed on it (a bug, see the application's log)",
+    Reason.UNKNOWN_ADVERTISER: "the pixel named an advertiser that does not exist",
+    Reason.NO_ATTRIBUTION: "the visitor carried no attribution cookie",
+    Reason.INVALID_COOKIE: "the attribution cookie was tampered with or foreign",
+    Reason.EXPIRED_COOKIE: "the attribution cookie was older than the attribution window",
+    Reason.UNKNOWN_VISIT: "the attribution cookie named a visit that does not exist",
+    Reason.CROSS_ADVERTISER: "the visit came through another advertiser's campaign",
+    Reason.DUPLICATE_REFERENCE_ID: "this reference_id was already reported",
+    Reason.DUPLICATE_RELOAD: "the same visit reported the same values again (a reload)",
+    Reason.UNCHANGED_CORRECTION: "an update carried the conversion's current values",
+    Reason.UNKNOWN_PARENT_REFERENCE: "parent_reference_id named no conversion",
+    Reason.PARENT_FROM_OTHER_VISIT: "an update came from a visit other than the conversion's",
+    Reason.MISSING_FIELD: "a server-side report left out a required field",
+    Reason.INVALID_FIELD: "a server-side report carried a malformed field",
+    Reason.UNKNOWN_CAMPAIGN: "the report named a campaign that does not exist",
+    Reason.UNKNOWN_PUBLISHER: "the report named a publisher that does not exist",
+    Reason.PUBLISHER_NOT_APPROVED: "the publisher is not approved for this campaign",
+    Reason.ATTRIBUTION_CONFLICT: "the report's attribution contradicted the conversion's",
+    Reason.IMMUTABLE_TRANSACTION: "the report tried to change a conversion that cannot change",
+    Reason.UNKNOWN_LINK: "a tracking link that does not exist was followed",
+    Reason.LINK_DESTINATION_NOT_ALLOWED: "a tracking link's destination is not allowed",
+    Reason.INVALID_SIGNATURE: "the signed pixel URL's signature did not verify",
+    Reason.EXPIRED_SIGNATURE: "the signed pixel URL was too old",
+    Reason.UNSIGNED_PIXEL: "the advertiser requires signed pixel URLs; this one was not signed",
+    Reason.BOT: "the request came from a bot or crawler",
+    Reason.COOKIE_STUFFING: "the click did not come from a visitor's own navigation",
+    Reason.CROSS_SITE_PIXEL: "another site's page fired the pixel",
+    Reason.DAILY_CAP_REACHED: "a daily cap on conversions was reached",
+    Reason.TOO_FAST: "a flag, not a rejection: the conversion counts, but came suspiciously fast",
+    Reason.SERVER_REPORTED: "the advertiser's server has reported this conversion: browsers can"
+    " no longer change it",
+    Reason.CONTESTED_CLAIM: "another visit claimed this reference_id first: both claims are kept"
+    " until the advertiser's server reports it",
+    Reason.CONTESTED_REFERENCE: "other visits claim this conversion too: only the advertiser's"
+    " server can change it",
+    Reason.CONTEST_LOST: "the advertiser's server report confirmed another claim of this"
+    " reference_id",
+    Reason.DUPLICATE_SIGNED_PIXEL: "this signed pixel URL had already been counted",
+    Reason.DUPLICATE_COOKIE: "the attribution cookie came twice (one may be planted from a"
+    " subdomain): no attribution",
+    # issue 9: input
+    Reason.INVALID_LINK_DESTINATION: "a tracking link's stored destination is not a valid URL",
+    Reason.NO_USER_ACTIVATION: "a click made by a script or a meta refresh, not by the visitor",
+}
+
 
 class Source(str, enum.Enum):
     """Where a ledger row came from."""
@@ -210,6 +278,41 @@ class SaleReport:
     # a correction replaces only these and inherits the rest.
     given: frozenset[str] = frozenset()
 
+    def as_json(self) -> dict[str, Any]:
+        """The report as JSON values: how a contesting claim is stored, and spooled."""
+        return {
+            "sale_amount": None if self.sale_amount is None else str(self.sale_amount),
+            "sale_currency": self.sale_currency,
+            "reason_code": self.reason_code,
+            "sku_list": list(self.sku_list),
+            "quantity_list": list(self.quantity_list),
+            "reference_id": self.reference_id,
+            "parent_reference_id": self.parent_reference_id,
+            "external_data": self.external_data,
+            "custom_data": dict(self.custom_data),
+            "personal_data": dict(self.personal_data),
+            "given": sorted(self.given),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SaleReport:
+        """A report :meth:`as_json` made, read back from the store (trusted: a spooled
+        one goes through :func:`pixel_wsgi.outage.records.validated_report`)."""
+        amount = data["sale_amount"]
+        return cls(
+            sale_amount=None if amount is None else Decimal(amount),
+            sale_currency=data["sale_currency"],
+            reason_code=data["reason_code"],
+            sku_list=tuple(data["sku_list"]),
+            quantity_list=tuple(int(q) for q in data["quantity_list"]),
+            reference_id=data["reference_id"],
+            parent_reference_id=data["parent_reference_id"],
+            external_data=data["external_data"],
+            custom_data=dict(data["custom_data"]),
+            personal_data=dict(data["personal_data"]),
+            given=frozenset(data["given"]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ServerReport:
@@ -225,6 +328,23 @@ class ServerReport:
     campaign_id: int | None = None
     publisher_id: int | None = None
     reversal_reason: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """Everything the report says, as JSON values (its digest, its spool record)."""
+        return {
+            "report": self.report.as_json(),
+            "campaign_id": self.campaign_id,
+            "publisher_id": self.publisher_id,
+            "reversal_reason": self.reversal_reason,
+        }
+
+
+class VisitClaim(NamedTuple):
+    """What a verified attribution cookie says: this browser made visit ``visit_id``
+    via ``link_id`` (a negative ``visit_id``: a click spooled while the store was down)."""
+
+    visit_id: int
+    link_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,7 +476,7 @@ class ReferenceClaim:
 
     Kept, never paid, until the advertiser's server reports that ``reference_id``:
     the claim whose values the report confirms wins the attribution.
-    ``report`` is the claimed sale values as JSON (:func:`pixel_wsgi.outage.records.encode_report`),
+    ``report`` is the claimed sale values as JSON (:meth:`SaleReport.as_json`),
     without personal data. ``claim_id`` is 0 for a claim not yet written.
     """
 

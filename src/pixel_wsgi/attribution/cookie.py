@@ -16,13 +16,12 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import NamedTuple
 
 from itsdangerous import TimestampSigner
 from werkzeug.http import dump_cookie
 
-from ..errors import ConfigurationError
-from ..models import Reason
+from ..errors import AttributionRejected, ConfigurationError
+from ..models import Reason, VisitClaim
 
 # Browsers cap cookie lifetimes at 400 days (RFC 6265bis); a longer window
 # would promise attribution the browser silently drops.
@@ -62,21 +61,6 @@ def secret_key_list(secret_key: str | bytes | Sequence[str | bytes]) -> list[byt
             f" make one with: {MAKE_A_KEY}"
         )
     return usable
-
-
-class AttributionRejected(Exception):
-    """The cookie was present but cannot attribute; ``reason`` says why."""
-
-    def __init__(self, reason: Reason) -> None:
-        super().__init__(reason.value)
-        self.reason = reason
-
-
-class VisitClaim(NamedTuple):
-    """What a verified cookie says: this browser made visit ``visit_id`` via ``link_id``."""
-
-    visit_id: int
-    link_id: int
 
 
 class AttributionCookies:

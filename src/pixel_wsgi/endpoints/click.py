@@ -24,7 +24,7 @@ from werkzeug.utils import redirect
 from ..attribution.cookie import AttributionCookies
 from ..entities import destination_allowed, destination_problem
 from ..errors import StorageError
-from ..ledger.rules import Ledger
+from ..ledger.ledger import Ledger
 from ..models import Link, Reason
 from ..params.sale import printable_text
 from ..params.values import parse_positive_id

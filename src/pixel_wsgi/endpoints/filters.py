@@ -26,7 +26,7 @@ show it.
   ``refuse_without_user_activation`` it is refused like ``cookie_stuffing``.
 - ``daily_cap_reached`` -- a campaign's :attr:`~pixel_wsgi.models.Campaign.daily_cap`
   (decided by the ledger, inside its serialised write: see
-  :meth:`pixel_wsgi.ledger.rules.Ledger.record_web_conversion`).
+  :meth:`pixel_wsgi.ledger.ledger.Ledger.record_web_conversion`).
 
 Browsers that send no ``Sec-Fetch-*`` headers (older ones, test clients) are
 never refused for lacking them.
@@ -38,9 +38,9 @@ import binascii
 import math
 import re
 from collections.abc import Iterable
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from ..clock import utc_day_start
 from ..errors import ConfigurationError
 from ..models import Reason
 
@@ -249,12 +249,6 @@ def cookie_signed_at(value: str) -> int | None:
         return int.from_bytes(binascii.a2b_base64(raw), "big")
     except (binascii.Error, ValueError):
         return None
-
-
-def utc_day_start(moment: datetime) -> datetime:
-    """Midnight UTC of the day ``moment`` falls on (an aware datetime)."""
-    moment = moment.astimezone(timezone.utc)
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _shown_user_agent(user_agent: str) -> str:

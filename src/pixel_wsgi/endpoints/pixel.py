@@ -18,10 +18,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ..attribution.cookie import AttributionCookies, AttributionRejected, VisitClaim
-from ..errors import ParamError, StorageError
-from ..ledger.rules import Ledger
-from ..models import Reason, SaleReport, Source
+from ..attribution.cookie import AttributionCookies
+from ..errors import AttributionRejected, ParamError, StorageError
+from ..models import Reason, SaleReport, Source, VisitClaim
+from ..outage.spooling import SpoolingLedger
 from ..params.sale import (
     Limits,
     claimed_reference,
@@ -61,7 +61,7 @@ class ConversionPixel:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: SpoolingLedger,
         cookies: AttributionCookies,
         *,
         default_currency: str,
@@ -120,7 +120,7 @@ class ConversionPixel:
                 requirement_unread = False
             except StorageError:
                 # Whether the advertiser requires signed pixels could not be read:
-                # the ledger checks it when it writes, or the replay of the spool.
+                # the hit goes to the outage spool, and its replay decides it.
                 refusal, requirement_unread = None, True
             if refusal is not None:
                 self._refuse(advertiser_id, *refusal, query, args)
@@ -151,7 +151,7 @@ class ConversionPixel:
             visit=visit,
             cookie_problem=problem,
             params=lambda: redacted_query(args),
-            check_signed_requirement=requirement_unread,
+            signed_requirement_unread=requirement_unread,
             once_key=self._once_key(advertiser_id, signature, report),
         )
         if too_fast is not None and outcome.accepted and report.parent_reference_id is None:
@@ -238,13 +238,7 @@ class ConversionPixel:
             if refusal is None:
                 del args[SIGNATURE_PARAM], args[EXPIRES_PARAM]
             return refusal
-        if self.ledger.catalog.requires_signed_pixels(advertiser_id):
-            why = "the legacy pixel cannot be signed" if self.legacy else "this one is not"
-            return (
-                Reason.UNSIGNED_PIXEL,
-                f"advertiser {advertiser_id} accepts only signed pixels; {why}",
-            )
-        return None
+        return self.ledger.catalog.unsigned_refusal(advertiser_id, self.legacy)
 
     def _parse(self, args: Query) -> SaleReport:
         if self.legacy:

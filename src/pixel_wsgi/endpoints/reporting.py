@@ -24,10 +24,11 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ..attribution.cookie import AttributionCookies, AttributionRejected, VisitClaim
-from ..errors import ConfigurationError
-from ..ledger.rules import Ledger, ReportResult
-from ..models import Source
+from ..attribution.cookie import AttributionCookies
+from ..errors import AttributionRejected, ConfigurationError
+from ..ledger.ledger import Ledger
+from ..ledger.server_reports import ReportResult
+from ..models import Source, VisitClaim
 from ..params.sale import Limits
 from ..params.server_report import parse_server_report
 from ..params.values import Query
@@ -96,7 +97,7 @@ class ConversionReporter:
             its current state; ``SPOOLED`` (no state yet) when the store failed and
             the report waits in the outage spool for ``pixel-wsgi replay``.
         :raises ~pixel_wsgi.params.server_report.ReportInvalid: for invalid fields.
-        :raises ~pixel_wsgi.ledger.rules.ReportRefused: when the report cannot be applied
+        :raises ~pixel_wsgi.errors.ReportRefused: when the report cannot be applied
             (it is in the rejection log too).
         :raises ~pixel_wsgi.errors.StorageError: when the store failed.
         """

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..models import Advertiser, Attribution, Link
+from ..models import Advertiser, Attribution, Link, Reason
 from ..storage.base import Storage
 
 DEFAULT_TTL = 60.0
@@ -54,14 +54,26 @@ class Catalog:
         """The advertiser with this id, or None."""
         return self._cached(self._advertisers, advertiser_id, self.storage.advertiser)
 
-    def requires_signed_pixels(self, advertiser_id: int) -> bool:
-        """Whether the advertiser refuses unsigned conversion pixels (False if unknown)."""
+    def unsigned_refusal(self, advertiser_id: int, legacy: bool) -> tuple[Reason, str] | None:
+        """Why an unsigned pixel hit for this advertiser is refused (``unsigned_pixel``,
+        with the detail); None when the advertiser accepts unsigned pixels (or is unknown).
+
+        Asked by the pixel on every unsigned hit, and by a replay for a hit spooled
+        before the pixel could read it.
+        """
         # Asked on every pixel hit: the fresh-entry case inline, without _cached's call.
         entry = self._advertisers.get(advertiser_id)
-        if entry is not None and entry[0] > self._monotonic():
-            return entry[1].require_signed_pixels
-        advertiser = self.advertiser(advertiser_id)
-        return advertiser is not None and advertiser.require_signed_pixels
+        if entry is None or entry[0] <= self._monotonic():
+            advertiser = self.advertiser(advertiser_id)
+            if advertiser is None or not advertiser.require_signed_pixels:
+                return None
+        elif not entry[1].require_signed_pixels:
+            return None
+        why = "the legacy pixel cannot be signed" if legacy else "this one is not"
+        return (
+            Reason.UNSIGNED_PIXEL,
+            f"advertiser {advertiser_id} accepts only signed pixels; {why}",
+        )
 
     def attribution(self, link_id: int) -> Attribution | None:
         """Who is credited for, and how is paid, a conversion through a link; None if unknown."""

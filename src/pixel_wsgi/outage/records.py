@@ -1,18 +1,24 @@
-"""Ledger inputs as spool records, and back: what a replay needs to redo a write.
+"""The spool's record kinds: ledger inputs as spool records, and back.
+
+:data:`RECORD_KINDS` is the one table of kinds: :class:`SpooledClick`,
+:class:`SpooledRejection`, :class:`SpooledConversion` and :class:`SpooledReport`.
+Each holds what one ledger call needed; the spooling ledger
+(:class:`~pixel_wsgi.outage.spooling.SpoolingLedger`) encodes it with
+:meth:`SpooledEvent.fields`, the replay decodes it with :meth:`SpooledEvent.decode`
+and redoes the call with :meth:`SpooledEvent.apply`.
 
 A spooled event holds the already validated inputs of one ledger call (the parsed
 report, the verified visit claim, the redacted query for the rejection log), so a
 replay applies exactly what the request would have, under the rules of the code that
 replays it, and needs no configuration of the middleware that spooled it.
 
-A spool file is input like any other: the ``validated_*`` and ``decode_*`` functions
-a replay uses trust nothing in it (:func:`decode_report` alone reads back what the
-store itself wrote, trusted). A report is rebuilt as the fields a request would carry
-and goes through the very parsers the request went through
+A spool file is input like any other: the ``decode`` methods and ``validated_*``
+functions a replay uses trust nothing in it. A report is rebuilt as the fields a
+request would carry and goes through the very parsers the request went through
 (:func:`~pixel_wsgi.params.sale.parse_sale_params`,
 :func:`~pixel_wsgi.params.sale.parse_legacy_params`,
-:func:`~pixel_wsgi.params.server_report.parse_server_report`), and must come out exactly as
-spooled; every other field is checked for its type and range. Anything else raises
+:func:`~pixel_wsgi.params.server_report.parse_server_report`), and must come out
+exactly as spooled; every other field is checked for its type and range. Anything else raises
 ``ValueError`` (a :class:`~pixel_wsgi.errors.ParamError` or
 :class:`~pixel_wsgi.params.server_report.ReportInvalid` for a broken field rule), ``TypeError``
 or ``KeyError``, and the replay quarantines the record with that reason.
@@ -20,29 +26,26 @@ or ``KeyError``, and the replay quarantines the record with that reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
+import abc
+import contextlib
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
 
-from ..attribution.cookie import VisitClaim
 from ..endpoints.edge import truncated_ip
-from ..models import Reason, SaleReport, ServerReport, Source
+from ..errors import ReportRefused
+from ..ledger.ledger import Ledger
+from ..models import Reason, SaleReport, ServerReport, Source, VisitClaim
 from ..params.sale import DEFAULT_LIMITS, Limits, parse_legacy_params, parse_sale_params
 from ..params.server_report import parse_server_report
 
 __all__ = [
+    "RECORD_KINDS",
+    "REJECTION_SHARE",
     "SpooledClick",
+    "SpooledConversion",
+    "SpooledEvent",
     "SpooledRejection",
-    "decode_click",
-    "decode_id",
-    "decode_rejection",
-    "decode_report",
-    "decode_source",
-    "decode_text",
-    "decode_visit",
-    "encode_report",
-    "encode_server_report",
-    "encode_visit",
+    "SpooledReport",
     "validated_report",
     "validated_server_report",
 ]
@@ -52,21 +55,41 @@ WEB_SOURCES = (Source.PIXEL, Source.LEGACY_PIXEL)
 SERVER_SOURCES = (Source.API, Source.IN_PROCESS, Source.CSV_UPLOAD)
 _REJECTION_SOURCES = frozenset({*(s.value for s in Source), "click"})
 
+#: A spooled rejection may use at most 1/REJECTION_SHARE of the spool.
+REJECTION_SHARE = 16
 
-def encode_report(report: SaleReport) -> dict[str, Any]:
-    return {
-        "sale_amount": None if report.sale_amount is None else str(report.sale_amount),
-        "sale_currency": report.sale_currency,
-        "reason_code": report.reason_code,
-        "sku_list": list(report.sku_list),
-        "quantity_list": list(report.quantity_list),
-        "reference_id": report.reference_id,
-        "parent_reference_id": report.parent_reference_id,
-        "external_data": report.external_data,
-        "custom_data": dict(report.custom_data),
-        "personal_data": dict(report.personal_data),
-        "given": sorted(report.given),
-    }
+
+class SpooledEvent(abc.ABC):
+    """One kind of spool record: the inputs of one ledger call."""
+
+    #: the record's ``kind``, its key in :data:`RECORD_KINDS`
+    kind: ClassVar[str]
+    #: the record may take at most ``max_bytes // share`` of the spool
+    share: ClassVar[int] = 1
+
+    @property
+    def erasable(self) -> tuple[int, str | None] | None:
+        """The advertiser and reference id whose key seals the record's personal data."""
+        return None
+
+    @abc.abstractmethod
+    def fields(self) -> dict[str, Any]:
+        """The record's fields, as JSON values (its ``id``, ``kind`` and ``at`` aside)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def decode(cls, event: dict[str, Any], limits: Limits) -> SpooledEvent:
+        """The event a spool record holds, validated.
+
+        :raises ValueError, TypeError, KeyError: for a record that breaks a rule.
+        """
+
+    @abc.abstractmethod
+    def apply(self, ledger: Ledger) -> None:
+        """Redo the ledger call (a replay passes :func:`~pixel_wsgi.ledger.ledger.replaying`).
+
+        :raises ~pixel_wsgi.errors.EventAlreadyApplied: when it was applied before.
+        """
 
 
 def decode_id(value: Any, name: str, *, negative: bool = False) -> int:
@@ -86,7 +109,7 @@ def decode_text(value: Any, name: str, *, optional: bool = False) -> str | None:
     return value
 
 
-def decode_source(value: Any, allowed: tuple[Source, ...]) -> Source:
+def _decode_source(value: Any, allowed: tuple[Source, ...]) -> Source:
     source = Source(value)
     if source not in allowed:
         raise ValueError(f"source {source.value!r} cannot spool this kind of event")
@@ -129,28 +152,9 @@ def _as_spooled(report: SaleReport, data: dict[str, Any]) -> SaleReport:
     if not isinstance(given, list):
         raise TypeError("given must be a list")
     report.given = report.given - {"sale_currency"} | ({"sale_currency"} & set(given))
-    if encode_report(report) != data:
+    if report.as_json() != data:
         raise ValueError("the spooled report is not what its fields parse to")
     return report
-
-
-def decode_report(data: dict[str, Any]) -> SaleReport:
-    """A report :func:`encode_report` made, read back from the store (trusted: a spool
-    record goes through :func:`validated_report`)."""
-    amount = data["sale_amount"]
-    return SaleReport(
-        sale_amount=None if amount is None else Decimal(amount),
-        sale_currency=data["sale_currency"],
-        reason_code=data["reason_code"],
-        sku_list=tuple(data["sku_list"]),
-        quantity_list=tuple(int(q) for q in data["quantity_list"]),
-        reference_id=data["reference_id"],
-        parent_reference_id=data["parent_reference_id"],
-        external_data=data["external_data"],
-        custom_data=dict(data["custom_data"]),
-        personal_data=dict(data["personal_data"]),
-        given=frozenset(data["given"]),
-    )
 
 
 def validated_report(
@@ -164,15 +168,6 @@ def validated_report(
     args = _report_args(data, legacy=legacy)
     parse = parse_legacy_params if legacy else parse_sale_params
     return _as_spooled(parse(args, limits=limits), data)
-
-
-def encode_server_report(server_report: ServerReport) -> dict[str, Any]:
-    return {
-        "report": encode_report(server_report.report),
-        "campaign_id": server_report.campaign_id,
-        "publisher_id": server_report.publisher_id,
-        "reversal_reason": server_report.reversal_reason,
-    }
 
 
 def validated_server_report(
@@ -194,16 +189,16 @@ def validated_server_report(
         args["reversal_reason"] = [reversal]
     parsed = parse_server_report(args, limits=limits)
     _as_spooled(parsed.report, data["report"])
-    if encode_server_report(parsed) != data:
+    if parsed.as_json() != data:
         raise ValueError("the spooled server report is not what its fields parse to")
     return parsed
 
 
-def encode_visit(visit: VisitClaim | None) -> list[int] | None:
+def _encode_visit(visit: VisitClaim | None) -> list[int] | None:
     return None if visit is None else [visit.visit_id, visit.link_id]
 
 
-def decode_visit(data: Any) -> VisitClaim | None:
+def _decode_visit(data: Any) -> VisitClaim | None:
     """A verified cookie's claim: a visit id (negative for a spooled click) and a link."""
     if data is None:
         return None
@@ -221,32 +216,54 @@ def _visit_id(value: Any) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class SpooledClick:
+class SpooledClick(SpooledEvent):
     """A spooled click: its link, the negative visit id its cookie carries, and what
     the visit stores (the truncated network, the bounded ``User-Agent``)."""
+
+    kind: ClassVar[str] = "visit"
 
     link_id: int
     visit_id: int
     ip_prefix: str | None
     user_agent: str | None
 
+    def fields(self) -> dict[str, Any]:
+        return asdict(self)
 
-def decode_click(event: dict[str, Any]) -> SpooledClick:
-    ip_prefix = decode_text(event["ip_prefix"], "ip_prefix", optional=True)
-    # What the click stores is already truncated: truncating it again changes nothing.
-    if ip_prefix is not None and truncated_ip(ip_prefix) != ip_prefix:
-        raise ValueError("ip_prefix is not a truncated network address")
-    return SpooledClick(
-        link_id=decode_id(event["link_id"], "link_id"),
-        visit_id=decode_id(event["visit_id"], "visit_id", negative=True),
-        ip_prefix=ip_prefix,
-        user_agent=decode_text(event["user_agent"], "user_agent", optional=True),
-    )
+    @classmethod
+    def decode(cls, event: dict[str, Any], limits: Limits) -> SpooledClick:
+        ip_prefix = decode_text(event["ip_prefix"], "ip_prefix", optional=True)
+        # What the click stores is already truncated: truncating it again changes nothing.
+        if ip_prefix is not None and truncated_ip(ip_prefix) != ip_prefix:
+            raise ValueError("ip_prefix is not a truncated network address")
+        return cls(
+            link_id=decode_id(event["link_id"], "link_id"),
+            visit_id=decode_id(event["visit_id"], "visit_id", negative=True),
+            ip_prefix=ip_prefix,
+            user_agent=decode_text(event["user_agent"], "user_agent", optional=True),
+        )
+
+    def apply(self, ledger: Ledger) -> None:
+        link = ledger.storage.link(self.link_id)
+        if link is None:  # deleted since: say so in the log, once
+            ledger.reject(
+                advertiser_id=None,
+                source="click",
+                reason=Reason.UNKNOWN_LINK,
+                detail=f"spooled click on link {self.link_id}, which no longer exists",
+            )
+            return
+        ledger.restore_visit(
+            link, self.visit_id, ip_prefix=self.ip_prefix, user_agent=self.user_agent
+        )
 
 
 @dataclass(frozen=True, slots=True)
-class SpooledRejection:
-    """The arguments of :meth:`~pixel_wsgi.ledger.rules.Ledger.reject` a spooled one carries."""
+class SpooledRejection(SpooledEvent):
+    """The arguments of :meth:`~pixel_wsgi.ledger.ledger.Ledger.reject` a spooled one carries."""
+
+    kind: ClassVar[str] = "rejection"
+    share: ClassVar[int] = REJECTION_SHARE
 
     advertiser_id: int | None
     source: str
@@ -256,19 +273,172 @@ class SpooledRejection:
     visit_id: int | None
     reference_id: str | None
 
+    def fields(self) -> dict[str, Any]:
+        return {**asdict(self), "reason": self.reason.value}
 
-def decode_rejection(event: dict[str, Any]) -> SpooledRejection:
-    advertiser_id = event["advertiser_id"]
-    visit_id = event["visit_id"]
-    source = decode_text(event["source"], "source")
-    if source not in _REJECTION_SOURCES:
-        raise ValueError(f"unknown source {source!r}")
-    return SpooledRejection(
-        advertiser_id=None if advertiser_id is None else decode_id(advertiser_id, "advertiser_id"),
-        source=source,
-        reason=Reason(event["reason"]),
-        detail=str(decode_text(event["detail"], "detail")),
-        params=str(decode_text(event["params"], "params")),
-        visit_id=None if visit_id is None else _visit_id(visit_id),
-        reference_id=decode_text(event["reference_id"], "reference_id", optional=True),
-    )
+    @classmethod
+    def decode(cls, event: dict[str, Any], limits: Limits) -> SpooledRejection:
+        advertiser_id = event["advertiser_id"]
+        visit_id = event["visit_id"]
+        source = decode_text(event["source"], "source")
+        if source not in _REJECTION_SOURCES:
+            raise ValueError(f"unknown source {source!r}")
+        return cls(
+            advertiser_id=(
+                None if advertiser_id is None else decode_id(advertiser_id, "advertiser_id")
+            ),
+            source=source,
+            reason=Reason(event["reason"]),
+            detail=str(decode_text(event["detail"], "detail")),
+            params=str(decode_text(event["params"], "params")),
+            visit_id=None if visit_id is None else _visit_id(visit_id),
+            reference_id=decode_text(event["reference_id"], "reference_id", optional=True),
+        )
+
+    def apply(self, ledger: Ledger) -> None:
+        ledger.reject(
+            advertiser_id=self.advertiser_id,
+            source=self.source,
+            reason=self.reason,
+            detail=self.detail,
+            params=self.params,
+            visit_id=self.visit_id,
+            reference_id=self.reference_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledConversion(SpooledEvent):
+    """A browser-reported conversion: the arguments of
+    :meth:`~pixel_wsgi.ledger.ledger.Ledger.record_web_conversion`.
+
+    ``check_signed_requirement``: the hit is unsigned and the pixel could not read
+    whether its advertiser requires signed pixels; the replay decides it, as the
+    pixel would have.
+    """
+
+    kind: ClassVar[str] = "web_conversion"
+
+    advertiser_id: int
+    report: SaleReport
+    source: Source
+    visit: VisitClaim | None
+    cookie_problem: Reason | None
+    params: str
+    once_key: str | None
+    check_signed_requirement: bool = False
+
+    @property
+    def erasable(self) -> tuple[int, str | None]:
+        return self.advertiser_id, self.report.parent_reference_id or self.report.reference_id
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "advertiser_id": self.advertiser_id,
+            "report": self.report.as_json(),
+            "source": self.source.value,
+            "visit": _encode_visit(self.visit),
+            "cookie_problem": None if self.cookie_problem is None else self.cookie_problem.value,
+            "params": self.params,
+            "check_signed_requirement": self.check_signed_requirement,
+            "once_key": self.once_key,
+        }
+
+    @classmethod
+    def decode(cls, event: dict[str, Any], limits: Limits) -> SpooledConversion:
+        source = _decode_source(event["source"], WEB_SOURCES)
+        problem = event["cookie_problem"]
+        check_signed = event.get("check_signed_requirement", False)
+        if not isinstance(check_signed, bool):
+            raise TypeError("check_signed_requirement must be true or false")
+        return cls(
+            advertiser_id=decode_id(event["advertiser_id"], "advertiser_id"),
+            report=validated_report(event["report"], source=source, limits=limits),
+            source=source,
+            visit=_decode_visit(event["visit"]),
+            cookie_problem=None if problem is None else Reason(problem),
+            params=str(decode_text(event["params"], "params")),
+            once_key=decode_text(event.get("once_key"), "once_key", optional=True),
+            check_signed_requirement=check_signed,
+        )
+
+    def apply(self, ledger: Ledger) -> None:
+        refusal = (
+            ledger.catalog.unsigned_refusal(self.advertiser_id, self.source is Source.LEGACY_PIXEL)
+            if self.check_signed_requirement
+            else None
+        )
+        if refusal is not None:
+            ledger.reject(
+                advertiser_id=self.advertiser_id,
+                source=self.source,
+                reason=refusal[0],
+                detail=refusal[1],
+                params=self.params,
+                visit_id=None if self.visit is None else self.visit.visit_id,
+                reference_id=self.report.parent_reference_id or self.report.reference_id,
+            )
+            return
+        ledger.record_web_conversion(
+            advertiser_id=self.advertiser_id,
+            report=self.report,
+            source=self.source,
+            visit=self.visit,
+            cookie_problem=self.cookie_problem,
+            params=self.params,
+            once_key=self.once_key,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledReport(SpooledEvent):
+    """A server-side report: the arguments of :meth:`~pixel_wsgi.ledger.ledger.Ledger.report`."""
+
+    kind: ClassVar[str] = "report"
+
+    advertiser_id: int
+    server_report: ServerReport
+    source: Source
+    visit: VisitClaim | None
+    params: str
+
+    @property
+    def erasable(self) -> tuple[int, str | None]:
+        report = self.server_report.report
+        return self.advertiser_id, report.parent_reference_id or report.reference_id
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "advertiser_id": self.advertiser_id,
+            "server_report": self.server_report.as_json(),
+            "source": self.source.value,
+            "visit": _encode_visit(self.visit),
+            "params": self.params,
+        }
+
+    @classmethod
+    def decode(cls, event: dict[str, Any], limits: Limits) -> SpooledReport:
+        return cls(
+            advertiser_id=decode_id(event["advertiser_id"], "advertiser_id"),
+            server_report=validated_server_report(event["server_report"], limits=limits),
+            source=_decode_source(event["source"], SERVER_SOURCES),
+            visit=_decode_visit(event["visit"]),
+            params=str(decode_text(event["params"], "params")),
+        )
+
+    def apply(self, ledger: Ledger) -> None:
+        # A refused report is in the rejection log now, as it would have been then.
+        with contextlib.suppress(ReportRefused):
+            ledger.report(
+                self.advertiser_id,
+                self.server_report,
+                source=self.source,
+                visit=self.visit,
+                params=self.params,
+            )
+
+
+#: Every kind of spool record, by its ``kind``.
+RECORD_KINDS: dict[str, type[SpooledEvent]] = {
+    kind.kind: kind for kind in (SpooledClick, SpooledRejection, SpooledConversion, SpooledReport)
+}

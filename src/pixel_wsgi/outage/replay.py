@@ -18,27 +18,15 @@ sealed its personal data are deleted.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..errors import NotFoundError, RecordRefused, StorageError
-from ..ledger.rules import EventAlreadyApplied, Ledger, ReportRefused
-from ..models import Reason
+from ..errors import EventAlreadyApplied, NotFoundError, RecordRefused, StorageError
+from ..ledger.ledger import Ledger, replaying
 from ..params.sale import DEFAULT_LIMITS, Limits
 from ..storage.base import Storage
-from .records import (
-    SERVER_SOURCES,
-    WEB_SOURCES,
-    decode_click,
-    decode_id,
-    decode_rejection,
-    decode_source,
-    decode_text,
-    decode_visit,
-    validated_report,
-    validated_server_report,
-)
+from .records import RECORD_KINDS, decode_text
 from .spool import Spool, SpooledRecord
 
 __all__ = ["ReplaySummary", "replay"]
@@ -84,61 +72,15 @@ def _apply(ledger: Ledger, event: dict[str, Any], limits: Limits) -> bool:
 
     :raises ValueError, TypeError, KeyError: for a record that breaks a rule.
     """
-    kind = event["kind"]
     event_id = str(decode_text(event["id"], "id"))
-    if kind == "visit":
-        click = decode_click(event)
-        link = ledger.storage.link(click.link_id)
-        if link is None:  # deleted since: say so in the log, once
-            outcome = ledger.reject(
-                advertiser_id=None,
-                source="click",
-                reason=Reason.UNKNOWN_LINK,
-                detail=f"spooled click on link {click.link_id}, which no longer exists",
-                event_id=event_id,
-            )
-            return outcome.reason is not None
-        ledger.record_visit(
-            link, ip_prefix=click.ip_prefix, user_agent=click.user_agent, visit_id=click.visit_id
-        )
-        return True
-    if kind == "rejection":
-        outcome = ledger.reject(**asdict(decode_rejection(event)), event_id=event_id)
-        return outcome.reason is not None
-    if kind == "web_conversion":
-        source = decode_source(event["source"], WEB_SOURCES)
-        problem = event["cookie_problem"]
-        check_signed = event.get("check_signed_requirement", False)
-        if not isinstance(check_signed, bool):
-            raise TypeError("check_signed_requirement must be true or false")
-        outcome = ledger.record_web_conversion(
-            advertiser_id=decode_id(event["advertiser_id"], "advertiser_id"),
-            report=validated_report(event["report"], source=source, limits=limits),
-            source=source,
-            visit=decode_visit(event["visit"]),
-            cookie_problem=None if problem is None else Reason(problem),
-            params=str(decode_text(event["params"], "params")),
-            event_id=event_id,
-            check_signed_requirement=check_signed,
-            once_key=decode_text(event.get("once_key"), "once_key", optional=True),
-        )
-        return outcome.accepted or outcome.reason is not None
-    if kind == "report":
-        try:
-            ledger.report(
-                decode_id(event["advertiser_id"], "advertiser_id"),
-                validated_server_report(event["server_report"], limits=limits),
-                source=decode_source(event["source"], SERVER_SOURCES),
-                visit=decode_visit(event["visit"]),
-                params=str(decode_text(event["params"], "params")),
-                event_id=event_id,
-            )
-        except EventAlreadyApplied:
-            return False
-        except ReportRefused:
-            pass  # in the rejection log now, as it would have been then
-        return True
-    raise ValueError(f"unknown spooled event kind {kind!r}")
+    kind = RECORD_KINDS.get(event["kind"])
+    if kind is None:
+        raise ValueError(f"unknown spooled event kind {event['kind']!r}")
+    try:
+        kind.decode(event, limits).apply(replaying(ledger, event_id))
+    except EventAlreadyApplied:
+        return False
+    return True
 
 
 def replay(spool: Spool, storage: Storage, *, limits: Limits = DEFAULT_LIMITS) -> ReplaySummary:

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, StorageError
+from ..errors import ConfigurationError, SpoolError, SpoolFull
 
 __all__ = ["DEFAULT_MAX_BYTES", "Spool", "SpoolError", "SpoolFull", "SpooledRecord", "Tally"]
 
@@ -87,18 +87,6 @@ _SEAL_VERSION = "v1."
 _MAX_LINE = 1024 * 1024
 # Never follow a link, never wait on a FIFO, never leak into a child process.
 _SAFE = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-class SpoolError(StorageError):
-    """The spool could not take an event either: it is lost unless the caller retries.
-
-    Also raised for a spool directory that is not safe to use (writable by others,
-    owned by another user), with the path and the fault.
-    """
-
-
-class SpoolFull(SpoolError):
-    """The record would take the spool past its byte cap: it was not written."""
 
 
 @dataclass(frozen=True, slots=True)

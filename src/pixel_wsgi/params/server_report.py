@@ -1,4 +1,4 @@
-"""Server-side report fields -> a validated :class:`~pixel_wsgi.ledger.rules.ServerReport`.
+"""Server-side report fields -> a validated :class:`~pixel_wsgi.models.ServerReport`.
 
 One parser for every server-side way in: the Conversion Reporting API (form-encoded, as
 Invoca's clients send, or JSON), the bulk CSV upload and the in-process call. The shared

@@ -4,7 +4,7 @@ A backend stores the entities of the ledger (advertisers, publishers,
 campaigns, tracking links, visits), the append-only transaction rows, personal
 data kept apart from them, and the bounded rejection log. The *rules* (what is
 a duplicate, what a correction inherits, what a payout is) live in
-:mod:`pixel_wsgi.ledger.rules`; a backend only promises that the primitives of one
+:mod:`pixel_wsgi.ledger`; a backend only promises that the primitives of one
 :meth:`Storage.writer` block run atomically and serialised against every other
 writer, and that its unique keys hold under concurrency.
 """

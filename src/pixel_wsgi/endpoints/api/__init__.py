@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
 from ...errors import StorageError
-from ...ledger.rules import Ledger
+from ...ledger.ledger import Ledger
 from ...params.sale import Limits
 from ..responses import json_response
 from .auth import CHALLENGES, Authenticator, AuthFailure

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...columns import GUARDED_COLUMNS, STATE_COLUMNS, csv_cells, formula_unsafe
-from ...errors import ParamError
-from ...ledger.rules import Ledger, ReportRefused, ReportStatus
+from ...errors import ParamError, ReportRefused
+from ...ledger.ledger import Ledger
+from ...ledger.server_reports import ReportStatus
 from ...models import Reason, ServerReport, Source, Transaction
 from ...params.sale import (
     DEFAULT_LIMITS,
@@ -472,7 +473,6 @@ def _import_row(
                     f"transaction {transaction_id} exists with other values; ledger rows"
                     " never change (leave transaction_id out to report a correction)",
                     field="transaction_id",
-                    status=409,
                 )
                 ledger.reject(
                     advertiser_id=advertiser_id,
@@ -486,8 +486,8 @@ def _import_row(
         if custom_data:
             server_report = _with_custom_data(server_report, custom_data, limits)
         # A failing store stops the upload (the client sends the file again)
-        # rather than spooling a file's worth of rows.
-        result = ledger.report(advertiser_id, server_report, source=source, spool_on_failure=False)
+        # rather than spooling a file's worth of rows: a CSV upload is never spooled.
+        result = ledger.report(advertiser_id, server_report, source=source)
     except ReportInvalid as exc:
         first = exc.errors[0]
         ledger.reject(

@@ -28,8 +28,9 @@ from werkzeug.http import parse_options_header
 from werkzeug.wsgi import get_content_length, get_input_stream
 
 from ...clock import iso_utc
-from ...errors import ParamError, StorageError
-from ...ledger.rules import Ledger, ReportRefused, ReportStatus
+from ...errors import ParamError, ReportRefused, StorageError
+from ...ledger.ledger import Ledger
+from ...ledger.server_reports import ReportStatus
 from ...models import IdempotencyRecord, Reason, Source
 from ...params.sale import (
     MAX_JSON_DEPTH,
@@ -50,6 +51,7 @@ from ...params.server_report import (
 from ...params.values import Query
 from ..responses import json_response
 from .bulk import decoded_lines, import_csv
+from .refusals import refusal_status
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -418,7 +420,9 @@ class ConversionsEndpoint:
                 params=lambda: redacted_query(args),
             )
         except ReportRefused as exc:
-            return exc.status, error_body(exc.reason.value, exc.detail, field=exc.field)
+            return refusal_status(exc.reason), error_body(
+                exc.reason.value, exc.detail, field=exc.field
+            )
         except StorageError as exc:
             logger.error("conversion report not stored: %s", exc)
             return 503, error_body("storage_unavailable", "the store is unavailable; retry later")
