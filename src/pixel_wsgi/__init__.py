@@ -9,6 +9,7 @@ Wrap any WSGI application::
 
 from __future__ import annotations
 
+from .attribution.signing import PixelUrlSigner, sign_pixel_url
 from .errors import (
     ConfigurationError,
     MissingDependencyError,
@@ -32,7 +33,6 @@ from .models import (
     Source,
     Transaction,
 )
-from .signing import PixelUrlSigner, sign_pixel_url
 from .storage import PostgresStorage, SQLiteStorage, Storage, storage_from_url
 
 __version__ = "0.1.0"

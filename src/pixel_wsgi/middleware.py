@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .attribution.cookie import DEFAULT_WINDOW, MAKE_A_KEY, AttributionCookies
+from .attribution.cookie import DEFAULT_WINDOW, AttributionCookies
+from .attribution.keyring import MAKE_A_KEY
+from .attribution.signing import PixelUrlSigner
 from .clock import Clock, utc_now
 from .currencies import ISO_4217_CODES
 from .endpoints.api import ReportingAPI
@@ -22,7 +24,6 @@ from .errors import ConfigurationError, PixelError, StorageError
 from .ledger.rules import DEFAULT_RELOAD_WINDOW, Ledger, ReportResult
 from .outage.spool import DEFAULT_MAX_BYTES, Spool
 from .params.sale import DEFAULT_LIMITS, Limits
-from .signing import PixelUrlSigner
 from .storage import Storage, storage_from_url
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..attribution.cookie import AttributionCookies, AttributionRejected, VisitClaim
+from ..attribution.signing import EXPIRES_PARAM, SIGNATURE_PARAM, PixelUrlSigner
 from ..errors import ParamError, StorageError
 from ..ledger.rules import Ledger
 from ..models import Reason, SaleReport, Source
@@ -30,7 +31,6 @@ from ..params.sale import (
     parse_sale_params,
     redacted_query,
 )
-from ..signing import EXPIRES_PARAM, SIGNATURE_PARAM, PixelUrlSigner
 from .edge import is_https, is_prefetch
 from .filters import Filters
 from .gif import GIF_HEADERS, TRANSPARENT_GIF
