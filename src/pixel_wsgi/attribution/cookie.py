@@ -33,6 +33,15 @@ _HOST_PREFIX = "__Host-"
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
+def check_window(window: timedelta) -> timedelta:
+    """``window`` when it can be an attribution window, else a ConfigurationError."""
+    if not timedelta(0) < window <= MAX_WINDOW:
+        raise ConfigurationError(
+            f"attribution window must be more than 0 and at most 400 days, got {window}"
+        )
+    return window
+
+
 class AttributionRejected(Exception):
     """The cookie was present but cannot attribute; ``reason`` says why."""
 
@@ -66,10 +75,7 @@ class AttributionCookies:
     ) -> None:
         # itsdangerous takes keys all of one type: bytes serve both kinds.
         keys = secret_key_list(secret_keys)
-        if not timedelta(0) < window <= MAX_WINDOW:
-            raise ConfigurationError(
-                f"attribution window must be more than 0 and at most 400 days, got {window}"
-            )
+        check_window(window)
         if not cookie_prefix.isidentifier():
             raise ConfigurationError(f"cookie_prefix must be a plain name, got {cookie_prefix!r}")
         self.window = window

@@ -35,6 +35,8 @@ from .responses import text_response
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
+    from ..settings import Settings
+
 logger = logging.getLogger("pixel_wsgi")
 
 ConsentCheck = Callable[["WSGIEnvironment"], bool]
@@ -73,17 +75,15 @@ class TrackingLink:
         self,
         ledger: Ledger,
         cookies: AttributionCookies,
+        settings: Settings,
         *,
-        honor_gpc: bool,
-        consent: ConsentCheck | None,
-        allowed_redirect_hosts: Iterable[str],
         filters: Filters | None = None,
     ) -> None:
         self.ledger = ledger
         self.cookies = cookies
-        self.honor_gpc = honor_gpc
-        self.consent = consent
-        self.allowed_redirect_hosts = frozenset(h.lower() for h in allowed_redirect_hosts)
+        self.honor_gpc = settings.honor_gpc
+        self.consent = settings.consent
+        self.allowed_redirect_hosts = frozenset(settings.allowed_redirect_hosts)
         self.filters = filters if filters is not None else Filters()
 
     def __call__(
