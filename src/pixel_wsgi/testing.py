@@ -119,10 +119,11 @@ from .models import (
     Source,
     Transaction,
 )
-from .storage import SQLiteStorage, Storage
 
 if TYPE_CHECKING:
     from webtest import TestApp, TestResponse  # type: ignore[import-untyped]
+
+    from .storage import SQLiteStorage, Storage
 
 __all__ = [
     "ConversionRecorder",
@@ -611,7 +612,7 @@ class ConversionRecorder:
         return assert_rejected(self, reason, **expected)
 
 
-Recorded: TypeAlias = Storage | ConversionRecorder
+Recorded: TypeAlias = "Storage | ConversionRecorder"
 
 
 def _conversions(store: Recorded, advertiser_id: int | None) -> list[Transaction]:
@@ -963,6 +964,10 @@ def pixel_storage_url(pixel_storage_path: Path) -> str:
 @pytest.fixture
 def pixel_store(pixel_storage_path: Path) -> Iterator[SQLiteStorage]:
     """A migrated, empty SQLite store, thrown away after the test."""
+    # Imported here: every pytest run of a host application loads this plugin,
+    # and most of its tests never ask for a store.
+    from .storage import SQLiteStorage
+
     store = SQLiteStorage(pixel_storage_path)
     store.migrate()
     yield store
