@@ -50,6 +50,8 @@ class _Route(NamedTuple):
     segment: bool = True
     #: What the segment must end with, not handed on (the pixel's ``.gif``).
     suffix: str = ""
+    #: ``rest[:cut]`` drops the suffix (None: there is none), computed once.
+    cut: int | None = None
     #: The handler takes every method and every path below ``prefix`` (the API
     #: routes and answers 404 and 405 itself); otherwise only GET and HEAD.
     any_method: bool = False
@@ -240,7 +242,7 @@ class PixelMiddleware:
         self.health = HealthCheck(self.storage, self.spool, self.spool_problem)
         #: Our routes, the most frequent first: the pixel is the hot path.
         self.routes = (
-            _Route(f"{prefix}/conversion/", self.conversion_pixel, suffix=".gif"),
+            _Route(f"{prefix}/conversion/", self.conversion_pixel, suffix=".gif", cut=-4),
             _Route(f"{prefix}/click/", self.tracking_link),
             _Route(f"{legacy_prefix}/", self.legacy_pixel),
             _Route(f"{prefix}/api/", self.api, any_method=True),
@@ -335,7 +337,7 @@ class PixelMiddleware:
     ) -> Iterable[bytes] | None:
         """Our answer for one of our routes; None for a path that only looks like one."""
         # The prefixes do not overlap: the first that matches decides.
-        for prefix, handler, segment, suffix, any_method in self.routes:
+        for prefix, handler, segment, suffix, cut, any_method in self.routes:
             if not path.startswith(prefix):
                 continue
             rest = path[len(prefix) :]
@@ -348,7 +350,7 @@ class PixelMiddleware:
                 return None
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
-            return handler(environ, start_response, rest[: len(rest) - len(suffix)])
+            return handler(environ, start_response, rest[:cut])
         return None
 
 

@@ -10,8 +10,10 @@ that hosts several.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hashlib
+import hmac
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import NamedTuple
@@ -84,7 +86,7 @@ class AttributionCookies:
         self._signer = TimestampSigner(keys, salt=_SALT, digest_method=hashlib.sha256)
         # Verification runs on every conversion: derive each key's HMAC state once
         # (itsdangerous re-derives the key on every call, twice the cost).
-        self._keyring = Keyring(keys, self._signer.derive_key)
+        self._macs = Keyring(keys, self._signer.derive_key).macs
 
     def cookie_name(self, advertiser_id: int, *, secure: bool = False) -> str:
         """The cookie's name: ``__Host-``-prefixed on https.
@@ -142,7 +144,15 @@ class AttributionCookies:
         except UnicodeEncodeError:
             raise AttributionRejected(Reason.INVALID_COOKIE) from None
         signed, _, signature = signed.rpartition(b".")
-        if not self._keyring.verifies(signed, signature):
+        # Keyring.verifies(), inline: a Python call costs ~0.5% of a pixel hit.
+        for mac in self._macs:
+            check = mac.copy()
+            check.update(signed)
+            if hmac.compare_digest(
+                base64.urlsafe_b64encode(check.digest()).rstrip(b"="), signature
+            ):
+                break
+        else:
             raise AttributionRejected(Reason.INVALID_COOKIE)
         payload, _, stamp = signed.rpartition(b".")
         try:

@@ -76,8 +76,13 @@ class Keyring:
 
     def verifies(self, message: bytes, signature: bytes) -> bool:
         """Whether any key of the ring signed ``message`` with ``signature``."""
-        # A loop rather than any(genexpr) (SIM110): the cookie check runs on every pixel hit.
-        for mac in self.macs:  # noqa: SIM110
-            if hmac.compare_digest(_encoded(mac, message), signature):
+        # A loop rather than any(genexpr): the cookie's check runs on every pixel hit.
+        for mac in self.macs:
+            # _encoded() inline: one Python call less on every pixel hit with a cookie.
+            check = mac.copy()
+            check.update(message)
+            if hmac.compare_digest(
+                base64.urlsafe_b64encode(check.digest()).rstrip(b"="), signature
+            ):
                 return True
         return False
