@@ -21,7 +21,8 @@ from click.testing import CliRunner
 from webtest import TestApp, TestRequest, TestResponse
 
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
-from pixel_wsgi.cli import _lines_with_progress, cli
+from pixel_wsgi.cli import cli
+from pixel_wsgi.cli.reporting import lines_with_progress as _lines_with_progress
 from pixel_wsgi.columns import COLUMNS, formula_safe, formula_unsafe
 from pixel_wsgi.endpoints.api.bulk import (
     MAX_LISTED_FAILURES,

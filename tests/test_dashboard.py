@@ -29,7 +29,7 @@ from pixel_wsgi import (
 )
 from pixel_wsgi.dashboard import REALM, Dashboard, basic_auth
 from pixel_wsgi.dashboard.reports import DateRange, describe_payout
-from pixel_wsgi.dashboard.views import REASON_MEANINGS
+from pixel_wsgi.dashboard.views import meaning
 from pixel_wsgi.errors import BadRequest, NotFound
 
 from .conftest import SECRET, FakeClock, World, basic_authorization, host_app
@@ -763,8 +763,10 @@ def test_rejection_counts_and_log(shop: Shop) -> None:
 
 
 def test_every_reason_code_is_explained() -> None:
-    missing = [reason.value for reason in Reason if reason.value not in REASON_MEANINGS]
-    assert missing == [], "add these to pixel_wsgi.dashboard.views.REASON_MEANINGS"
+    missing = [reason.value for reason in Reason if not reason.meaning]
+    assert missing == [], "add these to pixel_wsgi.models._REASON_MEANINGS"
+    assert meaning("no_attribution") == "the visitor carried no attribution cookie"
+    assert meaning("a_code_from_the_future") == "-"
 
 
 # -- escaping and privacy ------------------------------------------------------------------------

@@ -17,10 +17,11 @@ from click.testing import CliRunner
 from webtest import TestApp
 
 from pixel_wsgi import SQLiteStorage
-from pixel_wsgi.cli import _State
+from pixel_wsgi.cli.serve import dashboard
+from pixel_wsgi.cli.state import State
 from pixel_wsgi.dashboard import Dashboard
-from pixel_wsgi.dashboard_cli import PASSWORD_ENV, dashboard
 from pixel_wsgi.demo import create_demo_app, run_demo
+from pixel_wsgi.serving import PASSWORD_ENV
 
 from .conftest import SECRET, basic_authorization, pixel_src
 from .servers import free_port
@@ -41,7 +42,7 @@ def test_serves_with_the_password_from_the_environment(
     db_url: str, served: list[tuple[Any, ...]]
 ) -> None:
     result = CliRunner().invoke(
-        dashboard, [], obj=_State(db_url), env={PASSWORD_ENV: "s3cret"}, catch_exceptions=False
+        dashboard, [], obj=State(db_url), env={PASSWORD_ENV: "s3cret"}, catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
     assert "pixel-wsgi dashboard on http://127.0.0.1:8050/ (user admin)\n" in result.output
@@ -60,7 +61,7 @@ def test_serves_with_the_password_from_the_environment(
 
 def test_prompts_for_a_password(db_url: str, served: list[tuple[Any, ...]]) -> None:
     result = CliRunner().invoke(
-        dashboard, ["--port", "9001"], obj=_State(db_url), input="typed pw\n"
+        dashboard, ["--port", "9001"], obj=State(db_url), input="typed pw\n"
     )
     assert result.exit_code == 0, result.output
     assert "Dashboard password for user admin" in result.output
@@ -72,7 +73,7 @@ def test_prompts_for_a_password(db_url: str, served: list[tuple[Any, ...]]) -> N
 
 def test_refuses_an_empty_password(db_url: str, served: list[tuple[Any, ...]]) -> None:
     result = CliRunner().invoke(
-        dashboard, [], obj=_State(db_url), input="\n", env={PASSWORD_ENV: ""}
+        dashboard, [], obj=State(db_url), input="\n", env={PASSWORD_ENV: ""}
     )
     assert result.exit_code == 2
     assert "the dashboard needs a password" in result.output
@@ -85,7 +86,7 @@ def test_warns_when_listening_beyond_this_machine(
     result = CliRunner().invoke(
         dashboard,
         ["--host", "0.0.0.0", "--port", "8060"],
-        obj=_State(db_url),
+        obj=State(db_url),
         env={PASSWORD_ENV: "pw"},
     )
     assert result.exit_code == 0, result.output
@@ -93,13 +94,13 @@ def test_warns_when_listening_beyond_this_machine(
     assert "Warning: listening beyond this machine" in result.stderr
     for loopback in ("localhost", "::1", "127.0.0.2"):
         result = CliRunner().invoke(
-            dashboard, ["--host", loopback], obj=_State(db_url), env={PASSWORD_ENV: "pw"}
+            dashboard, ["--host", loopback], obj=State(db_url), env={PASSWORD_ENV: "pw"}
         )
         assert "Warning" not in result.stderr
     assert (
         "http://[::1]:8050/"
         in CliRunner()
-        .invoke(dashboard, ["--host", "::1"], obj=_State(db_url), env={PASSWORD_ENV: "pw"})
+        .invoke(dashboard, ["--host", "::1"], obj=State(db_url), env={PASSWORD_ENV: "pw"})
         .stdout
     )
 
@@ -107,7 +108,7 @@ def test_warns_when_listening_beyond_this_machine(
 @pytest.mark.parametrize("port", ["0", "65536", "http"])
 def test_rejects_a_bad_port(db_url: str, served: list[tuple[Any, ...]], port: str) -> None:
     result = CliRunner().invoke(
-        dashboard, ["--port", port], obj=_State(db_url), env={PASSWORD_ENV: "pw"}
+        dashboard, ["--port", port], obj=State(db_url), env={PASSWORD_ENV: "pw"}
     )
     assert result.exit_code == 2
     assert served == []
@@ -117,9 +118,9 @@ def test_rejects_a_bad_port(db_url: str, served: list[tuple[Any, ...]], port: st
 
 _SERVE = """
 import sys
-from pixel_wsgi.cli import _State
-from pixel_wsgi.dashboard_cli import dashboard
-dashboard.main(args=sys.argv[2:], obj=_State(sys.argv[1]), prog_name="pixel-wsgi dashboard")
+from pixel_wsgi.cli.state import State
+from pixel_wsgi.cli.serve import dashboard
+dashboard.main(args=sys.argv[2:], obj=State(sys.argv[1]), prog_name="pixel-wsgi dashboard")
 """
 
 

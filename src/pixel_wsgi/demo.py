@@ -40,11 +40,11 @@ from urllib.parse import urlencode
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from .dashboard import Dashboard, basic_auth
-from .dashboard_cli import PLAIN_HTTP_WARNING, is_loopback, url_host
 from .errors import ConfigurationError, MissingDependencyError
 from .middleware import SECRET_KEY_ENV, PixelMiddleware
 from .models import Advertiser, Campaign, Link, PayoutKind, PayoutRule, Publisher
 from .money import MONEY, to_cents
+from .serving import PASSWORD_ENV, PLAIN_HTTP_WARNING, is_loopback, url_host
 from .storage import SQLiteStorage, Storage, storage_from_url
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 #: The environment variable with the dashboard's password (``demo`` when unset).
-DASHBOARD_PASSWORD_ENV = "PIXEL_WSGI_DASHBOARD_PASSWORD"
+DASHBOARD_PASSWORD_ENV = PASSWORD_ENV
 #: Where the demo mounts the operator dashboard.
 DASHBOARD_PATH = "/dashboard"
 DEMO_DASHBOARD_PASSWORD = "demo"

@@ -55,6 +55,14 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+def label_problem(label: str) -> str | None:
+    """What is wrong with a free-text label (an API credential's), or None: it may be
+    empty, but at most :data:`MAX_NAME_LENGTH` characters without control characters."""
+    if _CONTROL_RE.search(label) or len(label) > MAX_NAME_LENGTH:
+        return f"at most {MAX_NAME_LENGTH} characters, no control characters"
+    return None
+
+
 # -- payout rules and daily caps ----------------------------------------------------------
 
 
@@ -76,14 +84,23 @@ def payout_problem(rule: PayoutRule) -> str | None:
     if value < 0:
         return f"a payout cannot be negative, got {value}"
     if rule.kind is PayoutKind.PERCENT and value > _HUNDRED:
-        return f"a percent payout must be 0 to 100, got {value}"
+        return f"a percent payout must be 0% to 100%, got {value}"
     if not isinstance(rule.currency, str) or rule.currency not in ISO_4217_CODES:
         return f"a payout's currency is an ISO 4217 code like USD, got {rule.currency!r}"
     if not isinstance(rule.reason_codes, tuple):
         return f"a payout's reason codes are a tuple, got {rule.reason_codes!r}"
     for code in rule.reason_codes:
-        if not isinstance(code, str) or not code.strip() or _CONTROL_RE.search(code):
-            return f"a reason code must be non-empty text, got {code!r}"
+        problem = reason_code_problem(code)
+        if problem is not None:
+            return f"a reason code {problem}"
+    return None
+
+
+def reason_code_problem(code: object) -> str | None:
+    """What is wrong with one of a payout rule's reason codes, or None: it must be
+    non-empty text without control characters."""
+    if not isinstance(code, str) or not code.strip() or _CONTROL_RE.search(code):
+        return f"must be non-empty text, got {code!r}"
     return None
 
 

@@ -7,24 +7,24 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .attribution.cookie import DEFAULT_WINDOW, MAKE_A_KEY, AttributionCookies
+from .attribution.cookie import DEFAULT_WINDOW, AttributionCookies
+from .attribution.signing import PixelUrlSigner
 from .clock import Clock, utc_now
-from .currencies import ISO_4217_CODES
 from .endpoints.api import ReportingAPI
 from .endpoints.click import ConsentCheck, TrackingLink
-from .endpoints.filters import Filters
+from .endpoints.health import HealthCheck
 from .endpoints.pixel import ConversionPixel
 from .endpoints.reporting import ConversionReporter, RequestReporter
-from .endpoints.responses import json_response, method_not_allowed, text_response
+from .endpoints.responses import method_not_allowed, text_response
 from .errors import ConfigurationError, PixelError, StorageError
 from .ledger.ledger import DEFAULT_RELOAD_WINDOW
 from .ledger.server_reports import ReportResult
 from .outage.spool import DEFAULT_MAX_BYTES, Spool
 from .outage.spooling import SpoolingLedger
 from .params.sale import DEFAULT_LIMITS, Limits
-from .signing import PixelUrlSigner
+from .settings import SECRET_KEY_ENV, Settings, secret_keys
 from .storage import Storage, storage_from_url
 
 if TYPE_CHECKING:
@@ -33,33 +33,30 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pixel_wsgi")
 
-#: The environment variable read for ``secret_key`` when none is given.
-SECRET_KEY_ENV = "PIXEL_WSGI_SECRET_KEY"
 
 _READ_METHODS = ("GET", "HEAD")
 _UNAVAILABLE = "Temporarily unavailable.\n"
 
-
-def _check_prefix(name: str, prefix: str) -> str:
-    if not prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
-        raise ConfigurationError(
-            f"{name} must start with '/' and not end with one, like '/pixels', got {prefix!r}"
-        )
-    return prefix
+_Handler = Callable[["WSGIEnvironment", "StartResponse", str], Iterable[bytes]]
 
 
-def _secret_key(
-    secret_key: str | bytes | Sequence[str | bytes] | None,
-) -> str | bytes | Sequence[str | bytes]:
-    """The key given, else ``$PIXEL_WSGI_SECRET_KEY``; a clear error when neither is set."""
-    if secret_key is None:
-        secret_key = os.environ.get(SECRET_KEY_ENV) or None
-    if secret_key is None or secret_key == "":
-        raise ConfigurationError(
-            f"PixelMiddleware needs a secret_key: pass secret_key=... or set {SECRET_KEY_ENV}"
-            f" to a random key of at least 16 characters; make one with: {MAKE_A_KEY}"
-        )
-    return secret_key
+class _Route(NamedTuple):
+    """One route of the table: where it starts, who answers, what may follow."""
+
+    #: What the path starts with. No prefix of the table starts another.
+    prefix: str
+    #: ``handler(environ, start_response, rest)``: the path after ``prefix``, without
+    #: ``suffix``.
+    handler: _Handler
+    #: One path segment (an id) follows ``prefix``; False: ``prefix`` is the whole path.
+    segment: bool = True
+    #: What the segment must end with, not handed on (the pixel's ``.gif``).
+    suffix: str = ""
+    #: ``rest[:cut]`` drops the suffix (None: there is none), computed once.
+    cut: int | None = None
+    #: The handler takes every method and every path below ``prefix`` (the API
+    #: routes and answers 404 and 405 itself); otherwise only GET and HEAD.
+    any_method: bool = False
 
 
 class _Started:
@@ -198,15 +195,34 @@ class PixelMiddleware:
         self.storage = storage_from_url(storage) if isinstance(storage, str) else storage
         if not isinstance(self.storage, Storage):
             raise ConfigurationError(f"storage must be a URL or a Storage, got {storage!r}")
-        if default_currency not in ISO_4217_CODES:
-            raise ConfigurationError(
-                f"default_currency must be an ISO 4217 code, got {default_currency!r}"
-            )
-        self.prefix = _check_prefix("prefix", prefix)
-        self.legacy_prefix = _check_prefix("legacy_prefix", legacy_prefix)
+        #: Every option but ``app`` and ``storage``, checked (a wrong one raised).
+        self.settings = settings = Settings(
+            secret_keys=secret_keys(secret_key),
+            prefix=prefix,
+            legacy_prefix=legacy_prefix,
+            attribution_window=attribution_window,
+            reload_window=reload_window,
+            default_currency=default_currency,
+            honor_gpc=honor_gpc,
+            consent=consent,
+            allowed_redirect_hosts=allowed_redirect_hosts,
+            limits=limits,
+            advertiser_id=advertiser_id,
+            api_allowed_origins=api_allowed_origins,
+            environ_key=environ_key,
+            migrate=migrate,
+            bot_user_agents=bot_user_agents,
+            min_seconds_to_convert=min_seconds_to_convert,
+            refuse_without_user_activation=refuse_without_user_activation,
+            spool_dir=spool_dir,
+            spool_max_bytes=spool_max_bytes,
+            clock=clock,
+        )
+        self.prefix = prefix
+        self.legacy_prefix = legacy_prefix
         self.default_currency = default_currency
-        secret_key = _secret_key(secret_key)
-        self.cookies = AttributionCookies(secret_key, window=attribution_window)
+        self.environ_key = environ_key
+        self.cookies = AttributionCookies(settings.secret_keys, window=attribution_window)
         #: why there is no outage spool although one was asked for (None: there is one,
         #: or ``spool_dir=None``); ``/pixels/health`` reports it.
         self.spool_problem: str | None = None
@@ -214,63 +230,28 @@ class PixelMiddleware:
         self.ledger = SpoolingLedger(
             self.storage, self.spool, reload_window=reload_window, clock=clock
         )
-        self.filters = Filters(
-            bot_user_agents=bot_user_agents,
-            min_seconds_to_convert=min_seconds_to_convert,
-            refuse_without_user_activation=refuse_without_user_activation,
-        )
-        self.pixel_urls = PixelUrlSigner(secret_key, prefix=prefix)
+        self.filters = settings.filters()
+        self.pixel_urls = PixelUrlSigner(settings.secret_keys, prefix=prefix)
         self.conversion_pixel = ConversionPixel(
-            self.ledger,
-            self.cookies,
-            default_currency=default_currency,
-            limits=limits,
-            filters=self.filters,
-            signer=self.pixel_urls,
+            self.ledger, self.cookies, settings, filters=self.filters, signer=self.pixel_urls
         )
         self.legacy_pixel = ConversionPixel(
-            self.ledger,
-            self.cookies,
-            default_currency=default_currency,
-            limits=limits,
-            legacy=True,
-            filters=self.filters,
+            self.ledger, self.cookies, settings, legacy=True, filters=self.filters
         )
-        self.tracking_link = TrackingLink(
-            self.ledger,
-            self.cookies,
-            honor_gpc=honor_gpc,
-            consent=consent,
-            allowed_redirect_hosts=allowed_redirect_hosts,
-            filters=self.filters,
+        self.tracking_link = TrackingLink(self.ledger, self.cookies, settings, filters=self.filters)
+        self.api = ReportingAPI(self.ledger, settings)
+        self.reporter = ConversionReporter(self.ledger, self.cookies, settings)
+        self.health = HealthCheck(self.storage, self.spool, self.spool_problem)
+        #: Our routes, the most frequent first: the pixel is the hot path.
+        self.routes = (
+            _Route(f"{prefix}/conversion/", self.conversion_pixel, suffix=".gif", cut=-4),
+            _Route(f"{prefix}/click/", self.tracking_link),
+            _Route(f"{legacy_prefix}/", self.legacy_pixel),
+            _Route(f"{prefix}/api/", self.api, any_method=True),
+            _Route(f"{prefix}/health", self.health, segment=False),
         )
-        self.api = ReportingAPI(
-            self.ledger,
-            default_currency=default_currency,
-            limits=limits,
-            allowed_origins=tuple(api_allowed_origins),
-        )
-        self.reporter = ConversionReporter(
-            self.ledger,
-            self.cookies,
-            default_currency=default_currency,
-            limits=limits,
-            advertiser_id=advertiser_id,
-        )
-        self.environ_key = environ_key
-        self._conversion_prefix = f"{prefix}/conversion/"
-        self._api_prefix = f"{prefix}/api/"
-        self._click_prefix = f"{prefix}/click/"
-        self._health_path = f"{prefix}/health"
-        self._legacy_prefix = f"{legacy_prefix}/"
         # One str.startswith() on a tuple decides pass-through (~0.1 µs).
-        self._routes = (
-            self._conversion_prefix,
-            self._click_prefix,
-            self._health_path,
-            self._legacy_prefix,
-            self._api_prefix,
-        )
+        self._prefixes = tuple(route.prefix for route in self.routes)
         if migrate:
             self._migrate()
 
@@ -326,7 +307,7 @@ class PixelMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
-        if not path.startswith(self._routes):
+        if not path.startswith(self._prefixes):
             # Inline rather than self._host(): this is every host request's cost.
             if self.environ_key is not None:
                 environ[self.environ_key] = RequestReporter((self.reporter, environ))
@@ -357,54 +338,22 @@ class PixelMiddleware:
         self, path: str, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes] | None:
         """Our answer for one of our routes; None for a path that only looks like one."""
-        if path.startswith(self._conversion_prefix):
-            rest = path[len(self._conversion_prefix) :]
-            if not rest.endswith(".gif") or "/" in rest:
+        # The prefixes do not overlap: the first that matches decides.
+        for prefix, handler, segment, suffix, cut, any_method in self.routes:
+            if not path.startswith(prefix):
+                continue
+            rest = path[len(prefix) :]
+            if any_method:
+                return handler(environ, start_response, rest)
+            if segment:
+                if not rest or "/" in rest or not rest.endswith(suffix):
+                    return None
+            elif rest:
                 return None
             if environ["REQUEST_METHOD"] not in _READ_METHODS:
                 return method_not_allowed(start_response)
-            return self.conversion_pixel(environ, start_response, rest[:-4])
-        if path.startswith(self._click_prefix):
-            rest = path[len(self._click_prefix) :]
-            if not rest or "/" in rest:
-                return None
-            if environ["REQUEST_METHOD"] not in _READ_METHODS:
-                return method_not_allowed(start_response)
-            return self.tracking_link(environ, start_response, rest)
-        if path.startswith(self._legacy_prefix):
-            rest = path[len(self._legacy_prefix) :]
-            if not rest or "/" in rest:
-                return None
-            if environ["REQUEST_METHOD"] not in _READ_METHODS:
-                return method_not_allowed(start_response)
-            return self.legacy_pixel(environ, start_response, rest)
-        if path.startswith(self._api_prefix):
-            return self.api(environ, start_response, path[len(self._api_prefix) :])
-        if path == self._health_path:
-            if environ["REQUEST_METHOD"] not in _READ_METHODS:
-                return method_not_allowed(start_response)
-            return self._health(environ, start_response)
+            return handler(environ, start_response, rest[:cut])
         return None
-
-    def _health(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        head = environ["REQUEST_METHOD"] == "HEAD"
-        spooled, spool = (0, "ok") if self.spool is None else self.spool.status()
-        try:
-            self.storage.check()
-        except Exception as exc:
-            logger.error("pixel-wsgi store unhealthy: %s", exc)
-            store = "unavailable"
-        else:
-            store = "ok"
-        problem = self.spool_problem or (None if spool == "ok" else spool)
-        if store != "ok" or spooled or problem:
-            # Degraded until the store answers and a replay has drained the spool.
-            body: dict[str, object] = {"status": "degraded", "store": store}
-            if problem:  # "full": events are being lost; "unusable"/"unavailable": see the log
-                body["spool"] = problem
-            body["spooled_bytes"] = spooled
-            return json_response(start_response, "503 Service Unavailable", body, head=head)
-        return json_response(start_response, "200 OK", {"status": "ok"}, head=head)
 
 
 __all__ = ["SECRET_KEY_ENV", "PixelMiddleware"]

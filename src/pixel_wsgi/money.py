@@ -52,4 +52,12 @@ def money_sum(amounts: Iterable[Decimal]) -> Decimal:
     return total
 
 
-__all__ = ["CENT", "MONEY", "ZERO", "add", "money_sum", "percent_of", "to_cents"]
+__all__ = ["CENT", "MONEY", "ZERO", "add", "format_money", "money_sum", "percent_of", "to_cents"]
+
+
+def format_money(amount: Decimal) -> str:
+    """An exact decimal string with at least two places (``12.5`` -> ``12.50``)."""
+    # Quantizing only when it is exact keeps a stored third decimal visible.
+    cents = to_cents(amount)
+    shown = cents if amount == cents else amount
+    return f"{shown:f}"

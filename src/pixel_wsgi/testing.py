@@ -106,6 +106,7 @@ from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import pytest
 
+from .entities import check_payout
 from .errors import MissingDependencyError
 from .models import (
     Advertiser,
@@ -119,10 +120,11 @@ from .models import (
     Source,
     Transaction,
 )
-from .storage import SQLiteStorage, Storage
 
 if TYPE_CHECKING:
     from webtest import TestApp, TestResponse  # type: ignore[import-untyped]
+
+    from .storage import SQLiteStorage, Storage
 
 __all__ = [
     "ConversionRecorder",
@@ -191,16 +193,16 @@ def parse_payout(payout: str | Decimal | int | PayoutRule) -> PayoutRule:
     ``"10%"`` pays 10 percent of the sale; ``"4.50 USD"``, ``"4.50"``,
     ``Decimal("4.50")`` or ``4`` pay a fixed amount per conversion (USD unless
     a currency follows). A :class:`~pixel_wsgi.PayoutRule` is returned as is.
+
+    :raises EntityInvalid: (a ``ValueError``) for a rule that breaks
+        :func:`pixel_wsgi.entities.check_payout`, such as ``"150%"``.
     """
     if isinstance(payout, PayoutRule):
         return payout
     if isinstance(payout, str):
         text = payout.strip()
         if text.endswith("%"):
-            percent = _money(text[:-1], "payout percent")
-            if not 0 <= percent <= 100:
-                raise ValueError(f"a percent payout must be 0% to 100%, got {payout!r}")
-            return PayoutRule(PayoutKind.PERCENT, percent)
+            return check_payout(PayoutRule(PayoutKind.PERCENT, _money(text[:-1], "payout percent")))
         amount_text, _, currency = text.partition(" ")
         currency = currency.strip() or "USD"
         if not (len(currency) == 3 and currency.isascii() and currency.isupper()):
@@ -208,9 +210,7 @@ def parse_payout(payout: str | Decimal | int | PayoutRule) -> PayoutRule:
         amount = _money(amount_text, "payout")
     else:
         amount, currency = _money(payout, "payout"), "USD"
-    if amount < 0:
-        raise ValueError(f"a payout cannot be negative, got {payout!r}")
-    return PayoutRule(PayoutKind.FIXED, amount, currency)
+    return check_payout(PayoutRule(PayoutKind.FIXED, amount, currency))
 
 
 # -- building the catalog ----------------------------------------------------------------
@@ -611,7 +611,7 @@ class ConversionRecorder:
         return assert_rejected(self, reason, **expected)
 
 
-Recorded: TypeAlias = Storage | ConversionRecorder
+Recorded: TypeAlias = "Storage | ConversionRecorder"
 
 
 def _conversions(store: Recorded, advertiser_id: int | None) -> list[Transaction]:
@@ -963,6 +963,10 @@ def pixel_storage_url(pixel_storage_path: Path) -> str:
 @pytest.fixture
 def pixel_store(pixel_storage_path: Path) -> Iterator[SQLiteStorage]:
     """A migrated, empty SQLite store, thrown away after the test."""
+    # Imported here: every pytest run of a host application loads this plugin,
+    # and most of its tests never ask for a store.
+    from .storage import SQLiteStorage
+
     store = SQLiteStorage(pixel_storage_path)
     store.migrate()
     yield store

@@ -17,8 +17,9 @@ from itertools import pairwise
 from typing import Any
 
 from ..clock import iso_utc
-from ..models import Campaign, PayoutKind, PayoutRule, Publisher, Rejection, Transaction
-from ..money import ZERO, add, to_cents
+from ..ledger.payouts import describe_payout
+from ..models import Campaign, Publisher, Rejection, Transaction
+from ..money import ZERO, add, format_money
 
 __all__ = [
     "ChainStep",
@@ -52,14 +53,6 @@ def day_of(timestamp: str) -> date | None:
         return date.fromisoformat(timestamp[:10])
     except ValueError:
         return None
-
-
-def format_money(amount: Decimal) -> str:
-    """An exact decimal string with at least two places (``12.5`` -> ``12.50``)."""
-    # Quantizing only when it is exact keeps a stored third decimal visible.
-    cents = to_cents(amount)
-    shown = cents if amount == cents else amount
-    return f"{shown:f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,21 +227,6 @@ def totals(conversions: Iterable[Conversion]) -> Tally:
     for conversion in conversions:
         tally.add(conversion.current)
     return tally
-
-
-def describe_payout(rule: PayoutRule, *, field_names: bool = False) -> str:
-    """A payout rule in words: ``10% of the sale``, ``4.50 USD per conversion (renewal
-    only)``; with ``field_names``, as the CLI says it, naming the report's fields:
-    ``10% of sale_amount``, ``4.50 USD per conversion (only for reason_code renewal)``.
-    """
-    if rule.kind is PayoutKind.PERCENT:
-        text = f"{rule.value:f}% of {'sale_amount' if field_names else 'the sale'}"
-    else:
-        text = f"{format_money(rule.value)} {rule.currency} per conversion"
-    if rule.reason_codes:
-        codes = ", ".join(rule.reason_codes)
-        text += f" (only for reason_code {codes})" if field_names else f" ({codes} only)"
-    return text
 
 
 def by_campaign(conversions: Iterable[Conversion], campaigns: Sequence[Campaign]) -> list[GroupRow]:

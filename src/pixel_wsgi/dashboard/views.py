@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 from ..errors import NotFound
-from ..models import Advertiser, Rejection, Transaction
+from ..models import Advertiser, Reason, Rejection, Transaction
 from ..params.values import Query
 from ..storage import Storage
 from .query import (
@@ -49,66 +49,6 @@ from .reports import (
 from .tables import Column, Table, TableQuery, money_csv, money_sort, money_text, optional_sort
 
 R = TypeVar("R")
-
-#: What each rejection reason means, for the people reading the log.
-REASON_MEANINGS: dict[str, str] = {
-    "invalid_query": "the query string could not be parsed",
-    "query_too_long": "the query string was longer than allowed",
-    "too_many_parameters": "the report carried more parameters than allowed",
-    "duplicate_parameter": "a single-valued parameter was given twice",
-    "invalid_text": "a value was not clean UTF-8 text",
-    "value_too_long": "a value was longer than allowed",
-    "invalid_sale_amount": "sale_amount was not a plain decimal with at most 2 places",
-    "invalid_currency": "sale_currency was not an ISO 4217 code",
-    "invalid_quantity": "a quantity was not a whole number of at least 1",
-    "quantity_mismatch": "quantity_list did not match sku_list",
-    "too_many_items": "the report listed more SKUs than allowed",
-    "invalid_personal_data": "a remarketing field was malformed (its value is not kept)",
-    "too_many_custom_fields": "the report carried more custom fields than allowed",
-    "conflicting_reference": "reference_id and parent_reference_id did not fit together",
-    "internal_error": "pixel-wsgi failed on it (a bug, see the application's log)",
-    "unknown_advertiser": "the pixel named an advertiser that does not exist",
-    "no_attribution": "the visitor carried no attribution cookie",
-    "invalid_cookie": "the attribution cookie was tampered with or foreign",
-    "expired_cookie": "the attribution cookie was older than the attribution window",
-    "unknown_visit": "the attribution cookie named a visit that does not exist",
-    "cross_advertiser": "the visit came through another advertiser's campaign",
-    "duplicate_reference_id": "this reference_id was already reported",
-    "duplicate_reload": "the same visit reported the same values again (a reload)",
-    "unchanged_correction": "an update carried the conversion's current values",
-    "unknown_parent_reference": "parent_reference_id named no conversion",
-    "parent_from_other_visit": "an update came from a visit other than the conversion's",
-    "missing_field": "a server-side report left out a required field",
-    "invalid_field": "a server-side report carried a malformed field",
-    "unknown_campaign": "the report named a campaign that does not exist",
-    "unknown_publisher": "the report named a publisher that does not exist",
-    "publisher_not_approved": "the publisher is not approved for this campaign",
-    "attribution_conflict": "the report's attribution contradicted the conversion's",
-    "immutable_transaction": "the report tried to change a conversion that cannot change",
-    "unknown_link": "a tracking link that does not exist was followed",
-    "link_destination_not_allowed": "a tracking link's destination is not allowed",
-    "invalid_signature": "the signed pixel URL's signature did not verify",
-    "expired_signature": "the signed pixel URL was too old",
-    "unsigned_pixel": "the advertiser requires signed pixel URLs; this one was not signed",
-    "bot": "the request came from a bot or crawler",
-    "cookie_stuffing": "the click did not come from a visitor's own navigation",
-    "cross_site_pixel": "another site's page fired the pixel",
-    "daily_cap_reached": "a daily cap on conversions was reached",
-    "too_fast": "a flag, not a rejection: the conversion counts, but came suspiciously fast",
-    "server_reported": "the advertiser's server has reported this conversion: browsers can"
-    " no longer change it",
-    "contested_claim": "another visit claimed this reference_id first: both claims are kept"
-    " until the advertiser's server reports it",
-    "contested_reference": "other visits claim this conversion too: only the advertiser's"
-    " server can change it",
-    "contest_lost": "the advertiser's server report confirmed another claim of this reference_id",
-    "duplicate_signed_pixel": "this signed pixel URL had already been counted",
-    "duplicate_cookie": "the attribution cookie came twice (one may be planted from a"
-    " subdomain): no attribution",
-    # issue 9: input
-    "invalid_link_destination": "a tracking link's stored destination is not a valid URL",
-    "no_user_activation": "a click made by a script or a meta refresh, not by the visitor",
-}
 
 #: The most rows a page shows; the CSV export always has them all.
 MAX_HTML_ROWS = 1000
@@ -676,7 +616,11 @@ def chain_view(storage: Storage, scope: Scope, transaction_id: int, args: Query)
 
 
 def meaning(reason: str) -> str:
-    return REASON_MEANINGS.get(reason, "-")
+    """The stored reason code's :attr:`Reason.meaning`, or ``-`` for a code we do not know."""
+    try:
+        return Reason(reason).meaning
+    except ValueError:
+        return "-"
 
 
 def _reason_column(scope: Scope, reason: Callable[[R], str]) -> Column[R]:

@@ -26,14 +26,17 @@ from ..entities import destination_allowed, destination_problem
 from ..errors import StorageError
 from ..ledger.ledger import Ledger
 from ..models import Link, Reason
+from ..params.network import truncated_ip
 from ..params.sale import printable_text
 from ..params.values import parse_positive_id
-from .edge import is_https, is_prefetch, sends_global_privacy_control, truncated_ip
+from .edge import is_https, is_prefetch, sends_global_privacy_control
 from .filters import Filters
 from .responses import text_response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from ..settings import Settings
 
 logger = logging.getLogger("pixel_wsgi")
 
@@ -73,17 +76,15 @@ class TrackingLink:
         self,
         ledger: Ledger,
         cookies: AttributionCookies,
+        settings: Settings,
         *,
-        honor_gpc: bool,
-        consent: ConsentCheck | None,
-        allowed_redirect_hosts: Iterable[str],
         filters: Filters | None = None,
     ) -> None:
         self.ledger = ledger
         self.cookies = cookies
-        self.honor_gpc = honor_gpc
-        self.consent = consent
-        self.allowed_redirect_hosts = frozenset(h.lower() for h in allowed_redirect_hosts)
+        self.honor_gpc = settings.honor_gpc
+        self.consent = settings.consent
+        self.allowed_redirect_hosts = frozenset(settings.allowed_redirect_hosts)
         self.filters = filters if filters is not None else Filters()
 
     def __call__(

@@ -29,13 +29,14 @@ from ..errors import AttributionRejected, ConfigurationError
 from ..ledger.ledger import Ledger
 from ..ledger.server_reports import ReportResult
 from ..models import Source, VisitClaim
-from ..params.sale import Limits
 from ..params.server_report import parse_server_report
 from ..params.values import Query
 from .edge import is_https
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
+
+    from ..settings import Settings
 
 __all__ = ["ConversionReporter", "RequestReporter"]
 
@@ -52,24 +53,21 @@ def _amount(value: Amount) -> str:
 class ConversionReporter:
     """Applies in-process server-side reports through the ledger.
 
-    :param advertiser_id: the advertiser a report is for when the call names none
-        (the site's own advertiser).
+    :param settings: the middleware's; ``settings.advertiser_id`` is the advertiser
+        a report is for when the call names none (the site's own advertiser).
     """
 
     def __init__(
         self,
         ledger: Ledger,
         cookies: AttributionCookies,
-        *,
-        default_currency: str,
-        limits: Limits,
-        advertiser_id: int | None = None,
+        settings: Settings,
     ) -> None:
         self.ledger = ledger
         self.cookies = cookies
-        self.default_currency = default_currency
-        self.limits = limits
-        self.advertiser_id = advertiser_id
+        self.default_currency = settings.default_currency
+        self.limits = settings.limits
+        self.advertiser_id = settings.advertiser_id
 
     def report(
         self,

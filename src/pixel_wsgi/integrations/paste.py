@@ -67,7 +67,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..attribution.cookie import MAKE_A_KEY
+from ..attribution.keyring import MAKE_A_KEY
 from ..endpoints.filters import DEFAULT_BOT_USER_AGENTS
 from ..errors import ConfigurationError
 from ..middleware import SECRET_KEY_ENV, PixelMiddleware

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ..models import Advertiser, Attribution, Link, Reason
-from ..storage.base import Storage
+
+if TYPE_CHECKING:
+    from ..storage.base import Storage
 
 DEFAULT_TTL = 60.0
 T = TypeVar("T")

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ..clock import iso_utc
 from ..models import Reason, ReferenceClaim, SaleReport, ServerReport, Source, Transaction
-from ..storage.base import LedgerWriter
 from .refusals import write_rejection
+
+if TYPE_CHECKING:
+    from ..storage.base import LedgerWriter
 
 __all__ = [
     "MAX_OPEN_CLAIMS",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ..models import Attribution, ReferenceClaim, SaleReport, Source, Transaction
 from ..money import ZERO
-from ..storage.base import LedgerWriter
 from .payouts import new_draft
+
+if TYPE_CHECKING:
+    from ..storage.base import LedgerWriter
 
 __all__ = ["corrected_values", "insert_correction", "values_of"]
 

@@ -43,7 +43,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..clock import Clock, iso_utc, utc_day_start, utc_now
 from ..errors import EventAlreadyApplied, NotFoundError, ReportRefused
@@ -58,7 +58,6 @@ from ..models import (
     Transaction,
     VisitClaim,
 )
-from ..storage.base import LedgerWriter, Storage
 from .catalog import Catalog
 from .contests import MAX_OPEN_CLAIMS, server_spoke
 from .corrections import corrected_values, insert_correction
@@ -72,6 +71,9 @@ from .refusals import (
 )
 from .server_reports import ReportResult, apply_plan, plan_report
 from .visits import visit_attribution
+
+if TYPE_CHECKING:
+    from ..storage.base import LedgerWriter, Storage
 
 __all__ = ["DEFAULT_RELOAD_WINDOW", "Ledger", "Outcome", "replaying"]
 

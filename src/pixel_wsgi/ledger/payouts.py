@@ -7,9 +7,9 @@ from decimal import Decimal
 
 from ..clock import iso_utc
 from ..models import Attribution, PayoutKind, PayoutRule, SaleReport, Source, TransactionDraft
-from ..money import ZERO, percent_of, to_cents
+from ..money import ZERO, format_money, percent_of, to_cents
 
-__all__ = ["compute_payout", "new_draft"]
+__all__ = ["compute_payout", "describe_payout", "new_draft"]
 
 
 def compute_payout(
@@ -70,3 +70,18 @@ def new_draft(
         created_at=iso_utc(now),
         personal_data=report.personal_data,
     )
+
+
+def describe_payout(rule: PayoutRule, *, field_names: bool = False) -> str:
+    """A payout rule in words: ``10% of the sale``, ``4.50 USD per conversion (renewal
+    only)``; with ``field_names``, as the CLI says it, naming the report's fields:
+    ``10% of sale_amount``, ``4.50 USD per conversion (only for reason_code renewal)``.
+    """
+    if rule.kind is PayoutKind.PERCENT:
+        text = f"{rule.value:f}% of {'sale_amount' if field_names else 'the sale'}"
+    else:
+        text = f"{format_money(rule.value)} {rule.currency} per conversion"
+    if rule.reason_codes:
+        codes = ", ".join(rule.reason_codes)
+        text += f" (only for reason_code {codes})" if field_names else f" ({codes} only)"
+    return text

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ..clock import iso_utc
 from ..models import Reason, RejectionDraft, Source
-from ..storage.base import LedgerWriter
+
+if TYPE_CHECKING:
+    from ..storage.base import LedgerWriter
 
 __all__ = [
     "DUPLICATE_REFERENCE_DETAIL",

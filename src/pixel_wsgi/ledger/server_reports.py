@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..clock import iso_utc
 from ..errors import ReportRefused, StorageError
@@ -24,12 +24,14 @@ from ..models import (
     VisitClaim,
 )
 from ..money import ZERO
-from ..storage.base import LedgerWriter
 from .contests import claimed_values, decide_contest, settle_contest
 from .corrections import corrected_values, insert_correction, values_of
 from .fingerprints import report_digest
 from .payouts import new_draft
 from .visits import visit_attribution
+
+if TYPE_CHECKING:
+    from ..storage.base import LedgerWriter
 
 __all__ = ["Plan", "ReportResult", "ReportStatus", "apply_plan", "plan_report"]
 

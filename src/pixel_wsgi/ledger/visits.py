@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..models import Attribution, VisitClaim
-from ..storage.base import LedgerWriter
+
+if TYPE_CHECKING:
+    from ..storage.base import LedgerWriter
 
 __all__ = ["visit_attribution"]
 

@@ -31,10 +31,10 @@ import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from ..endpoints.edge import truncated_ip
 from ..errors import ReportRefused
 from ..ledger.ledger import Ledger
 from ..models import Reason, SaleReport, ServerReport, Source, VisitClaim
+from ..params.network import truncated_ip
 from ..params.sale import DEFAULT_LIMITS, Limits, parse_legacy_params, parse_sale_params
 from ..params.server_report import parse_server_report
 

@@ -13,12 +13,11 @@ Every request is authenticated with a credential made by ``pixel-wsgi credential
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ...errors import StorageError
 from ...ledger.ledger import Ledger
-from ...params.sale import Limits
 from ..responses import json_response
 from .auth import CHALLENGES, Authenticator, AuthFailure
 from .conversions import ConversionsEndpoint, error_body, status_line
@@ -26,6 +25,8 @@ from .transactions import TransactionsEndpoint
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from ...settings import Settings
 
 __all__ = ["ReportingAPI"]
 
@@ -48,14 +49,13 @@ class ReportingAPI:
     def __init__(
         self,
         ledger: Ledger,
-        *,
-        default_currency: str,
-        limits: Limits,
-        allowed_origins: Collection[str] = (),
+        settings: Settings,
     ) -> None:
-        self.authenticate = Authenticator(ledger.storage, allowed_origins=allowed_origins)
+        self.authenticate = Authenticator(
+            ledger.storage, allowed_origins=frozenset(settings.api_allowed_origins)
+        )
         self.conversions = ConversionsEndpoint(
-            ledger, default_currency=default_currency, limits=limits
+            ledger, default_currency=settings.default_currency, limits=settings.limits
         )
         self.transactions = TransactionsEndpoint(ledger.storage)
 

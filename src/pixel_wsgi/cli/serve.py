@@ -1,6 +1,6 @@
-"""``pixel-wsgi dashboard``: serve the operator dashboard on its own.
+"""``pixel-wsgi demo`` and ``dashboard``: the servers an operator starts.
 
-The command serves :class:`~pixel_wsgi.dashboard.Dashboard` over the store
+``pixel-wsgi dashboard`` serves :class:`~pixel_wsgi.dashboard.Dashboard` over the store
 named by ``--storage`` with Werkzeug's development server, behind HTTP Basic
 authentication (user ``admin``)::
 
@@ -16,54 +16,39 @@ over HTTPS.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-from typing import TYPE_CHECKING
 
 import click
 
-from .dashboard import Dashboard, basic_auth
-
-if TYPE_CHECKING:
-    # Only a type: cli.py may import this module to register the command.
-    from .cli import _State
-
-__all__ = [
-    "DASHBOARD_USER",
-    "PASSWORD_ENV",
-    "PLAIN_HTTP_WARNING",
-    "dashboard",
-    "is_loopback",
-    "url_host",
-]
-
-#: The environment variable that holds the dashboard's password.
-PASSWORD_ENV = "PIXEL_WSGI_DASHBOARD_PASSWORD"
-#: The user name that ``pixel-wsgi dashboard`` (and the demo) accept.
-DASHBOARD_USER = "admin"
+from ..serving import DASHBOARD_USER, PASSWORD_ENV, PLAIN_HTTP_WARNING, is_loopback, url_host
+from .group import cli
+from .state import State
 
 
-#: What a server listening beyond this machine over plain HTTP prints on stderr.
-PLAIN_HTTP_WARNING = (
-    "Warning: listening beyond this machine over plain HTTP; the password crosses"
-    " the network readable. Prefer an SSH tunnel or HTTPS."
+@cli.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on. Beyond this machine (0.0.0.0) the dashboard needs a"
+    " real password in PIXEL_WSGI_DASHBOARD_PASSWORD.",
 )
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port."
+)
+@click.pass_obj
+def demo(state: State, host: str, port: int) -> None:
+    """Run the demo shop.
 
+    Needs Flask: pip install 'pixel-wsgi[demo]'. The shop, a publisher page
+    and the tracking link are seeded into the store on first run; stop the
+    server with Ctrl-C. The operator dashboard at /dashboard/ has the password
+    "demo" unless PIXEL_WSGI_DASHBOARD_PASSWORD is set, which --host beyond
+    this machine requires.
+    """
+    from ..demo import run_demo
 
-def is_loopback(host: str) -> bool:
-    """Whether a server bound to ``host`` is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "" and other names: every interface, or who knows
-
-
-def url_host(host: str) -> str:
-    """How to write the address a server listens on in a URL to open."""
-    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-    return f"[{shown}]" if ":" in shown else shown  # an IPv6 address in a URL
+    run_demo(state.url, host=host, port=port)
 
 
 def _password() -> str:
@@ -81,20 +66,23 @@ def _password() -> str:
     return str(password)
 
 
-@click.command()
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=8050, show_default=True, help="TCP port."
 )
 @click.pass_obj
-def dashboard(state: _State, host: str, port: int) -> None:
+def dashboard(state: State, host: str, port: int) -> None:
     """Serve the operator dashboard.
 
     Conversions, sales and payouts by campaign, publisher and day, correction
     chains and the rejection log, behind a password (user admin): from
     $PIXEL_WSGI_DASHBOARD_PASSWORD, else asked for. Stop it with Ctrl-C.
     """
+    # Only this command needs the dashboard (and Jinja2) and the server.
     from werkzeug.serving import run_simple
+
+    from ..dashboard import Dashboard, basic_auth
 
     password = _password()
     app = Dashboard(state.reader(), authenticate=basic_auth(password, DASHBOARD_USER))
