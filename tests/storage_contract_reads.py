@@ -200,7 +200,9 @@ class ReadsContract:
         ("rule", "message"),
         [
             pytest.param(
-                PayoutRule(PayoutKind.PERCENT, Decimal("100.01")), "0% to 100%", id="percent-over-100"
+                PayoutRule(PayoutKind.PERCENT, Decimal("100.01")),
+                "0% to 100%",
+                id="percent-over-100",
             ),
             pytest.param(PayoutRule(PayoutKind.FIXED, Decimal("-1")), "negative", id="negative"),
             pytest.param(PayoutRule(PayoutKind.FIXED, Decimal("NaN")), "finite", id="nan"),

@@ -23,7 +23,6 @@ from pixel_wsgi.endpoints.filters import (
     MAX_MATCHED_USER_AGENT,
     Filters,
     UserAgentFilter,
-    cookie_signed_at,
     utc_day_start,
 )
 
@@ -464,10 +463,13 @@ def test_flagging_is_off_by_default(app: TestApp, world: World) -> None:
 def test_the_click_time_is_the_cookies_own_timestamp(middleware: PixelMiddleware) -> None:
     before = int(time.time())
     value = middleware.cookies.sign(1, 1)
-    assert before <= (cookie_signed_at(value) or 0) <= time.time()
-    assert cookie_signed_at("no-dots") is None
-    assert cookie_signed_at("a.%%%.b") is None
-    assert Filters(min_seconds_to_convert=3).too_fast("a.%%%.b", time.time()) is None
+    claim, clicked_at = middleware.cookies.verify_timed(value)
+    assert claim == middleware.cookies.verify(value) == (1, 1)
+    assert before <= clicked_at <= time.time()
+    assert Filters(min_seconds_to_convert=3).too_fast(clicked_at, clicked_at + 3) is None
+    assert Filters(min_seconds_to_convert=3).too_fast(clicked_at, clicked_at + 2.5) == (
+        "converted 2.5 s after the click (minimum 3 s); the conversion counts"
+    )
 
 
 # -- daily caps --------------------------------------------------------------------------

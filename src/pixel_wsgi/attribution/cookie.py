@@ -123,6 +123,10 @@ class AttributionCookies:
         max_age=window)`` checks (the test suite holds the two to agreement),
         with the keys derived once instead of per call.
         """
+        return self.verify_timed(value)[0]
+
+    def verify_timed(self, value: str) -> tuple[VisitClaim, int]:
+        """:meth:`verify`, and the Unix time the value was signed: its click's time."""
         try:
             signed = value.encode("ascii")
         except UnicodeEncodeError:
@@ -157,7 +161,7 @@ class AttributionCookies:
             raise AttributionRejected(Reason.INVALID_COOKIE) from None
         if claim.visit_id == 0 or claim.link_id < 1:
             raise AttributionRejected(Reason.INVALID_COOKIE)
-        return claim
+        return claim, timestamp
 
     def set_cookie_header(
         self, advertiser_id: int, visit_id: int, link_id: int, *, secure: bool

@@ -10,12 +10,13 @@ from typing import BinaryIO
 import click
 
 from ..endpoints.api.auth import issue_credential
-from ..endpoints.api.bulk import decoded_lines, import_csv
+from ..endpoints.api.bulk import import_csv
 from ..errors import NotFoundError
 from ..ledger.ledger import Ledger
 from ..models import (
     ApiCredential,
 )
+from ..params.csv_rows import decoded_lines
 from ..params.server_report import ReportInvalid
 from .common import (
     ID,

@@ -34,9 +34,7 @@ never refused for lacking them.
 
 from __future__ import annotations
 
-import binascii
 import math
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -52,7 +50,6 @@ __all__ = [
     "MAX_MATCHED_USER_AGENT",
     "Filters",
     "UserAgentFilter",
-    "cookie_signed_at",
     "is_cross_site",
     "non_navigation_destination",
     "utc_day_start",
@@ -148,8 +145,6 @@ _NO_ACTIVATION = (
     "a cross-site navigation without user activation (no Sec-Fetch-User: ?1):"
     " a script or a meta refresh, not a click"
 )
-_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
-_STAMP_RE = re.compile(r"[A-Za-z0-9_-]{1,12}")
 _UNSEEN = "(unseen)"  # not None: an unseen user agent goes through the full match
 
 
@@ -232,23 +227,6 @@ def without_user_activation(environ: WSGIEnvironment) -> bool:
 def is_cross_site(environ: WSGIEnvironment) -> bool:
     """``Sec-Fetch-Site: cross-site``: another site's page made the request."""
     return environ.get("HTTP_SEC_FETCH_SITE") == "cross-site"
-
-
-def cookie_signed_at(value: str) -> int | None:
-    """The Unix time an attribution cookie value was signed (its click), or None.
-
-    The value is ``payload.timestamp.signature`` (itsdangerous); call this only on
-    a value that :meth:`~pixel_wsgi.attribution.cookie.AttributionCookies.verify` accepted.
-    """
-    body, _, _signature = value.rpartition(".")
-    _payload, _, stamp = body.rpartition(".")
-    if _STAMP_RE.fullmatch(stamp) is None:
-        return None
-    try:
-        raw = stamp.encode("ascii").translate(_FROM_URLSAFE) + b"=" * (-len(stamp) % 4)
-        return int.from_bytes(binascii.a2b_base64(raw), "big")
-    except (binascii.Error, ValueError):
-        return None
 
 
 def _shown_user_agent(user_agent: str) -> str:
@@ -339,17 +317,16 @@ class Filters:
             return Reason.CROSS_SITE_PIXEL, "the pixel was requested by another site's page"
         return None
 
-    def too_fast(self, cookie_value: str, now: float) -> str | None:
-        """A ``too_fast`` detail when the cookie's click was under the minimum ago, else None.
+    def too_fast(self, clicked_at: int, now: float) -> str | None:
+        """A ``too_fast`` detail when the click was under the minimum ago, else None.
 
+        :param clicked_at: the Unix time the attribution cookie was signed (its click),
+            from :meth:`~pixel_wsgi.attribution.cookie.AttributionCookies.verify_timed`.
         :param now: the current Unix time (the clock the cookie was signed with).
         """
         if not self.min_seconds_to_convert:
             return None
-        signed_at = cookie_signed_at(cookie_value)
-        if signed_at is None:
-            return None
-        elapsed = now - signed_at
+        elapsed = now - clicked_at
         if elapsed >= self.min_seconds_to_convert:
             return None
         return (

@@ -138,13 +138,12 @@ class ConversionPixel:
                 environ.get("HTTP_COOKIE", ""), advertiser_id, secure=is_https(environ)
             )
             if value:
-                visit = self.cookies.verify(value)
+                visit, clicked_at = self.cookies.verify_timed(value)
+                # The cookie's own timestamp is the click's: no read needed.
+                if self.filters.min_seconds_to_convert:
+                    too_fast = self.filters.too_fast(clicked_at, time.time())
         except AttributionRejected as exc:
             problem = exc.reason
-        else:
-            # The cookie's own timestamp is the click's: no read needed.
-            if value and self.filters.min_seconds_to_convert:
-                too_fast = self.filters.too_fast(value, time.time())
         outcome = self.ledger.record_web_conversion(
             advertiser_id=advertiser_id,
             report=report,
