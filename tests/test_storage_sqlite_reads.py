@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations as SqliteUtilsMigrations
+from webtest import TestApp
 
 from pixel_wsgi import SQLiteStorage
+from pixel_wsgi.dashboard import Dashboard
 from pixel_wsgi.storage.migrations.sqlite import migrations, script_runner
 
 from .sqlite_binding import strict_binding as strict_binding  # for usefixtures
@@ -96,7 +99,7 @@ def test_a_database_made_by_the_old_registry_upgrades(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _old_style_database(path)
     store = SQLiteStorage(path)
-    assert store.pending_migrations() == ["0005_same_indexes_and_date_ranges"]
+    assert store.pending_migrations() == ["0005_same_indexes_as_postgres"]
     store.migrate()
     assert store.pending_migrations() == []
     store.migrate()  # idempotent
@@ -111,7 +114,7 @@ def test_a_database_made_by_the_old_registry_upgrades(tmp_path: Path) -> None:
     conn.close()
     assert recorded == migrations.names
     assert legacy == migrations.names[:4]  # kept, for a version that still reads it
-    assert {"transactions_advertiser_created", "campaigns_advertiser"} <= indexes
+    assert "campaigns_advertiser" in indexes
 
 
 def test_a_fresh_database_records_its_migrations_in_one_table(tmp_path: Path) -> None:
@@ -126,9 +129,54 @@ def test_a_fresh_database_records_its_migrations_in_one_table(tmp_path: Path) ->
     assert "pixel_wsgi_migrations" in tables and "_sqlite_migrations" not in tables
 
 
+def _date_indexes(path: Path) -> set[str]:
+    conn = sqlite3.connect(path)
+    names = {
+        name
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        if name.endswith("_advertiser_created")
+    }
+    conn.close()
+    return names
+
+
+def test_the_date_indexes_wait_for_a_dashboard(tmp_path: Path) -> None:
+    """Every index slows each pixel's INSERT: a site without a dashboard pays for none."""
+    path = tmp_path / "plan.db"
+    store = SQLiteStorage(path)
+    store.migrate()
+    assert _date_indexes(path) == set()
+    dashboard = Dashboard(store, authenticate=lambda environ: False)
+    assert _date_indexes(path) == set()  # not at construction: the store may be unmigrated
+    assert TestApp(dashboard).get("/", expect_errors=True).status_int == 401
+    assert _date_indexes(path) == {
+        "transactions_advertiser_created",
+        "rejections_advertiser_created",
+    }
+    assert store.index_dates() is True  # idempotent
+    store.close()
+
+
+def test_a_read_only_store_keeps_its_dashboard_working_without_date_indexes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pixel_wsgi.dashboard")
+    path = tmp_path / "ro.db"
+    writable = SQLiteStorage(path)
+    writable.migrate()
+    writable.close()
+    store = SQLiteStorage(path, read_only=True)
+    dashboard = Dashboard(store, authenticate=lambda environ: True)
+    assert TestApp(dashboard).get("/").status_int == 200
+    assert _date_indexes(path) == set()
+    assert "could not add its date indexes" in caplog.text
+    store.close()
+
+
 def test_dated_reads_use_the_advertiser_date_indexes(tmp_path: Path) -> None:
     store = SQLiteStorage(tmp_path / "plan.db")
     store.migrate()
+    assert store.index_dates() is True
     store.close()
     conn = sqlite3.connect(tmp_path / "plan.db")
     plans = {

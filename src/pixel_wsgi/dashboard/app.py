@@ -159,8 +159,25 @@ class Dashboard:
             raise ConfigurationError(f"storage must be a URL or a Storage, got {storage!r}")
         self.authenticate = authenticate
         self.clock = clock
+        self._dates_indexed = False
+
+    def _index_dates(self) -> None:
+        """Ask the store for its date indexes, once: pages read by date range."""
+        self._dates_indexed = True
+        try:
+            self.storage.index_dates()
+        except StorageError as exc:
+            # A dashboard that may not write is a normal deployment: say it, quietly.
+            logger.info(
+                "the store could not add its date indexes (%s): pages stay correct but"
+                " read all of an advertiser's rows; run the dashboard once as a user who"
+                " may write the store",
+                exc,
+            )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not self._dates_indexed:
+            self._index_dates()
         request = Request(environ)
         today = self.clock().astimezone(timezone.utc).date()
         page = pages.Page(quote(request.script_root), today)

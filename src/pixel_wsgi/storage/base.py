@@ -262,6 +262,20 @@ class Storage(abc.ABC):
         :raises NotFoundError: when the advertiser does not exist.
         """
 
+    def index_dates(self) -> bool:
+        """Add the indexes that bound an advertiser's reads by date, if missing.
+
+        Reads with ``created_from``/``created_before`` (the dashboard's pages, the
+        Transactions API) are correct without them, but scan the advertiser's rows;
+        with them, a page's time no longer grows with rows outside its range. Each
+        index costs every later write, so no migration adds them: the dashboard asks
+        on its first request. A backend without such indexes returns False.
+
+        :returns: whether the store has them now.
+        :raises StorageError: when the store cannot add them (read-only, unavailable).
+        """
+        return False
+
     @abc.abstractmethod
     def set_campaign_daily_cap(self, campaign_id: int, cap: int | None) -> Campaign:
         """Set (a whole number >= 0) or remove (None) a campaign's daily cap.

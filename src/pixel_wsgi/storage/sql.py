@@ -46,6 +46,7 @@ from .rows import (
     ANY_CAPPED_CAMPAIGN,
     CAP_INDEX_DDL,
     CREDENTIAL_COLUMNS,
+    DATE_INDEXES_DDL,
     DROP_CAP_INDEX_DDL,
     IDEMPOTENCY_COLUMNS,
     INSERTED_REJECTION_COLUMNS,
@@ -487,6 +488,13 @@ class SQLStorage(Storage):
         if row is None:
             raise NotFoundError(f"no advertiser with id {advertiser_id}")
         return advertiser_from_row(row)
+
+    def index_dates(self) -> bool:
+        # Under the write lock, like the cap index: between two ledger writes.
+        with self._transaction("index rows by date", lock=True) as execute:
+            for statement in DATE_INDEXES_DDL:
+                execute(statement, ())
+        return True
 
     def set_campaign_daily_cap(self, campaign_id: int, cap: int | None) -> Campaign:
         check_daily_cap(cap)

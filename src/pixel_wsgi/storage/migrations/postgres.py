@@ -260,16 +260,3 @@ def server_precedence_and_claims(script: Script) -> None:
         CREATE INDEX reference_claims_reference ON reference_claims (advertiser_id, reference_id)
         """,
     )
-
-
-@migrations(name="0005_same_indexes_and_date_ranges")
-def same_indexes_and_date_ranges(script: Script) -> None:
-    script(
-        """
-        -- An advertiser's rows of a date range (the dashboard's pages, the
-        -- Transactions API's created_from/created_before, conversions by the date of
-        -- their sale), as in SQLite's schema.
-        CREATE INDEX transactions_advertiser_created ON transactions (advertiser_id, created_at);
-        CREATE INDEX rejections_advertiser_created ON rejections (advertiser_id, created_at)
-        """,
-    )

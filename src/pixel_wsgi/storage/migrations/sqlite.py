@@ -266,22 +266,16 @@ def server_precedence_and_claims(script: Script) -> None:
     )
 
 
-@migrations(name="0005_same_indexes_and_date_ranges")
-def same_indexes_and_date_ranges(script: Script) -> None:
+@migrations(name="0005_same_indexes_as_postgres")
+def same_indexes_as_postgres(script: Script) -> None:
     script(
         """
         -- The indexes PostgreSQL's schema had from the start: both backends have the
         -- same ones now.
         CREATE INDEX IF NOT EXISTS campaigns_advertiser ON campaigns (advertiser_id);
         CREATE INDEX IF NOT EXISTS links_campaign_publisher ON links (campaign_id, publisher_id);
-        CREATE INDEX IF NOT EXISTS api_credentials_advertiser ON api_credentials (advertiser_id);
-        -- An advertiser's rows of a date range (the dashboard's pages, the
-        -- Transactions API's created_from/created_before, conversions by the date of
-        -- their sale). Each index costs every pixel's INSERT: these two are measured
-        -- in the README's hot-path figures.
-        CREATE INDEX IF NOT EXISTS transactions_advertiser_created
-            ON transactions (advertiser_id, created_at);
-        CREATE INDEX IF NOT EXISTS rejections_advertiser_created
-            ON rejections (advertiser_id, created_at)
+        CREATE INDEX IF NOT EXISTS api_credentials_advertiser ON api_credentials (advertiser_id)
+        -- The indexes that bound reads by date are not here: each costs every pixel's
+        -- INSERT, so a store gets them when a dashboard first asks (Storage.index_dates).
         """,
     )
