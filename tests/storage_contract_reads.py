@@ -64,6 +64,14 @@ class ReadsContract:
             ),
         }
 
+    @pytest.fixture(params=[False, True], ids=["scanned", "indexed"])
+    def date_indexes(self, request: pytest.FixtureRequest, store: Storage) -> bool:
+        """Date-bounded reads give the same rows with and without the date indexes."""
+        if request.param:
+            assert store.index_dates() is True
+            assert store.index_dates() is True  # idempotent
+        return bool(request.param)
+
     def acme(self, world: dict[str, int], **kwargs: Any) -> Any:
         return draft(world["acme"], world["campaign"], world["publisher"], world["visit"], **kwargs)
 
@@ -130,7 +138,7 @@ class ReadsContract:
     # -- date-bounded reads ------------------------------------------------------------
 
     def test_conversions_are_bounded_by_the_date_of_their_sale(
-        self, store: Storage, world: dict[str, int]
+        self, store: Storage, world: dict[str, int], date_indexes: bool
     ) -> None:
         with store.writer() as writer:
             sold_day1 = writer.insert_transaction(
@@ -183,6 +191,7 @@ class ReadsContract:
         world: dict[str, int],
         bounds: dict[str, Any],
         expected: list[str],
+        date_indexes: bool,
     ) -> None:
         with store.writer() as writer:
             for at in (DAY1, DAY2, DAY3):
