@@ -632,6 +632,17 @@ class SQLStorage(Storage):
             ("created_at >= ?", created_from),
             ("created_at < ?", created_before),
         )
+        if advertiser_id is not None and (created_from or created_before):
+            # Newest first walks (advertiser_id, id), which the planner prefers to the
+            # date index; bound that walk by the ids the date range holds, read from
+            # the date index, so rows outside the range are never visited. Exact
+            # whatever the order of ids and times: the conditions above still filter.
+            in_range = conditions.removeprefix(" AND ")
+            conditions += (
+                f" AND id >= (SELECT min(id) FROM rejections WHERE {in_range})"
+                f" AND id <= (SELECT max(id) FROM rejections WHERE {in_range})"
+            )
+            params = (*params, *params, *params)
         return self._paged(
             "read rejections",
             f"SELECT {REJECTION_COLUMNS} FROM rejections WHERE id < ?{conditions}"
