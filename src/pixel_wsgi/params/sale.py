@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from decimal import Decimal
+from typing import Any
 from urllib.parse import quote, unquote
 
 from ..currencies import ISO_4217_CODES
@@ -276,7 +278,7 @@ def parse_amount(
 
 
 def _parse_optional_amount(
-    key: str, values: list[str], allow_negative: bool, limits: Limits
+    key: str, values: list[str], limits: Limits, allow_negative: bool = False
 ) -> Decimal | None:
     text = one_value(key, values)
     # Templates commonly render "sale_amount=" when there was no sale. The conversion
@@ -286,10 +288,13 @@ def _parse_optional_amount(
     return parse_amount(text, allow_negative=allow_negative, limits=limits, field=key)
 
 
-def _parse_currency(key: str, values: list[str], default: str) -> str:
+def _parse_currency(
+    key: str, values: list[str], limits: Limits | None = None, allow_negative: bool = False
+) -> str | None:
+    """The ISO 4217 code, upper-cased; None when blank (the default currency applies)."""
     text = one_value(key, values)
     if text == "":
-        return default
+        return None
     code = text.upper()
     if _CURRENCY_RE.fullmatch(text) is None or code not in ISO_4217_CODES:
         raise ParamError(
@@ -311,7 +316,9 @@ def parse_optional_text(key: str, values: list[str], max_length: int) -> str | N
     return text
 
 
-def _parse_reference(key: str, values: list[str], limits: Limits) -> str | None:
+def _parse_reference(
+    key: str, values: list[str], limits: Limits, allow_negative: bool = False
+) -> str | None:
     text = parse_optional_text(key, values, limits.max_reference_length)
     # " 42" and "42" would look identical in a report yet never match each other.
     if text is not None and text != text.strip():
@@ -321,7 +328,9 @@ def _parse_reference(key: str, values: list[str], limits: Limits) -> str | None:
     return text
 
 
-def _parse_skus(key: str, values: list[str], limits: Limits) -> tuple[str, ...]:
+def _parse_skus(
+    key: str, values: list[str], limits: Limits, allow_negative: bool = False
+) -> tuple[str, ...]:
     if len(values) > limits.max_items:
         raise ParamError(
             Reason.TOO_MANY_ITEMS, f"{key} has more than {limits.max_items} entries", field=key
@@ -333,7 +342,9 @@ def _parse_skus(key: str, values: list[str], limits: Limits) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _parse_quantities(key: str, values: list[str], limits: Limits) -> tuple[int, ...]:
+def _parse_quantities(
+    key: str, values: list[str], limits: Limits, allow_negative: bool = False
+) -> tuple[int, ...]:
     if len(values) > limits.max_items:
         raise ParamError(
             Reason.TOO_MANY_ITEMS, f"{key} has more than {limits.max_items} entries", field=key
@@ -476,6 +487,31 @@ def _broken(errors: list[ParamError] | None, exc: ParamError) -> None:
     errors.append(exc)
 
 
+# Each validator: (key, values, limits, allow_negative) -> the field's value, or None
+# when it counts as not given (a blank); the rule it breaks raises ParamError.
+_Validator = Callable[[str, list[str], "Limits", bool], Any]
+
+
+def _reason_code(
+    key: str, values: list[str], limits: Limits, allow_negative: bool = False
+) -> str | None:
+    return parse_optional_text(key, values, limits.max_text_length)
+
+
+#: Every named sale field: the :class:`SaleReport` field it fills and its validator. One
+#: table serves the pixel (the first broken rule is raised) and the server-side APIs
+#: (every broken rule is listed); any other name is a personal field or custom data.
+_SALE_FIELDS: dict[str, tuple[str, _Validator]] = {
+    "sale_amount": ("sale_amount", _parse_optional_amount),
+    "sale_currency": ("sale_currency", _parse_currency),
+    "reason_code": ("reason_code", _reason_code),
+    "reference_id": ("reference_id", _parse_reference),
+    "parent_reference_id": ("parent_reference_id", _parse_reference),
+    **dict.fromkeys(_SKU_KEYS, ("sku_list", _parse_skus)),
+    **dict.fromkeys(_QUANTITY_KEYS, ("quantity_list", _parse_quantities)),
+}
+
+
 def _parse_sale(
     args: Query,
     default_currency: str,
@@ -486,67 +522,29 @@ def _parse_sale(
     # One pass over the fields, in the order given. Raising (errors is None): the first
     # broken rule, the pixel's way. Collecting: each field's own, the APIs' way.
     failed: set[str] = set()
-    sale_amount: Decimal | None = None
-    sale_currency = default_currency
-    reason_code: str | None = None
-    reference_id: str | None = None
-    parent_reference_id: str | None = None
-    sku_key: str | None = None
-    skus: tuple[str, ...] = ()
-    quantity_key: str | None = None
-    quantities: tuple[int, ...] = ()
+    found: dict[str, Any] = {}
     custom: dict[str, str] = {}
     personal: dict[str, str] = {}
-    given: set[str] = set()
-
     for key, values in args.items():
         if not values:
             continue
         if failed and _GROUPS.get(key, key) in failed:
             continue  # a rule tied to a field already at fault would only repeat it
         try:
-            if key == "sale_amount":
-                sale_amount = _parse_optional_amount(key, values, allow_negative, limits)
-                if sale_amount is not None:
-                    given.add(key)
-            elif key == "sale_currency":
-                sale_currency = _parse_currency(key, values, default_currency)
-                if values[0]:
-                    given.add(key)
-            elif key == "reason_code":
-                reason_code = parse_optional_text(key, values, limits.max_text_length)
-                if reason_code is not None:
-                    given.add(key)
-            elif key == "reference_id":
-                reference_id = _parse_reference(key, values, limits)
-                if reference_id is not None:
-                    given.add(key)
-            elif key == "parent_reference_id":
-                parent_reference_id = _parse_reference(key, values, limits)
-                if parent_reference_id is not None:
-                    given.add(key)
-            elif key in _SKU_KEYS:
-                # With both spellings the order across them is lost, and so is the pairing
-                # with quantity_list: refuse rather than guess.
-                if sku_key is not None:
+            field = _SALE_FIELDS.get(key)
+            if field is not None:
+                name, validate = field
+                if name in found:
+                    # Both spellings of a list: the order across them is lost, and so
+                    # is the pairing of SKUs with quantities: refuse rather than guess.
                     raise ParamError(
                         Reason.DUPLICATE_PARAMETER,
-                        "give sku_list[] or sku_list, not both",
-                        field="sku_list[]",
+                        f"give {name}[] or {name}, not both",
+                        field=f"{name}[]",
                     )
-                sku_key = key
-                skus = _parse_skus(key, values, limits)
-                given.add("sku_list")
-            elif key in _QUANTITY_KEYS:
-                if quantity_key is not None:
-                    raise ParamError(
-                        Reason.DUPLICATE_PARAMETER,
-                        "give quantity_list[] or quantity_list, not both",
-                        field="quantity_list[]",
-                    )
-                quantity_key = key
-                quantities = _parse_quantities(key, values, limits)
-                given.add("quantity_list")
+                value = validate(key, values, limits, allow_negative)
+                if value is not None:
+                    found[name] = value
             elif is_personal_key(key):
                 # A near-miss of a personal field's name (Email_Address) is still personal
                 # data: keep it apart from the conversion, where it stays erasable.
@@ -561,21 +559,22 @@ def _parse_sale(
 
     # Quantities are matched to SKUs by position, so any difference in length leaves some
     # quantity with no SKU or the reverse. SKUs alone are fine (quantity 1 is implied).
-    if quantity_key is not None and len(quantities) != len(skus) and _ITEMS not in failed:
-        _broken(
-            errors,
-            ParamError(
-                Reason.QUANTITY_MISMATCH,
-                f"{len(quantities)} quantities for {len(skus)} SKUs",
-                field="quantity_list[]",
-            ),
-        )
+    if "quantity_list" in found and _ITEMS not in failed:
+        quantities, skus = len(found["quantity_list"]), len(found.get("sku_list", ()))
+        if quantities != skus:
+            _broken(
+                errors,
+                ParamError(
+                    Reason.QUANTITY_MISMATCH,
+                    f"{quantities} quantities for {skus} SKUs",
+                    field="quantity_list[]",
+                ),
+            )
     # A correction is identified by its parent; a report naming two different
     # conversions at once cannot be applied to either.
-    if (
-        reference_id is not None
-        and parent_reference_id is not None
-        and reference_id != parent_reference_id
+    if "parent_reference_id" in found and found.get("reference_id") not in (
+        None,
+        found["parent_reference_id"],
     ):
         _broken(
             errors,
@@ -585,18 +584,10 @@ def _parse_sale(
                 field="parent_reference_id",
             ),
         )
-    return SaleReport(
-        sale_amount=sale_amount,
-        sale_currency=sale_currency,
-        reason_code=reason_code,
-        sku_list=skus,
-        quantity_list=quantities,
-        reference_id=reference_id,
-        parent_reference_id=parent_reference_id,
-        custom_data=custom,
-        personal_data=personal,
-        given=frozenset(given),
-    )
+    given = frozenset(found)
+    found.setdefault("sale_currency", default_currency)
+    # The table's names are SaleReport's fields.
+    return SaleReport(**found, custom_data=custom, personal_data=personal, given=given)
 
 
 def parse_legacy_params(
@@ -628,11 +619,11 @@ def parse_legacy_params(
         if not values:
             continue
         if key == "amount":
-            amount = _parse_optional_amount(key, values, False, limits)
+            amount = _parse_optional_amount(key, values, limits)
             if amount is not None:
                 given.add("sale_amount")
         elif key == "currency":
-            currency = _parse_currency(key, values, default_currency)
+            currency = _parse_currency(key, values) or default_currency
             if values[0]:
                 given.add("sale_currency")
         elif key == "external_data":
