@@ -13,8 +13,9 @@ import json
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -23,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from pixel_wsgi import Storage
+from pixel_wsgi import Storage, Transaction
 from pixel_wsgi.delivery.http import send
 from pixel_wsgi.delivery.model import (
     ClickContext,
@@ -42,6 +43,7 @@ __all__ = [
     "WebhookReceiver",
     "deliver",
     "ledger_items",
+    "transaction",
 ]
 
 
@@ -79,7 +81,8 @@ class Received:
 class Reply:
     """One scripted answer; ``delay`` seconds pass before it is sent."""
 
-    status: int = 200
+    #: None: answer as the platform does (:meth:`RecordingServer.answer`), after ``delay``
+    status: int | None = 200
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
@@ -102,6 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.server.owner._record(received)
         if reply.delay and self.server.owner._closing.wait(reply.delay):
             return  # closed while waiting: the client has long given up
+        assert reply.status is not None
         self.send_response(reply.status)
         for name, value in reply.headers:
             self.send_header(name, value)
@@ -158,7 +162,12 @@ class RecordingServer:
     def _record(self, received: Received) -> Reply:
         with self._lock:
             self.received.append(received)
-            return self._script.popleft() if self._script else self.answer(received)
+            if not self._script:
+                return self.answer(received)
+            reply = self._script.popleft()
+            if reply.status is None:
+                return replace(self.answer(received), delay=reply.delay)
+            return reply
 
     def close(self) -> None:
         self._closing.set()
@@ -282,3 +291,29 @@ def deliver(
     outcomes = target.classify(request, response, error)
     assert list(outcomes) == [item.row.transaction_id]
     return request, outcomes[item.row.transaction_id]
+
+
+def transaction(**fields: Any) -> Transaction:
+    """A ledger row made directly, for what needs no store (encoding, empty values)."""
+    row = Transaction(
+        transaction_id=7,
+        advertiser_id=1,
+        campaign_id=2,
+        publisher_id=3,
+        visit_id=None,
+        source="api",
+        reference_id="order-7",
+        corrects_transaction_id=None,
+        original_transaction_id=7,
+        sale_amount=Decimal("24.50"),
+        sale_currency="EUR",
+        reason_code=None,
+        sku_list=(),
+        quantity_list=(),
+        external_data=None,
+        custom_data={},
+        payout=Decimal("2.45"),
+        payout_currency="EUR",
+        created_at="2026-11-25T12:00:00.000000Z",
+    )
+    return replace(row, **fields)

@@ -30,6 +30,7 @@ from .delivery_servers import (
     TunePostbackServer,
     deliver,
     ledger_items,
+    transaction,
 )
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -65,32 +66,6 @@ def sale(world: World, reference_id: str = "order-1", **fields: str) -> dict[str
         "affiliate_id": str(world.publisher_id),
         **fields,
     }
-
-
-def transaction(**fields: Any) -> Transaction:
-    """A ledger row made directly, for what needs no store (encoding, empty values)."""
-    row = Transaction(
-        transaction_id=7,
-        advertiser_id=1,
-        campaign_id=2,
-        publisher_id=3,
-        visit_id=None,
-        source="api",
-        reference_id="order-7",
-        corrects_transaction_id=None,
-        original_transaction_id=7,
-        sale_amount=Decimal("24.50"),
-        sale_currency="EUR",
-        reason_code=None,
-        sku_list=(),
-        quantity_list=(),
-        external_data=None,
-        custom_data={},
-        payout=Decimal("2.45"),
-        payout_currency="EUR",
-        created_at="2026-11-25T12:00:00.000000Z",
-    )
-    return replace(row, **fields)
 
 
 def item(row: Transaction, sub_ids: dict[str, str] | None = None) -> DeliveryItem:

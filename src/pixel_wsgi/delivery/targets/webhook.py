@@ -260,5 +260,8 @@ class Webhook(TargetType):
         )
         text = super().redacted(HttpRequest(request.method, request.url, headers, request.body, ()))
         for secret in self.secrets.get("secret", "").split():
-            text = text.replace(secret, "[secret]")
+            # The whole secret, then its key alone (what a receiver's config may echo).
+            text = text.replace(secret, "[secret]").replace(
+                secret[len(SECRET_PREFIX) :], "[secret]"
+            )
         return text
