@@ -401,7 +401,7 @@ def _digits(text: str) -> str:
 
 def _google_time(created_at: str, *, round_up: bool) -> str:
     """``2026-12-05 08:00:00+00:00`` from a ledger time (Google takes whole seconds)."""
-    moment = datetime.fromisoformat(created_at).astimezone(timezone.utc)
+    moment = _utc(created_at)
     if round_up and moment.microsecond:
         moment += timedelta(seconds=1)
     return moment.replace(microsecond=0).strftime("%Y-%m-%d %H:%M:%S+00:00")
@@ -492,3 +492,10 @@ def _json_text(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ",".join(_json_text(v) for v in value) + "]"
     return json.dumps(value)
+
+
+def _utc(created_at: str) -> datetime:
+    """A ledger time (``2026-12-05T08:00:00.000000Z``) as an aware datetime in UTC
+    (``fromisoformat`` reads a ``Z`` only from Python 3.11)."""
+    text = created_at[:-1] + "+00:00" if created_at.endswith("Z") else created_at
+    return datetime.fromisoformat(text).astimezone(timezone.utc)

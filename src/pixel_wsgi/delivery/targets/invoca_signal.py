@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -182,9 +182,9 @@ def partner_unique_id(original: Transaction) -> str:
 
 
 def _iso_with_offset(created_at: str) -> str:
-    """``2026-12-05T08:00:00+00:00`` from a ledger time (whole seconds, UTC offset)."""
-    moment = datetime.fromisoformat(created_at).astimezone(timezone.utc)
-    return moment.replace(microsecond=0).isoformat()
+    """``2026-12-05T08:00:00+00:00`` from a ledger time, whole seconds with the offset
+    (ledger times have one fixed width, :func:`pixel_wsgi.clock.iso_utc`)."""
+    return f"{created_at[:19]}+00:00"
 
 
 def _errors(body: bytes) -> dict[str, Any]:
