@@ -88,7 +88,9 @@ class RecordingServer:
 
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port: int = self.http.server_address[1]
-        self.thread = threading.Thread(target=self.http.serve_forever, name=self.name, daemon=True)
+        self.thread = threading.Thread(
+            target=self.http.serve_forever, args=(0.05,), name=self.name, daemon=True
+        )
 
     @property
     def base(self) -> str:
@@ -158,6 +160,11 @@ class OAuthServer(RecordingServer):
         self.expires_in = 3599
         #: every access token issued, in order: the Google Ads server accepts these
         self.issued: list[str] = []
+        #: tokens revoked since (Google refuses them)
+        self.revoked: set[str] = set()
+
+    def valid(self, token: str) -> bool:
+        return token in self.issued and token not in self.revoked
 
     def handle(self, request: Received) -> Answer:
         if request.path != "/token":
@@ -229,6 +236,8 @@ _ADJUSTMENT_FIELDS = {
     "restatementValue",
     "gclidDateTimePair",
 }
+_DENIED = {"authorizationError": "USER_PERMISSION_DENIED"}
+_BAD_TOKEN = {"authenticationError": "OAUTH_TOKEN_INVALID"}
 _FAILURE_TYPE = "type.googleapis.com/google.ads.googleads.v26.errors.GoogleAdsFailure"
 
 
@@ -281,20 +290,15 @@ class GoogleAdsServer(RecordingServer):
         if request.method != "POST" or not match:
             return _rpc_error(404, "NOT_FOUND", {"requestError": "RESOURCE_NAME_MISSING"})
         if match.group(1) != self.customer_id:
-            return _rpc_error(
-                403, "PERMISSION_DENIED", {"authorizationError": "USER_PERMISSION_DENIED"}
-            )
+            return _rpc_error(403, "PERMISSION_DENIED", _DENIED)
         authorization = request.headers.get("authorization", "")
-        if authorization.removeprefix("Bearer ") not in self.oauth.issued or not (
+        if not (
             authorization.startswith("Bearer ")
+            and self.oauth.valid(authorization.removeprefix("Bearer "))
         ):
-            return _rpc_error(
-                401, "UNAUTHENTICATED", {"authenticationError": "OAUTH_TOKEN_INVALID"}
-            )
+            return _rpc_error(401, "UNAUTHENTICATED", _BAD_TOKEN)
         if request.headers.get("login-customer-id") != self.login_customer_id:
-            return _rpc_error(
-                403, "PERMISSION_DENIED", {"authorizationError": "USER_PERMISSION_DENIED"}
-            )
+            return _rpc_error(403, "PERMISSION_DENIED", _DENIED)
         if not request.headers.get("content-type", "").startswith("application/json"):
             return _rpc_error(400, "INVALID_ARGUMENT", {"requestError": "INVALID_INPUT"})
         try:

@@ -354,7 +354,8 @@ class GoogleAds(TargetType):
         status = error.get("status")
         status = status if isinstance(status, str) else ""
         codes = [code for _, code in _error_codes(error.get("details"), None)]
-        detail = " ".join([f"Google Ads {response.status}", status, *codes[:3]]).strip()
+        named = [code for code in codes if code != status][:3]
+        detail = " ".join([f"Google Ads {response.status}", status, *named]).strip()
         if response.status == 401 or status in _AUTH_STATUSES or response.status == 403:
             self._access_token = None  # a new one on resume
             return Outcome(OutcomeKind.AUTH, detail)
@@ -373,7 +374,7 @@ class GoogleAds(TargetType):
         if self._access_token:
             text = text.replace(self._access_token, "[token]")
         return re.sub(
-            r'("(?:gclid|gbraid|wbraid)": ")([^"]{0,6})[^"]*"',
+            r'("(?:gclid|gbraid|wbraid)":\s*")([^"]{0,6})[^"]*"',
             r'\1\2…"',
             re.sub(r"Bearer \S+", "Bearer [token]", text),
         )
