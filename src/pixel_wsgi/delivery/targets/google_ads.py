@@ -14,13 +14,16 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
 from ...errors import ConfigurationError
 from ...models import Transaction, TransactionType
 from ..model import DeliveryItem, HttpRequest, HttpResponse, Outcome, OutcomeKind, TargetKind
 from .base import Send, TargetType, with_endpoint
+
+if TYPE_CHECKING:
+    from ..model import Target
 
 __all__ = ["API_VERSION", "TOKEN_URL", "GoogleAds", "order_id"]
 
@@ -141,8 +144,8 @@ class GoogleAds(TargetType):
     )
     required_secrets: ClassVar[frozenset[str]] = frozenset({"client_secret", "refresh_token"})
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
         self.check_settings(self.settings, self.secrets)
         self.customer_id = _digits(self.settings["customer_id"])
         login = self.settings.get("login_customer_id")

@@ -12,11 +12,14 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...models import Transaction, TransactionType
 from ..model import DeliveryItem, HttpRequest, HttpResponse, Outcome, OutcomeKind, TargetKind
 from .base import TargetType, with_endpoint
+
+if TYPE_CHECKING:
+    from ..model import Target
 
 __all__ = ["SIGNAL_API_URL", "InvocaSignal"]
 
@@ -79,8 +82,8 @@ class InvocaSignal(TargetType):
     optional_settings: ClassVar[frozenset[str]] = frozenset({"endpoint"})
     required_secrets: ClassVar[frozenset[str]] = frozenset({"api_token"})
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
         self.url = with_endpoint(SIGNAL_API_URL, self.settings.get("endpoint"))
         #: the currency of each row sent, for its outcome's note (see the class doc)
         self._currencies: dict[int, str] = {}
