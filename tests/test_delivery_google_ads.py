@@ -821,6 +821,9 @@ def test_answers_google_never_gives_are_read_safely() -> None:
     )
 
     assert target.classify(request, broken, None) == dict.fromkeys(
+        (1, 2), Outcome(OutcomeKind.RETRY, "Google Ads 200 without a JSON body")
+    )
+    assert target.classify(request, HttpResponse(200, {}, b"{}"), None) == dict.fromkeys(
         (1, 2), Outcome(OutcomeKind.DELIVERED, "accepted")
     )
     assert target.classify(request, failure_without_index, None) == dict.fromkeys(
@@ -889,3 +892,36 @@ def test_google_needs_the_click_six_hours_old_and_takes_2000_rows() -> None:
     assert GoogleAds.min_event_age == timedelta(hours=6)
     assert GoogleAds.batch_limit == 2000
     assert GoogleAds.max_event_age is None
+
+
+def test_a_retried_retraction_counts_once_and_a_restatement_after_it_is_refused(
+    oauth: OAuthServer, google: GoogleAdsServer
+) -> None:
+    target = connected(oauth, google)
+    original = conversion(10)
+    retraction = correction(
+        original, 20, "2026-12-02T09:00:00.000000Z", sale_amount="0.00", reversal_reason="x"
+    )
+    late = correction(original, 21, "2026-12-02T10:00:00.000000Z", sale_amount="9.00")
+    deliver(target, [original])
+    [first] = target.requests([retraction], NOW)
+    send(first)  # Google retracted it; the answer was lost
+
+    again = deliver(target, [replace(retraction, attempts=1)])
+    restated = deliver(target, [late])
+
+    assert again[20] == Outcome(
+        OutcomeKind.DUPLICATE, "CONVERSION_ALREADY_RETRACTED: the conversion was already retracted"
+    )
+    assert restated[21].kind is OutcomeKind.PERMANENT
+    assert restated[21].detail.startswith("CONVERSION_ALREADY_RETRACTED")
+    assert google.restatements == []
+
+
+def test_before_authorize_the_request_says_it_has_no_token() -> None:
+    [request] = google_target().requests([conversion(1)], NOW)
+
+    assert ("Authorization", "Bearer [access token: not authorized yet]") in request.headers
+    assert request.url == (
+        f"https://googleads.googleapis.com/v26/customers/{CUSTOMER}:uploadClickConversions"
+    )

@@ -226,10 +226,11 @@ class GoogleAds(TargetType):
         return built
 
     def _headers(self) -> tuple[tuple[str, str], ...]:
-        if self._access_token is None:
-            raise RuntimeError("GoogleAds.requests() before a successful authorize()")
+        # Before authorize() (``deliver --dry-run`` prints requests without sending any,
+        # the token exchange included) the header says so; Google would answer 401.
+        token = self._access_token or "[access token: not authorized yet]"
         headers = [
-            ("Authorization", f"Bearer {self._access_token}"),
+            ("Authorization", f"Bearer {token}"),
             ("Content-Type", "application/json"),
         ]
         if self.login_customer_id:
@@ -332,6 +333,11 @@ class GoogleAds(TargetType):
         answer = _json_object(response.body)
         if response.status != 200:
             return _all(ids, self._request_failure(response, answer))
+        if not answer and response.body.strip() != b"{}":
+            # Google always answers a 200 with a JSON object: without one nothing says
+            # which rows it took. Sending again is safe (order ids, adjustment times).
+            return _all(ids, Outcome(OutcomeKind.RETRY, "Google Ads 200 without a JSON body"))
+        retractions = _retraction_indexes(request)
         failures: dict[int, list[str]] = {}
         spread: list[str] = []
         for index, code in _partial_failures(answer):
@@ -348,7 +354,10 @@ class GoogleAds(TargetType):
         outcomes = {}
         for index, transaction_id in enumerate(ids):
             codes = failures.get(index, []) + spread
-            outcomes[transaction_id] = _row_outcome(codes) if codes else delivered
+            if not codes:
+                outcomes[transaction_id] = delivered
+            else:
+                outcomes[transaction_id] = _row_outcome(codes, index in retractions)
         return outcomes
 
     def _request_failure(self, response: HttpResponse, answer: Mapping[str, Any]) -> Outcome:
@@ -411,17 +420,30 @@ def _google_time(created_at: str, *, round_up: bool) -> str:
     return moment.replace(microsecond=0).strftime("%Y-%m-%d %H:%M:%S+00:00")
 
 
-def _row_outcome(codes: list[str]) -> Outcome:
+def _row_outcome(codes: list[str], retraction: bool) -> Outcome:
     """One row's outcome from its error codes: any refusal wins over a retry, which
-    wins over a duplicate."""
+    wins over a duplicate. A retraction of a conversion already retracted (a retry whose
+    first answer was lost) is a duplicate; a restatement of one is refused."""
     notes = "; ".join(f"{code}: {_NOTES[code]}" if code in _NOTES else code for code in codes)
-    if all(code in _DUPLICATE_CODES for code in codes):
+    duplicates = _DUPLICATE_CODES | ({"CONVERSION_ALREADY_RETRACTED"} if retraction else set())
+    if all(code in duplicates for code in codes):
         return Outcome(OutcomeKind.DUPLICATE, notes)
     if all(code in _DUPLICATE_CODES | _TOO_RECENT_CODES | _TRANSIENT_CODES for code in codes):
         too_recent = _TOO_RECENT_CODES.intersection(codes)
         wait = _SIX_HOURS.total_seconds() if too_recent else None
         return Outcome(OutcomeKind.RETRY, notes, wait)
     return Outcome(OutcomeKind.PERMANENT, notes)
+
+
+def _retraction_indexes(request: HttpRequest) -> set[int]:
+    """The indexes of the ``RETRACTION`` rows of an adjustments request."""
+    body = _json_object(request.body)
+    rows = body.get(_ROWS_FIELD[_ADJUSTMENTS])
+    return {
+        index
+        for index, row in enumerate(rows if isinstance(rows, list) else ())
+        if isinstance(row, dict) and row.get("adjustmentType") == "RETRACTION"
+    }
 
 
 def _partial_failures(answer: Mapping[str, Any]) -> Iterator[tuple[int | None, str]]:
@@ -474,7 +496,7 @@ def _retry_after(response: HttpResponse) -> float | None:
 
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(body)
+        value = json.loads(body, parse_float=Decimal)
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
