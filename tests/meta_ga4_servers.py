@@ -137,7 +137,10 @@ class RecordingServer:
 
     @contextmanager
     def running(self) -> Iterator[RecordingServer]:
-        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # a short poll interval: shutdown() waits for one
+        thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         thread.start()
         try:
             yield self
