@@ -46,7 +46,6 @@ from ..model import (
 )
 from .base import TargetType, with_endpoint
 from .meta_capi import (
-    SEND_MARGIN,
     event_id,
     json_body,
     json_object,
@@ -54,6 +53,7 @@ from .meta_capi import (
     masked,
     retry_after,
     row_time,
+    sendable_items,
 )
 
 __all__ = ["GoogleAnalytics4"]
@@ -123,7 +123,6 @@ class GoogleAnalytics4(TargetType):
         :data:`~pixel_wsgi.delivery.targets.meta_capi.SEND_MARGIN`) or one
         :meth:`unsupported` refuses is in no request (GA4 would drop it silently); the
         worker expires it."""
-        oldest = now - (self.max_event_age or timedelta(hours=72)) + SEND_MARGIN
         return [
             HttpRequest(
                 "POST",
@@ -132,8 +131,7 @@ class GoogleAnalytics4(TargetType):
                 json_body(self._body(item, now)),
                 (item.row.transaction_id,),
             )
-            for item in items
-            if row_time(item.row) >= oldest and self.unsupported(item) is None
+            for item in sendable_items(self, items, now)
         ]
 
     @staticmethod

@@ -65,6 +65,7 @@ __all__ = [
     "masked",
     "retry_after",
     "row_time",
+    "sendable_items",
 ]
 
 #: The Graph API version the ``facebook-business`` 26 SDK pins.
@@ -148,6 +149,20 @@ def json_object(body: bytes) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
+def sendable_items(
+    target: TargetType, items: Sequence[DeliveryItem], now: datetime
+) -> list[DeliveryItem]:
+    """The items a request may carry: not past ``target``'s :attr:`max_event_age` (less
+    :data:`SEND_MARGIN`) at ``now``, and not refused by its ``unsupported()``."""
+    age = target.max_event_age
+    oldest = None if age is None else now - age + SEND_MARGIN
+    return [
+        item
+        for item in items
+        if (oldest is None or row_time(item.row) >= oldest) and target.unsupported(item) is None
+    ]
+
+
 def masked(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret, as it is and percent-encoded, written ``[secret]``."""
     for secret in secrets:
@@ -223,12 +238,7 @@ class MetaConversionsApi(TargetType):
         for it. The worker keeps such rows out of batches already; one that slips in is
         left to the worker's expiry, and :meth:`classify` never sees it.
         """
-        oldest = now - (self.max_event_age or timedelta(days=7)) + SEND_MARGIN
-        sendable = [
-            item
-            for item in items
-            if row_time(item.row) >= oldest and self.unsupported(item) is None
-        ]
+        sendable = sendable_items(self, items, now)
         built: list[HttpRequest] = []
         for start in range(0, len(sendable), self.batch_limit):
             chunk = sendable[start : start + self.batch_limit]
