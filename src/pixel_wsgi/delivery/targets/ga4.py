@@ -44,17 +44,10 @@ from ..model import (
     OutcomeKind,
     TargetKind,
 )
+from .answers import json_object, retry_after
 from .base import TargetType, with_endpoint
-from .meta_capi import (
-    event_id,
-    json_body,
-    json_object,
-    line_items,
-    masked,
-    retry_after,
-    row_time,
-    sendable_items,
-)
+from .meta_capi import sendable_items
+from .payloads import conversion_key, json_body, line_items, masked, row_time
 
 __all__ = ["GoogleAnalytics4"]
 
@@ -139,7 +132,7 @@ class GoogleAnalytics4(TargetType):
         context = item.conversion
         assert context is not None  # unsupported() said so
         row = item.row
-        params: dict[str, Any] = {"transaction_id": event_id(item)}
+        params: dict[str, Any] = {"transaction_id": conversion_key(item.original)}
         if row.transaction_type is TransactionType.REVERSAL:
             name, sold = "refund", item.original
         else:

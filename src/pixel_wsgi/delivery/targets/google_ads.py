@@ -9,23 +9,23 @@ OAuth access token, exchanged for the target's refresh token by :meth:`authorize
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
 from ...errors import ConfigurationError
 from ...models import Transaction, TransactionType
 from ..model import DeliveryItem, HttpRequest, HttpResponse, Outcome, OutcomeKind, TargetKind
+from .answers import json_object, retry_after
 from .base import Send, TargetType, with_endpoint
+from .payloads import conversion_key, json_body, row_time
 
 if TYPE_CHECKING:
     from ..model import Target
 
-__all__ = ["API_VERSION", "TOKEN_URL", "GoogleAds", "order_id"]
+__all__ = ["API_VERSION", "TOKEN_URL", "GoogleAds"]
 
 #: The Google Ads API version whose REST paths the requests use.
 API_VERSION = "v26"
@@ -219,7 +219,7 @@ class GoogleAds(TargetType):
                             self.settings.get("endpoint"),
                         ),
                         self._headers(),
-                        _json_bytes(body),
+                        json_body(body),
                         tuple(item.row.transaction_id for item in chunk),
                     )
                 )
@@ -245,20 +245,20 @@ class GoogleAds(TargetType):
         conversion: dict[str, Any] = {
             click[0]: click[1],
             "conversionAction": self.conversion_action,
-            "conversionDateTime": _google_time(row.created_at, round_up=False),
+            "conversionDateTime": _google_time(row, round_up=False),
         }
         if row.sale_amount is not None:
             conversion["conversionValue"] = row.sale_amount
             conversion["currencyCode"] = row.sale_currency
-        conversion["orderId"] = order_id(item.original)
+        conversion["orderId"] = conversion_key(item.original)
         return conversion
 
     def _adjustment(self, item: DeliveryItem) -> dict[str, Any]:
         row = item.row
         adjustment: dict[str, Any] = {
             "conversionAction": self.conversion_action,
-            "orderId": order_id(item.original),
-            "adjustmentDateTime": _google_time(row.created_at, round_up=True),
+            "orderId": conversion_key(item.original),
+            "adjustmentDateTime": _google_time(row, round_up=True),
         }
         if row.transaction_type is TransactionType.REVERSAL:
             adjustment["adjustmentType"] = "RETRACTION"
@@ -301,7 +301,7 @@ class GoogleAds(TargetType):
             response = send(request)
         except OSError as exc:
             return Outcome(OutcomeKind.RETRY, f"OAuth token endpoint: no answer ({exc})")
-        answer = _json_object(response.body)
+        answer = json_object(response.body)
         if response.status == 200:
             token = answer.get("access_token")
             expires_in = answer.get("expires_in")
@@ -315,7 +315,7 @@ class GoogleAds(TargetType):
         error = error if isinstance(error, str) else ""
         detail = f"OAuth token endpoint: {response.status} {error}".strip()
         if response.status == 429 or response.status >= 500:
-            return Outcome(OutcomeKind.RETRY, detail, _retry_after(response))
+            return Outcome(OutcomeKind.RETRY, detail, retry_after(response))
         hint = {
             "invalid_grant": "the refresh token was revoked or has expired: authorize again",
             "invalid_client": "the client id or client secret is wrong",
@@ -330,7 +330,7 @@ class GoogleAds(TargetType):
         ids = request.transaction_ids
         if response is None:
             return _all(ids, Outcome(OutcomeKind.RETRY, f"no answer: {error or 'unknown'}"))
-        answer = _json_object(response.body)
+        answer = json_object(response.body)
         if response.status != 200:
             return _all(ids, self._request_failure(response, answer))
         if not answer and response.body.strip() != b"{}":
@@ -376,7 +376,7 @@ class GoogleAds(TargetType):
             or status in _RETRY_STATUSES
             or _TRANSIENT_CODES.intersection(codes)
         ):
-            return Outcome(OutcomeKind.RETRY, detail, _retry_after(response))
+            return Outcome(OutcomeKind.RETRY, detail, retry_after(response))
         return Outcome(OutcomeKind.PERMANENT, detail)
 
     def redacted(self, request: HttpRequest) -> str:
@@ -390,12 +390,6 @@ class GoogleAds(TargetType):
             r'\1\2…"',
             re.sub(r"Bearer \S+", "Bearer [token]", text),
         )
-
-
-def order_id(original: Transaction) -> str:
-    """The ``orderId`` of a conversion: its ``reference_id``, or one derived from its
-    ledger id when it has none (stable, so a retry carries the same)."""
-    return original.reference_id or f"pixel-wsgi-{original.transaction_id}"
 
 
 def _click_id(item: DeliveryItem) -> tuple[str, str] | None:
@@ -412,9 +406,9 @@ def _digits(text: str) -> str:
     return text.replace("-", "").strip()
 
 
-def _google_time(created_at: str, *, round_up: bool) -> str:
+def _google_time(row: Transaction, *, round_up: bool) -> str:
     """``2026-12-05 08:00:00+00:00`` from a ledger time (Google takes whole seconds)."""
-    moment = _utc(created_at)
+    moment = row_time(row)
     if round_up and moment.microsecond:
         moment += timedelta(seconds=1)
     return moment.replace(microsecond=0).strftime("%Y-%m-%d %H:%M:%S+00:00")
@@ -437,7 +431,7 @@ def _row_outcome(codes: list[str], retraction: bool) -> Outcome:
 
 def _retraction_indexes(request: HttpRequest) -> set[int]:
     """The indexes of the ``RETRACTION`` rows of an adjustments request."""
-    body = _json_object(request.body)
+    body = json_object(request.body)
     rows = body.get(_ROWS_FIELD[_ADJUSTMENTS])
     return {
         index
@@ -485,43 +479,3 @@ def _error_index(error: Mapping[str, Any]) -> int | None:
 
 def _all(ids: Sequence[int], outcome: Outcome) -> dict[int, Outcome]:
     return dict.fromkeys(ids, outcome)
-
-
-def _retry_after(response: HttpResponse) -> float | None:
-    value = response.header("retry-after")
-    if value and value.strip().isdigit():
-        return float(value.strip())
-    return None
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(body, parse_float=Decimal)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _json_bytes(value: Any) -> bytes:
-    """Compact JSON in which a Decimal is a JSON number with its exact digits
-    (``24.50``), never passed through a float."""
-    return _json_text(value).encode("utf-8")
-
-
-def _json_text(value: Any) -> str:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"not a JSON number: {value}")
-        return format(value, "f")
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(k)}:{_json_text(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_json_text(v) for v in value) + "]"
-    return json.dumps(value)
-
-
-def _utc(created_at: str) -> datetime:
-    """A ledger time (``2026-12-05T08:00:00.000000Z``) as an aware datetime in UTC
-    (``fromisoformat`` reads a ``Z`` only from Python 3.11)."""
-    text = created_at[:-1] + "+00:00" if created_at.endswith("Z") else created_at
-    return datetime.fromisoformat(text).astimezone(timezone.utc)

@@ -14,9 +14,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...models import Transaction, TransactionType
+from ...models import TransactionType
 from ..model import DeliveryItem, HttpRequest, HttpResponse, Outcome, OutcomeKind, TargetKind
 from .base import TargetType, with_endpoint
+from .payloads import conversion_key
 
 if TYPE_CHECKING:
     from ..model import Target
@@ -115,7 +116,7 @@ class InvocaSignal(TargetType):
         row = item.row
         signal: dict[str, str] = {
             "name": self.settings["signal_name"],
-            "partner_unique_id": partner_unique_id(item.original),
+            "partner_unique_id": conversion_key(item.original),
             "occurred_at_time": _iso_with_offset(item.original.created_at),
         }
         if row.transaction_type is TransactionType.REVERSAL:
@@ -176,12 +177,6 @@ class InvocaSignal(TargetType):
             wait = float(retry_after) if retry_after and retry_after.isdigit() else None
             return Outcome(OutcomeKind.RETRY, detail, wait)
         return Outcome(OutcomeKind.PERMANENT, detail)
-
-
-def partner_unique_id(original: Transaction) -> str:
-    """The signal's ``partner_unique_id``: the conversion's ``reference_id``, or one
-    derived from its ledger id (stable, so corrections and retries name the same)."""
-    return original.reference_id or f"pixel-wsgi-{original.transaction_id}"
 
 
 def _iso_with_offset(created_at: str) -> str:

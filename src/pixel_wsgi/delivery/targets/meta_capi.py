@@ -34,16 +34,14 @@ worker expires it: it is past :attr:`~MetaConversionsApi.max_event_age`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from ...errors import ConfigurationError
-from ...models import Transaction, TransactionType
+from ...models import TransactionType
 from ..hashing import meta_user_data
 from ..model import (
     DeliveryItem,
@@ -53,20 +51,11 @@ from ..model import (
     OutcomeKind,
     TargetKind,
 )
+from .answers import json_object, retry_after
 from .base import TargetType, with_endpoint
+from .payloads import conversion_key, json_body, line_items, masked, row_time
 
-__all__ = [
-    "GRAPH_VERSION",
-    "MetaConversionsApi",
-    "event_id",
-    "json_body",
-    "json_object",
-    "line_items",
-    "masked",
-    "retry_after",
-    "row_time",
-    "sendable_items",
-]
+__all__ = ["GRAPH_VERSION", "MetaConversionsApi", "sendable_items"]
 
 #: The Graph API version the ``facebook-business`` 26 SDK pins.
 GRAPH_VERSION = "v26.0"
@@ -83,72 +72,6 @@ _HASHED_KEYS = ("em", "ph", "fn", "ln")
 _ID_KEYS = ("fbc", "fbp")
 
 
-def row_time(row: Transaction) -> datetime:
-    """When the ledger wrote ``row`` (its ``created_at``), as an aware datetime."""
-    return datetime.fromisoformat(row.created_at.replace("Z", "+00:00"))
-
-
-def event_id(item: DeliveryItem) -> str:
-    """The conversion's id on the ad platforms: its ``reference_id`` (the order id the
-    browser's tags send too), else ``pixel-wsgi-<original transaction id>``."""
-    reference = item.original.reference_id or item.row.reference_id
-    return reference or f"pixel-wsgi-{item.original.transaction_id}"
-
-
-def _json_text(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return format(value, "f")  # the exact decimal as a JSON number: never a float
-    if isinstance(value, Mapping):
-        members = (f"{json.dumps(str(key))}:{_json_text(item)}" for key, item in value.items())
-        return "{" + ",".join(members) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_json_text(item) for item in value) + "]"
-    return json.dumps(value, ensure_ascii=False)
-
-
-def json_body(value: Any) -> bytes:
-    """``value`` as compact UTF-8 JSON, with each :class:`~decimal.Decimal` written as
-    the JSON number of its exact digits (``24.50``), never through a float."""
-    return _json_text(value).encode("utf-8")
-
-
-def retry_after(response: HttpResponse) -> float | None:
-    """The seconds a ``Retry-After`` header asks for (a number or an HTTP date)."""
-    given = response.header("retry-after")
-    if not given:
-        return None
-    try:
-        return max(0.0, float(given))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(given)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
-
-
-def line_items(row: Transaction) -> list[tuple[str, int]]:
-    """``row``'s (SKU, quantity) pairs: quantity 1 where ``quantity_list`` gives none."""
-    quantities = row.quantity_list
-    return [
-        (sku, quantities[index] if index < len(quantities) else 1)
-        for index, sku in enumerate(row.sku_list)
-    ]
-
-
-def json_object(body: bytes) -> dict[str, Any]:
-    """A JSON object's members (numbers with a fraction as Decimal), or {} for anything
-    else: an answer that is not the documented JSON is read as saying nothing."""
-    try:
-        found = json.loads(body, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
 def sendable_items(
     target: TargetType, items: Sequence[DeliveryItem], now: datetime
 ) -> list[DeliveryItem]:
@@ -161,14 +84,6 @@ def sendable_items(
         for item in items
         if (oldest is None or row_time(item.row) >= oldest) and target.unsupported(item) is None
     ]
-
-
-def masked(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret, as it is and percent-encoded, written ``[secret]``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[secret]").replace(quote(secret, safe=""), "[secret]")
-    return text
 
 
 class MetaConversionsApi(TargetType):
@@ -270,7 +185,7 @@ class MetaConversionsApi(TargetType):
         custom: dict[str, Any] = {
             "value": row.sale_amount,
             "currency": row.sale_currency,
-            "order_id": event_id(item),
+            "order_id": conversion_key(item.original),
         }
         if row.sku_list:
             custom["contents"] = [
@@ -279,7 +194,7 @@ class MetaConversionsApi(TargetType):
         return {
             "event_name": "Purchase",
             "event_time": int(min(row_time(row), now).timestamp()),
-            "event_id": event_id(item),
+            "event_id": conversion_key(item.original),
             "action_source": "website",
             "event_source_url": context.page_url,
             "user_data": user,

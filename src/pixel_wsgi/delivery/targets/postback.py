@@ -26,8 +26,9 @@ from ..model import (
     OutcomeKind,
     TargetKind,
 )
+from .answers import described, no_answer, retrying
 from .base import TargetType
-from .webhook import check_http_url, described, no_answer, retrying
+from .payloads import check_http_url
 
 __all__ = ["MACROS", "METHODS", "Postback", "macro_values"]
 

@@ -3,9 +3,6 @@
 The receiver verifies each request with the ``standardwebhooks`` library (or by hand: an
 HMAC-SHA256) and deduplicates on ``webhook-id``, which is derived from the ledger row and
 so stays the same on every retry of that row.
-
-Also the home of the HTTP answers every generic target reads alike (:func:`no_answer`,
-:func:`retrying`, :func:`retry_after`): the postback shares them.
 """
 
 from __future__ import annotations
@@ -17,11 +14,8 @@ import hmac
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import ClassVar
-from urllib.parse import urlsplit
 
-from ...clock import utc_now
 from ...errors import ConfigurationError
 from ...models import TransactionType
 from ..model import (
@@ -32,17 +26,14 @@ from ..model import (
     OutcomeKind,
     TargetKind,
 )
+from .answers import described, no_answer, retrying
 from .base import TargetType
+from .payloads import check_http_url
 
 __all__ = [
     "EVENT_TYPES",
     "SECRET_PREFIX",
     "Webhook",
-    "check_http_url",
-    "described",
-    "no_answer",
-    "retry_after",
-    "retrying",
     "sign",
     "webhook_secrets",
 ]
@@ -62,20 +53,6 @@ EVENT_TYPES: Mapping[TransactionType, str] = {
 REFUSED = frozenset({400, 404, 413, 422})
 #: Statuses that refuse the sender's credentials: the target pauses.
 AUTH_REFUSED = frozenset({401, 403})
-#: How much of an answer's body an outcome's detail quotes.
-DETAIL_CHARS = 200
-
-
-def check_http_url(kind: TargetKind, name: str, url: str) -> None:
-    """Refuse ``url`` unless it is an absolute http(s) URL with a host.
-
-    :raises ConfigurationError: naming the setting and the value.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"{name} of a {kind.value} target must be an http(s) URL with a host, got {url!r}"
-        )
 
 
 def webhook_secrets(value: str) -> list[bytes]:
@@ -115,49 +92,6 @@ def sign(keys: Sequence[bytes], message_id: str, timestamp: int, body: bytes) ->
         "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
         for key in keys
     )
-
-
-def _excerpt(response: HttpResponse) -> str:
-    text = " ".join(response.body[: DETAIL_CHARS * 4].decode("utf-8", "replace").split())
-    return text[:DETAIL_CHARS]
-
-
-def described(response: HttpResponse, what: str = "") -> str:
-    """``HTTP 503: <the body's start>``: an outcome's detail for an answer."""
-    detail = f"HTTP {response.status}{what}"
-    excerpt = _excerpt(response)
-    return f"{detail}: {excerpt}" if excerpt else detail
-
-
-def retry_after(response: HttpResponse) -> float | None:
-    """The seconds ``Retry-After`` asks to wait (RFC 9110: delta-seconds or an HTTP-date),
-    or None when it is absent or unreadable. A date counts from the answer's own ``Date``
-    when it has one (both from the server's clock), else from ours."""
-    value = response.header("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        until = parsedate_to_datetime(value)
-        date = response.header("date")
-        since = parsedate_to_datetime(date) if date else utc_now()
-    except (TypeError, ValueError):
-        return None
-    if until.tzinfo is None or since.tzinfo is None:
-        return None
-    return max(0.0, (until - since).total_seconds())
-
-
-def no_answer(error: str | None) -> Outcome:
-    """Nothing came back (refused, reset, timed out): try again later."""
-    return Outcome(OutcomeKind.RETRY, f"no answer: {error or 'unknown error'}")
-
-
-def retrying(response: HttpResponse) -> Outcome:
-    """Try again later, after what ``Retry-After`` asks."""
-    return Outcome(OutcomeKind.RETRY, described(response), retry_after(response))
 
 
 class Webhook(TargetType):
