@@ -64,9 +64,10 @@ def retry_after(response: HttpResponse) -> float | None:
     return max(0.0, (until - since).total_seconds())
 
 
-def no_answer(error: str | None) -> Outcome:
-    """Nothing came back (refused, reset, timed out): try again later."""
-    return Outcome(OutcomeKind.RETRY, f"no answer: {error or 'unknown error'}")
+def no_answer(error: str | None, source: str = "") -> Outcome:
+    """Nothing came back from ``source`` (refused, reset, timed out): try again later."""
+    where = f" from {source}" if source else ""
+    return Outcome(OutcomeKind.RETRY, f"no answer{where}: {error or 'unknown'}")
 
 
 def retrying(response: HttpResponse) -> Outcome:

@@ -44,7 +44,7 @@ from ..model import (
     OutcomeKind,
     TargetKind,
 )
-from .answers import json_object, retry_after
+from .answers import json_object, no_answer, retry_after
 from .base import TargetType, with_endpoint
 from .meta_capi import sendable_items
 from .payloads import conversion_key, json_body, line_items, masked, row_time
@@ -167,7 +167,7 @@ class GoogleAnalytics4(TargetType):
 
     def _outcome(self, response: HttpResponse | None, error: str | None) -> Outcome:
         if response is None:
-            return Outcome(OutcomeKind.RETRY, f"no answer from GA4: {error or 'unknown'}")
+            return no_answer(error, "GA4")
         status = response.status
         if 200 <= status < 300:
             if not self.validating:

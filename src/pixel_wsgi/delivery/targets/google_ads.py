@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from ...errors import ConfigurationError
 from ...models import Transaction, TransactionType
 from ..model import DeliveryItem, HttpRequest, HttpResponse, Outcome, OutcomeKind, TargetKind
-from .answers import json_object, retry_after
+from .answers import json_object, no_answer, retry_after
 from .base import Send, TargetType, with_endpoint
 from .payloads import conversion_key, json_body, row_time
 
@@ -329,7 +329,7 @@ class GoogleAds(TargetType):
     ) -> dict[int, Outcome]:
         ids = request.transaction_ids
         if response is None:
-            return _all(ids, Outcome(OutcomeKind.RETRY, f"no answer: {error or 'unknown'}"))
+            return _all(ids, no_answer(error))
         answer = json_object(response.body)
         if response.status != 200:
             return _all(ids, self._request_failure(response, answer))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...models import TransactionType
 from ..model import DeliveryItem, HttpRequest, HttpResponse, Outcome, OutcomeKind, TargetKind
+from .answers import no_answer
 from .base import TargetType, with_endpoint
 from .payloads import conversion_key
 
@@ -149,7 +150,7 @@ class InvocaSignal(TargetType):
         self, request: HttpRequest, response: HttpResponse | None, error: str | None
     ) -> Outcome:
         if response is None:
-            return Outcome(OutcomeKind.RETRY, f"no answer: {error or 'unknown'}")
+            return no_answer(error)
         status = response.status
         if status in (200, 201):
             currencies = {self._currencies.pop(i, "") for i in request.transaction_ids}

@@ -51,7 +51,7 @@ from ..model import (
     OutcomeKind,
     TargetKind,
 )
-from .answers import json_object, retry_after
+from .answers import json_object, no_answer, retry_after
 from .base import TargetType, with_endpoint
 from .payloads import conversion_key, json_body, line_items, masked, row_time
 
@@ -230,7 +230,7 @@ class MetaConversionsApi(TargetType):
         self, request: HttpRequest, response: HttpResponse | None, error: str | None
     ) -> Outcome:
         if response is None:
-            return Outcome(OutcomeKind.RETRY, f"no answer from Meta: {error or 'unknown'}")
+            return no_answer(error, "Meta")
         answer = json_object(response.body)
         if 200 <= response.status < 300:
             sent = len(request.transaction_ids)
