@@ -262,6 +262,9 @@ def _reason_line(reason: str) -> bytes:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)[:2000].encode()
 
 
+_HARD_LINKS = "it has other names (hard links)"
+
+
 class Spool:
     """An append-only, fsync'd local spool in ``directory`` (created ``0700`` if missing).
 
@@ -352,27 +355,40 @@ class Spool:
             raise SpoolError(f"refusing {self.directory / name}: {problem}")
         return sub
 
-    def _open(self, fd: int, owner: int, name: str, flags: int, verb: str = "open") -> int:
-        """Open a regular file of the spool, never following a link nor blocking."""
+    def _open(
+        self,
+        fd: int,
+        owner: int,
+        name: str,
+        flags: int,
+        verb: str = "open",
+        *,
+        links_ok: bool = False,
+    ) -> int:
+        """Open a regular file of the spool, never following a link nor blocking.
+
+        :param links_ok: let a file with other names through (the writer checks again
+            under its lock: a rename by replay may show two names for an instant).
+        """
         try:
             file_fd = os.open(name, flags | _SAFE, 0o600, dir_fd=fd)
         except OSError as exc:
             raise SpoolError(f"cannot {verb} {self.directory / name}: {exc}") from exc
         st = os.fstat(file_fd)
-        why = self._file_problem(st, owner)
+        why = self._file_problem(st, owner, links_ok=links_ok)
         if why is not None:
             os.close(file_fd)
             raise SpoolError(f"refusing {self.directory / name}: {why}")
         return file_fd
 
     @staticmethod
-    def _file_problem(st: os.stat_result, owner: int) -> str | None:
+    def _file_problem(st: os.stat_result, owner: int, *, links_ok: bool = False) -> str | None:
         if not stat.S_ISREG(st.st_mode):
             return "not a regular file"
         if st.st_uid not in (owner, os.geteuid()):
             return f"it belongs to uid {st.st_uid}, not to the spool's owner"
-        if st.st_nlink != 1:
-            return "it has other names (hard links)"
+        if st.st_nlink != 1 and not links_ok:
+            return _HARD_LINKS
         return None
 
     def _spool_files(self, fd: int, owner: int) -> list[tuple[str, os.stat_result]]:
@@ -455,9 +471,9 @@ class Spool:
         raise SpoolFull(f"the spool {self.directory} is full ({self.max_bytes} bytes)")
 
     def _write(self, fd: int, owner: int, name: str, record: bytes) -> None:
-        for _ in range(10):
+        for attempt in range(10):
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-            file_fd = self._open(fd, owner, name, flags, "write to the spool")
+            file_fd = self._open(fd, owner, name, flags, "write to the spool", links_ok=True)
             try:
                 fcntl.flock(file_fd, fcntl.LOCK_EX)
                 try:
@@ -465,6 +481,13 @@ class Spool:
                 except FileNotFoundError:
                     continue  # replay took the file: write to a new one
                 if current.st_ino != os.fstat(file_fd).st_ino:
+                    continue
+                if os.fstat(file_fd).st_nlink != 1:
+                    # Replay's rename can show two names for an instant on some file
+                    # systems; a name that stays is someone's hard link: refused.
+                    if attempt == 9:
+                        raise SpoolError(f"refusing {self.directory / name}: {_HARD_LINKS}")
+                    time.sleep(0.001 * (attempt + 1))
                     continue
                 if os.write(file_fd, record) != len(record):
                     raise OSError("short write")
