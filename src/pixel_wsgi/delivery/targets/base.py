@@ -24,6 +24,7 @@ from ..model import (
     Target,
     TargetKind,
 )
+from .payloads import masked
 
 __all__ = ["Send", "TargetType", "with_endpoint"]
 
@@ -132,13 +133,11 @@ class TargetType(abc.ABC):
     def redacted(self, request: HttpRequest) -> str:
         """The request as the attempt log keeps it: no secret, no personal data.
 
-        The default masks every secret's value wherever it appears; types whose bodies
+        The default masks every secret's value wherever it appears, as it is and
+        percent-encoded (:func:`~.payloads.masked`); types whose bodies
         carry personal data (hashed or not) override it.
         """
         text = f"{request.method} {request.url}\n"
         text += "".join(f"{name}: {value}\n" for name, value in request.headers)
         text += request.body.decode("utf-8", "replace")
-        for secret in self.secrets.values():
-            if secret:
-                text = text.replace(secret, "[secret]")
-        return text
+        return masked(text, self.secrets.values())

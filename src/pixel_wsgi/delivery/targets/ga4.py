@@ -203,7 +203,7 @@ class GoogleAnalytics4(TargetType):
         user_data = body.get("user_data")
         if isinstance(user_data, dict):
             body["user_data"] = dict.fromkeys(user_data, "[hashed]")
-        text = super().redacted(
+        return super().redacted(
             HttpRequest(
                 request.method,
                 request.url,
@@ -212,4 +212,3 @@ class GoogleAnalytics4(TargetType):
                 request.transaction_ids,
             )
         )
-        return masked(text, self.secrets.values())

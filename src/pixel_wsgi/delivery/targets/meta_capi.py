@@ -281,4 +281,4 @@ class MetaConversionsApi(TargetType):
                         user[key] = "[id]"
         if body:
             request = replace(request, body=json_body(body))
-        return self._masked(super().redacted(request))
+        return super().redacted(request)
