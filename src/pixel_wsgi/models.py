@@ -542,3 +542,145 @@ class IdempotencyRecord:
     status: int
     body: str
     created_at: str
+
+
+# -- delivery: where each ledger row stands with each target ---------------------------
+
+
+class TargetKind(str, enum.Enum):
+    """Where a target sends rows: the ``--kind`` of ``pixel-wsgi target add``."""
+
+    #: the publisher's own server-to-server postback URL, with its sub ids (TUNE, Everflow)
+    POSTBACK = "postback"
+    #: a JSON POST per ledger row, signed as the Standard Webhooks specification says
+    WEBHOOK = "webhook"
+    #: Meta's Conversions API: a ``Purchase`` event per conversion
+    META_CAPI = "meta_capi"
+    #: Google Ads click conversions and conversion adjustments
+    GOOGLE_ADS = "google_ads"
+    #: the GA4 Measurement Protocol: ``purchase`` and ``refund`` events
+    GA4 = "ga4"
+    #: Invoca's Signal API: a signal on the call a conversion names
+    INVOCA_SIGNAL = "invoca_signal"
+
+
+class TargetStatus(str, enum.Enum):
+    """Whether a worker sends a target's rows."""
+
+    ACTIVE = "active"
+    #: paused by an operator (``pixel-wsgi target pause``)
+    PAUSED = "paused"
+    #: paused by the worker: the platform refused the credentials (resume after fixing them)
+    AUTH_FAILED = "auth_failed"
+    #: removed by an operator; its deliveries are kept for the record
+    REMOVED = "removed"
+
+
+class DeliveryStatus(str, enum.Enum):
+    """Where one ledger row stands with one target."""
+
+    #: due: to be sent at ``next_attempt_at`` (at once for a new row)
+    PENDING = "pending"
+    #: the platform has it (2xx, or whatever its documentation says is success)
+    DELIVERED = "delivered"
+    #: the platform already had it: counts as delivered
+    DUPLICATE = "duplicate"
+    #: refused for good (the reason is kept); ``pixel-wsgi retry`` sends it again
+    DEAD = "dead"
+    #: the target cannot express this row (a correction for Meta, a sale without a click
+    #: id for Google Ads, ...): recorded, never silently dropped
+    UNSUPPORTED = "unsupported"
+    #: past the platform's deadline (Meta 7 days, GA4 72 hours) before it could be sent
+    EXPIRED = "expired"
+    #: skipped by an operator (``pixel-wsgi skip``)
+    SKIPPED = "skipped"
+
+    @property
+    def settled(self) -> bool:
+        """Whether nothing more will be sent for this row (unless an operator says so)."""
+        return self is not DeliveryStatus.PENDING
+
+    @property
+    def reached(self) -> bool:
+        """Whether the platform has the row: what a correction waits for."""
+        return self in (DeliveryStatus.DELIVERED, DeliveryStatus.DUPLICATE)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTarget:
+    """A delivery target as the store keeps it: its credentials still sealed.
+
+    :param sealed_secrets: the credentials, encrypted (``pixel_wsgi.delivery.secrets``);
+        the store never sees them in plain text.
+    :param cursor: the last ledger row id looked at: rows after it are not queued yet.
+    :param failures: requests in a row that got no usable answer (the circuit breaker).
+    :param resume_at: while the breaker is open, when the target is tried again.
+    """
+
+    id: int
+    advertiser_id: int
+    kind: TargetKind
+    publisher_id: int | None
+    settings: dict[str, str]
+    sealed_secrets: str
+    status: TargetStatus
+    status_detail: str | None
+    cursor: int
+    failures: int
+    resume_at: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One ledger row with one target.
+
+    :param original_transaction_id: the first row of its chain (its own id for a conversion).
+    :param original_status: for a correction or reversal, where its original stands with
+        the same target (None when the original was never queued for it).
+    :param lease_until: while a worker holds the row (sending it), until when.
+    """
+
+    target_id: int
+    transaction_id: int
+    original_transaction_id: int
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: str
+    detail: str | None
+    created_at: str
+    updated_at: str
+    lease_until: str | None = None
+    original_status: DeliveryStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a worker decided for one claimed row after an attempt (or without one)."""
+
+    transaction_id: int
+    status: DeliveryStatus
+    #: attempts made so far, this one included
+    attempts: int
+    #: when to try again (PENDING), else when it settled
+    next_attempt_at: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """One request sent (or that could not be), as the attempt log keeps it: redacted."""
+
+    target_id: int
+    transaction_ids: tuple[int, ...]
+    attempted_at: str
+    #: the outcome of the request as a whole: an OutcomeKind value, or "mixed"
+    outcome: str
+    detail: str
+    #: the request as sent, secrets and personal data masked
+    request: str
+    #: the status and the start of the body, or why nothing came back
+    response: str
+    duration_ms: int
+    id: int | None = None

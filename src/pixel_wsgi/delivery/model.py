@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ..models import Transaction
+from ..models import DeliveryStatus, TargetKind, TargetStatus, Transaction
 
 __all__ = [
     "CLICK_ID_PARAMS",
@@ -29,65 +29,6 @@ __all__ = [
     "TargetKind",
     "TargetStatus",
 ]
-
-
-class TargetKind(str, Enum):
-    """Where a target sends rows: the ``--kind`` of ``pixel-wsgi target add``."""
-
-    #: the publisher's own server-to-server postback URL, with its sub ids (TUNE, Everflow)
-    POSTBACK = "postback"
-    #: a JSON POST per ledger row, signed as the Standard Webhooks specification says
-    WEBHOOK = "webhook"
-    #: Meta's Conversions API: a ``Purchase`` event per conversion
-    META_CAPI = "meta_capi"
-    #: Google Ads click conversions and conversion adjustments
-    GOOGLE_ADS = "google_ads"
-    #: the GA4 Measurement Protocol: ``purchase`` and ``refund`` events
-    GA4 = "ga4"
-    #: Invoca's Signal API: a signal on the call a conversion names
-    INVOCA_SIGNAL = "invoca_signal"
-
-
-class TargetStatus(str, Enum):
-    """Whether a worker sends a target's rows."""
-
-    ACTIVE = "active"
-    #: paused by an operator (``pixel-wsgi target pause``)
-    PAUSED = "paused"
-    #: paused by the worker: the platform refused the credentials (resume after fixing them)
-    AUTH_FAILED = "auth_failed"
-    #: removed by an operator; its deliveries are kept for the record
-    REMOVED = "removed"
-
-
-class DeliveryStatus(str, Enum):
-    """Where one ledger row stands with one target."""
-
-    #: due: to be sent at ``next_attempt_at`` (at once for a new row)
-    PENDING = "pending"
-    #: the platform has it (2xx, or whatever its documentation says is success)
-    DELIVERED = "delivered"
-    #: the platform already had it: counts as delivered
-    DUPLICATE = "duplicate"
-    #: refused for good (the reason is kept); ``pixel-wsgi retry`` sends it again
-    DEAD = "dead"
-    #: the target cannot express this row (a correction for Meta, a sale without a click
-    #: id for Google Ads, ...): recorded, never silently dropped
-    UNSUPPORTED = "unsupported"
-    #: past the platform's deadline (Meta 7 days, GA4 72 hours) before it could be sent
-    EXPIRED = "expired"
-    #: skipped by an operator (``pixel-wsgi skip``)
-    SKIPPED = "skipped"
-
-    @property
-    def settled(self) -> bool:
-        """Whether nothing more will be sent for this row (unless an operator says so)."""
-        return self is not DeliveryStatus.PENDING
-
-    @property
-    def reached(self) -> bool:
-        """Whether the platform has the row: what a correction waits for."""
-        return self in (DeliveryStatus.DELIVERED, DeliveryStatus.DUPLICATE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ writer, and that its unique keys hold under concurrency.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +24,9 @@ from ..models import (
     ApiCredential,
     Attribution,
     Campaign,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
     IdempotencyRecord,
     Link,
     PayoutRule,
@@ -31,6 +34,10 @@ from ..models import (
     ReferenceClaim,
     Rejection,
     RejectionDraft,
+    Settlement,
+    StoredTarget,
+    TargetKind,
+    TargetStatus,
     Transaction,
     TransactionDraft,
     TransactionType,
@@ -428,6 +435,154 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def erase_personal_data(self, advertiser_id: int, reference_id: str) -> int:
         """Erase the personal data of every row of a conversion; return rows erased."""
+
+    # -- delivery: targets, the outbox, the attempt log ----------------------------
+    #
+    # The ledger is the log: each target keeps a cursor over ledger ids (which follow
+    # commit order) and queues the rows after it; recording a conversion writes
+    # nothing here. Workers claim due rows (a lease; FOR UPDATE SKIP LOCKED first on
+    # PostgreSQL), send them, and settle them under the same lease token.
+
+    @abc.abstractmethod
+    def add_target(
+        self,
+        advertiser_id: int,
+        kind: TargetKind,
+        *,
+        publisher_id: int | None,
+        settings: Mapping[str, str],
+        sealed_secrets: str,
+        start_after: int,
+    ) -> StoredTarget:
+        """Store a new, active target whose cursor starts after ledger id ``start_after``.
+
+        :raises NotFoundError: for an unknown advertiser or publisher.
+        """
+
+    @abc.abstractmethod
+    def target(self, target_id: int) -> StoredTarget | None: ...
+
+    @abc.abstractmethod
+    def targets(
+        self, *, advertiser_id: int | None = None, removed: bool = False
+    ) -> list[StoredTarget]:
+        """The targets by id; ``removed`` ones too only when asked."""
+
+    @abc.abstractmethod
+    def set_target(
+        self, target_id: int, settings: Mapping[str, str], sealed_secrets: str
+    ) -> StoredTarget:
+        """Replace a target's settings and credentials (``pixel-wsgi target set``).
+
+        :raises NotFoundError: for an unknown target.
+        """
+
+    @abc.abstractmethod
+    def set_target_status(
+        self, target_id: int, status: TargetStatus, detail: str | None
+    ) -> StoredTarget:
+        """Pause, resume, remove, or mark refused credentials; resuming closes the breaker.
+
+        :raises NotFoundError: for an unknown target.
+        """
+
+    @abc.abstractmethod
+    def set_target_breaker(self, target_id: int, failures: int, resume_at: str | None) -> None:
+        """Record the circuit breaker: requests failed in a row, and until when to wait."""
+
+    @abc.abstractmethod
+    def last_transaction_id(self, *, before: str | None = None) -> int:
+        """The newest ledger id (made before ``before`` when given); 0 for none."""
+
+    @abc.abstractmethod
+    def queue_deliveries(
+        self,
+        target_id: int,
+        cursor: int,
+        new_cursor: int,
+        rows: Sequence[tuple[int, int]],
+        now: str,
+    ) -> bool:
+        """Queue ``rows`` (``(transaction_id, original_transaction_id)``) as pending and
+        move the target's cursor from ``cursor`` to ``new_cursor``, atomically.
+
+        :returns: False, changing nothing, when the cursor was not ``cursor`` any more
+            (another worker queued those rows first).
+        """
+
+    @abc.abstractmethod
+    def claim_deliveries(
+        self, target_id: int, *, now: str, lease_until: str, token: str, limit: int
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` due pending rows, oldest first, to ``token``.
+
+        A row is due when its time has come, no lease on it is running, and no earlier
+        row of its chain is pending for this target (a correction waits for its
+        original). Each comes with ``original_status``.
+        """
+
+    @abc.abstractmethod
+    def due_deliveries(self, target_id: int, *, now: str, limit: int) -> list[Delivery]:
+        """The rows :meth:`claim_deliveries` would claim, leasing nothing (``--dry-run``)."""
+
+    @abc.abstractmethod
+    def settle_deliveries(
+        self,
+        target_id: int,
+        token: str,
+        settlements: Sequence[Settlement],
+        attempts: Sequence[DeliveryAttempt],
+    ) -> int:
+        """Record what became of leased rows and log the attempts, in one transaction.
+
+        A row whose lease ``token`` no longer holds (it ran out and another worker
+        claimed the row) is left alone. :returns: the rows settled.
+        """
+
+    @abc.abstractmethod
+    def deliveries(
+        self, target_id: int, *, status: DeliveryStatus | None = None, limit: int | None = None
+    ) -> Iterator[Delivery]:
+        """A target's rows by ledger id, in keyset pages."""
+
+    @abc.abstractmethod
+    def move_deliveries(
+        self,
+        target_id: int,
+        *,
+        from_statuses: Sequence[DeliveryStatus],
+        to_status: DeliveryStatus,
+        now: str,
+        detail: str | None,
+        transaction_ids: Sequence[int] | None = None,
+    ) -> int:
+        """Move rows (all of the target's, or ``transaction_ids``) from one of
+        ``from_statuses`` to ``to_status`` (``retry``: to pending, due now; ``skip``).
+        A row leased by a worker is not moved. :returns: the rows moved."""
+
+    @abc.abstractmethod
+    def delivery_attempts(self, target_id: int, *, limit: int = 20) -> list[DeliveryAttempt]:
+        """The target's newest attempts first."""
+
+    @abc.abstractmethod
+    def delivery_counts(self, target_id: int) -> dict[DeliveryStatus, int]:
+        """How many of the target's rows are in each status (absent: none)."""
+
+    @abc.abstractmethod
+    def oldest_pending(self, target_id: int) -> str | None:
+        """When the oldest ledger row still pending for the target was made."""
+
+    @abc.abstractmethod
+    def attempt_outcomes_by_day(self, target_id: int, since: str) -> list[tuple[str, str, int]]:
+        """``(UTC day, outcome, attempts)`` of the target's attempts since ``since``."""
+
+    @abc.abstractmethod
+    def transactions_by_id(self, transaction_ids: Sequence[int]) -> dict[int, Transaction]:
+        """The ledger rows of these ids (missing ids are absent)."""
+
+    @abc.abstractmethod
+    def settled_through(self, target_id: int) -> int:
+        """The highest ledger id up to which every row is queued and settled for the target."""
 
 
 def storage_from_url(url: str, **options: Any) -> Storage:

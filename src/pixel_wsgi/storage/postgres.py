@@ -78,6 +78,7 @@ from ..errors import (
 )
 from ..models import TransactionDraft
 from .base import LedgerWriter
+from .deliveries import SQLDeliveryStorage
 from .migrations.postgres import MIGRATE_LOCK_KEY
 from .migrations.postgres import apply as apply_migrations
 from .rows import INSERTED_TRANSACTION_COLUMNS, json_object, transaction_values
@@ -86,7 +87,6 @@ from .sql import (
     Execute,
     Row,
     SQLLedgerWriter,
-    SQLStorage,
     check_page_size,
     dialect,
 )
@@ -346,7 +346,7 @@ def _cut(conn: Connection[TupleRow]) -> None:
 _WATCHDOG = _Watchdog()
 
 
-class PostgresStorage(SQLStorage):
+class PostgresStorage(SQLDeliveryStorage):
     """Storage in a PostgreSQL database (11 or newer; tested with 15).
 
     :param url_or_conninfo: a ``postgresql://user:password@host:port/dbname?...``
@@ -371,6 +371,7 @@ class PostgresStorage(SQLStorage):
 
     schemes = ("postgresql", "postgres")
     explicit_id = _OVERRIDING
+    skip_locked = " FOR UPDATE OF d SKIP LOCKED"
 
     def __init__(
         self,

@@ -43,9 +43,10 @@ from urllib.parse import quote, unquote, urlsplit
 from ..errors import ConfigurationError, NotFoundError, RecordRefused, StorageError
 from ..models import TransactionDraft
 from .base import LedgerWriter
+from .deliveries import SQLDeliveryStorage
 from .migrations import sqlite as schema
 from .rows import INSERTED_TRANSACTION_COLUMNS, json_object, transaction_values
-from .sql import PAGE_SIZE, Execute, Row, SQLLedgerWriter, SQLStorage, check_page_size
+from .sql import PAGE_SIZE, Execute, Row, SQLLedgerWriter, check_page_size
 
 _SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: Seconds a read-only fallback connection is used before a writable one is tried again.
@@ -141,7 +142,7 @@ def _storage_error(failed: str, exc: Exception) -> StorageError:
     return StorageError(f"{failed}: {exc}")
 
 
-class SQLiteStorage(SQLStorage):
+class SQLiteStorage(SQLDeliveryStorage):
     """Storage in one SQLite file.
 
     :param path: the database file; created with its directory's permissions.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,9 +24,14 @@ from ..model import (
     Target,
     TargetKind,
 )
-from .payloads import masked
+from .payloads import masked, row_time
 
-__all__ = ["Send", "TargetType", "with_endpoint"]
+__all__ = ["SEND_MARGIN", "Send", "TargetType", "with_endpoint"]
+
+#: How long a request may take between being built and reaching the platform: a row
+#: this close to a platform's deadline counts as past it, lest it turn stale on the way
+#: (one stale event fails a whole Meta batch).
+SEND_MARGIN = timedelta(minutes=1)
 
 #: How a target type reaches the network when it must before building requests (an OAuth
 #: token exchange): the worker's sender, with its timeout. Raises OSError on no answer.
@@ -108,6 +113,29 @@ class TargetType(abc.ABC):
     def unsupported(self, item: DeliveryItem) -> str | None:
         """Why the platform cannot take this row (recorded as ``unsupported``), or None."""
         return None
+
+    def expired(self, item: DeliveryItem, now: datetime) -> bool:
+        """Whether ``item`` is past the platform's deadline (:attr:`max_event_age`, less
+        :data:`SEND_MARGIN`) at ``now``: it is never sent, never retried."""
+        age = self.max_event_age
+        return age is not None and row_time(item.row) < now - age + SEND_MARGIN
+
+    def not_before(self, item: DeliveryItem) -> datetime | None:
+        """When ``item`` may be sent at the earliest (:attr:`min_event_age` after the
+        click when its time is known, else after the conversion's first row)."""
+        if self.min_event_age is None:
+            return None
+        click = item.click
+        if click is not None and click.clicked_at_ms is not None:
+            clicked = datetime.fromtimestamp(click.clicked_at_ms / 1000, timezone.utc)
+            return clicked + self.min_event_age
+        return row_time(item.original) + self.min_event_age
+
+    def sendable(self, items: Sequence[DeliveryItem], now: datetime) -> list[DeliveryItem]:
+        """The items a request may carry: not :meth:`expired`, not :meth:`unsupported`."""
+        return [
+            item for item in items if not self.expired(item, now) and self.unsupported(item) is None
+        ]
 
     def authorize(self, send: Send, now: datetime) -> Outcome | None:
         """Get what requests need from the network first (an access token), or say why

@@ -46,7 +46,6 @@ from ..model import (
 )
 from .answers import json_object, no_answer, retry_after
 from .base import TargetType, with_endpoint
-from .meta_capi import sendable_items
 from .payloads import conversion_key, json_body, line_items, masked, row_time
 
 __all__ = ["GoogleAnalytics4"]
@@ -113,7 +112,7 @@ class GoogleAnalytics4(TargetType):
 
     def requests(self, items: Sequence[DeliveryItem], now: datetime) -> list[HttpRequest]:
         """One request per row. A row older than 72 hours (less
-        :data:`~pixel_wsgi.delivery.targets.meta_capi.SEND_MARGIN`) or one
+        :data:`~pixel_wsgi.delivery.targets.base.SEND_MARGIN`) or one
         :meth:`unsupported` refuses is in no request (GA4 would drop it silently); the
         worker expires it."""
         return [
@@ -124,7 +123,7 @@ class GoogleAnalytics4(TargetType):
                 json_body(self._body(item, now)),
                 (item.row.transaction_id,),
             )
-            for item in sendable_items(self, items, now)
+            for item in self.sendable(items, now)
         ]
 
     @staticmethod

@@ -55,13 +55,10 @@ from .answers import json_object, no_answer, retry_after
 from .base import TargetType, with_endpoint
 from .payloads import conversion_key, json_body, line_items, masked, row_time
 
-__all__ = ["GRAPH_VERSION", "MetaConversionsApi", "sendable_items"]
+__all__ = ["GRAPH_VERSION", "MetaConversionsApi"]
 
 #: The Graph API version the ``facebook-business`` 26 SDK pins.
 GRAPH_VERSION = "v26.0"
-#: How long a request may take between being built and reaching Meta: a row this close
-#: to Meta's 7 days stays out of requests, lest it turn stale on the way and fail its batch.
-SEND_MARGIN = timedelta(minutes=1)
 
 #: Graph error codes: wait and retry (unknown, service, throttling, rate limits).
 _RETRY_CODES = frozenset({1, 2, 4, 17, 341})
@@ -70,20 +67,6 @@ _AUTH_CODES = frozenset({10, 102, 190, *range(200, 300)})
 #: ``user_data`` keys that carry hashes, and those that carry browser ids.
 _HASHED_KEYS = ("em", "ph", "fn", "ln")
 _ID_KEYS = ("fbc", "fbp")
-
-
-def sendable_items(
-    target: TargetType, items: Sequence[DeliveryItem], now: datetime
-) -> list[DeliveryItem]:
-    """The items a request may carry: not past ``target``'s :attr:`max_event_age` (less
-    :data:`SEND_MARGIN`) at ``now``, and not refused by its ``unsupported()``."""
-    age = target.max_event_age
-    oldest = None if age is None else now - age + SEND_MARGIN
-    return [
-        item
-        for item in items
-        if (oldest is None or row_time(item.row) >= oldest) and target.unsupported(item) is None
-    ]
 
 
 class MetaConversionsApi(TargetType):
@@ -148,12 +131,12 @@ class MetaConversionsApi(TargetType):
     def requests(self, items: Sequence[DeliveryItem], now: datetime) -> list[HttpRequest]:
         """Batches of up to 1,000 events.
 
-        A row older than 7 days (less :data:`SEND_MARGIN`) at ``now``, or one
+        A row older than 7 days (less :data:`~.base.SEND_MARGIN`) at ``now``, or one
         :meth:`unsupported` refuses, is in no request: Meta would fail the whole batch
         for it. The worker keeps such rows out of batches already; one that slips in is
         left to the worker's expiry, and :meth:`classify` never sees it.
         """
-        sendable = sendable_items(self, items, now)
+        sendable = self.sendable(items, now)
         built: list[HttpRequest] = []
         for start in range(0, len(sendable), self.batch_limit):
             chunk = sendable[start : start + self.batch_limit]

@@ -260,3 +260,66 @@ def server_precedence_and_claims(script: Script) -> None:
         CREATE INDEX reference_claims_reference ON reference_claims (advertiser_id, reference_id)
         """,
     )
+
+
+@migrations(name="0007_delivery_outbox")
+def delivery_outbox(script: Script) -> None:
+    script(
+        """
+        -- Where an advertiser's ledger rows go (pixel_wsgi.delivery): its settings in JSON,
+        -- its credentials sealed with a key from secret_key (never in plain text here),
+        -- and the last ledger row it looked at (ledger ids follow commit order).
+        CREATE TABLE delivery_targets (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            advertiser_id BIGINT NOT NULL REFERENCES advertisers(id),
+            kind TEXT NOT NULL,
+            publisher_id BIGINT REFERENCES publishers(id),
+            settings TEXT NOT NULL,
+            sealed_secrets TEXT NOT NULL,
+            status TEXT NOT NULL CONSTRAINT delivery_targets_status_check CHECK
+                (status IN ('active', 'paused', 'auth_failed', 'removed')),
+            status_detail TEXT,
+            ledger_cursor BIGINT NOT NULL
+                CONSTRAINT delivery_targets_cursor_check CHECK (ledger_cursor >= 0),
+            failures INTEGER NOT NULL DEFAULT 0,
+            resume_at TEXT COLLATE "C",
+            created_at TEXT COLLATE "C" NOT NULL,
+            updated_at TEXT COLLATE "C" NOT NULL
+        );
+        CREATE INDEX delivery_targets_advertiser ON delivery_targets (advertiser_id);
+        -- One ledger row with one target: pending until settled. A worker claims the
+        -- rows it sends (FOR UPDATE SKIP LOCKED, then a lease), so two never send one.
+        CREATE TABLE deliveries (
+            target_id BIGINT NOT NULL REFERENCES delivery_targets(id),
+            transaction_id BIGINT NOT NULL REFERENCES transactions(id),
+            original_transaction_id BIGINT NOT NULL REFERENCES transactions(id),
+            status TEXT NOT NULL CONSTRAINT deliveries_status_check CHECK (status IN
+                ('pending', 'delivered', 'duplicate', 'dead', 'unsupported', 'expired',
+                 'skipped')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT COLLATE "C" NOT NULL,
+            lease_token TEXT,
+            lease_until TEXT COLLATE "C",
+            detail TEXT,
+            created_at TEXT COLLATE "C" NOT NULL,
+            updated_at TEXT COLLATE "C" NOT NULL,
+            CONSTRAINT deliveries_pkey PRIMARY KEY (target_id, transaction_id)
+        );
+        CREATE INDEX deliveries_pending ON deliveries (target_id, transaction_id)
+            WHERE status = 'pending';
+        CREATE INDEX deliveries_chain ON deliveries (target_id, original_transaction_id);
+        -- Every request sent, redacted: the dashboard's last errors, outcomes per day.
+        CREATE TABLE delivery_attempts (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            target_id BIGINT NOT NULL REFERENCES delivery_targets(id),
+            transaction_ids TEXT NOT NULL,
+            attempted_at TEXT COLLATE "C" NOT NULL,
+            outcome TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            request TEXT NOT NULL,
+            response TEXT NOT NULL,
+            duration_ms INTEGER NOT NULL
+        );
+        CREATE INDEX delivery_attempts_target ON delivery_attempts (target_id, id)
+        """,
+    )

@@ -279,3 +279,64 @@ def same_indexes_as_postgres(script: Script) -> None:
         -- INSERT, so a store gets them when a dashboard first asks (Storage.index_dates).
         """,
     )
+
+
+@migrations(name="0007_delivery_outbox")
+def delivery_outbox(script: Script) -> None:
+    script(
+        """
+        -- Where an advertiser's ledger rows go (pixel_wsgi.delivery): its settings in JSON,
+        -- its credentials sealed with a key from secret_key (never in plain text here),
+        -- and the last ledger row it looked at (ledger ids follow commit order).
+        CREATE TABLE delivery_targets (
+            id INTEGER PRIMARY KEY,
+            advertiser_id INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            publisher_id INTEGER,
+            settings TEXT NOT NULL,
+            sealed_secrets TEXT NOT NULL,
+            status TEXT NOT NULL CHECK
+                (status IN ('active', 'paused', 'auth_failed', 'removed')),
+            status_detail TEXT,
+            ledger_cursor INTEGER NOT NULL CHECK (ledger_cursor >= 0),
+            failures INTEGER NOT NULL DEFAULT 0,
+            resume_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX delivery_targets_advertiser ON delivery_targets (advertiser_id);
+        -- One ledger row with one target: pending until settled. A worker leases the
+        -- rows it sends (lease_token, lease_until), so two workers never send one row.
+        CREATE TABLE deliveries (
+            target_id INTEGER NOT NULL,
+            transaction_id INTEGER NOT NULL,
+            original_transaction_id INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'duplicate',
+                'dead', 'unsupported', 'expired', 'skipped')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            lease_token TEXT,
+            lease_until TEXT,
+            detail TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (target_id, transaction_id)
+        );
+        CREATE INDEX deliveries_pending ON deliveries (target_id, transaction_id)
+            WHERE status = 'pending';
+        CREATE INDEX deliveries_chain ON deliveries (target_id, original_transaction_id);
+        -- Every request sent, redacted: the dashboard's last errors, outcomes per day.
+        CREATE TABLE delivery_attempts (
+            id INTEGER PRIMARY KEY,
+            target_id INTEGER NOT NULL,
+            transaction_ids TEXT NOT NULL,
+            attempted_at TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            request TEXT NOT NULL,
+            response TEXT NOT NULL,
+            duration_ms INTEGER NOT NULL
+        );
+        CREATE INDEX delivery_attempts_target ON delivery_attempts (target_id, id)
+        """,
+    )
