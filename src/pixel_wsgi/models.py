@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -202,12 +203,16 @@ class Advertiser:
 
     ``require_signed_pixels``: refuse conversion pixels without a valid signature
     (see :mod:`pixel_wsgi.signing`).
+    ``keeps_conversion_context``: keep each pixel conversion's request context (the
+    ``_fbp`` and ``_ga`` cookies, User-Agent, truncated IP, page) for delivery targets
+    that need it (Meta, GA4); off by default.
     """
 
     id: int
     name: str
     created_at: str
     require_signed_pixels: bool = False
+    keeps_conversion_context: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +263,8 @@ class Attribution(NamedTuple):
     payout: PayoutRule
     #: the campaign's :attr:`Campaign.daily_cap`
     daily_cap: int | None = None
+    #: the advertiser's :attr:`Advertiser.keeps_conversion_context`
+    keeps_conversion_context: bool = False
 
 
 @dataclass(slots=True)
@@ -345,6 +352,100 @@ class VisitClaim(NamedTuple):
 
     visit_id: int
     link_id: int
+
+
+#: Sub id parameters of a tracking link, kept with the visit for the publisher's postback.
+SUB_ID_PARAMS = ("sub1", "sub2", "sub3", "sub4", "sub5")
+#: TUNE's names for the same sub ids (``aff_sub`` is ``sub1``).
+SUB_ID_ALIASES = {
+    "aff_sub": "sub1",
+    "aff_sub2": "sub2",
+    "aff_sub3": "sub3",
+    "aff_sub4": "sub4",
+    "aff_sub5": "sub5",
+}
+#: Ad platforms' click ids of a tracking link, kept byte for byte (they are case-sensitive).
+CLICK_ID_PARAMS = ("gclid", "gbraid", "wbraid", "fbclid", "ttclid", "msclkid")
+
+
+@dataclass(frozen=True, slots=True)
+class ClickContext:
+    """What the tracking link's query carried, kept with the visit."""
+
+    #: ``sub1``..``sub5`` (aliases already folded), only those given
+    sub_ids: Mapping[str, str] = field(default_factory=dict)
+    #: ``gclid``, ``gbraid``, ``wbraid``, ``fbclid``, ``ttclid``, ``msclkid``, only those given
+    click_ids: Mapping[str, str] = field(default_factory=dict)
+    #: when the click happened, in Unix milliseconds (Meta's ``fbc`` carries it)
+    clicked_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionContext:
+    """What the conversion's request carried that a target needs, kept only for delivery."""
+
+    #: Meta's browser id, the ``_fbp`` cookie of the host's domain
+    fbp: str | None = None
+    #: GA4's client id, from the ``_ga`` cookie (``GA1.2.X.Y`` gives ``X.Y``)
+    ga_client_id: str | None = None
+    #: the browser's ``User-Agent``
+    user_agent: str | None = None
+    #: the visitor's network, truncated (IPv4 /24, IPv6 /48), never the full address
+    ip_prefix: str | None = None
+    #: the page that fired the pixel (``Referer``): Meta's ``event_source_url``
+    page_url: str | None = None
+
+
+def click_context_json(click: ClickContext) -> dict[str, Any]:
+    """A click's context as JSON values, its empty members left out: how the store
+    (``visits.click_data``) and the outage spool keep it."""
+    data: dict[str, Any] = {}
+    if click.sub_ids:
+        data["sub_ids"] = dict(click.sub_ids)
+    if click.click_ids:
+        data["click_ids"] = dict(click.click_ids)
+    if click.clicked_at_ms is not None:
+        data["clicked_at_ms"] = click.clicked_at_ms
+    return data
+
+
+def click_context_from_json(data: Mapping[str, Any]) -> ClickContext:
+    """The inverse of :func:`click_context_json`, for what the store holds (trusted: a
+    spooled one goes through :func:`pixel_wsgi.params.click_ids.validated_click_context`)."""
+    return ClickContext(
+        sub_ids=dict(data.get("sub_ids", {})),
+        click_ids=dict(data.get("click_ids", {})),
+        clicked_at_ms=data.get("clicked_at_ms"),
+    )
+
+
+def conversion_context_json(context: ConversionContext) -> dict[str, str]:
+    """A conversion's request context as JSON values, its empty members left out (the
+    store's ``delivery_context``, the spool); ``ConversionContext(**data)`` reads it back."""
+    data = {}
+    for name in ("fbp", "ga_client_id", "user_agent", "ip_prefix", "page_url"):
+        value = getattr(context, name)
+        if value is not None:
+            data[name] = value
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryContext:
+    """What delivery may need of a ledger row beyond the row: all of it is its chain's
+    original's (a correction or a reversal shares its conversion's).
+
+    :param click: the click of the original's visit, when its link carried sub ids or
+        click ids.
+    :param conversion: the original's request context, when its advertiser keeps it
+        (and until delivery forgets it).
+    :param personal: the original's personal (remarketing) fields; empty when none or
+        erased.
+    """
+
+    click: ClickContext | None
+    conversion: ConversionContext | None
+    personal: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,6 +569,9 @@ class TransactionDraft:
     created_at: str
     personal_data: dict[str, str] = field(default_factory=dict)
     reversal_reason: str | None = None
+    #: the request's context, for delivery (a conversion's first row only, and only
+    #: when its advertiser keeps it): stored by the row's own INSERT
+    conversion: ConversionContext | None = None
 
 
 @dataclass(frozen=True, slots=True)

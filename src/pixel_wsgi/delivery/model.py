@@ -11,7 +11,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ..models import DeliveryStatus, TargetKind, TargetStatus, Transaction
+# The types the storage keeps live in the kernel (the storage may not import
+# delivery); re-exported here, where targets have always found them.
+from ..models import (
+    CLICK_ID_PARAMS,
+    SUB_ID_ALIASES,
+    SUB_ID_PARAMS,
+    ClickContext,
+    ConversionContext,
+    DeliveryStatus,
+    TargetKind,
+    TargetStatus,
+    Transaction,
+)
 
 __all__ = [
     "CLICK_ID_PARAMS",
@@ -51,48 +63,6 @@ class Target:
     #: why the target is paused or failing, for the operator
     status_detail: str | None
     created_at: str
-
-
-#: Sub id parameters of a tracking link, kept with the visit for the publisher's postback.
-SUB_ID_PARAMS = ("sub1", "sub2", "sub3", "sub4", "sub5")
-#: TUNE's names for the same sub ids (``aff_sub`` is ``sub1``).
-SUB_ID_ALIASES = {
-    "aff_sub": "sub1",
-    "aff_sub2": "sub2",
-    "aff_sub3": "sub3",
-    "aff_sub4": "sub4",
-    "aff_sub5": "sub5",
-}
-#: Ad platforms' click ids of a tracking link, kept byte for byte (they are case-sensitive).
-CLICK_ID_PARAMS = ("gclid", "gbraid", "wbraid", "fbclid", "ttclid", "msclkid")
-
-
-@dataclass(frozen=True, slots=True)
-class ClickContext:
-    """What the tracking link's query carried, kept with the visit."""
-
-    #: ``sub1``..``sub5`` (aliases already folded), only those given
-    sub_ids: Mapping[str, str] = field(default_factory=dict)
-    #: ``gclid``, ``gbraid``, ``wbraid``, ``fbclid``, ``ttclid``, ``msclkid``, only those given
-    click_ids: Mapping[str, str] = field(default_factory=dict)
-    #: when the click happened, in Unix milliseconds (Meta's ``fbc`` carries it)
-    clicked_at_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ConversionContext:
-    """What the conversion's request carried that a target needs, kept only for delivery."""
-
-    #: Meta's browser id, the ``_fbp`` cookie of the host's domain
-    fbp: str | None = None
-    #: GA4's client id, from the ``_ga`` cookie (``GA1.2.X.Y`` gives ``X.Y``)
-    ga_client_id: str | None = None
-    #: the browser's ``User-Agent``
-    user_agent: str | None = None
-    #: the visitor's network, truncated (IPv4 /24, IPv6 /48), never the full address
-    ip_prefix: str | None = None
-    #: the page that fired the pixel (``Referer``): Meta's ``event_source_url``
-    page_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

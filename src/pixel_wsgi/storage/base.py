@@ -24,8 +24,10 @@ from ..models import (
     ApiCredential,
     Attribution,
     Campaign,
+    ClickContext,
     Delivery,
     DeliveryAttempt,
+    DeliveryContext,
     DeliveryStatus,
     IdempotencyRecord,
     Link,
@@ -269,6 +271,17 @@ class Storage(abc.ABC):
         :raises NotFoundError: when the advertiser does not exist.
         """
 
+    @abc.abstractmethod
+    def set_advertiser_keeps_conversion_context(self, advertiser_id: int, keep: bool) -> None:
+        """Whether the advertiser's pixel conversions keep their request context (the
+        ``_fbp`` and ``_ga`` cookies, User-Agent, truncated IP, page) for delivery.
+
+        Running processes see the change within their catalog's ``ttl``.
+
+        :raises NotFoundError: when the advertiser does not exist.
+        :raises EntityInvalid: unless ``keep`` is True or False.
+        """
+
     def index_dates(self) -> bool:
         """Add the indexes that bound an advertiser's reads by date, if missing.
 
@@ -300,11 +313,16 @@ class Storage(abc.ABC):
         user_agent: str | None,
         created_at: str,
         visit_id: int | None = None,
+        click: ClickContext | None = None,
     ) -> int:
         """Durably record one click on a link; return the new visit id.
 
         With ``visit_id`` (a spooled click being replayed) that id is used, and a
-        visit already stored under it is kept: the call is idempotent.
+        visit already stored under it is kept: the call is idempotent (a visit its
+        conversion stored first, without a click context, gets ``click``'s).
+
+        :param click: what the link's query carried for delivery; nothing is kept for
+            None or a context without sub ids and click ids.
         """
 
     # -- the ledger ------------------------------------------------------------
@@ -583,6 +601,23 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def settled_through(self, target_id: int) -> int:
         """The highest ledger id up to which every row is queued and settled for the target."""
+
+    # -- what delivery needs beyond the rows --------------------------------------------
+
+    @abc.abstractmethod
+    def delivery_contexts(self, transaction_ids: Sequence[int]) -> dict[int, DeliveryContext]:
+        """What delivery needs of each ledger row beyond the row, by its id.
+
+        All of it is the chain's original's: the click context of its visit, its
+        conversion context (unless forgotten), its personal data (unless erased). A
+        correction or a reversal so shares its conversion's, never a copy. Ids of no
+        row are absent. A few queries for the whole batch, never one per id.
+        """
+
+    @abc.abstractmethod
+    def forget_conversion_contexts(self, transaction_ids: Sequence[int]) -> int:
+        """Drop these rows' conversion contexts (delivery no longer needs them): the one
+        change the append-only ledger allows. Returns how many rows had one."""
 
 
 def storage_from_url(url: str, **options: Any) -> Storage:

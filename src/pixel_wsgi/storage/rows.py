@@ -24,6 +24,8 @@ from ..models import (
     Advertiser,
     Attribution,
     Campaign,
+    ClickContext,
+    ConversionContext,
     IdempotencyRecord,
     PayoutKind,
     PayoutRule,
@@ -31,6 +33,9 @@ from ..models import (
     Transaction,
     TransactionDraft,
     TransactionType,
+    click_context_from_json,
+    click_context_json,
+    conversion_context_json,
 )
 
 __all__ = [
@@ -47,11 +52,15 @@ __all__ = [
     "advertiser_from_row",
     "attribution_from_row",
     "campaign_from_row",
+    "click_data",
+    "click_from_data",
+    "conversion_from_data",
     "filters",
     "idempotency_values",
     "json_ints",
     "json_object",
     "json_strings",
+    "json_text",
     "payout_rule",
     "payout_values",
     "rejection_values",
@@ -84,6 +93,41 @@ def json_ints(items: tuple[int, ...]) -> str:
     return "[" + ",".join(map(str, items)) + "]" if items else _EMPTY_LIST
 
 
+def json_text(value: dict[str, Any]) -> str:
+    """Any JSON object as compact text, as every JSON column holds it."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# -- what delivery needs of a click and of a conversion's request ---------------------
+
+
+def click_data(click: ClickContext | None) -> str | None:
+    """A visit's ``click_data``: the click's context as compact JSON (its empty members
+    left out), or NULL for a link that carried nothing."""
+    if click is None:
+        return None
+    return json_text(click_context_json(click)) if click.sub_ids or click.click_ids else None
+
+
+def click_from_data(text: str | None) -> ClickContext | None:
+    """The inverse of :func:`click_data` (what the store holds is trusted)."""
+    return None if text is None else click_context_from_json(json.loads(text))
+
+
+def conversion_data(context: ConversionContext | None) -> str | None:
+    """A ledger row's ``delivery_context``: the conversion's request context as compact
+    JSON (its empty members left out), or NULL."""
+    if context is None:
+        return None
+    data = conversion_context_json(context)
+    return json_text(data) if data else None
+
+
+def conversion_from_data(text: str | None) -> ConversionContext | None:
+    """The inverse of :func:`conversion_data`."""
+    return None if text is None else ConversionContext(**json.loads(text))
+
+
 # -- transactions ----------------------------------------------------------------
 
 #: What :func:`transaction_from_row` reads, in its order. A conversion's first row has no
@@ -108,7 +152,7 @@ INSERTED_TRANSACTION_COLUMNS = (
     "advertiser_id, campaign_id, publisher_id, visit_id, source, reference_id,"
     " corrects_transaction_id, original_transaction_id, sale_amount, sale_currency,"
     " reason_code, sku_list, quantity_list, external_data, custom_data, payout,"
-    " payout_currency, fingerprint, created_at, reversal_reason"
+    " payout_currency, fingerprint, created_at, reversal_reason, delivery_context"
 )
 
 
@@ -135,6 +179,7 @@ def transaction_values(draft: TransactionDraft) -> tuple[Any, ...]:
         draft.fingerprint,
         draft.created_at,
         draft.reversal_reason,
+        None if draft.conversion is None else conversion_data(draft.conversion),
     )
 
 
@@ -199,7 +244,9 @@ SELECT_CAMPAIGNS = (
     "SELECT id, advertiser_id, name, payout_kind, payout_value, payout_currency,"
     " reason_codes, created_at, daily_cap FROM campaigns"
 )
-SELECT_ADVERTISERS = "SELECT id, name, created_at, require_signed_pixels FROM advertisers"
+SELECT_ADVERTISERS = (
+    "SELECT id, name, created_at, require_signed_pixels, keeps_conversion_context FROM advertisers"
+)
 #: A row of it is a :class:`~pixel_wsgi.models.Link` as it is: ``Link(*row)``.
 SELECT_LINKS = (
     "SELECT l.id, l.campaign_id, l.publisher_id, c.advertiser_id, l.destination,"
@@ -208,10 +255,12 @@ SELECT_LINKS = (
 #: What :func:`attribution_from_row` reads: a visit's link and campaign (``WHERE v.id = ...``).
 SELECT_ATTRIBUTION = """
 SELECT c.advertiser_id, l.campaign_id, l.publisher_id,
-       c.payout_kind, c.payout_value, c.payout_currency, c.reason_codes, c.daily_cap
+       c.payout_kind, c.payout_value, c.payout_currency, c.reason_codes, c.daily_cap,
+       a.keeps_conversion_context
 FROM visits v
 JOIN links l ON l.id = v.link_id
 JOIN campaigns c ON c.id = l.campaign_id
+JOIN advertisers a ON a.id = c.advertiser_id
 """
 
 
@@ -239,7 +288,7 @@ def campaign_from_row(row: tuple[Any, ...]) -> Campaign:
 
 def advertiser_from_row(row: tuple[Any, ...]) -> Advertiser:
     """A row of :data:`SELECT_ADVERTISERS` as an advertiser."""
-    return Advertiser(row[0], row[1], row[2], bool(row[3]))
+    return Advertiser(row[0], row[1], row[2], bool(row[3]), bool(row[4]))
 
 
 def attribution_from_row(row: tuple[Any, ...]) -> Attribution:
@@ -250,6 +299,7 @@ def attribution_from_row(row: tuple[Any, ...]) -> Attribution:
         publisher_id=row[2],
         payout=payout_rule(row[3], row[4], row[5], row[6]),
         daily_cap=row[7],
+        keeps_conversion_context=bool(row[8]),
     )
 
 

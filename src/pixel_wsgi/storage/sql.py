@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -31,6 +31,8 @@ from ..models import (
     ApiCredential,
     Attribution,
     Campaign,
+    ClickContext,
+    DeliveryContext,
     IdempotencyRecord,
     Link,
     PayoutRule,
@@ -59,6 +61,9 @@ from .rows import (
     advertiser_from_row,
     attribution_from_row,
     campaign_from_row,
+    click_data,
+    click_from_data,
+    conversion_from_data,
     filters,
     idempotency_values,
     payout_rule,
@@ -118,9 +123,13 @@ _CLAIM_COLUMNS = (
 _SELECT_TRANSACTIONS = f"SELECT {TRANSACTION_COLUMNS} FROM transactions"
 # A visit with a given id: a spooled click replayed, or known from its signed cookie.
 # ``{explicit_id}``: PostgreSQL's identity columns refuse an explicit id unless told.
+# A visit stored first from its cookie (_ENSURE_VISIT: its conversion came before the
+# replay) gets the click's data when the click is replayed.
 _INSERT_VISIT_WITH_ID = (
-    "INSERT INTO visits (id, link_id, ip_prefix, user_agent, created_at){explicit_id}"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+    "INSERT INTO visits (id, link_id, ip_prefix, user_agent, created_at, click_data)"
+    "{explicit_id} VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+    " SET click_data = excluded.click_data"
+    " WHERE visits.click_data IS NULL AND excluded.click_data IS NOT NULL"
 )
 _ENSURE_VISIT = (
     "INSERT INTO visits (id, link_id, ip_prefix, user_agent, created_at){explicit_id}"
@@ -153,6 +162,31 @@ _TRIM_REASON = (
     " WHERE reason = ? ORDER BY id DESC LIMIT 1 OFFSET ?)"
 )
 _SELECT_IDEMPOTENCY = f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
+# What delivery needs of ledger rows (``{ids}``: their placeholders): the click of the
+# chain's original's visit, the original's request context and personal data.
+_DELIVERY_CONTEXTS = (
+    "SELECT t.id, v.click_data, o.delivery_context, p.data FROM transactions t"
+    " JOIN transactions o ON o.id = COALESCE(t.original_transaction_id, t.id)"
+    " LEFT JOIN visits v ON v.id = o.visit_id"
+    " LEFT JOIN personal_data p ON p.transaction_id = o.id"
+    " WHERE t.id IN ({ids})"
+)
+# The one UPDATE the ledger's triggers allow.
+_FORGET_CONVERSION_CONTEXTS = (
+    "UPDATE transactions SET delivery_context = NULL"
+    " WHERE id IN ({ids}) AND delivery_context IS NOT NULL"
+)
+#: Ids per statement of a batch read or write by id: far under every backend's limit on
+#: parameters (SQLite 32,766, PostgreSQL 65,535), and a delivery batch fits one.
+ID_CHUNK = 1000
+
+
+def _id_chunks(transaction_ids: Sequence[int]) -> Iterator[tuple[tuple[int, ...], str]]:
+    """The distinct ids in chunks of :data:`ID_CHUNK`, each with its placeholders."""
+    ids = list(dict.fromkeys(transaction_ids))
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = tuple(ids[start : start + ID_CHUNK])
+        yield chunk, ", ".join("?" * len(chunk))
 
 
 def _pages(
@@ -489,6 +523,17 @@ class SQLStorage(Storage):
             raise NotFoundError(f"no advertiser with id {advertiser_id}")
         return advertiser_from_row(row)
 
+    def set_advertiser_keeps_conversion_context(self, advertiser_id: int, keep: bool) -> None:
+        if not isinstance(keep, bool):
+            raise EntityInvalid("keeps_conversion_context", f"is True or False, got {keep!r}")
+        with self._transaction("change an advertiser's options") as execute:
+            cursor = execute(
+                "UPDATE advertisers SET keeps_conversion_context = ? WHERE id = ?",
+                (keep, advertiser_id),
+            )
+            if cursor.rowcount != 1:
+                raise NotFoundError(f"no advertiser with id {advertiser_id}")
+
     def index_dates(self) -> bool:
         # Under the write lock, like the cap index: between two ledger writes.
         with self._transaction("index rows by date", lock=True) as execute:
@@ -548,18 +593,19 @@ class SQLStorage(Storage):
         user_agent: str | None,
         created_at: str,
         visit_id: int | None = None,
+        click: ClickContext | None = None,
     ) -> int:
         if visit_id is None:
             return self._insert(
                 "record a visit",
-                "INSERT INTO visits (link_id, ip_prefix, user_agent, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (link.id, ip_prefix, user_agent, created_at),
+                "INSERT INTO visits (link_id, ip_prefix, user_agent, created_at, click_data)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (link.id, ip_prefix, user_agent, created_at, click_data(click)),
             )
         with self._transaction("replay a visit") as execute:
             execute(
                 _INSERT_VISIT_WITH_ID.format(explicit_id=self.explicit_id),
-                (visit_id, link.id, ip_prefix, user_agent, created_at),
+                (visit_id, link.id, ip_prefix, user_agent, created_at, click_data(click)),
             )
         return visit_id
 
@@ -752,6 +798,30 @@ class SQLStorage(Storage):
             (transaction_id,),
         )
         return {} if row is None else dict(json.loads(row[0]))
+
+    # -- what delivery needs beyond the rows --------------------------------------------
+
+    def delivery_contexts(self, transaction_ids: Sequence[int]) -> dict[int, DeliveryContext]:
+        found: dict[int, DeliveryContext] = {}
+        for chunk, placeholders in _id_chunks(transaction_ids):
+            rows = self._read(
+                "read delivery contexts", _DELIVERY_CONTEXTS.format(ids=placeholders), chunk
+            )
+            for transaction_id, click, conversion, personal in rows:
+                found[transaction_id] = DeliveryContext(
+                    click=click_from_data(click),
+                    conversion=conversion_from_data(conversion),
+                    personal={} if personal is None else dict(json.loads(personal)),
+                )
+        return found
+
+    def forget_conversion_contexts(self, transaction_ids: Sequence[int]) -> int:
+        cleared = 0
+        with self._transaction("forget conversion contexts") as execute:
+            for chunk, placeholders in _id_chunks(transaction_ids):
+                cursor = execute(_FORGET_CONVERSION_CONTEXTS.format(ids=placeholders), chunk)
+                cleared += cursor.rowcount
+        return cleared
 
     def erase_personal_data(self, advertiser_id: int, reference_id: str) -> int:
         with self._transaction("erase personal data") as execute:

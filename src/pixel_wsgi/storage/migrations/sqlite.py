@@ -281,6 +281,39 @@ def same_indexes_as_postgres(script: Script) -> None:
     )
 
 
+@migrations(name="0006_delivery_capture")
+def delivery_capture(script: Script) -> None:
+    script(
+        """
+        -- What a tracking link's query carried for delivery (sub ids, ad platforms'
+        -- click ids, the click's time), as compact JSON; NULL when it carried nothing.
+        ALTER TABLE visits ADD COLUMN click_data TEXT;
+        -- A pixel conversion's request context (the _fbp and _ga cookies, User-Agent,
+        -- truncated IP, page), as compact JSON, written by the row's own INSERT and only
+        -- for an advertiser that keeps it; set to NULL once delivery no longer needs it.
+        ALTER TABLE transactions ADD COLUMN delivery_context TEXT;
+        ALTER TABLE advertisers ADD COLUMN keeps_conversion_context INTEGER NOT NULL DEFAULT 0
+            CHECK (keeps_conversion_context IN (0, 1));
+        -- Still append-only, but for one UPDATE: forgetting a conversion context. An
+        -- UPDATE OF trigger fires when its SET names one of the columns, changed or not:
+        -- the first refuses every UPDATE that sets anything else (a migration that adds
+        -- a column to transactions adds it here), the second one that sets a context.
+        DROP TRIGGER transactions_no_update;
+        CREATE TRIGGER transactions_no_update BEFORE UPDATE OF
+            id, advertiser_id, campaign_id, publisher_id, visit_id, source, reference_id,
+            corrects_transaction_id, original_transaction_id, sale_amount, sale_currency,
+            reason_code, sku_list, quantity_list, external_data, custom_data, payout,
+            payout_currency, fingerprint, created_at, reversal_reason
+            ON transactions
+            BEGIN SELECT RAISE(ABORT, 'transactions are append-only'); END;
+        CREATE TRIGGER transactions_context_only_forgotten
+            BEFORE UPDATE OF delivery_context ON transactions
+            WHEN NEW.delivery_context IS NOT NULL
+            BEGIN SELECT RAISE(ABORT, 'transactions are append-only'); END
+        """,
+    )
+
+
 @migrations(name="0007_delivery_outbox")
 def delivery_outbox(script: Script) -> None:
     script(
