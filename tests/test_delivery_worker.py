@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from webtest import TestApp
 
-from pixel_wsgi import PixelMiddleware
+from pixel_wsgi import ConfigurationError, PixelMiddleware
 from pixel_wsgi.delivery.outbox import add_target
 from pixel_wsgi.delivery.secrets import SecretBox
 from pixel_wsgi.delivery.worker import Worker
@@ -378,3 +378,16 @@ def test_a_worker_killed_mid_send_is_resent_with_the_same_key(
         assert first.headers["webhook-id"] == again.headers["webhook-id"]
         assert len(receiver.messages) == 1  # the receiver counts one
         assert set(statuses(world, target).values()) == {DeliveryStatus.DELIVERED}
+
+
+def test_credentials_survive_a_key_rotation_and_a_copy_does_not_open() -> None:
+    old, new = b"o" * 32, b"n" * 32
+    sealed_old = SecretBox([old]).seal({"secret": "s"}, advertiser_id=1, kind="webhook")
+    rotating = SecretBox([old, new])  # the last key is the newest, as for cookies
+    assert rotating.open(sealed_old, advertiser_id=1, kind="webhook") == {"secret": "s"}
+    sealed_new = rotating.seal({"secret": "t"}, advertiser_id=1, kind="webhook")
+    assert SecretBox([new]).open(sealed_new, advertiser_id=1, kind="webhook") == {"secret": "t"}
+    with pytest.raises(ConfigurationError, match="secret_key"):
+        SecretBox([old]).open(sealed_new, advertiser_id=1, kind="webhook")
+    with pytest.raises(ConfigurationError):
+        rotating.open(sealed_new, advertiser_id=2, kind="webhook")  # another advertiser's
