@@ -1,0 +1,183 @@
+"""What a conversion's request carries that delivery targets need, made safe to keep.
+
+Meta's Conversions API matches a server event to the browser by the ``_fbp`` cookie
+and requires the browser's User-Agent and the page's URL for a website event; GA4's
+Measurement Protocol needs the client id of the ``_ga`` cookie. The pixel keeps these
+(for an advertiser that asks: ``keeps_conversion_context``) as a
+:class:`~pixel_wsgi.models.ConversionContext`; everything here is pure and never raises
+on what a browser sends: a value that is malformed, too long, or ambiguous (a cookie
+name sent twice: one may be planted from a subdomain) is simply not kept.
+
+>>> ga_client_id(["GA1.2.1234567890.1700000000"])
+'1234567890.1700000000'
+>>> page_url("https://shop.example/thanks?order=42&email=a%40b.example#top")
+'https://shop.example/thanks'
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..models import ConversionContext, conversion_context_json
+from .network import truncated_ip
+from .sale import printable_text
+from .values import CONTROL_RE
+
+__all__ = [
+    "MAX_PAGE_URL",
+    "MAX_USER_AGENT",
+    "conversion_context",
+    "fbp",
+    "ga_client_id",
+    "page_url",
+    "stored_user_agent",
+    "validated_conversion_context",
+]
+
+#: The longest User-Agent kept, in characters (longer ones are cut).
+MAX_USER_AGENT = 512
+#: The longest page URL kept, in characters (a longer one is dropped: a cut URL is wrong).
+MAX_PAGE_URL = 2048
+# Meta's fbp: fb.<subdomain index>.<creation time, ms>.<random>, and the fifth
+# "appendix" segment Meta's own parameter builder adds (which parsers must accept).
+_FBP_RE = re.compile(r"fb\.[0-9]{1,2}\.[0-9]{1,20}\.[0-9A-Za-z_-]{1,64}(?:\.[0-9A-Za-z_-]{1,64})?")
+# A gtag-issued _ga cookie: GA1.<domain depth>.<random>.<first visit, s>; the client id
+# is the last two numbers.
+_GA_RE = re.compile(r"GA1\.[0-9]{1,2}\.([0-9]{1,20}\.[0-9]{1,20})")
+_CLIENT_ID_RE = re.compile(r"[0-9]{1,20}\.[0-9]{1,20}")
+_URL_SCHEMES = ("http", "https")
+_NOTHING = ConversionContext()
+
+
+def _header_text(header: str) -> str | None:
+    """A header as text: PEP 3333 gives its bytes decoded as latin-1; None unless UTF-8."""
+    if header.isascii():
+        return header
+    try:
+        return header.encode("latin-1").decode("utf-8")
+    except UnicodeEncodeError:  # a server that broke PEP 3333: already text
+        return header
+    except UnicodeDecodeError:
+        return None
+
+
+def stored_user_agent(header: str) -> str:
+    """The ``User-Agent`` as pixel-wsgi keeps it (a visit's, a conversion's): UTF-8
+    text, at most :data:`MAX_USER_AGENT` characters, nothing a store cannot hold.
+
+    PEP 3333 gives header bytes decoded as latin-1, and development servers pass a NUL
+    or any other byte on: a NUL alone made PostgreSQL refuse the visit (and the spool
+    keep it for ever). Bad UTF-8, control characters and NULs become U+FFFD.
+    """
+    header = header[: MAX_USER_AGENT * 4]  # UTF-8 takes at most 4 bytes a character
+    try:
+        text = header.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a server that broke PEP 3333: already text
+        text = header
+    return printable_text(text, MAX_USER_AGENT)
+
+
+def _only(values: list[str]) -> str | None:
+    """The one value of a cookie name; None for none, or for two (hostile input)."""
+    return values[0] if len(values) == 1 else None
+
+
+def fbp(values: list[str]) -> str | None:
+    """Meta's ``fbp`` from the values of the ``_fbp`` cookie, or None."""
+    value = _only(values)
+    return value if value is not None and _FBP_RE.fullmatch(value) else None
+
+
+def ga_client_id(values: list[str]) -> str | None:
+    """GA4's client id from the values of the ``_ga`` cookie: ``GA1.2.X.Y`` gives
+    ``X.Y``; None for anything else."""
+    value = _only(values)
+    found = None if value is None else _GA_RE.fullmatch(value)
+    return None if found is None else found[1]
+
+
+def page_url(referer: str | None) -> str | None:
+    """The page that fired the pixel, from its ``Referer``: an absolute http(s) URL
+    without its query, fragment and credentials, or None.
+
+    The query goes: a thank-you page's often carries the order's e-mail address or
+    name, which no platform may receive unhashed (Meta flags such URLs).
+    """
+    text = None if not referer else _header_text(referer)
+    return None if text is None else _page_url(text)
+
+
+def _page_url(text: str) -> str | None:
+    if len(text) > MAX_PAGE_URL or CONTROL_RE.search(text) is not None or " " in text:
+        return None
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        return None
+    host = parts.netloc.rpartition("@")[2]
+    if parts.scheme not in _URL_SCHEMES or not host:
+        return None
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def _kept_user_agent(value: str) -> bool:
+    return bool(value) and printable_text(value, MAX_USER_AGENT) == value
+
+
+def conversion_context(
+    *,
+    fbp_values: list[str],
+    ga_values: list[str],
+    user_agent: str | None,
+    remote_addr: str | None,
+    referer: str | None,
+) -> ConversionContext | None:
+    """The context a conversion keeps, from its request; None when it carries nothing.
+
+    :param fbp_values: the values of the ``_fbp`` cookie (every one sent).
+    :param ga_values: the values of the ``_ga`` cookie.
+    :param user_agent: the ``User-Agent`` header.
+    :param remote_addr: the client's address (kept truncated: IPv4 /24, IPv6 /48).
+    :param referer: the ``Referer`` header.
+    """
+    context = ConversionContext(
+        fbp=fbp(fbp_values) if fbp_values else None,
+        ga_client_id=ga_client_id(ga_values) if ga_values else None,
+        user_agent=(stored_user_agent(user_agent) or None) if user_agent else None,
+        ip_prefix=truncated_ip(remote_addr),
+        page_url=page_url(referer),
+    )
+    return None if context == _NOTHING else context
+
+
+def validated_conversion_context(data: Any) -> ConversionContext | None:
+    """A conversion context read back from the outage spool (untrusted), checked by the
+    rules :func:`conversion_context` keeps values by; None for none (or an erased one).
+
+    :raises ValueError, TypeError: for anything a request could not have given.
+    """
+    if data is None or data == {}:
+        return None
+    if not isinstance(data, dict):
+        raise TypeError("a conversion context must be an object")
+    if not all(isinstance(value, str) for value in data.values()):
+        raise TypeError("a conversion context holds text only")
+    try:
+        context = ConversionContext(**data)
+    except TypeError:
+        raise ValueError("a conversion context holds an unknown member") from None
+    checks = (
+        (context.fbp, lambda value: fbp([value]) == value),
+        (context.ga_client_id, lambda value: _CLIENT_ID_RE.fullmatch(value) is not None),
+        (context.user_agent, _kept_user_agent),
+        (context.ip_prefix, lambda value: truncated_ip(value) == value),
+        (context.page_url, lambda value: _page_url(value) == value),
+    )
+    if any(value is not None and not kept(value) for value, kept in checks):
+        raise ValueError("the conversion context holds a value a request could not have given")
+    if conversion_context_json(context) != data:
+        raise ValueError("the conversion context is not in the form a conversion stores")
+    return context
