@@ -48,7 +48,7 @@ _FBP_RE = re.compile(r"fb\.[0-9]{1,2}\.[0-9]{1,20}\.[0-9A-Za-z_-]{1,64}(?:\.[0-9
 _GA_RE = re.compile(r"GA1\.[0-9]{1,2}\.([0-9]{1,20}\.[0-9]{1,20})")
 _CLIENT_ID_RE = re.compile(r"[0-9]{1,20}\.[0-9]{1,20}")
 _URL_SCHEMES = ("http", "https")
-_NOTHING = ConversionContext()
+_NOTHING = (None,) * 5
 
 
 def _header_text(header: str) -> str | None:
@@ -143,14 +143,14 @@ def conversion_context(
     :param remote_addr: the client's address (kept truncated: IPv4 /24, IPv6 /48).
     :param referer: the ``Referer`` header.
     """
-    context = ConversionContext(
-        fbp=fbp(fbp_values) if fbp_values else None,
-        ga_client_id=ga_client_id(ga_values) if ga_values else None,
-        user_agent=(stored_user_agent(user_agent) or None) if user_agent else None,
-        ip_prefix=truncated_ip(remote_addr),
-        page_url=page_url(referer),
+    values = (
+        fbp(fbp_values) if fbp_values else None,
+        ga_client_id(ga_values) if ga_values else None,
+        (stored_user_agent(user_agent) or None) if user_agent else None,
+        truncated_ip(remote_addr),
+        page_url(referer),
     )
-    return None if context == _NOTHING else context
+    return None if values == _NOTHING else ConversionContext(*values)
 
 
 def validated_conversion_context(data: Any) -> ConversionContext | None:

@@ -120,7 +120,14 @@ def conversion_data(context: ConversionContext | None) -> str | None:
     if context is None:
         return None
     data = conversion_context_json(context)
-    return json_text(data) if data else None
+    if not data:
+        return None
+    # Text members only: json.dumps()'s text for a fifth of its cost (a pixel hit's).
+    return (
+        "{"
+        + ",".join([f'"{name}":{encode_basestring(value)}' for name, value in data.items()])
+        + "}"
+    )
 
 
 def conversion_from_data(text: str | None) -> ConversionContext | None:
@@ -147,7 +154,9 @@ TRANSACTION_COLUMNS = (
     f"payout, payout_currency, created_at, reversal_reason, {_CONTESTED}"
 )
 
-#: The columns :func:`transaction_values` gives values for, in its order.
+#: The columns :func:`transaction_values` gives values for, in its order. The last,
+#: ``delivery_context``, is NULL for every row but a conversion whose advertiser keeps
+#: its request context (the SQLite dialect leaves it out then).
 INSERTED_TRANSACTION_COLUMNS = (
     "advertiser_id, campaign_id, publisher_id, visit_id, source, reference_id,"
     " corrects_transaction_id, original_transaction_id, sale_amount, sale_currency,"
