@@ -18,8 +18,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from werkzeug.http import parse_cookie
-
 from ..attribution.cookie import AttributionCookies
 from ..attribution.signing import EXPIRES_PARAM, SIGNATURE_PARAM, PixelUrlSigner
 from ..errors import AttributionRejected, ParamError, StorageError
@@ -55,12 +53,8 @@ def request_context(environ: WSGIEnvironment) -> ConversionContext | None:
     """What delivery targets need of a conversion's request (see
     :func:`~pixel_wsgi.params.conversion_context.conversion_context`): the ``_fbp`` and
     ``_ga`` cookies of the host's domain, the User-Agent, the network, the page."""
-    header = environ.get("HTTP_COOKIE", "")
-    # Most visitors of a site with Meta's or Google's tags carry one of them.
-    cookies = parse_cookie(header) if "_fbp=" in header or "_ga=" in header else None
     return conversion_context(
-        fbp_values=[] if cookies is None else cookies.getlist("_fbp"),
-        ga_values=[] if cookies is None else cookies.getlist("_ga"),
+        cookie_header=environ.get("HTTP_COOKIE"),
         user_agent=environ.get("HTTP_USER_AGENT"),
         remote_addr=environ.get("REMOTE_ADDR"),
         referer=environ.get("HTTP_REFERER"),

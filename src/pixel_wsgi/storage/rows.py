@@ -43,6 +43,7 @@ __all__ = [
     "IDEMPOTENCY_COLUMNS",
     "INSERTED_REJECTION_COLUMNS",
     "INSERTED_TRANSACTION_COLUMNS",
+    "INSERTED_WITH_CONTEXT_COLUMNS",
     "REJECTION_COLUMNS",
     "SELECT_ADVERTISERS",
     "SELECT_ATTRIBUTION",
@@ -54,6 +55,7 @@ __all__ = [
     "campaign_from_row",
     "click_data",
     "click_from_data",
+    "conversion_data",
     "conversion_from_data",
     "filters",
     "idempotency_values",
@@ -67,6 +69,7 @@ __all__ = [
     "transaction_from_row",
     "transaction_type_condition",
     "transaction_values",
+    "transaction_values_with_context",
 ]
 
 _EMPTY_LIST = "[]"
@@ -154,15 +157,17 @@ TRANSACTION_COLUMNS = (
     f"payout, payout_currency, created_at, reversal_reason, {_CONTESTED}"
 )
 
-#: The columns :func:`transaction_values` gives values for, in its order. The last,
-#: ``delivery_context``, is NULL for every row but a conversion whose advertiser keeps
-#: its request context (the SQLite dialect leaves it out then).
+#: The columns :func:`transaction_values` gives values for, in its order.
 INSERTED_TRANSACTION_COLUMNS = (
     "advertiser_id, campaign_id, publisher_id, visit_id, source, reference_id,"
     " corrects_transaction_id, original_transaction_id, sale_amount, sale_currency,"
     " reason_code, sku_list, quantity_list, external_data, custom_data, payout,"
-    " payout_currency, fingerprint, created_at, reversal_reason, delivery_context"
+    " payout_currency, fingerprint, created_at, reversal_reason"
 )
+#: The same and ``delivery_context``: :func:`transaction_values_with_context`'s. Only a
+#: conversion whose advertiser keeps request contexts has one; SQLite leaves the column
+#: out of the others' INSERT (see :mod:`pixel_wsgi.storage.sqlite`).
+INSERTED_WITH_CONTEXT_COLUMNS = f"{INSERTED_TRANSACTION_COLUMNS}, delivery_context"
 
 
 def transaction_values(draft: TransactionDraft) -> tuple[Any, ...]:
@@ -188,8 +193,12 @@ def transaction_values(draft: TransactionDraft) -> tuple[Any, ...]:
         draft.fingerprint,
         draft.created_at,
         draft.reversal_reason,
-        None if draft.conversion is None else conversion_data(draft.conversion),
     )
+
+
+def transaction_values_with_context(draft: TransactionDraft) -> tuple[Any, ...]:
+    """The values of :data:`INSERTED_WITH_CONTEXT_COLUMNS` for a new row."""
+    return (*transaction_values(draft), conversion_data(draft.conversion))
 
 
 def transaction_from_row(row: tuple[Any, ...]) -> Transaction:
