@@ -210,12 +210,12 @@ class CaptureContract:
         assert {c.conversion for c in contexts.values()} == {CONTEXT}
         assert store.forget_conversion_contexts([i for i in ids if i is not None]) == 1234
 
-    def test_erased_personal_data_is_gone_from_the_context(
+    def test_erasing_a_conversions_personal_data_forgets_its_request_context(
         self, store: Storage, world: dict[str, Any]
     ) -> None:
         _, correction, _ = self._chain(store, world)
         assert store.erase_personal_data(world["advertiser"], "o-1") == 2
-        assert store.delivery_contexts([correction])[correction].personal == {}
+        assert store.delivery_contexts([correction])[correction] == DeliveryContext(CLICK, None, {})
 
     # -- forgetting, the one change the ledger allows ------------------------------------
 

@@ -52,13 +52,21 @@ _MAX_FAILURE_DETAIL = 300
 def request_context(environ: WSGIEnvironment) -> ConversionContext | None:
     """What delivery targets need of a conversion's request (see
     :func:`~pixel_wsgi.params.conversion_context.conversion_context`): the ``_fbp`` and
-    ``_ga`` cookies of the host's domain, the User-Agent, the network, the page."""
-    return conversion_context(
-        cookie_header=environ.get("HTTP_COOKIE"),
-        user_agent=environ.get("HTTP_USER_AGENT"),
-        remote_addr=environ.get("REMOTE_ADDR"),
-        referer=environ.get("HTTP_REFERER"),
-    )
+    ``_ga`` cookies of the host's domain, the User-Agent, the network, the page.
+
+    Never raises: a context that fails (a bug of ours) is logged and left out, and the
+    conversion counts without it.
+    """
+    try:
+        return conversion_context(
+            cookie_header=environ.get("HTTP_COOKIE"),
+            user_agent=environ.get("HTTP_USER_AGENT"),
+            remote_addr=environ.get("REMOTE_ADDR"),
+            referer=environ.get("HTTP_REFERER"),
+        )
+    except Exception:
+        logger.exception("the conversion's request context failed; it is kept without one")
+        return None
 
 
 class ConversionPixel:

@@ -445,7 +445,11 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def erase_personal_data(self, advertiser_id: int, reference_id: str) -> int:
-        """Erase the personal data of every row of a conversion; return rows erased."""
+        """Erase the personal data of every row of a conversion; return rows erased.
+
+        Its request context kept for delivery (:meth:`forget_conversion_contexts`) goes
+        too; the count is of rows whose remarketing fields were erased.
+        """
 
     # -- what delivery needs beyond the rows --------------------------------------------
 

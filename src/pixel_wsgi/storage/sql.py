@@ -830,4 +830,10 @@ class SQLStorage(Storage):
                 " transactions WHERE advertiser_id = ? AND reference_id = ?)",
                 (advertiser_id, reference_id),
             )
+            # The request's context (cookies, User-Agent, network) is personal data too.
+            execute(
+                "UPDATE transactions SET delivery_context = NULL WHERE advertiser_id = ?"
+                " AND reference_id = ? AND delivery_context IS NOT NULL",
+                (advertiser_id, reference_id),
+            )
             return cursor.rowcount
