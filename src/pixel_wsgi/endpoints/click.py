@@ -179,6 +179,10 @@ class TrackingLink:
             click = parse_click_context(
                 environ.get("QUERY_STRING", ""), int(self.ledger.clock().timestamp() * 1000)
             )
+        except Exception:  # a bug of ours: the visit still counts, without them
+            logger.exception("the click's sub ids and click ids on link %s failed", link.id)
+            click = None
+        try:
             # The store, or the outage spool when the store fails.
             return self.ledger.record_visit(
                 link,

@@ -188,7 +188,12 @@ class SpoolingLedger(Ledger):
                 loggable(params),
                 once_key,
                 check_signed_requirement=signed_requirement_unread,
-                conversion=self._spooled_context(conversion, visit),
+                # A correction keeps none: it shares its conversion's.
+                conversion=(
+                    None
+                    if report.parent_reference_id is not None
+                    else self._spooled_context(conversion, visit)
+                ),
             )
             self._spool(failure, spooled)
             return Outcome(spooled=True)

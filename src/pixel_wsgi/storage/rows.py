@@ -62,7 +62,6 @@ __all__ = [
     "json_ints",
     "json_object",
     "json_strings",
-    "json_text",
     "payout_rule",
     "payout_values",
     "rejection_values",
@@ -96,20 +95,15 @@ def json_ints(items: tuple[int, ...]) -> str:
     return "[" + ",".join(map(str, items)) + "]" if items else _EMPTY_LIST
 
 
-def json_text(value: dict[str, Any]) -> str:
-    """Any JSON object as compact text, as every JSON column holds it."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 # -- what delivery needs of a click and of a conversion's request ---------------------
 
 
 def click_data(click: ClickContext | None) -> str | None:
     """A visit's ``click_data``: the click's context as compact JSON (its empty members
     left out), or NULL for a link that carried nothing."""
-    if click is None:
+    if click is None or not (click.sub_ids or click.click_ids):
         return None
-    return json_text(click_context_json(click)) if click.sub_ids or click.click_ids else None
+    return json.dumps(click_context_json(click), ensure_ascii=False, separators=(",", ":"))
 
 
 def click_from_data(text: str | None) -> ClickContext | None:
