@@ -825,15 +825,15 @@ class SQLStorage(Storage):
 
     def erase_personal_data(self, advertiser_id: int, reference_id: str) -> int:
         with self._transaction("erase personal data") as execute:
-            cursor = execute(
+            erased = execute(
                 "DELETE FROM personal_data WHERE transaction_id IN (SELECT id FROM"
                 " transactions WHERE advertiser_id = ? AND reference_id = ?)",
                 (advertiser_id, reference_id),
-            )
+            ).rowcount  # read now: PostgreSQL's next statement reuses the cursor
             # The request's context (cookies, User-Agent, network) is personal data too.
             execute(
                 "UPDATE transactions SET delivery_context = NULL WHERE advertiser_id = ?"
                 " AND reference_id = ? AND delivery_context IS NOT NULL",
                 (advertiser_id, reference_id),
             )
-            return cursor.rowcount
+            return erased
