@@ -42,3 +42,23 @@ def test_dashboard_benchmark_runs_and_prints_the_ratio(
     out = capsys.readouterr().out
     assert "100 rows in range with 2,000 outside vs none: x" in out
     assert "BENCHMARK BROKEN" not in out
+
+
+@pytest.mark.parametrize(
+    "options", [pytest.param([], id="plain"), pytest.param(["--keep-context"], id="keep-context")]
+)
+def test_the_callgrind_script_runs_its_hits(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, options: list[str]
+) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "pixel_callgrind", BENCHMARKS / "pixel_callgrind.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "pixel_callgrind", module)
+    # It loads hot_path.py into sys.modules itself: undone after the test.
+    monkeypatch.setitem(sys.modules, "hot_path", None)
+    spec.loader.exec_module(module)
+    # Exit 2 would mean a hit did not write its row.
+    assert module.main(["5", *options]) == 0
+    assert capsys.readouterr().out == "55 rows for 55 hits\n"

@@ -35,6 +35,7 @@ from pixel_wsgi.storage.postgres import redact
 
 from .servers import free_port
 from .storage_contract import MakeStorage, StorageContract, draft, migrated_stores, rejection
+from .storage_contract_capture import CaptureContract
 from .storage_contract_delivery import DeliveryContract
 from .storage_contract_filters import FiltersContract
 from .storage_contract_reads import ReadsContract
@@ -76,6 +77,10 @@ class TestPostgresDeliveryContract(DeliveryContract):
 
 
 class TestPostgresFiltersContract(FiltersContract):
+    pass
+
+
+class TestPostgresCaptureContract(CaptureContract):
     pass
 
 

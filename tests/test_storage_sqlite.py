@@ -20,6 +20,7 @@ from pixel_wsgi.storage.migrations.sqlite import pending
 from .sqlite_binding import check_binding
 from .sqlite_binding import strict_binding as strict_binding  # for usefixtures
 from .storage_contract import MakeStorage, StorageContract, draft
+from .storage_contract_capture import CaptureContract
 from .storage_contract_delivery import DeliveryContract
 
 
@@ -229,3 +230,7 @@ def test_a_subclass_that_declares_no_schemes_does_not_take_over_urls(tmp_path: P
 
     store = storage_from_url(f"sqlite:///{tmp_path / 'x.db'}")
     assert type(store) is SQLiteStorage
+
+
+class TestSQLiteCaptureContract(CaptureContract):
+    pass

@@ -99,7 +99,11 @@ def test_a_database_made_by_the_old_registry_upgrades(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _old_style_database(path)
     store = SQLiteStorage(path)
-    assert store.pending_migrations() == ["0005_same_indexes_as_postgres"]
+    assert store.pending_migrations() == [
+        "0005_same_indexes_as_postgres",
+        "0006_delivery_capture",
+        "0007_delivery_outbox",
+    ]
     store.migrate()
     assert store.pending_migrations() == []
     store.migrate()  # idempotent

@@ -123,7 +123,8 @@ def erase(
     """Erase a conversion's personal data.
 
     Removes the remarketing fields stored with every row of the conversion
-    that has this reference_id; the ledger rows themselves stay. In the outage
+    that has this reference_id, and the request context kept for delivery
+    (cookies, User-Agent, network); the ledger rows themselves stay. In the outage
     spool, destroys the key that seals the conversion's spooled personal data,
     so no spooled copy can be read and a replay stores none of it.
     """

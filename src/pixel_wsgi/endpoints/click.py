@@ -26,8 +26,9 @@ from ..entities import destination_allowed, destination_problem
 from ..errors import StorageError
 from ..ledger.ledger import Ledger
 from ..models import Link, Reason
+from ..params.click_ids import parse_click_context
+from ..params.conversion_context import stored_user_agent
 from ..params.network import truncated_ip
-from ..params.sale import printable_text
 from ..params.values import parse_positive_id
 from .edge import is_https, is_prefetch, sends_global_privacy_control
 from .filters import Filters
@@ -43,22 +44,6 @@ logger = logging.getLogger("pixel_wsgi")
 ConsentCheck = Callable[["WSGIEnvironment"], bool]
 
 _CLICK_SOURCE = "click"
-_MAX_USER_AGENT = 512
-
-
-def _stored_user_agent(header: str) -> str:
-    """The ``User-Agent`` as a visit keeps it: UTF-8 text, bounded, nothing unstorable.
-
-    PEP 3333 gives header bytes decoded as latin-1, and development servers pass a NUL
-    or any other byte on: a NUL alone made PostgreSQL refuse the visit (and the spool
-    keep it for ever). Bad UTF-8, control characters and NULs become U+FFFD.
-    """
-    header = header[: _MAX_USER_AGENT * 4]  # UTF-8 takes at most 4 bytes a character
-    try:
-        text = header.encode("latin-1").decode("utf-8", "replace")
-    except UnicodeEncodeError:  # a server that broke PEP 3333: already text
-        text = header
-    return printable_text(text, _MAX_USER_AGENT)
 
 
 class TrackingLink:
@@ -188,11 +173,22 @@ class TrackingLink:
             logger.exception("refused click on link %s not logged", link.id)
 
     def _record_visit(self, environ: WSGIEnvironment, link: Link) -> int | None:
-        user_agent = _stored_user_agent(environ.get("HTTP_USER_AGENT", "")) or None
+        user_agent = stored_user_agent(environ.get("HTTP_USER_AGENT", "")) or None
+        try:
+            # The sub ids and click ids the link carried, for delivery (never logged).
+            click = parse_click_context(
+                environ.get("QUERY_STRING", ""), int(self.ledger.clock().timestamp() * 1000)
+            )
+        except Exception:  # a bug of ours: the visit still counts, without them
+            logger.exception("the click's sub ids and click ids on link %s failed", link.id)
+            click = None
         try:
             # The store, or the outage spool when the store fails.
             return self.ledger.record_visit(
-                link, ip_prefix=truncated_ip(environ.get("REMOTE_ADDR")), user_agent=user_agent
+                link,
+                ip_prefix=truncated_ip(environ.get("REMOTE_ADDR")),
+                user_agent=user_agent,
+                click=click,
             )
         except StorageError:
             # Neither took it. The visitor still reaches the page; only this click

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from ..attribution.cookie import AttributionCookies
 from ..attribution.signing import EXPIRES_PARAM, SIGNATURE_PARAM, PixelUrlSigner
 from ..errors import AttributionRejected, ParamError, StorageError
-from ..models import Reason, SaleReport, Source, VisitClaim
+from ..models import ConversionContext, Reason, SaleReport, Source, VisitClaim
+from ..params.conversion_context import conversion_context
 from ..params.sale import (
     claimed_reference,
     parse_legacy_params,
@@ -46,6 +47,26 @@ logger = logging.getLogger("pixel_wsgi")
 
 # How much of an unexpected exception's message the rejection log keeps.
 _MAX_FAILURE_DETAIL = 300
+
+
+def request_context(environ: WSGIEnvironment) -> ConversionContext | None:
+    """What delivery targets need of a conversion's request (see
+    :func:`~pixel_wsgi.params.conversion_context.conversion_context`): the ``_fbp`` and
+    ``_ga`` cookies of the host's domain, the User-Agent, the network, the page.
+
+    Never raises: a context that fails (a bug of ours) is logged and left out, and the
+    conversion counts without it.
+    """
+    try:
+        return conversion_context(
+            cookie_header=environ.get("HTTP_COOKIE"),
+            user_agent=environ.get("HTTP_USER_AGENT"),
+            remote_addr=environ.get("REMOTE_ADDR"),
+            referer=environ.get("HTTP_REFERER"),
+        )
+    except Exception:
+        logger.exception("the conversion's request context failed; it is kept without one")
+        return None
 
 
 class ConversionPixel:
@@ -153,6 +174,8 @@ class ConversionPixel:
             params=lambda: redacted_query(args),
             signed_requirement_unread=requirement_unread,
             once_key=self._once_key(advertiser_id, signature, report),
+            # Made only for an advertiser that keeps conversion contexts.
+            conversion=lambda: request_context(environ),
         )
         if too_fast is not None and outcome.accepted and report.parent_reference_id is None:
             # A flag in the rejection log: the conversion above stands.

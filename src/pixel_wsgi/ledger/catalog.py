@@ -1,12 +1,12 @@
 """A per-process cache of tracking links, campaign rules and advertiser options.
 
-The conversion pixel needs a link's campaign, publisher and advertiser, the
-campaign's payout rule and daily cap, and whether the advertiser requires signed
-pixels, on every hit. These rows are written rarely and read millions of times,
-so each process keeps what it has read for ``ttl`` seconds instead of a database
-round trip per hit. A row another process adds is read on first use; an edit
-(``pixel-wsgi advertiser set``, ``pixel-wsgi campaign set``) is seen by every
-running process within ``ttl``.
+The conversion pixel needs a link's campaign, publisher and advertiser, the campaign's
+payout rule and daily cap, whether the advertiser requires signed pixels and whether it
+keeps conversion contexts, on every hit. These rows are written rarely and read millions
+of times, so each process keeps what it has read for ``ttl`` seconds instead of a
+database round trip per hit. A row another process adds is read on first use; an edit
+(``pixel-wsgi advertiser set``, ``pixel-wsgi campaign set``) is seen by every running
+process within ``ttl``.
 """
 
 from __future__ import annotations
@@ -86,12 +86,15 @@ class Catalog:
         campaign = None if link is None else self.storage.campaign(link.campaign_id)
         if link is None or campaign is None:
             return None
+        # Cached too: the pixel read it already (unsigned_refusal), or the next will.
+        advertiser = self.advertiser(link.advertiser_id)
         return Attribution(
             advertiser_id=link.advertiser_id,
             campaign_id=link.campaign_id,
             publisher_id=link.publisher_id,
             payout=campaign.payout,
             daily_cap=campaign.daily_cap,
+            keeps_conversion_context=advertiser is not None and advertiser.keeps_conversion_context,
         )
 
     def _cached(

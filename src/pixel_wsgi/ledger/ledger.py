@@ -49,6 +49,8 @@ from ..clock import Clock, iso_utc, utc_day_start, utc_now
 from ..errors import EventAlreadyApplied, NotFoundError, ReportRefused
 from ..models import (
     Attribution,
+    ClickContext,
+    ConversionContext,
     Link,
     Reason,
     ReferenceClaim,
@@ -75,11 +77,13 @@ from .visits import visit_attribution
 if TYPE_CHECKING:
     from ..storage.base import LedgerWriter, Storage
 
-__all__ = ["DEFAULT_RELOAD_WINDOW", "Ledger", "Outcome", "replaying"]
+__all__ = ["DEFAULT_RELOAD_WINDOW", "ContextSource", "Ledger", "Outcome", "replaying"]
 
 DEFAULT_RELOAD_WINDOW = timedelta(hours=24)
 
 _Reject = Callable[[Reason, str], "Outcome"]
+#: Makes a conversion's request context; called only when its advertiser keeps one.
+ContextSource = Callable[[], "ConversionContext | None"]
 
 
 class Outcome(NamedTuple):
@@ -139,14 +143,30 @@ class Ledger:
 
     # -- clicks ----------------------------------------------------------------------
 
-    def record_visit(self, link: Link, *, ip_prefix: str | None, user_agent: str | None) -> int:
-        """Record a click on a tracking link; return the visit id its cookie names."""
+    def record_visit(
+        self,
+        link: Link,
+        *,
+        ip_prefix: str | None,
+        user_agent: str | None,
+        click: ClickContext | None = None,
+    ) -> int:
+        """Record a click on a tracking link; return the visit id its cookie names.
+
+        :param click: the sub ids and click ids its query carried, for delivery.
+        """
         return self.storage.record_visit(
-            link, ip_prefix=ip_prefix, user_agent=user_agent, created_at=self._now()
+            link, ip_prefix=ip_prefix, user_agent=user_agent, created_at=self._now(), click=click
         )
 
     def restore_visit(
-        self, link: Link, visit_id: int, *, ip_prefix: str | None, user_agent: str | None
+        self,
+        link: Link,
+        visit_id: int,
+        *,
+        ip_prefix: str | None,
+        user_agent: str | None,
+        click: ClickContext | None = None,
     ) -> None:
         """Store a click kept while the store was down under the (negative) visit id
         its cookie already carries; idempotent."""
@@ -156,6 +176,7 @@ class Ledger:
             user_agent=user_agent,
             created_at=self._now(),
             visit_id=visit_id,
+            click=click,
         )
 
     # -- the rejection log -----------------------------------------------------------
@@ -215,6 +236,7 @@ class Ledger:
         cookie_problem: Reason | None = None,
         params: Params = "",
         once_key: str | None = None,
+        conversion: ContextSource | None = None,
     ) -> Outcome:
         """Record a conversion reported by a visitor's browser.
 
@@ -227,6 +249,10 @@ class Ledger:
             makes it (only called when the report is rejected).
         :param once_key: a validly signed pixel URL's identity, when it carries no
             ``reference_id``: such a URL counts once (``duplicate_signed_pixel``).
+        :param conversion: makes the request's context; it is called, and the context
+            stored with the new conversion's row, only when the advertiser keeps
+            conversion contexts (read with the attribution: no query of its own). A
+            correction keeps none: it shares its conversion's.
         """
         if (
             self._event_id is None
@@ -244,6 +270,8 @@ class Ledger:
                 and attribution.daily_cap is None
             ):
                 draft = new_draft(attribution, visit.visit_id, report, source, "", self.clock())
+                if conversion is not None and attribution.keeps_conversion_context:
+                    draft.conversion = conversion()
                 try:
                     transaction_id = self.storage.append_transaction(draft)
                 except NotFoundError:
@@ -277,7 +305,7 @@ class Ledger:
                     writer, attribution, visit.visit_id, report, source, reject
                 )
             return self._record_new(
-                writer, attribution, visit.visit_id, report, source, reject, once_key
+                writer, attribution, visit.visit_id, report, source, reject, once_key, conversion
             )
 
     def _record_new(
@@ -289,6 +317,7 @@ class Ledger:
         source: Source,
         reject: _Reject,
         once_key: str | None,
+        conversion: ContextSource | None,
     ) -> Outcome:
         now = self.clock()
         if report.reference_id is not None:
@@ -322,9 +351,10 @@ class Ledger:
                 "this signed pixel URL has already been counted; sign each conversion's own"
                 " URL (with its reference_id)",
             )
-        transaction_id = writer.insert_transaction(
-            new_draft(attribution, visit_id, report, source, fingerprint, now)
-        )
+        draft = new_draft(attribution, visit_id, report, source, fingerprint, now)
+        if conversion is not None and attribution.keeps_conversion_context:
+            draft.conversion = conversion()
+        transaction_id = writer.insert_transaction(draft)
         if transaction_id is None:  # taken since find_original(): never, writes are serialised
             return reject(Reason.DUPLICATE_REFERENCE_ID, DUPLICATE_REFERENCE_DETAIL)
         return Outcome(transaction_id=transaction_id)

@@ -33,7 +33,19 @@ from typing import Any, ClassVar
 
 from ..errors import ReportRefused
 from ..ledger.ledger import Ledger
-from ..models import Reason, SaleReport, ServerReport, Source, VisitClaim
+from ..models import (
+    ClickContext,
+    ConversionContext,
+    Reason,
+    SaleReport,
+    ServerReport,
+    Source,
+    VisitClaim,
+    click_context_json,
+    conversion_context_json,
+)
+from ..params.click_ids import validated_click_context
+from ..params.conversion_context import validated_conversion_context
 from ..params.network import truncated_ip
 from ..params.sale import DEFAULT_LIMITS, Limits, parse_legacy_params, parse_sale_params
 from ..params.server_report import parse_server_report
@@ -218,7 +230,8 @@ def _visit_id(value: Any) -> int:
 @dataclass(frozen=True, slots=True)
 class SpooledClick(SpooledEvent):
     """A spooled click: its link, the negative visit id its cookie carries, and what
-    the visit stores (the truncated network, the bounded ``User-Agent``)."""
+    the visit stores (the truncated network, the bounded ``User-Agent``, the sub ids
+    and click ids of its query with the click's time)."""
 
     kind: ClassVar[str] = "visit"
 
@@ -226,9 +239,18 @@ class SpooledClick(SpooledEvent):
     visit_id: int
     ip_prefix: str | None
     user_agent: str | None
+    click: ClickContext | None = None
 
     def fields(self) -> dict[str, Any]:
-        return asdict(self)
+        fields: dict[str, Any] = {
+            "link_id": self.link_id,
+            "visit_id": self.visit_id,
+            "ip_prefix": self.ip_prefix,
+            "user_agent": self.user_agent,
+        }
+        if self.click is not None:  # a spool written before clicks kept one reads alike
+            fields["click"] = click_context_json(self.click)
+        return fields
 
     @classmethod
     def decode(cls, event: dict[str, Any], limits: Limits) -> SpooledClick:
@@ -241,6 +263,7 @@ class SpooledClick(SpooledEvent):
             visit_id=decode_id(event["visit_id"], "visit_id", negative=True),
             ip_prefix=ip_prefix,
             user_agent=decode_text(event["user_agent"], "user_agent", optional=True),
+            click=validated_click_context(event.get("click")),
         )
 
     def apply(self, ledger: Ledger) -> None:
@@ -254,7 +277,11 @@ class SpooledClick(SpooledEvent):
             )
             return
         ledger.restore_visit(
-            link, self.visit_id, ip_prefix=self.ip_prefix, user_agent=self.user_agent
+            link,
+            self.visit_id,
+            ip_prefix=self.ip_prefix,
+            user_agent=self.user_agent,
+            click=self.click,
         )
 
 
@@ -315,6 +342,10 @@ class SpooledConversion(SpooledEvent):
     ``check_signed_requirement``: the hit is unsigned and the pixel could not read
     whether its advertiser requires signed pixels; the replay decides it, as the
     pixel would have.
+
+    ``conversion``: the request's context, unless its advertiser was known to keep
+    none; sealed in the spool like personal data (:meth:`Spool.erase` destroys it
+    too), and kept by the replay only if the advertiser keeps contexts then.
     """
 
     kind: ClassVar[str] = "web_conversion"
@@ -327,13 +358,14 @@ class SpooledConversion(SpooledEvent):
     params: str
     once_key: str | None
     check_signed_requirement: bool = False
+    conversion: ConversionContext | None = None
 
     @property
     def erasable(self) -> tuple[int, str | None]:
         return self.advertiser_id, self.report.parent_reference_id or self.report.reference_id
 
     def fields(self) -> dict[str, Any]:
-        return {
+        fields: dict[str, Any] = {
             "advertiser_id": self.advertiser_id,
             "report": self.report.as_json(),
             "source": self.source.value,
@@ -343,6 +375,9 @@ class SpooledConversion(SpooledEvent):
             "check_signed_requirement": self.check_signed_requirement,
             "once_key": self.once_key,
         }
+        if self.conversion is not None:  # left out, not null: the spool seals the member
+            fields["conversion_context"] = conversion_context_json(self.conversion)
+        return fields
 
     @classmethod
     def decode(cls, event: dict[str, Any], limits: Limits) -> SpooledConversion:
@@ -360,6 +395,8 @@ class SpooledConversion(SpooledEvent):
             params=str(decode_text(event["params"], "params")),
             once_key=decode_text(event.get("once_key"), "once_key", optional=True),
             check_signed_requirement=check_signed,
+            # An erased one reads {}: none.
+            conversion=validated_conversion_context(event.get("conversion_context")),
         )
 
     def apply(self, ledger: Ledger) -> None:
@@ -387,7 +424,11 @@ class SpooledConversion(SpooledEvent):
             cookie_problem=self.cookie_problem,
             params=self.params,
             once_key=self.once_key,
+            conversion=None if self.conversion is None else self._conversion,
         )
+
+    def _conversion(self) -> ConversionContext | None:
+        return self.conversion
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,14 +30,15 @@ is followed: every file is opened relative to the checked directory with
 never block (a FIFO is refused, not read), and quarantine files are created ``0600``
 with ``O_EXCL``.
 
-**Personal data is sealed.** The remarketing fields of a report (any ``personal_data``
-object of an event appended with ``erasable=(advertiser_id, reference_id)``) are
-encrypted with a key kept in ``keys/``, one key per conversion (advertiser and
-reference id). :meth:`Spool.erase` destroys that key: every spooled copy of that
-conversion's personal data, pending, quarantined or torn, becomes unreadable noise,
-and the replay stores the conversion without it. The cipher is HMAC-SHA256 in counter
-mode with a random nonce per record, authenticated by an HMAC tag (encrypt then MAC,
-standard library only). Keys are deleted when a replay has drained the spool.
+**Personal data is sealed.** The remarketing fields of a report and the request context
+of a conversion (any ``personal_data`` or ``conversion_context`` object of an event
+appended with ``erasable=(advertiser_id, reference_id)``) are encrypted with a key kept
+in ``keys/``, one key per conversion (advertiser and reference id). :meth:`Spool.erase`
+destroys that key: every spooled copy of that conversion's personal data, pending,
+quarantined or torn, becomes unreadable noise, and the replay stores the conversion
+without it. The cipher is HMAC-SHA256 in counter mode with a random nonce per record,
+authenticated by an HMAC tag (encrypt then MAC, standard library only). Keys are deleted
+when a replay has drained the spool.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ _QUARANTINE = "quarantine"
 _KEYS = "keys"
 _REPLAY_LOCK = "replay.lock"
 _KEYS_LOCK = "lock"
-_PERSONAL = "personal_data"
+# The members sealed: a report's remarketing fields and a conversion's request context.
+_PERSONAL = frozenset(("personal_data", "conversion_context"))
 _SEALED = "sealed"
 _KEY_BYTES = 32
 _NONCE_BYTES = 16
@@ -234,7 +236,7 @@ def _map_personal(value: Any, change: Callable[[Any], Any]) -> Any:
     """``value`` with every ``personal_data`` member replaced by ``change(member)``."""
     if isinstance(value, dict):
         return {
-            key: change(item) if key == _PERSONAL else _map_personal(item, change)
+            key: change(item) if key in _PERSONAL else _map_personal(item, change)
             for key, item in value.items()
         }
     if isinstance(value, list):

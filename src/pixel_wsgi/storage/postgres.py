@@ -81,7 +81,7 @@ from .base import LedgerWriter
 from .deliveries import SQLDeliveryStorage
 from .migrations.postgres import MIGRATE_LOCK_KEY
 from .migrations.postgres import apply as apply_migrations
-from .rows import INSERTED_TRANSACTION_COLUMNS, json_object, transaction_values
+from .rows import INSERTED_WITH_CONTEXT_COLUMNS, json_object, transaction_values_with_context
 from .sql import (
     PAGE_SIZE,
     Execute,
@@ -142,11 +142,11 @@ _BIGINT_COLUMNS = frozenset(
         "original_transaction_id",
     )
 )
-_INSERTED_NAMES = INSERTED_TRANSACTION_COLUMNS.split(", ")
+_INSERTED_NAMES = INSERTED_WITH_CONTEXT_COLUMNS.split(", ")
 _INSERTED_CASTS = ", ".join(
     f"%s::{'bigint' if name in _BIGINT_COLUMNS else 'text'}" for name in _INSERTED_NAMES
 )
-_INTO_TRANSACTIONS = f"INSERT INTO transactions ({INSERTED_TRANSACTION_COLUMNS})"
+_INTO_TRANSACTIONS = f"INSERT INTO transactions ({INSERTED_WITH_CONTEXT_COLUMNS})"
 
 # A correction, or a conversion without a reference_id: no idempotency key.
 _INSERT_TRANSACTION = (
@@ -243,7 +243,7 @@ def redact(conninfo: str) -> str:
 def _insert_statement(draft: TransactionDraft) -> tuple[str, tuple[Any, ...]]:
     """One statement that inserts a row and its personal data, returning its id
     (no row when its reference key is taken)."""
-    params = transaction_values(draft)
+    params = transaction_values_with_context(draft)
     if draft.reference_id is not None and draft.corrects_transaction_id is None:
         sql = _INSERT_NEW_CONVERSION
         params += (draft.advertiser_id, draft.reference_id)

@@ -174,7 +174,7 @@ _DELIVERY_CONTEXTS = (
 # The one UPDATE the ledger's triggers allow.
 _FORGET_CONVERSION_CONTEXTS = (
     "UPDATE transactions SET delivery_context = NULL"
-    " WHERE id IN ({ids}) AND delivery_context IS NOT NULL"
+    " WHERE advertiser_id = ? AND id <= ? AND delivery_context IS NOT NULL"
 )
 #: Ids per statement of a batch read or write by id: far under every backend's limit on
 #: parameters (SQLite 32,766, PostgreSQL 65,535), and a delivery batch fits one.
@@ -815,19 +815,22 @@ class SQLStorage(Storage):
                 )
         return found
 
-    def forget_conversion_contexts(self, transaction_ids: Sequence[int]) -> int:
-        cleared = 0
+    def forget_conversion_contexts(self, advertiser_id: int, through_transaction_id: int) -> int:
         with self._transaction("forget conversion contexts") as execute:
-            for chunk, placeholders in _id_chunks(transaction_ids):
-                cursor = execute(_FORGET_CONVERSION_CONTEXTS.format(ids=placeholders), chunk)
-                cleared += cursor.rowcount
-        return cleared
+            cursor = execute(_FORGET_CONVERSION_CONTEXTS, (advertiser_id, through_transaction_id))
+            return int(cursor.rowcount)
 
     def erase_personal_data(self, advertiser_id: int, reference_id: str) -> int:
         with self._transaction("erase personal data") as execute:
-            cursor = execute(
+            erased = execute(
                 "DELETE FROM personal_data WHERE transaction_id IN (SELECT id FROM"
                 " transactions WHERE advertiser_id = ? AND reference_id = ?)",
                 (advertiser_id, reference_id),
+            ).rowcount  # read now: PostgreSQL's next statement reuses the cursor
+            # The request's context (cookies, User-Agent, network) is personal data too.
+            execute(
+                "UPDATE transactions SET delivery_context = NULL WHERE advertiser_id = ?"
+                " AND reference_id = ? AND delivery_context IS NOT NULL",
+                (advertiser_id, reference_id),
             )
-            return cursor.rowcount
+            return erased

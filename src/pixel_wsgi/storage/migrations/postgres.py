@@ -353,6 +353,10 @@ def delivery_outbox(script: Script) -> None:
             response TEXT NOT NULL,
             duration_ms INTEGER NOT NULL
         );
-        CREATE INDEX delivery_attempts_target ON delivery_attempts (target_id, id)
+        CREATE INDEX delivery_attempts_target ON delivery_attempts (target_id, id);
+        -- The rows whose conversion context delivery still holds: what the worker's
+        -- forgetting finds (a partial index: rows without a context cost it nothing).
+        CREATE INDEX transactions_kept_context ON transactions (advertiser_id, id)
+            WHERE delivery_context IS NOT NULL
         """,
     )
