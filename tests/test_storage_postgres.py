@@ -35,6 +35,7 @@ from pixel_wsgi.storage.postgres import redact
 
 from .servers import free_port
 from .storage_contract import MakeStorage, StorageContract, draft, migrated_stores, rejection
+from .storage_contract_delivery_health import DeliveryHealthContract
 from .storage_contract_filters import FiltersContract
 from .storage_contract_reads import ReadsContract
 
@@ -71,6 +72,10 @@ class TestPostgresContract(StorageContract):
 
 
 class TestPostgresFiltersContract(FiltersContract):
+    pass
+
+
+class TestPostgresDeliveryHealthContract(DeliveryHealthContract):
     pass
 
 

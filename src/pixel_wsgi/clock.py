@@ -27,6 +27,15 @@ def iso_utc(moment: datetime) -> str:
     return f"{text}Z" if moment.microsecond else f"{text}.000000Z"
 
 
+def parse_utc(text: str) -> datetime:
+    """The aware UTC datetime of a stored timestamp (``2026-11-25T11:21:43.000123Z``).
+
+    Python 3.10's :meth:`datetime.fromisoformat` refuses the ``Z``: it is read as
+    ``+00:00``.
+    """
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
 def utc_day_start(moment: datetime) -> datetime:
     """Midnight UTC of the day ``moment`` falls on (an aware datetime)."""
     moment = moment.astimezone(timezone.utc)
