@@ -3,8 +3,8 @@
 Run as ``python background_exit_child.py STORAGE_URL SECRET_KEY TARGET_ID``: it builds
 the middleware with ``deliver_in_background=True``, serves one request (which starts the
 thread), waits until the thread has claimed a row of the target and sent it (the
-receiver answers slowly), and returns from the script. At interpreter exit the thread must be asked to
-stop and given the time to read the answer and settle the row.
+receiver answers slowly), and returns from the script. At interpreter exit the thread
+must be asked to stop and given the time to read the answer and settle the row.
 
 Exit codes: 0 after returning normally, 3 when no row was claimed in time.
 """
