@@ -36,6 +36,17 @@ def parse_utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
+def seconds_since(timestamp: str | None, now: datetime) -> int | None:
+    """Whole seconds from a stored timestamp to ``now`` (never negative); None for no
+    timestamp or one that is not a time."""
+    if timestamp is None:
+        return None
+    try:
+        return max(0, int((now - parse_utc(timestamp)).total_seconds()))
+    except ValueError:
+        return None
+
+
 def utc_day_start(moment: datetime) -> datetime:
     """Midnight UTC of the day ``moment`` falls on (an aware datetime)."""
     moment = moment.astimezone(timezone.utc)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ..clock import Clock, parse_utc, utc_now
+from ..clock import Clock, seconds_since, utc_now
 from ..models import TargetHealth, TargetStatus
 from .responses import json_response
 
@@ -28,16 +28,6 @@ logger = logging.getLogger("pixel_wsgi")
 
 #: The most of a paused target's detail (the platform's answer) the check repeats.
 _DETAIL_CHARS = 300
-
-
-def _age(timestamp: str | None, now: datetime) -> int | None:
-    """Whole seconds since a stored timestamp (never negative), or None."""
-    if timestamp is None:
-        return None
-    try:
-        return max(0, int((now - parse_utc(timestamp)).total_seconds()))
-    except ValueError:
-        return None
 
 
 def target_health(health: TargetHealth, now: datetime) -> dict[str, object]:
@@ -57,7 +47,7 @@ def target_health(health: TargetHealth, now: datetime) -> dict[str, object]:
         "kind": health.kind.value,
         "status": health.status.value,
         "backlog": health.pending,
-        "oldest_undelivered_seconds": _age(health.oldest_undelivered_at, now),
+        "oldest_undelivered_seconds": seconds_since(health.oldest_undelivered_at, now),
     }
     if health.status is not TargetStatus.ACTIVE and health.status_detail:
         report["detail"] = health.status_detail[:_DETAIL_CHARS]
