@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -35,6 +36,7 @@ from pixel_wsgi.clock import utc_now
 from pixel_wsgi.delivery.background import BackgroundDelivery
 from pixel_wsgi.delivery.outbox import NewTarget, add_target, new_webhook_secret
 from pixel_wsgi.delivery.secrets import SecretBox
+from pixel_wsgi.delivery.worker import Worker
 from pixel_wsgi.endpoints.api.auth import issue_credential
 from pixel_wsgi.integrations.paste import filter_app_factory
 from pixel_wsgi.models import DeliveryStatus, TargetKind
@@ -495,3 +497,23 @@ def test_gunicorn_workers_deliver_each_conversion_once(world: World, db_path: Pa
     assert world.storage.delivery_counts(target.stored.id) == {
         DeliveryStatus.DELIVERED: len(references)
     }
+
+
+def test_an_idle_pass_takes_no_write_lock(world: World) -> None:
+    """Each process's thread looks for work every second: with nothing due, it must not
+    queue behind (or hold up) the pixel's writes to SQLite."""
+    target = webhook_target(world, "https://hooks.example/idle")
+    worker = Worker(world.storage, BOX)
+    assert not worker.run_once().busy
+    writer = sqlite3.connect(world.storage.path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # a pixel's write, in progress
+        started = time.monotonic()
+        report = worker.run_once()
+        elapsed = time.monotonic() - started
+        writer.execute("COMMIT")
+    finally:
+        writer.close()
+    assert (report.busy, report.waiting_targets) == (False, 0)
+    assert elapsed < 0.5, elapsed
+    assert world.storage.delivery_counts(target.stored.id) == {}
