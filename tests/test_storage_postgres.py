@@ -37,6 +37,7 @@ from .servers import free_port
 from .storage_contract import MakeStorage, StorageContract, draft, migrated_stores, rejection
 from .storage_contract_capture import CaptureContract
 from .storage_contract_delivery import DeliveryContract
+from .storage_contract_delivery_health import DeliveryHealthContract
 from .storage_contract_filters import FiltersContract
 from .storage_contract_reads import ReadsContract
 
@@ -81,6 +82,10 @@ class TestPostgresFiltersContract(FiltersContract):
 
 
 class TestPostgresCaptureContract(CaptureContract):
+    pass
+
+
+class TestPostgresDeliveryHealthContract(DeliveryHealthContract):
     pass
 
 

@@ -22,6 +22,7 @@ from .sqlite_binding import strict_binding as strict_binding  # for usefixtures
 from .storage_contract import MakeStorage, StorageContract, draft
 from .storage_contract_capture import CaptureContract
 from .storage_contract_delivery import DeliveryContract
+from .storage_contract_delivery_health import DeliveryHealthContract
 
 
 @pytest.mark.usefixtures("strict_binding")
@@ -31,6 +32,11 @@ class TestSQLiteContract(StorageContract):
 
 @pytest.mark.usefixtures("strict_binding")
 class TestSQLiteDeliveryContract(DeliveryContract):
+    pass
+
+
+@pytest.mark.usefixtures("strict_binding")
+class TestSQLiteDeliveryHealthContract(DeliveryHealthContract):
     pass
 
 

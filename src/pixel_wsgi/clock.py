@@ -27,6 +27,26 @@ def iso_utc(moment: datetime) -> str:
     return f"{text}Z" if moment.microsecond else f"{text}.000000Z"
 
 
+def parse_utc(text: str) -> datetime:
+    """The aware UTC datetime of a stored timestamp (``2026-11-25T11:21:43.000123Z``).
+
+    Python 3.10's :meth:`datetime.fromisoformat` refuses the ``Z``: it is read as
+    ``+00:00``.
+    """
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def seconds_since(timestamp: str | None, now: datetime) -> int | None:
+    """Whole seconds from a stored timestamp to ``now`` (never negative); None for no
+    timestamp or one that is not a time."""
+    if timestamp is None:
+        return None
+    try:
+        return max(0, int((now - parse_utc(timestamp)).total_seconds()))
+    except ValueError:
+        return None
+
+
 def utc_day_start(moment: datetime) -> datetime:
     """Midnight UTC of the day ``moment`` falls on (an aware datetime)."""
     moment = moment.astimezone(timezone.utc)

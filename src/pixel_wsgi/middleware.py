@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -30,6 +31,8 @@ from .storage import Storage, storage_from_url
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .delivery.background import BackgroundDelivery
 
 logger = logging.getLogger("pixel_wsgi")
 
@@ -153,6 +156,13 @@ class PixelMiddleware:
         navigation without user activation (a script or a meta refresh on another
         site: no ``Sec-Fetch-User: ?1``) instead of only flagging it
         (``no_user_activation`` in the rejection log).
+    :param deliver_in_background: deliver the ledger's rows to the advertisers'
+        delivery targets (``pixel-wsgi target add``) from a thread in each process of
+        the application, for a site that runs no ``pixel-wsgi deliver`` service. The
+        thread starts with the process's first request (again in each forked worker),
+        sends nothing the pixel waits for, and stops at exit or on :meth:`close`; its
+        failures are logged (``pixel_wsgi.delivery``), never raised. Running it in many
+        processes, or beside ``pixel-wsgi deliver``, sends no row twice.
     :param clock: the current UTC time (for tests).
 
     Signed pixel URLs for templates: ``middleware.pixel_urls.url(advertiser_id,
@@ -189,6 +199,7 @@ class PixelMiddleware:
         refuse_without_user_activation: bool = False,
         spool_dir: str | os.PathLike[str] | None = "auto",
         spool_max_bytes: int = DEFAULT_MAX_BYTES,
+        deliver_in_background: bool = False,
         clock: Clock = utc_now,
     ) -> None:
         self.application = app
@@ -216,6 +227,7 @@ class PixelMiddleware:
             refuse_without_user_activation=refuse_without_user_activation,
             spool_dir=spool_dir,
             spool_max_bytes=spool_max_bytes,
+            deliver_in_background=deliver_in_background,
             clock=clock,
         )
         self.prefix = prefix
@@ -241,7 +253,15 @@ class PixelMiddleware:
         self.tracking_link = TrackingLink(self.ledger, self.cookies, settings, filters=self.filters)
         self.api = ReportingAPI(self.ledger, settings)
         self.reporter = ConversionReporter(self.ledger, self.cookies, settings)
-        self.health = HealthCheck(self.storage, self.spool, self.spool_problem)
+        self.health = HealthCheck(self.storage, self.spool, self.spool_problem, clock=clock)
+        #: The delivery thread of ``deliver_in_background`` (None without it).
+        self.background: BackgroundDelivery | None = None
+        #: Whether this process's delivery thread is still to be started: the one thing
+        #: every request checks (set again in the child of a fork).
+        self._start_delivery = False
+        if settings.deliver_in_background:
+            self.background = _background_delivery(self)
+            self._start_delivery = True
         #: Our routes, the most frequent first: the pixel is the hot path.
         self.routes = (
             _Route(f"{prefix}/conversion/", self.conversion_pixel, suffix=".gif", cut=-4),
@@ -305,7 +325,27 @@ class PixelMiddleware:
         """
         return self.reporter.report(**fields)
 
+    def close(self) -> None:
+        """Stop what the middleware runs in the background: the delivery thread of
+        ``deliver_in_background`` (the request in flight may finish within a few
+        seconds). Requests are still answered; the thread does not start again."""
+        if self.background is not None:
+            self._start_delivery = False
+            self.background.close()
+
+    def _begin_delivery(self) -> None:
+        """Start this process's delivery thread (the first request, and the first after
+        a fork); a failure to start it is logged, never the host's."""
+        self._start_delivery = False
+        try:
+            if self.background is not None:
+                self.background.start()
+        except Exception:
+            logger.exception("pixel-wsgi could not start delivering in the background")
+
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self._start_delivery:  # deliver_in_background, once per process: ~20 instructions
+            self._begin_delivery()
         path: str = environ.get("PATH_INFO", "")
         if not path.startswith(self._prefixes):
             # Inline rather than self._host(): this is every host request's cost.
@@ -354,6 +394,29 @@ class PixelMiddleware:
                 return method_not_allowed(start_response)
             return handler(environ, start_response, rest[:cut])
         return None
+
+
+def _background_delivery(middleware: PixelMiddleware) -> BackgroundDelivery:
+    """The delivery thread of ``middleware`` (not started): imported only when asked for,
+    so that a site without it loads no delivery code (nor its cryptography)."""
+    from .delivery.background import BackgroundDelivery
+    from .delivery.secrets import SecretBox
+
+    # Held weakly: the fork hook must not keep a discarded middleware alive.
+    owner = weakref.ref(middleware)
+
+    def rearm() -> None:
+        alive = owner()
+        if alive is not None:
+            alive._start_delivery = True
+
+    settings = middleware.settings
+    return BackgroundDelivery(
+        middleware.storage,
+        SecretBox(settings.secret_keys),
+        clock=settings.clock,
+        after_fork=rearm,
+    )
 
 
 __all__ = ["SECRET_KEY_ENV", "PixelMiddleware"]

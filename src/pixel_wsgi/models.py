@@ -788,3 +788,35 @@ class DeliveryAttempt:
     response: str
     duration_ms: int
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetHealth:
+    """One target's delivery at a glance, read in one query for every target
+    (``/pixels/health``, the dashboard): where it stands and how far behind it is."""
+
+    target_id: int
+    advertiser_id: int
+    kind: TargetKind
+    status: TargetStatus
+    #: why it is paused (refused credentials: the platform's answer, secrets masked)
+    status_detail: str | None
+    #: requests failed in a row: the circuit breaker
+    failures: int
+    #: while the breaker is open, when the target is tried again
+    resume_at: str | None
+    #: rows queued and not settled yet (the backlog)
+    pending: int
+    #: when the oldest ledger row still pending for the target was made
+    oldest_pending_at: str | None
+    #: when the oldest ledger row of the advertiser after the target's cursor was made: a
+    #: row no worker has looked at yet (None when the cursor is at the end)
+    oldest_unqueued_at: str | None
+
+    @property
+    def oldest_undelivered_at(self) -> str | None:
+        """When the oldest row not delivered yet was made, queued or not: what grows
+        while no worker runs, or while the target cannot take what it is sent."""
+        times = [t for t in (self.oldest_pending_at, self.oldest_unqueued_at) if t is not None]
+        # One fixed-width UTC form (pixel_wsgi.clock): text sorts as time does.
+        return min(times) if times else None

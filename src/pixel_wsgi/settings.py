@@ -86,6 +86,7 @@ class Settings:
     refuse_without_user_activation: bool = False
     spool_dir: str | os.PathLike[str] | None = "auto"
     spool_max_bytes: int = DEFAULT_MAX_BYTES
+    deliver_in_background: bool = False
     clock: Clock = utc_now
 
     def __post_init__(self) -> None:
@@ -96,6 +97,10 @@ class Settings:
                 f"default_currency must be an ISO 4217 code, got {self.default_currency!r}"
             )
         check_window(self.attribution_window)
+        if not isinstance(self.deliver_in_background, bool):
+            raise ConfigurationError(
+                f"deliver_in_background must be True or False, got {self.deliver_in_background!r}"
+            )
         # Frozen: what was given as a list (or a generator) is copied once. The
         # filters check their own options: building them once fails here.
         hosts = frozenset(host.lower() for host in self.allowed_redirect_hosts)

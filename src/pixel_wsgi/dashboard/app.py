@@ -52,6 +52,7 @@ _ALLOWED = "GET, HEAD"
 _CHALLENGE = ("WWW-Authenticate", f'Basic realm="{REALM}"')
 
 _ID = r"([1-9][0-9]{0,17})"
+_TARGET_RE = re.compile(rf"/advertisers/{_ID}/targets/{_ID}")
 _ADVERTISER_RE = re.compile(
     rf"/advertisers/{_ID}"
     r"(|/campaigns|/publishers|/days|/conversions|/rejections|/rejections/reasons"
@@ -115,6 +116,11 @@ class Dashboard:
     - ``/advertisers/<id>/conversions`` (``campaign=``, ``publisher=``) and
       ``/advertisers/<id>/conversions/<transaction_id>``: one correction chain
     - ``/advertisers/<id>/rejections`` (``reason=``) and ``/rejections/reasons``
+    - ``/advertisers/<id>/targets/<target_id>``: a delivery target (``pixel-wsgi target
+      add``): its status, backlog, oldest undelivered row, attempts per day and outcome
+      over the last 14 days, and its last errors with their (redacted) requests and
+      answers. The advertiser's page lists its targets. Settings are shown; credentials
+      never are.
 
     Mount it with Werkzeug's dispatcher, protected by a password::
 
@@ -230,15 +236,17 @@ class Dashboard:
         path = request.path
         if path in ("", "/"):
             return self._index(request, page)
+        target = _TARGET_RE.fullmatch(path)
+        if target is not None:
+            scope = self._scope(request, page, target.group(1))
+            shown = views.target_view(self.storage, scope, int(target.group(2)), self.clock())
+            return _html(pages.target_page(page, scope, shown))
         match = _ADVERTISER_RE.fullmatch(path)
         if match is None:
             raise NotFound(f"there is no page {path}")
         advertiser_id, section, transaction_id, as_csv = match.groups()
-        advertiser = self.storage.advertiser(int(advertiser_id))
-        if advertiser is None:
-            raise NotFound(f"there is no advertiser {advertiser_id}")
+        scope = self._scope(request, page, advertiser_id)
         args = request.args.to_dict(flat=False)
-        scope = Scope(advertiser, parse_range(args, page.today))
         storage = self.storage
         if transaction_id is not None:
             chain = views.chain_view(storage, scope, int(transaction_id), args)
@@ -249,7 +257,8 @@ class Dashboard:
             overview = views.overview(storage, scope)
             if as_csv:
                 return _csv(export.totals_csv(overview.totals), scope, "totals")
-            return _html(pages.overview_page(page, overview))
+            targets = views.target_summaries(storage, scope, self.clock())
+            return _html(pages.overview_page(page, overview, targets))
         if section == "/rejections":
             rejections = views.rejections_view(storage, scope, args)
             if as_csv:
@@ -271,6 +280,13 @@ class Dashboard:
             return _csv(export.table_csv(view), scope, view.table.name)
         active = "/rejections" if section == "/rejections/reasons" else section
         return _html(pages.table_page(page, scope, active, view))
+
+    def _scope(self, request: Request, page: pages.Page, advertiser_id: str) -> Scope:
+        """The advertiser of a page and its date range (``from``/``to``)."""
+        advertiser = self.storage.advertiser(int(advertiser_id))
+        if advertiser is None:
+            raise NotFound(f"there is no advertiser {advertiser_id}")
+        return Scope(advertiser, parse_range(request.args.to_dict(flat=False), page.today))
 
     def _index(self, request: Request, page: pages.Page) -> _Response:
         advertisers = self.storage.advertisers()

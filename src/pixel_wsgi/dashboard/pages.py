@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from markupsafe import Markup
 
 from ..models import Advertiser
-from .reports import format_money
+from .reports import age_text, format_money
 from .svg import daily_chart
 from .tables import ASC, DESC
 from .templating import render
@@ -28,6 +28,9 @@ from .views import (
     Rejections,
     Scope,
     TableView,
+    TargetSummary,
+    TargetView,
+    shown_time,
     status,
 )
 
@@ -39,6 +42,7 @@ __all__ = [
     "overview_page",
     "rejections_page",
     "table_page",
+    "target_page",
 ]
 
 _PRESETS = (7, 30, 90, 365)
@@ -181,7 +185,9 @@ def index_page(page: Page, advertisers: Sequence[Advertiser]) -> str:
     return render("index.html", page=page, title="Advertisers", advertisers=advertisers)
 
 
-def overview_page(page: Page, overview: Overview) -> str:
+def overview_page(page: Page, overview: Overview, targets: Sequence[TargetSummary] = ()) -> str:
+    """The advertiser's page: totals, chart, campaigns, publishers, and its delivery
+    targets (each linking to its own page)."""
     scope = overview.scope
     return render(
         "overview.html",
@@ -189,6 +195,8 @@ def overview_page(page: Page, overview: Overview) -> str:
         title=scope.advertiser.name,
         scope=scope,
         overview=overview,
+        targets=targets,
+        age_text=age_text,
         totals_csv=scope.path(".csv") + _query(scope.range_params()),
         chart=daily_chart(overview.days),
         campaigns=_table(scope, overview.campaigns, interactive=False),
@@ -238,6 +246,26 @@ def chain_page(page: Page, scope: Scope, chain: Chain) -> str:
         scope=scope,
         facts=facts,
         table=_table(scope, chain.view),
+    )
+
+
+def target_page(page: Page, scope: Scope, view: TargetView) -> str:
+    """One delivery target: status, backlog, outcomes per day, the last errors."""
+    target = view.target
+    heading = f"Delivery target {target.id}: {target.kind.value}"
+    return render(
+        "target.html",
+        page=page,
+        title=f"{heading}: {scope.advertiser.name}",
+        heading=heading,
+        scope=scope,
+        view=view,
+        target=target,
+        health=view.summary.health,
+        age=age_text(view.summary.oldest_undelivered),
+        # Settings only: a target's credentials stay sealed in the store.
+        settings=sorted(target.settings.items()),
+        shown_time=shown_time,
     )
 
 

@@ -28,8 +28,10 @@ __all__ = [
     "DateRange",
     "DayRow",
     "GroupRow",
+    "OutcomeDay",
     "ReasonCount",
     "Tally",
+    "age_text",
     "by_campaign",
     "by_day",
     "by_publisher",
@@ -40,6 +42,7 @@ __all__ = [
     "format_money",
     "format_value",
     "original_id",
+    "outcomes_by_day",
     "reason_counts",
     "reversal_reason",
     "row_type",
@@ -377,4 +380,53 @@ def reason_counts(rejections: Iterable[Rejection]) -> list[ReasonCount]:
     return [
         ReasonCount(reason, count, latest[reason])
         for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
+
+
+# -- delivery --------------------------------------------------------------------------
+
+
+def age_text(seconds: int | None) -> str:
+    """A duration for people: ``-``, ``45 s``, ``12 min``, ``3 h 5 min``, ``2 d 4 h``."""
+    if seconds is None:
+        return "-"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{minutes} min"
+    if seconds < 86400:
+        return f"{hours} h {minutes % 60} min"
+    return f"{days} d {hours % 24} h"
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeDay:
+    """A target's attempts of one UTC day, by outcome (in the order of the columns)."""
+
+    day: date
+    counts: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+
+def outcomes_by_day(
+    rows: Iterable[tuple[str, str, int]], days: DateRange
+) -> tuple[list[str], list[OutcomeDay]]:
+    """``(day, outcome, attempts)`` rows as a table: the outcomes seen (sorted, the
+    columns), and every day of ``days``, those without attempts included."""
+    counts: dict[tuple[date, str], int] = {}
+    outcomes: set[str] = set()
+    for day_text, outcome, attempts in rows:
+        day = day_of(day_text)
+        if day is None or not days.start <= day <= days.end:
+            continue
+        outcomes.add(outcome)
+        counts[day, outcome] = counts.get((day, outcome), 0) + attempts
+    columns = sorted(outcomes)
+    return columns, [
+        OutcomeDay(day, tuple(counts.get((day, outcome), 0) for outcome in columns))
+        for day in days.days()
     ]

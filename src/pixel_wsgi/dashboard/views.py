@@ -10,12 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
+from ..clock import seconds_since
+from ..delivery.model import OutcomeKind
 from ..errors import NotFound
-from ..models import Advertiser, Reason, Rejection, Transaction
+from ..models import (
+    Advertiser,
+    DeliveryAttempt,
+    DeliveryStatus,
+    Reason,
+    Rejection,
+    StoredTarget,
+    TargetHealth,
+    Transaction,
+)
 from ..params.values import Query
 from ..storage import Storage
 from .query import (
@@ -30,6 +42,7 @@ from .reports import (
     DateRange,
     DayRow,
     GroupRow,
+    OutcomeDay,
     ReasonCount,
     Tally,
     by_campaign,
@@ -41,6 +54,7 @@ from .reports import (
     format_money,
     format_value,
     original_id,
+    outcomes_by_day,
     reason_counts,
     reversal_reason,
     row_type,
@@ -714,4 +728,90 @@ def reasons_view(storage: Storage, scope: Scope, args: Query) -> TableView[Reaso
     counts = reason_counts(_load_rejections(storage, scope))
     return _view(
         "Rejections by reason", scope.path("/rejections/reasons"), reason_table(scope), counts, args
+    )
+
+
+# -- delivery targets ---------------------------------------------------------------
+
+#: How many days of attempt outcomes a target's page shows.
+OUTCOME_DAYS = 14
+#: How many of a target's last failed attempts its page shows.
+LAST_ERRORS = 20
+#: What an attempt's outcome is when it did its job: the rest are the errors.
+_REACHED_OUTCOMES = (OutcomeKind.DELIVERED.value, OutcomeKind.DUPLICATE.value)
+
+
+@dataclass(frozen=True)
+class TargetSummary:
+    """A target as the advertiser's page lists it: its health, how far behind it is."""
+
+    health: TargetHealth
+    #: seconds since the oldest row not delivered yet was made (None: none)
+    oldest_undelivered: int | None
+
+    @property
+    def id(self) -> int:
+        return self.health.target_id
+
+    def path(self, scope: Scope) -> str:
+        return scope.link(f"/targets/{self.id}")
+
+
+def target_summaries(storage: Storage, scope: Scope, now: datetime) -> list[TargetSummary]:
+    """The advertiser's targets (not the removed ones), in one read of the store."""
+    return [
+        TargetSummary(health, seconds_since(health.oldest_undelivered_at, now))
+        for health in storage.delivery_health(advertiser_id=scope.advertiser.id)
+    ]
+
+
+@dataclass(frozen=True)
+class TargetView:
+    """Everything a target's page shows. Its credentials are not here: only settings."""
+
+    target: StoredTarget
+    summary: TargetSummary
+    #: the publisher a postback pays, by name
+    publisher: str | None
+    #: every delivery status with the target's rows in it (all of them, zeros included)
+    counts: list[tuple[DeliveryStatus, int]]
+    #: the outcomes seen in the days shown: the columns of ``days``
+    outcomes: list[str]
+    days: list[OutcomeDay]
+    #: the last attempts that did not reach the platform, newest first (redacted)
+    errors: list[DeliveryAttempt]
+
+
+def target_view(storage: Storage, scope: Scope, target_id: int, now: datetime) -> TargetView:
+    """The page of one of the advertiser's targets (a removed one too).
+
+    :raises NotFound: for a target of another advertiser, or none.
+    """
+    target = storage.target(target_id)
+    if target is None or target.advertiser_id != scope.advertiser.id:
+        raise NotFound(f"advertiser {scope.advertiser.id} has no delivery target {target_id}")
+    [health] = [
+        row
+        for row in storage.delivery_health(advertiser_id=scope.advertiser.id, removed=True)
+        if row.target_id == target_id
+    ]
+    publisher = None
+    if target.publisher_id is not None:
+        found = storage.publisher(target.publisher_id)
+        publisher = found.name if found is not None else f"publisher {target.publisher_id}"
+    counts = storage.delivery_counts(target_id)
+    today = now.astimezone(timezone.utc).date()
+    days = DateRange(today - timedelta(days=OUTCOME_DAYS - 1), today)
+    since, _ = days.bounds()
+    outcomes, per_day = outcomes_by_day(storage.attempt_outcomes_by_day(target_id, since), days)
+    return TargetView(
+        target=target,
+        summary=TargetSummary(health, seconds_since(health.oldest_undelivered_at, now)),
+        publisher=publisher,
+        counts=[(status, counts.get(status, 0)) for status in DeliveryStatus],
+        outcomes=outcomes,
+        days=list(reversed(per_day)),  # today first
+        errors=storage.delivery_attempts(
+            target_id, limit=LAST_ERRORS, exclude_outcomes=_REACHED_OUTCOMES
+        ),
     )

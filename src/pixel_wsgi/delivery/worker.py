@@ -32,9 +32,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-from ..clock import iso_utc, utc_now
+from ..clock import iso_utc, parse_utc, utc_now
 from ..errors import PixelError
 from ..models import (
     Delivery,
@@ -73,10 +73,6 @@ _SETTLED_BY_OUTCOME = {
     OutcomeKind.UNSUPPORTED: DeliveryStatus.UNSUPPORTED,
     OutcomeKind.EXPIRED: DeliveryStatus.EXPIRED,
 }
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
 @dataclass
@@ -154,7 +150,7 @@ class Worker:
                 break
             if stored.status is not TargetStatus.ACTIVE:
                 continue
-            if stored.resume_at is not None and _parse_time(stored.resume_at) > self.clock():
+            if stored.resume_at is not None and parse_utc(stored.resume_at) > self.clock():
                 report.waiting_targets += 1
                 continue
             try:
@@ -447,8 +443,11 @@ class _Batch:
         if breaker_open:
             pass
         elif outcome.kind is OutcomeKind.AUTH:
-            self.storage.set_target_status(self.stored.id, TargetStatus.AUTH_FAILED, outcome.detail)
-            logger.warning("target %s paused: %s", self.stored.id, outcome.detail)
+            # The platform's answer may echo what it refused: the dashboard and
+            # /pixels/health show this detail.
+            detail = masked(outcome.detail, self.kind.secrets.values())
+            self.storage.set_target_status(self.stored.id, TargetStatus.AUTH_FAILED, detail)
+            logger.warning("target %s paused: %s", self.stored.id, detail)
         else:
             self.worker._open_breaker(self.stored, outcome.detail, outcome.retry_after)
         raise _Stop
@@ -488,7 +487,10 @@ class _Batch:
             transaction_ids=request.transaction_ids,
             attempted_at=iso_utc(attempted_at),
             outcome=kinds.pop().value if len(kinds) == 1 else "mixed",
-            detail="; ".join(sorted({o.detail for o in outcomes.values()}))[:500],
+            detail=masked(
+                "; ".join(sorted({o.detail for o in outcomes.values()})),
+                self.kind.secrets.values(),
+            )[:500],
             request=self.kind.redacted(request),
             response=masked(_described(response, error), self.kind.secrets.values()),
             duration_ms=int((time.monotonic() - started) * 1000),
@@ -534,7 +536,7 @@ class _Batch:
                 iso_utc(now),
                 outcome.detail,
             )
-        if now - _parse_time(delivery.created_at) >= GIVE_UP_AFTER:
+        if now - parse_utc(delivery.created_at) >= GIVE_UP_AFTER:
             days = GIVE_UP_AFTER.days
             detail = f"gave up after {attempts} attempts over {days} days: {outcome.detail}"
             return Settlement(

@@ -26,6 +26,7 @@ Put the middleware in front of an application in a Paste ``.ini`` file
     bot_user_agents = default, MyMonitor/1.0
     min_seconds_to_convert = 3
     spool_dir = %(here)s/pixel-wsgi.spool
+    deliver_in_background = true
     max_query_length = 8192
 
 Every option of :class:`~pixel_wsgi.middleware.PixelMiddleware` that text can
@@ -40,7 +41,8 @@ a value that cannot be used:
   cookies while ``secret_key`` signs new ones.
 - Durations (``attribution_window``, ``reload_window``): a whole number and a unit,
   ``30d``, ``12h``, ``15m`` or ``90s``. ``attribution_window_days = 30`` still works.
-- Booleans (``honor_gpc``, ``migrate``, ``refuse_without_user_activation``):
+- Booleans (``honor_gpc``, ``migrate``, ``refuse_without_user_activation``,
+  ``deliver_in_background``):
   ``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0``.
 - Lists (``allowed_redirect_hosts``, ``api_allowed_origins``): separated by commas
   or whitespace. ``bot_user_agents``: separated by commas or new lines (a
@@ -181,6 +183,7 @@ _CONVERTED: dict[str, tuple[str, _Convert]] = {
     "refuse_without_user_activation": ("refuse_without_user_activation", _as_bool),
     "spool_dir": ("spool_dir", _as_optional_text),
     "spool_max_bytes": ("spool_max_bytes", _as_whole),
+    "deliver_in_background": ("deliver_in_background", _as_bool),
 }
 _LIMITS = tuple(field.name for field in dataclasses.fields(Limits))
 #: Every option the filter takes.

@@ -38,6 +38,7 @@ from ..models import (
     RejectionDraft,
     Settlement,
     StoredTarget,
+    TargetHealth,
     TargetKind,
     TargetStatus,
     Transaction,
@@ -583,12 +584,22 @@ class Storage(abc.ABC):
         A row leased by a worker is not moved. :returns: the rows moved."""
 
     @abc.abstractmethod
-    def delivery_attempts(self, target_id: int, *, limit: int = 20) -> list[DeliveryAttempt]:
-        """The target's newest attempts first."""
+    def delivery_attempts(
+        self, target_id: int, *, limit: int = 20, exclude_outcomes: Sequence[str] = ()
+    ) -> list[DeliveryAttempt]:
+        """The target's newest attempts first; with ``exclude_outcomes``, only those
+        whose outcome is none of them (the last errors: not ``delivered``, ``duplicate``)."""
 
     @abc.abstractmethod
     def delivery_counts(self, target_id: int) -> dict[DeliveryStatus, int]:
         """How many of the target's rows are in each status (absent: none)."""
+
+    @abc.abstractmethod
+    def delivery_health(
+        self, *, advertiser_id: int | None = None, removed: bool = False
+    ) -> list[TargetHealth]:
+        """Every target's status, backlog and oldest undelivered row, by id, in ONE read
+        (``/pixels/health`` runs it on every check); ``removed`` targets only when asked."""
 
     @abc.abstractmethod
     def oldest_pending(self, target_id: int) -> str | None:

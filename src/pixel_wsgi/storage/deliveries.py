@@ -23,6 +23,7 @@ from ..models import (
     DeliveryStatus,
     Settlement,
     StoredTarget,
+    TargetHealth,
     TargetKind,
     TargetStatus,
     Transaction,
@@ -56,10 +57,29 @@ _DUE = (
     " AND e.transaction_id < d.transaction_id AND e.status = 'pending')"
     " ORDER BY d.transaction_id LIMIT ?"
 )
+# Whether any row might be due (the partial index of pending rows): before a claim.
+_ANY_DUE = (
+    "SELECT 1 FROM deliveries WHERE target_id = ? AND status = 'pending'"
+    " AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?) LIMIT 1"
+)
 _SETTLE = (
     "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, detail = ?,"
     " updated_at = ?, lease_token = NULL, lease_until = NULL"
     " WHERE target_id = ? AND transaction_id = ? AND lease_token = ?"
+)
+# Every target with its backlog: the pending count (the partial index of pending rows),
+# when its oldest pending row was made, and when the first ledger row after its cursor
+# (not queued yet: no worker has looked at it) was made. One statement for every target,
+# so that the health check costs one round trip however many targets there are.
+_HEALTH = (
+    "SELECT t.id, t.advertiser_id, t.kind, t.status, t.status_detail, t.failures,"
+    " t.resume_at,"
+    " (SELECT COUNT(*) FROM deliveries d WHERE d.target_id = t.id AND d.status = 'pending'),"
+    " (SELECT x.created_at FROM deliveries d JOIN transactions x ON x.id = d.transaction_id"
+    " WHERE d.target_id = t.id AND d.status = 'pending' ORDER BY d.transaction_id LIMIT 1),"
+    " (SELECT x.created_at FROM transactions x WHERE x.advertiser_id = t.advertiser_id"
+    " AND x.id > t.ledger_cursor ORDER BY x.id LIMIT 1)"
+    " FROM delivery_targets t"
 )
 _ATTEMPT_COLUMNS = (
     "target_id, transaction_ids, attempted_at, outcome, detail, request, response, duration_ms"
@@ -262,6 +282,11 @@ class SQLDeliveryStorage(SQLStorage):
     def claim_deliveries(
         self, target_id: int, *, now: str, lease_until: str, token: str, limit: int
     ) -> list[Delivery]:
+        # A worker with nothing to do asks every second or so (one per process with
+        # deliver_in_background): a plain read first, so that an idle pass takes no
+        # write lock, which SQLite's pixel writes would wait behind.
+        if self._one("look for due deliveries", _ANY_DUE, (target_id, now, now)) is None:
+            return []
         with self._transaction("claim deliveries") as execute:
             rows = execute(f"{_DUE}{self.skip_locked}", (target_id, now, now, limit)).fetchall()
             for row in rows:
@@ -367,14 +392,46 @@ class SQLDeliveryStorage(SQLStorage):
 
     # -- what the dashboard, the CLI and health read ----------------------------------
 
-    def delivery_attempts(self, target_id: int, *, limit: int = 20) -> list[DeliveryAttempt]:
+    def delivery_attempts(
+        self, target_id: int, *, limit: int = 20, exclude_outcomes: Sequence[str] = ()
+    ) -> list[DeliveryAttempt]:
+        excluded = (
+            f" AND outcome NOT IN ({_placeholders(exclude_outcomes)})" if exclude_outcomes else ""
+        )
         rows = self._read(
             "read delivery attempts",
             f"SELECT id, {_ATTEMPT_COLUMNS} FROM delivery_attempts WHERE target_id = ?"
-            " ORDER BY id DESC LIMIT ?",
-            (target_id, limit),
+            f"{excluded} ORDER BY id DESC LIMIT ?",
+            (target_id, *exclude_outcomes, limit),
         )
         return [_attempt_from_row(row) for row in rows]
+
+    def delivery_health(
+        self, *, advertiser_id: int | None = None, removed: bool = False
+    ) -> list[TargetHealth]:
+        conditions, params = filters(
+            ("t.advertiser_id = ?", advertiser_id),
+            ("t.status <> ?", None if removed else TargetStatus.REMOVED.value),
+            prefix=" WHERE ",
+        )
+        rows = self._read(
+            "read the delivery targets' health", f"{_HEALTH}{conditions} ORDER BY t.id", params
+        )
+        return [
+            TargetHealth(
+                target_id=row[0],
+                advertiser_id=row[1],
+                kind=TargetKind(row[2]),
+                status=TargetStatus(row[3]),
+                status_detail=row[4],
+                failures=row[5],
+                resume_at=row[6],
+                pending=int(row[7]),
+                oldest_pending_at=None if row[8] is None else str(row[8]),
+                oldest_unqueued_at=None if row[9] is None else str(row[9]),
+            )
+            for row in rows
+        ]
 
     def delivery_counts(self, target_id: int) -> dict[DeliveryStatus, int]:
         rows = self._read(
