@@ -78,6 +78,7 @@ _KIND_OPTIONS = [
     click.option(
         "--method",
         type=click.Choice(["GET", "POST"], case_sensitive=False),
+        metavar="GET|POST",
         help="postback: GET (the default) or POST (the query as a form body).",
     ),
     click.option(
@@ -167,7 +168,7 @@ def _taken_by(name: str) -> str:
     from ..delivery.targets import target_type
 
     kinds = [kind.value for kind in TargetKind if name in _names(target_type(kind))]
-    return ", ".join(kinds) if kinds else "no kind"
+    return " and ".join(kinds)
 
 
 def _kind_values(
@@ -192,7 +193,7 @@ def _kind_values(
             if name in _FLAGS and value is False:
                 flag = "--no-" + flag[2:]
             raise click.UsageError(
-                f"{flag} is not an option of a {kind.value} target (it is one of {_taken_by(name)})"
+                f"{flag} is not an option of a {kind.value} target: it is for {_taken_by(name)} targets"
             )
         if name in type_.required_secrets:
             assert isinstance(value, str)
@@ -383,7 +384,7 @@ def target_add(
         raise click.UsageError("a postback target needs --publisher: the publisher it pays")
     if target_kind is not TargetKind.POSTBACK and publisher_id is not None:
         raise click.UsageError(
-            f"--publisher is not an option of a {kind} target (it is one of postback)"
+            f"--publisher is not an option of a {kind} target: it is for postback targets"
         )
     _required_missing(target_kind, settings, secrets)
     box = secret_box()
@@ -829,8 +830,10 @@ _TRANSACTION_OPTION = click.option(
 @json_option
 @click.pass_obj
 def retry(state: State, target_id: int, transaction_ids: tuple[int, ...], as_json: bool) -> None:
-    """Send rows again: dead, expired, unsupported or skipped ones back to pending,
-    due now."""
+    """Send a target's dead, expired, unsupported or skipped rows again.
+
+    They go back to pending, due now; the next deliver sends them.
+    """
     stored, moved = _move(
         state,
         target_id,
@@ -848,9 +851,10 @@ def retry(state: State, target_id: int, transaction_ids: tuple[int, ...], as_jso
 @json_option
 @click.pass_obj
 def skip(state: State, target_id: int, transaction_ids: tuple[int, ...], as_json: bool) -> None:
-    """Never send pending rows: they become skipped (retry sends them after all).
+    """Never send a target's pending rows: they become skipped.
 
-    A row a worker is sending right now is left as it is.
+    retry sends them after all. A row a worker is sending right now is left
+    as it is.
     """
     stored, moved = _move(
         state,
