@@ -326,8 +326,15 @@ def target() -> None:
 
 
 def _parse_day(ctx: click.Context, param: click.Parameter, value: datetime | None) -> Any:
+    if value is None:
+        return None
     # click.DateTime gives naive times: they are UTC, like the ledger's.
-    return None if value is None else value.replace(tzinfo=timezone.utc)
+    moment = value.replace(tzinfo=timezone.utc)
+    if moment > utc_now():
+        raise click.BadParameter(
+            f"{iso_utc(moment)} is still to come: rows made from now on are sent anyway"
+        )
+    return moment
 
 
 @target.command("add")
@@ -511,7 +518,8 @@ def target_set(
     settings, secrets = _kind_values(stored.kind, given, changing=True)
     if new_secret and stored.kind is not TargetKind.WEBHOOK:
         raise click.UsageError(
-            f"--new-secret is not an option of a {stored.kind.value} target (it is one of webhook)"
+            f"--new-secret is not an option of a {stored.kind.value} target: it is for"
+            " webhook targets"
         )
     if new_secret and "secret" in secrets:
         raise click.UsageError("give --new-secret or --secret, not both")
