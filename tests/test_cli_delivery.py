@@ -20,7 +20,7 @@ from webtest import TestApp
 
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
 from pixel_wsgi.delivery.outbox import new_webhook_secret
-from pixel_wsgi.models import DeliveryStatus, TargetStatus
+from pixel_wsgi.models import TargetStatus
 
 from .cli_helpers import Run, as_json, failed, ok
 from .conftest import SECRET, World, host_app
@@ -224,7 +224,9 @@ def test_add_each_kind(run: Run, world: World, db_path: Path, kind: str) -> None
         assert credential.encode() not in stored
 
 
-def test_a_webhook_secret_is_printed_once(run: Run, world: World, db_path: Path) -> None:
+def test_a_webhook_secret_is_printed_once(
+    run: Run, world: World, db_path: Path, shop: TestApp, auth: dict[str, str]
+) -> None:
     said = ok(
         run(
             "target",
@@ -234,16 +236,20 @@ def test_a_webhook_secret_is_printed_once(run: Run, world: World, db_path: Path)
             "--kind",
             "webhook",
             "--url",
-            "http://127.0.0.1:9/hooks",
+            "http://127.0.0.1:9/a",
         )
     )
-    prefix = "Created target 1 (webhook) for advertiser 1: it gets the ledger rows made from now on. Signing secret (shown only now): "
+    prefix = (
+        "Created target 1 (webhook) for advertiser 1: it gets the ledger rows made from now"
+        " on. Signing secret (shown only now): "
+    )
     assert said.startswith(prefix)
     secret = said[len(prefix) :].strip()
     StandardWebhook(secret)  # a valid Standard Webhooks secret
     given = new_webhook_secret()
     document = add(run, "--kind", "webhook", "--url", "http://127.0.0.1:9/b", "--secret", given)
     assert (document["id"], document["kind"], document["secret"]) == (2, "webhook", given)
+    sale(shop, auth, world, "order-1")
 
     printed = [
         ok(run("target", "list")),
@@ -252,9 +258,14 @@ def test_a_webhook_secret_is_printed_once(run: Run, world: World, db_path: Path)
         ok(run("target", "resume", "1")),
         ok(run("target", "set", "1", "--url", "http://127.0.0.1:9/moved", "--json")),
         ok(run("deliver", "--dry-run")),
-        ok(run("deliver", "--json")),
+        ok(run("deliver", "--dry-run", "--json")),
+        ok(run("deliver", "--json")),  # port 9 refuses: both rows wait
         ok(run("deliveries", "--json")),
     ]
+    assert "webhook-signature: [redacted]" in printed[5]
+    attempts = [*world.storage.delivery_attempts(1), *world.storage.delivery_attempts(2)]
+    assert len(attempts) == 2
+    printed += [f"{attempt.request}\n{attempt.response}" for attempt in attempts]
     for output in printed:
         assert secret not in output
         assert given not in output
@@ -592,10 +603,7 @@ def test_deliveries_retry_and_skip(
             (target, delivered, "delivered", 1),
             (target, waiting, "pending", 1),
         ]
-        assert (
-            listed[0]["detail"] == "the publisher refused it: Invalid campaign"
-            or "Invalid campaign" in listed[0]["detail"]
-        )
+        assert listed[0]["detail"] == "HTTP 200 saying failure: Invalid campaign"
         assert listed[0]["next_attempt_at"] is None
         assert listed[2]["next_attempt_at"] is not None
         lines = ok(run("deliveries")).splitlines()
@@ -616,6 +624,11 @@ def test_deliveries_retry_and_skip(
         assert [
             d["transaction_id"] for d in as_json(run("deliveries", "--limit", "2", "--json"))
         ] == [dead, delivered]
+        limited = run("deliveries", "--limit", "2")
+        assert limited.exit_code == 0
+        assert len(limited.stdout.splitlines()) == 3
+        assert limited.stderr == "(the first 2: --limit N for more)\n"
+        assert len(ok(run("deliveries", "--limit", "3")).splitlines()) == 4  # all: no note
 
         # skip: the pending row is never sent.
         assert ok(run("skip", "--target", str(target))) == f"1 row of target {target} skipped.\n"
@@ -697,7 +710,7 @@ def test_refused_credentials_pause_the_target_until_resumed(
     assert listed["status"] == "auth_failed"
     assert listed["status_detail"]
     assert listed["backlog"] == 1
-    header, row = ok(run("target", "list")).splitlines()
+    _, row = ok(run("target", "list")).splitlines()
     assert row.split()[4:6] == ["auth_failed", "1"]
     assert ok(run("deliver")) == "Sent 0 requests. 1 rows pending.\n"
     assert len(receiver.received) == 1
@@ -781,7 +794,8 @@ def test_set_changes_settings_and_credentials(
 
     stderr = failed(run("target", "set", "2", "--url", "http://127.0.0.1:9/x"), 2)
     assert stderr.endswith(
-        "Error: --url is not an option of a meta_capi target: it is for postback and webhook targets\n"
+        "Error: --url is not an option of a meta_capi target: it is for postback and webhook"
+        " targets\n"
     )
     stderr = failed(run("target", "set", "2"), 2)
     assert stderr.endswith("Error: give an option to change (see pixel-wsgi target set --help)\n")

@@ -193,7 +193,8 @@ def _kind_values(
             if name in _FLAGS and value is False:
                 flag = "--no-" + flag[2:]
             raise click.UsageError(
-                f"{flag} is not an option of a {kind.value} target: it is for {_taken_by(name)} targets"
+                f"{flag} is not an option of a {kind.value} target: it is for"
+                f" {_taken_by(name)} targets"
             )
         if name in type_.required_secrets:
             assert isinstance(value, str)
@@ -768,9 +769,12 @@ def deliveries(
     wanted = None if status is None else DeliveryStatus(status)
     rows: list[Delivery] = []
     for stored in _targets_of(storage, target_id):
-        rows.extend(storage.deliveries(stored.id, status=wanted, limit=limit - len(rows)))
-        if len(rows) >= limit:
+        # One row more than shown: whether to say there are more.
+        rows.extend(storage.deliveries(stored.id, status=wanted, limit=limit + 1 - len(rows)))
+        if len(rows) > limit:
             break
+    more = len(rows) > limit
+    rows = rows[:limit]
     print_list(
         rows,
         as_json,
@@ -786,7 +790,7 @@ def deliveries(
         ],
         empty="No deliveries.",
     )
-    if len(rows) >= limit and not as_json:
+    if more and not as_json:
         click.echo(f"(the first {limit}: --limit N for more)", err=True)
 
 
