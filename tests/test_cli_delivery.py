@@ -476,7 +476,8 @@ def test_deliver_sends_to_a_postback_and_a_webhook(
         "requests": 0,
         "rows": {},
         "pending": 0,
-        "waiting_targets": 0,
+        "waiting_targets": [],
+        "auth_failed_targets": [],
     }
     assert len(publisher_server.received) == 3
     [listed_postback, listed_webhook] = as_json(run("target", "list", "--json"))
@@ -496,7 +497,13 @@ def test_deliver_one_target(
     webhook = add(run, "--kind", "webhook", "--url", receiver.url)["id"]
     sale(shop, auth, world, "order-1")
     summary = as_json(run("deliver", "--target", str(postback), "--json"))
-    assert summary == {"requests": 1, "rows": {"delivered": 1}, "pending": 0, "waiting_targets": 0}
+    assert summary == {
+        "requests": 1,
+        "rows": {"delivered": 1},
+        "pending": 0,
+        "waiting_targets": [],
+        "auth_failed_targets": [],
+    }
     assert len(publisher_server.received) == 1
     assert receiver.received == []
     assert statuses(world.storage, webhook) == {}  # not even queued
@@ -585,7 +592,7 @@ def test_deliveries_retry_and_skip(
         server.script(
             Reply(200, b"success=false; err_msg=Invalid campaign;"),  # dead
             Reply(200, b"success=true;"),
-            Reply(503, b"busy"),  # waits
+            Reply(503, b"busy", (("Retry-After", "60"),)),  # waits a minute
         )
         dead = sale(shop, auth, world, "order-1")
         delivered = sale(shop, auth, world, "order-2")
@@ -594,6 +601,7 @@ def test_deliveries_retry_and_skip(
         assert summary["requests"] == 3
         assert summary["rows"] == {"delivered": 1, "dead": 1}
         assert summary["pending"] == 1
+        assert summary["waiting_targets"] == [target]  # the 503 opened its circuit breaker
 
         listed = as_json(run("deliveries", "--json"))
         assert [
@@ -654,7 +662,9 @@ def test_deliveries_retry_and_skip(
             ok(run("retry", "--target", str(target)))
             == f"1 row of target {target} back to pending, due now.\n"
         )
-        _wait_for_breaker(world.storage, target)  # the 503 opened it
+        ok(run("deliver"))  # the target still waits for its breaker
+        assert statuses(world.storage, target)[waiting] == "pending"
+        ok(run("target", "resume", str(target)))  # which closes the breaker
         ok(run("deliver"))
         assert set(statuses(world.storage, target).values()) == {"delivered"}
         assert [r.query["transaction_id"] for r in server.received] == [
@@ -705,14 +715,26 @@ def test_refused_credentials_pause_the_target_until_resumed(
     target = add(run, "--kind", "webhook", "--url", receiver.url)
     sale(shop, auth, world, "order-1")
     summary = as_json(run("deliver", "--json"))
-    assert (summary["requests"], summary["pending"], summary["waiting_targets"]) == (1, 1, 1)
+    assert summary == {
+        "requests": 1,
+        "rows": {},
+        "pending": 1,
+        "waiting_targets": [],
+        "auth_failed_targets": [target["id"]],
+    }
     [listed] = as_json(run("target", "list", "--json"))
     assert listed["status"] == "auth_failed"
     assert listed["status_detail"]
     assert listed["backlog"] == 1
     _, row = ok(run("target", "list")).splitlines()
     assert row.split()[4:6] == ["auth_failed", "1"]
-    assert ok(run("deliver")) == "Sent 0 requests. 1 rows pending.\n"
+    again = run("deliver")
+    assert (again.exit_code, again.stdout) == (0, "Sent 0 requests. 1 row pending.\n")
+    assert again.stderr == (
+        f"Warning: target {target['id']} (webhook) is paused, its credentials were refused:"
+        f" {listed['status_detail']}. Fix them with `pixel-wsgi target set {target['id']}`,"
+        f" then `pixel-wsgi target resume {target['id']}`.\n"
+    )
     assert len(receiver.received) == 1
 
     receiver.verifiers.append(StandardWebhook(target["secret"]))
@@ -883,16 +905,6 @@ def _start_loop(db_path: Path, *args: str) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, KEY_ENV: SECRET},
     )
-
-
-def _wait_for_breaker(storage: SQLiteStorage, target_id: int) -> None:
-    """Sleep until the target's circuit breaker lets it be tried again (at most ~1 s
-    after a first failure)."""
-    stored = storage.target(target_id)
-    assert stored is not None
-    if stored.resume_at is not None:
-        resume = datetime.fromisoformat(stored.resume_at.replace("Z", "+00:00"))
-        time.sleep(max(0.0, (resume - datetime.now(timezone.utc)).total_seconds()) + 0.05)
 
 
 def _wait_for(condition: Any, what: str, timeout: float = 30.0) -> None:

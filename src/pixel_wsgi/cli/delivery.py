@@ -41,7 +41,7 @@ from .state import State
 if TYPE_CHECKING:
     from ..delivery.secrets import SecretBox
     from ..delivery.targets.base import TargetType
-    from ..delivery.worker import Worker
+    from ..delivery.worker import PassReport, Worker
 
 # The delivery package (the worker, the target types, cryptography for the sealed
 # credentials) is imported inside the commands that use it: every other command
@@ -239,7 +239,11 @@ def secret_box() -> SecretBox:
             f"set {SECRET_KEY_ENV} to the middleware's secret_key: targets' credentials are"
             f" sealed with it (a new installation makes one with: {MAKE_A_KEY})"
         )
-    return SecretBox(secret_keys(None))
+    try:
+        keys = secret_keys(None)
+    except ConfigurationError as exc:  # too short: say where it came from
+        raise ConfigurationError(f"{SECRET_KEY_ENV}: {exc}") from exc
+    return SecretBox(keys)
 
 
 def existing_target(storage: Storage, target_id: int) -> StoredTarget:
@@ -662,15 +666,26 @@ def deliver(state: State, loop: bool, target_id: int | None, dry_run: bool, as_j
             total.requests += report.requests
             for status, count in report.settled.items():
                 total.settled[status] = total.settled.get(status, 0) + count
-            total.waiting_targets = report.waiting_targets
             # A pass that settled nothing found nothing due, or only rows that wait.
             if not report.settled:
                 break
-    pending = sum(
-        storage.delivery_counts(each.id).get(DeliveryStatus.PENDING, 0)
-        for each in storage.targets()
-        if target_id is None or each.id == target_id
-    )
+    _print_summary(storage, total, target_id, as_json)
+
+
+def _print_summary(
+    storage: Storage, total: PassReport, target_id: int | None, as_json: bool
+) -> None:
+    """What ``deliver`` did, what is left, and the targets that need an operator."""
+    scope = [each for each in storage.targets() if target_id is None or each.id == target_id]
+    pending = sum(storage.delivery_counts(each.id).get(DeliveryStatus.PENDING, 0) for each in scope)
+    now = iso_utc(utc_now())
+    # ISO UTC texts of one format compare as the times they are.
+    waiting = [
+        each
+        for each in scope
+        if each.status is TargetStatus.ACTIVE and each.resume_at and each.resume_at > now
+    ]
+    refused = [each for each in scope if each.status is TargetStatus.AUTH_FAILED]
     rows = {
         status.value: total.settled[status] for status in DeliveryStatus if status in total.settled
     }
@@ -680,20 +695,29 @@ def deliver(state: State, loop: bool, target_id: int | None, dry_run: bool, as_j
                 "requests": total.requests,
                 "rows": rows,
                 "pending": pending,
-                "waiting_targets": total.waiting_targets,
+                "waiting_targets": [each.id for each in waiting],
+                "auth_failed_targets": [each.id for each in refused],
             }
         )
         return
     settled = ", ".join(f"{count} {status}" for status, count in rows.items())
-    noun = "request" if total.requests == 1 else "requests"
-    said = f"Sent {total.requests} {noun}" + (f"; rows: {settled}" if settled else "")
-    said += f". {pending} rows pending"
-    if total.waiting_targets:
-        said += (
-            f"; {total.waiting_targets} targets waiting (circuit breaker open or"
-            " credentials refused: see pixel-wsgi target list)"
-        )
+    said = f"Sent {_count(total.requests, 'request')}" + (f"; rows: {settled}" if settled else "")
+    said += f". {_count(pending, 'row')} pending"
+    if waiting:
+        ids = ", ".join(str(each.id) for each in waiting)
+        said += f"; {_count(len(waiting), 'target')} ({ids}) waiting for the platform to recover"
     click.echo(said + ".")
+    for each in refused:
+        click.echo(
+            f"Warning: target {each.id} ({each.kind.value}) is paused, its credentials were"
+            f" refused: {each.status_detail}. Fix them with `pixel-wsgi target set {each.id}`,"
+            f" then `pixel-wsgi target resume {each.id}`.",
+            err=True,
+        )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _print_plan(worker: Worker, as_json: bool) -> None:
@@ -819,8 +843,7 @@ def _print_moved(stored: StoredTarget, moved: int, as_json: bool, what: str) -> 
     if as_json:
         emit_json({"target_id": stored.id, "moved": moved})
         return
-    noun = "row" if moved == 1 else "rows"
-    said = f"{moved} {noun} of target {stored.id} {what}."
+    said = f"{_count(moved, 'row')} of target {stored.id} {what}."
     if stored.status is not TargetStatus.ACTIVE and moved:
         said += f" The target is {stored.status.value}: nothing is sent until it is resumed."
     click.echo(said)
