@@ -19,8 +19,10 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 from webtest import TestApp
 
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
+from pixel_wsgi.cli.delivery import target_add, target_set
 from pixel_wsgi.delivery.outbox import new_webhook_secret
-from pixel_wsgi.models import TargetStatus
+from pixel_wsgi.delivery.targets import target_type
+from pixel_wsgi.models import TargetKind, TargetStatus
 
 from .cli_helpers import Run, as_json, failed, ok
 from .conftest import SECRET, World, host_app
@@ -963,3 +965,12 @@ def test_loop_keeps_delivering_until_sigint(
     assert (worker.returncode, stdout) == (0, "")
     assert "Traceback" not in stderr
     assert list(publisher_server.counted) == [str(first), str(second)]
+
+
+@pytest.mark.parametrize("kind", list(TargetKind))
+def test_every_setting_and_secret_of_every_kind_has_an_option(kind: TargetKind) -> None:
+    # Options are named after what the kind stores: --pixel-id is pixel_id.
+    kind_type = target_type(kind)
+    wanted = kind_type.required_settings | kind_type.optional_settings | kind_type.required_secrets
+    for command in (target_add, target_set):
+        assert wanted <= {param.name for param in command.params}, command.name
