@@ -35,6 +35,7 @@ from pixel_wsgi.storage.postgres import redact
 
 from .servers import free_port
 from .storage_contract import MakeStorage, StorageContract, draft, migrated_stores, rejection
+from .storage_contract_delivery import DeliveryContract
 from .storage_contract_filters import FiltersContract
 from .storage_contract_reads import ReadsContract
 
@@ -67,6 +68,10 @@ def make_storage(postgres_cluster: Cluster, migrated_template: str) -> Iterator[
 
 
 class TestPostgresContract(StorageContract):
+    pass
+
+
+class TestPostgresDeliveryContract(DeliveryContract):
     pass
 
 

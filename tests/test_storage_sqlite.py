@@ -20,10 +20,16 @@ from pixel_wsgi.storage.migrations.sqlite import pending
 from .sqlite_binding import check_binding
 from .sqlite_binding import strict_binding as strict_binding  # for usefixtures
 from .storage_contract import MakeStorage, StorageContract, draft
+from .storage_contract_delivery import DeliveryContract
 
 
 @pytest.mark.usefixtures("strict_binding")
 class TestSQLiteContract(StorageContract):
+    pass
+
+
+@pytest.mark.usefixtures("strict_binding")
+class TestSQLiteDeliveryContract(DeliveryContract):
     pass
 
 

@@ -5,7 +5,8 @@ gives away no access token. The key is derived with HKDF-SHA256 from the middlew
 ``secret_key`` (the CLI reads ``PIXEL_WSGI_SECRET_KEY``), with its own purpose string,
 so it is never the key that signs cookies. Each sealing binds the target's advertiser
 and kind as associated data: credentials copied onto another target do not open.
-When ``secret_key`` is a list (rotation), the first key seals and every key opens.
+When ``secret_key`` is a list (rotation), the last key seals (as the last signs
+cookies) and every key opens.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _derive(secret_key: bytes) -> AESGCM:
 class SecretBox:
     """Seals and opens targets' credentials.
 
-    :param secret_keys: the middleware's keys (``Settings.secret_keys``), newest first.
+    :param secret_keys: the middleware's keys (``Settings.secret_keys``), newest last.
 
     >>> box = SecretBox([b"k" * 32])
     >>> sealed = box.seal({"access_token": "EAAB..."}, advertiser_id=1, kind="meta_capi")
@@ -50,7 +51,8 @@ class SecretBox:
     def __init__(self, secret_keys: Sequence[bytes]) -> None:
         if not secret_keys:
             raise ConfigurationError("sealing credentials needs a secret_key")
-        self._ciphers = [_derive(key) for key in secret_keys]
+        # Newest first: it seals, and it is tried first when opening.
+        self._ciphers = [_derive(key) for key in reversed(secret_keys)]
 
     @staticmethod
     def _bound_to(advertiser_id: int, kind: str) -> bytes:

@@ -135,6 +135,8 @@ class Worker:
         # A target's type is kept between passes (an OAuth token lives an hour) until
         # the target changes.
         self._types: dict[int, tuple[str, TargetType]] = {}
+        # Per advertiser, the ledger id through which contexts were forgotten.
+        self._forgotten: dict[int, int] = {}
 
     # -- passes -------------------------------------------------------------------
 
@@ -165,7 +167,23 @@ class Worker:
                 logger.warning("delivery to target %s failed: %s", stored.id, exc)
                 self._open_breaker(stored, str(exc), retry_after=None)
                 report.waiting_targets += 1
+        self._forget_contexts()
         return report
+
+    def _forget_contexts(self) -> None:
+        """Drop the conversion contexts (cookies, user agent, IP prefix) that no target
+        needs any more: those of rows every context-taking target of the advertiser has
+        settled. Kept only for as long as delivery needs them."""
+        frontiers: dict[int, int] = {}
+        for stored in self.storage.targets():
+            if target_type(stored.kind).needs_conversion_context:
+                reached = self.storage.settled_through(stored.id)
+                known = frontiers.get(stored.advertiser_id, reached)
+                frontiers[stored.advertiser_id] = min(known, reached)
+        for advertiser_id, through in frontiers.items():
+            if through > self._forgotten.get(advertiser_id, 0):
+                self.storage.forget_conversion_contexts(advertiser_id, through)
+                self._forgotten[advertiser_id] = through
 
     def run(self, *, idle: float = 1.0, sleep: Callable[[float], object] | None = None) -> None:
         """Deliver until :attr:`stop` is set: a pass, then ``idle`` seconds' rest after
