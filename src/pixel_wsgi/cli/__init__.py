@@ -11,6 +11,8 @@ Set up what the middleware tracks, and read what it recorded::
     pixel-wsgi credential add --advertiser 1
     pixel-wsgi import conversions.csv --advertiser 1
     pixel-wsgi export --advertiser 1 --format csv > ledger.csv
+    pixel-wsgi target add --advertiser 1 --kind webhook --url https://shop.example/hooks
+    pixel-wsgi deliver --loop
 
 The store is chosen with ``--storage URL`` or the ``PIXEL_WSGI_STORAGE``
 environment variable. Commands that write (``add``, ``set``, ``import``, ...)
@@ -32,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 # Each command module adds its commands to the group when imported.
-from . import entities, ledger, outage, reporting, serve  # noqa: F401
+from . import delivery, entities, ledger, outage, reporting, serve  # noqa: F401
 from .group import cli
 from .state import DEFAULT_STORAGE, STORAGE_ENV
 

@@ -24,7 +24,8 @@ from .state import DEFAULT_STORAGE, STORAGE_ENV, State
 @click.pass_context
 def cli(ctx: click.Context, storage_url: str) -> None:
     """Operate pixel-wsgi: set up advertisers, publishers, campaigns and tracking
-    links, and read the conversions, ledger rows and rejections it recorded."""
+    links, read the conversions, ledger rows and rejections it recorded, and
+    deliver them to publishers' postbacks, webhooks and ad platforms."""
     state = State(storage_url)
     ctx.obj = state
     ctx.call_on_close(state.close)
