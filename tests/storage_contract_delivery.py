@@ -271,3 +271,24 @@ class DeliveryContract:
             thread.join()
         every = [i for mine in claimed for i in mine]
         assert sorted(every) == ids
+
+    def test_a_retried_row_is_queued_anew(self, outbox: Outbox) -> None:
+        first = outbox.conversion("a")
+        outbox.queue((first, first))
+        store, target_id = outbox.store, outbox.target.id
+        assert outbox.claim("a") == [first]
+        outbox.settle("a", first, DeliveryStatus.DEAD)
+        moved = store.move_deliveries(
+            target_id,
+            from_statuses=[DeliveryStatus.DEAD],
+            to_status=DeliveryStatus.PENDING,
+            now=LATER,
+            detail=None,
+        )
+        assert moved == 1
+        [row] = store.deliveries(target_id)
+        assert (row.status, row.created_at, row.next_attempt_at) == (
+            DeliveryStatus.PENDING,
+            LATER,
+            LATER,
+        )

@@ -22,7 +22,7 @@ import pytest
 from webtest import TestApp
 
 from pixel_wsgi import ConfigurationError, PixelMiddleware
-from pixel_wsgi.delivery.outbox import add_target
+from pixel_wsgi.delivery.outbox import add_target, remove_target
 from pixel_wsgi.delivery.secrets import SecretBox
 from pixel_wsgi.delivery.worker import Worker
 from pixel_wsgi.models import DeliveryStatus, StoredTarget, TargetKind, TargetStatus
@@ -391,3 +391,33 @@ def test_credentials_survive_a_key_rotation_and_a_copy_does_not_open() -> None:
         SecretBox([old]).open(sealed_new, advertiser_id=1, kind="webhook")
     with pytest.raises(ConfigurationError):
         rotating.open(sealed_new, advertiser_id=2, kind="webhook")  # another advertiser's
+
+
+def test_removing_the_last_context_taking_target_stops_keeping_contexts(world: World) -> None:
+    meta = add_target(
+        world.storage,
+        BOX,
+        world.advertiser_id,
+        TargetKind.META_CAPI,
+        settings={"pixel_id": "123"},
+        secrets={"access_token": "EAAB-token"},
+    ).stored
+    ga4 = add_target(
+        world.storage,
+        BOX,
+        world.advertiser_id,
+        TargetKind.GA4,
+        settings={"measurement_id": "G-TEST123"},
+        secrets={"api_secret": "ga-secret"},
+    ).stored
+    assert keeps_context(world)
+    remove_target(world.storage, meta)
+    assert keeps_context(world)  # GA4 still needs them
+    remove_target(world.storage, ga4)
+    assert not keeps_context(world)
+
+
+def keeps_context(world: World) -> bool:
+    advertiser = world.storage.advertiser(world.advertiser_id)
+    assert advertiser is not None
+    return advertiser.keeps_conversion_context

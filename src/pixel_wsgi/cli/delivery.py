@@ -550,9 +550,14 @@ def _set_status(state: State, target_id: int, status: TargetStatus, as_json: boo
     stored = existing_target(storage, target_id)
     if status is not TargetStatus.REMOVED:
         _not_removed(stored)
-    # Resuming also clears refused credentials and closes the circuit breaker: the
-    # rows waiting on them are due at once.
-    changed = storage.set_target_status(target_id, status, None)
+    if status is TargetStatus.REMOVED:
+        from ..delivery.outbox import remove_target
+
+        changed = remove_target(storage, stored)
+    else:
+        # Resuming also clears refused credentials and closes the circuit breaker: the
+        # rows waiting on them are due at once.
+        changed = storage.set_target_status(target_id, status, None)
     words = {
         TargetStatus.ACTIVE: "resumed: its rows are sent again",
         TargetStatus.PAUSED: "paused: nothing is sent until it is resumed",

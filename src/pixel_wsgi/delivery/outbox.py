@@ -15,14 +15,21 @@ from datetime import datetime
 
 from ..clock import iso_utc
 from ..errors import ConfigurationError
-from ..models import StoredTarget, TargetKind
+from ..models import StoredTarget, TargetKind, TargetStatus
 from ..storage import Storage
 from .model import Target
 from .secrets import SecretBox
 from .targets import target_type
 from .targets.webhook import SECRET_PREFIX
 
-__all__ = ["NewTarget", "add_target", "change_target", "new_webhook_secret", "open_target"]
+__all__ = [
+    "NewTarget",
+    "add_target",
+    "change_target",
+    "new_webhook_secret",
+    "open_target",
+    "remove_target",
+]
 
 
 def new_webhook_secret() -> str:
@@ -131,3 +138,22 @@ def change_target(
         kept,
         box.seal(new_secrets, advertiser_id=stored.advertiser_id, kind=stored.kind.value),
     )
+
+
+def remove_target(storage: Storage, stored: StoredTarget) -> StoredTarget:
+    """Stop sending to a target for good; its deliveries stay on record.
+
+    When it was the advertiser's last target that needs conversion contexts (Meta,
+    GA4), the pixel stops keeping them and the ones kept are forgotten at once.
+    """
+    removed = storage.set_target_status(stored.id, TargetStatus.REMOVED, None)
+    if not target_type(stored.kind).needs_conversion_context:
+        return removed
+    still_needed = any(
+        target_type(other.kind).needs_conversion_context
+        for other in storage.targets(advertiser_id=stored.advertiser_id)
+    )
+    if not still_needed:
+        storage.set_advertiser_keeps_conversion_context(stored.advertiser_id, False)
+        storage.forget_conversion_contexts(stored.advertiser_id, storage.last_transaction_id())
+    return removed

@@ -580,8 +580,8 @@ class Storage(abc.ABC):
         transaction_ids: Sequence[int] | None = None,
     ) -> int:
         """Move rows (all of the target's, or ``transaction_ids``) from one of
-        ``from_statuses`` to ``to_status`` (``retry``: to pending, due now; ``skip``).
-        A row leased by a worker is not moved. :returns: the rows moved."""
+        ``from_statuses`` to ``to_status`` (``retry``: to pending, due now and queued
+        anew; ``skip``). A row leased by a worker is not moved. :returns: the rows moved."""
 
     @abc.abstractmethod
     def delivery_attempts(

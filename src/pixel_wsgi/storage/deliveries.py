@@ -370,9 +370,12 @@ class SQLDeliveryStorage(SQLStorage):
     ) -> int:
         if not from_statuses or transaction_ids == []:
             return 0
+        # Back to pending is queued again: the give-up clock (GIVE_UP_AFTER, counted
+        # from created_at) starts over.
+        requeued = ", created_at = ?" if to_status is DeliveryStatus.PENDING else ""
         sql = (
             "UPDATE deliveries SET status = ?, next_attempt_at = ?, detail = ?, updated_at = ?"
-            f" WHERE target_id = ? AND status IN ({_placeholders(from_statuses)})"
+            f"{requeued} WHERE target_id = ? AND status IN ({_placeholders(from_statuses)})"
             " AND (lease_until IS NULL OR lease_until <= ?)"
         )
         params: tuple[Any, ...] = (
@@ -380,6 +383,7 @@ class SQLDeliveryStorage(SQLStorage):
             now,
             detail,
             now,
+            *((now,) if requeued else ()),
             target_id,
             *(status.value for status in from_statuses),
             now,
