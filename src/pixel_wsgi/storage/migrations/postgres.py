@@ -340,7 +340,9 @@ def delivery_outbox(script: Script) -> None:
         );
         CREATE INDEX deliveries_pending ON deliveries (target_id, transaction_id)
             WHERE status = 'pending';
-        CREATE INDEX deliveries_chain ON deliveries (target_id, original_transaction_id);
+        -- A correction's earlier rows with the same target (the claim's order check).
+        CREATE INDEX deliveries_chain
+            ON deliveries (target_id, original_transaction_id, transaction_id);
         -- Every request sent, redacted: the dashboard's last errors, outcomes per day.
         CREATE TABLE delivery_attempts (
             id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
