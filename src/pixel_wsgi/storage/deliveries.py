@@ -250,11 +250,15 @@ class SQLDeliveryStorage(SQLStorage):
     # -- the outbox --------------------------------------------------------------
 
     def last_transaction_id(self, *, before: str | None = None) -> int:
+        # Newest first along the primary key: with ``before``, only the rows made since
+        # are read before the answer (ledger ids follow commit order).
         condition, params = filters(("created_at < ?", before), prefix=" WHERE ")
         row = self._one(
-            "read the newest ledger id", f"SELECT MAX(id) FROM transactions{condition}", params
+            "read the newest ledger id",
+            f"SELECT id FROM transactions{condition} ORDER BY id DESC LIMIT 1",
+            params,
         )
-        return int(row[0]) if row is not None and row[0] is not None else 0
+        return 0 if row is None else int(row[0])
 
     def queue_deliveries(
         self,
