@@ -73,7 +73,14 @@ from .rows import (
     transaction_type_condition,
 )
 
-__all__ = ["PAGE_SIZE", "SQLLedgerWriter", "SQLStorage", "check_page_size", "dialect"]
+__all__ = [
+    "PAGE_SIZE",
+    "SQLLedgerWriter",
+    "SQLStorage",
+    "check_page_size",
+    "dialect",
+    "id_chunks",
+]
 
 #: Rows per query when a listing is read (the ``page_size`` option's default).
 PAGE_SIZE = 1000
@@ -171,9 +178,9 @@ _DELIVERY_CONTEXTS = (
     " LEFT JOIN personal_data p ON p.transaction_id = o.id"
     " WHERE t.id IN ({ids})"
 )
-# The one UPDATE the ledger's triggers allow.
-# The ledger ids after the advertiser's last forgetting, through the new bound: a range
-# of the primary key, however large the ledger.
+# The one UPDATE the ledger's triggers allow, over the ledger ids after the advertiser's
+# last forgetting through the new bound: a range of the primary key, however large the
+# ledger.
 _FORGET_CONVERSION_CONTEXTS = (
     "UPDATE transactions SET delivery_context = NULL WHERE id > ? AND id <= ?"
     " AND advertiser_id = ? AND delivery_context IS NOT NULL"
@@ -183,7 +190,7 @@ _FORGET_CONVERSION_CONTEXTS = (
 ID_CHUNK = 1000
 
 
-def _id_chunks(transaction_ids: Sequence[int]) -> Iterator[tuple[tuple[int, ...], str]]:
+def id_chunks(transaction_ids: Sequence[int]) -> Iterator[tuple[tuple[int, ...], str]]:
     """The distinct ids in chunks of :data:`ID_CHUNK`, each with its placeholders."""
     ids = list(dict.fromkeys(transaction_ids))
     for start in range(0, len(ids), ID_CHUNK):
@@ -805,7 +812,7 @@ class SQLStorage(Storage):
 
     def delivery_contexts(self, transaction_ids: Sequence[int]) -> dict[int, DeliveryContext]:
         found: dict[int, DeliveryContext] = {}
-        for chunk, placeholders in _id_chunks(transaction_ids):
+        for chunk, placeholders in id_chunks(transaction_ids):
             rows = self._read(
                 "read delivery contexts", _DELIVERY_CONTEXTS.format(ids=placeholders), chunk
             )

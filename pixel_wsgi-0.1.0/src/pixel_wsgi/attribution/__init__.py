@@ -1,1 +1,0 @@
-"""Attribution: the signed first-party cookie and signed pixel URLs (keyrings, sign, verify)."""

@@ -1,1 +1,0 @@
-"""Integrations with host frameworks and servers: PasteDeploy, Flask, Pyramid."""

@@ -1,1 +1,0 @@
-"""The ledger: the rules of attribution, dedup, corrections, reversals, payouts and caps."""

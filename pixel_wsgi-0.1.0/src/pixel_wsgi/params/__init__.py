@@ -1,1 +1,0 @@
-"""Params: pure parsing and validation of query strings, forms, JSON and CSV rows."""
