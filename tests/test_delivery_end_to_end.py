@@ -282,7 +282,12 @@ def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
     assert context.personal == {"email_address": EMAIL}
     assert platforms.counts() == dict.fromkeys(platforms.counts(), 0)  # nothing sent yet
 
-    # -- 4. pixel-wsgi deliver, once --------------------------------------------------
+    # -- 4. pixel-wsgi deliver, once (after a dry run, which sends nothing) -----------
+    planned = [
+        (each["target_id"], each["transaction_ids"])
+        for each in as_json(run("deliver", "--dry-run", "--json"))
+    ]
+    assert platforms.counts() == dict.fromkeys(platforms.counts(), 0)
     summary = deliver(db_path)
     assert summary == {
         # postback 3, webhook 3, Meta 1, Google Ads 3, GA4 2, Invoca 3; the OAuth
@@ -293,6 +298,17 @@ def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
         "waiting_targets": [],
         "auth_failed_targets": [],
     }
+
+    # The dry run showed the very requests deliver then sent (a chain's rows one by one).
+    sent = [
+        (target_id, list(attempt.transaction_ids))
+        for target_id in ids.values()
+        for attempt in reversed(storage.delivery_attempts(target_id))
+    ]
+    assert planned == sent
+    assert [attempt.outcome for attempt in storage.delivery_attempts(ids["google_ads"])] == [
+        "delivered"
+    ] * 3
 
     # -- 5. exactly what each platform received -----------------------------------------
     # The publisher's postback: one GET per row, sub ids from the click, encoded.
