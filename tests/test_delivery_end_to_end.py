@@ -185,83 +185,121 @@ def google_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S+00:00")
 
 
-def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
-    tmp_path: Path, platforms: Platforms, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # -- 1. the store, its catalog, an API credential and the six targets, by the CLI ----
+CLICKED = (datetime.now(timezone.utc) - timedelta(hours=7)).replace(microsecond=0)
+SOLD = CLICKED + timedelta(minutes=3)
+CORRECTED = SOLD + timedelta(hours=1)
+REVERSED = SOLD + timedelta(hours=2)
+
+
+@dataclass
+class Shop:
+    """The advertiser's side: its store, the CLI on it, its web shop (on a clock 7 hours
+    behind the real one) and its server's API credential."""
+
+    db_path: Path
+    run: Run
+    storage: SQLiteStorage
+    clock: FakeClock
+    app: TestApp
+    api_auth: dict[str, str]
+    #: the targets' ids, by kind
+    ids: dict[str, int]
+
+    def visit(self) -> None:
+        """A visitor clicks the tracking link (sub ids, click ids), then buys: the
+        conversion pixel, with the trackers' cookies, a User-Agent and a Referer."""
+        self.clock.now = CLICKED
+        landing = self.app.get(
+            f"/pixels/click/1?sub1={quote(SUB1)}&aff_sub2={quote(SUB2)}"
+            f"&gclid={GCLID}&fbclid={FBCLID}&utm_source=blog",
+            extra_environ={"REMOTE_ADDR": "198.51.100.9"},
+        )
+        assert landing.status_int == 302
+        attribution = "; ".join(f"{c.name}={c.value}" for c in self.app.cookiejar)
+        self.clock.now = SOLD
+        query = (
+            f"sale_amount=120.00&sale_currency=USD&reference_id={ORDER}"
+            "&sku_list[]=SKU-A&sku_list[]=SKU-B&quantity_list[]=2&quantity_list[]=1"
+            f"&invoca_call_id={CALL}&email_address={quote(EMAIL)}"
+        )
+        pixel = self.app.get(
+            f"/pixels/conversion/1.gif?{query}",
+            headers={
+                "Cookie": f"{attribution}; _fbp={FBP}; _ga={GA_COOKIE}",
+                "User-Agent": BROWSER,
+                "Referer": THANKS,
+            },
+            extra_environ={"REMOTE_ADDR": "203.0.113.77"},
+        )
+        assert pixel.content_type == "image/gif"
+        assert list(self.storage.rejections()) == []
+
+    def correct_and_reverse(self) -> None:
+        """The advertiser's server corrects the sale to 80.00, then reverses it, through
+        the Conversion Reporting API."""
+        self.clock.now = CORRECTED
+        correction = self.app.post(
+            "/pixels/api/conversions",
+            {"reference_id": ORDER, "sale_amount": "80.00"},
+            headers=self.api_auth,
+        ).json["transaction"]
+        self.clock.now = REVERSED
+        reversal = self.app.post(
+            "/pixels/api/conversions",
+            {"reference_id": ORDER, "reversal_reason": "cancelled"},
+            headers=self.api_auth,
+        ).json["transaction"]
+        assert (correction["transaction_id"], reversal["transaction_id"]) == (2, 3)
+
+
+@pytest.fixture
+def shop(tmp_path: Path, platforms: Platforms, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shop]:
+    """A store made with the CLI: its catalog (advertiser 1, publisher 1, campaign 1 at
+    10 percent, link 1), an API credential and the six targets, pointed at
+    :func:`platforms`; ``PIXEL_WSGI_SECRET_KEY`` set."""
     monkeypatch.setenv(KEY_ENV, SECRET)
     db_path = tmp_path / "pixel.db"
     run = cli_runner(f"sqlite:///{db_path}")
-    ok_migrate = run("migrate")
-    assert ok_migrate.exit_code == 0, ok_migrate.output
-    set_up(run)  # advertiser 1, publisher 1, campaign 1 (10 percent), link 1
+    migrated = run("migrate")
+    assert migrated.exit_code == 0, migrated.output
+    set_up(run)
     credential = as_json(run("credential", "add", "--advertiser", "1", "--json"))
-    api_auth = basic_authorization(1, credential["secret"])
     targets = add_targets(run, platforms)
     ids = {kind: document["id"] for kind, document in targets.items()}
     assert list(ids.values()) == [1, 2, 3, 4, 5, 6]
     platforms.webhook.verifiers.append(StandardWebhook(targets["webhook"]["secret"]))
-
-    # -- 2. the visitor: a click with sub ids and click ids, then the conversion pixel ----
     storage = SQLiteStorage(db_path)
     clock = FakeClock()
-    clicked = (datetime.now(timezone.utc) - timedelta(hours=7)).replace(microsecond=0)
-    sold = clicked + timedelta(minutes=3)
-    corrected = sold + timedelta(hours=1)
-    reversed_at = sold + timedelta(hours=2)
-    shop = TestApp(PixelMiddleware(host_app, storage, secret_key=SECRET, clock=clock))
-
-    clock.now = clicked
-    landing = shop.get(
-        f"/pixels/click/1?sub1={quote(SUB1)}&aff_sub2={quote(SUB2)}"
-        f"&gclid={GCLID}&fbclid={FBCLID}&utm_source=blog",
-        extra_environ={"REMOTE_ADDR": "198.51.100.9"},
+    # Made after the targets: the pixel knows at once that Meta and GA4 need contexts.
+    app = TestApp(PixelMiddleware(host_app, storage, secret_key=SECRET, clock=clock))
+    yield Shop(
+        db_path,
+        run,
+        storage,
+        clock,
+        app,
+        basic_authorization(1, credential["secret"]),
+        ids,
     )
-    assert landing.status_int == 302
-    attribution = "; ".join(f"{c.name}={c.value}" for c in shop.cookiejar)
+    storage.close()
 
-    clock.now = sold
-    query = (
-        f"sale_amount=120.00&sale_currency=USD&reference_id={ORDER}"
-        "&sku_list[]=SKU-A&sku_list[]=SKU-B&quantity_list[]=2&quantity_list[]=1"
-        f"&invoca_call_id={CALL}&email_address={quote(EMAIL)}"
-    )
-    pixel = shop.get(
-        f"/pixels/conversion/1.gif?{query}",
-        headers={
-            "Cookie": f"{attribution}; _fbp={FBP}; _ga={GA_COOKIE}",
-            "User-Agent": BROWSER,
-            "Referer": THANKS,
-        },
-        extra_environ={"REMOTE_ADDR": "203.0.113.77"},
-    )
-    assert pixel.content_type == "image/gif"
-    assert list(storage.rejections()) == []
 
-    # -- 3. the advertiser's server corrects the sale, then reverses it -------------------
-    clock.now = corrected
-    correction = shop.post(
-        "/pixels/api/conversions",
-        {"reference_id": ORDER, "sale_amount": "80.00"},
-        headers=api_auth,
-    ).json["transaction"]
-    clock.now = reversed_at
-    reversal = shop.post(
-        "/pixels/api/conversions",
-        {"reference_id": ORDER, "reversal_reason": "cancelled"},
-        headers=api_auth,
-    ).json["transaction"]
+def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
+    shop: Shop, platforms: Platforms
+) -> None:
+    run, storage, ids, db_path = shop.run, shop.storage, shop.ids, shop.db_path
+    shop.visit()
+    shop.correct_and_reverse()
 
     rows = {row.transaction_id: row for row in storage.transactions()}
     assert sorted(rows) == [1, 2, 3]
-    assert (correction["transaction_id"], reversal["transaction_id"]) == (2, 3)
     assert [row.transaction_type.value for row in rows.values()] == [
         "conversion",
         "correction",
         "reversal",
     ]
     assert [row.created_at for row in rows.values()] == [
-        moment.strftime("%Y-%m-%dT%H:%M:%S.000000Z") for moment in (sold, corrected, reversed_at)
+        moment.strftime("%Y-%m-%dT%H:%M:%S.000000Z") for moment in (SOLD, CORRECTED, REVERSED)
     ]
     assert rows[1].custom_data == {"invoca_call_id": CALL}
     assert [(row.sale_amount, row.payout) for row in rows.values()] == [
@@ -274,7 +312,7 @@ def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
     assert context.click is not None
     assert context.click.sub_ids == {"sub1": SUB1, "sub2": SUB2}
     assert context.click.click_ids == {"gclid": GCLID, "fbclid": FBCLID}
-    clicked_ms = int(clicked.timestamp() * 1000)
+    clicked_ms = int(CLICKED.timestamp() * 1000)
     assert context.click.clicked_at_ms == clicked_ms
     assert context.conversion is not None
     assert (context.conversion.fbp, context.conversion.ga_client_id) == (FBP, GA_CLIENT_ID)
@@ -309,6 +347,12 @@ def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
     assert [attempt.outcome for attempt in storage.delivery_attempts(ids["google_ads"])] == [
         "delivered"
     ] * 3
+    # Every Meta and GA4 row settled: the cookies, User-Agent and page are forgotten;
+    # the click (sub ids, click ids) and the buyer's personal data stay.
+    contexts = storage.delivery_contexts([1, 2, 3])
+    assert [contexts[tid].conversion for tid in (1, 2, 3)] == [None, None, None]
+    assert [contexts[tid].click for tid in (1, 2, 3)] == [context.click] * 3
+    assert contexts[1].personal == {"email_address": EMAIL}
 
     # -- 5. exactly what each platform received -----------------------------------------
     # The publisher's postback: one GET per row, sub ids from the click, encoded.
@@ -365,7 +409,7 @@ def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
         "data": [
             {
                 "event_name": "Purchase",
-                "event_time": int(sold.timestamp()),
+                "event_time": int(SOLD.timestamp()),
                 "event_id": ORDER,
                 "action_source": "website",
                 "event_source_url": PAGE,
@@ -396,7 +440,7 @@ def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
     assert [r.json() for r in platforms.ga4.received] == [
         {
             "client_id": GA_CLIENT_ID,
-            "timestamp_micros": int(sold.timestamp()) * 1_000_000,
+            "timestamp_micros": int(SOLD.timestamp()) * 1_000_000,
             "events": [
                 {
                     "name": "purchase",
@@ -416,7 +460,7 @@ def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
         },
         {
             "client_id": GA_CLIENT_ID,
-            "timestamp_micros": int(reversed_at.timestamp()) * 1_000_000,
+            "timestamp_micros": int(REVERSED.timestamp()) * 1_000_000,
             "events": [
                 {
                     "name": "refund",
@@ -454,7 +498,7 @@ def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
             {
                 "gclid": GCLID,
                 "conversionAction": action,
-                "conversionDateTime": google_time(sold),
+                "conversionDateTime": google_time(SOLD),
                 "conversionValue": Decimal("120.00"),
                 "currencyCode": "USD",
                 "orderId": ORDER,
@@ -470,7 +514,7 @@ def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
             {
                 "conversionAction": action,
                 "orderId": ORDER,
-                "adjustmentDateTime": google_time(corrected),
+                "adjustmentDateTime": google_time(CORRECTED),
                 "adjustmentType": "RESTATEMENT",
                 "restatementValue": {"adjustedValue": Decimal("80.00"), "currencyCode": "USD"},
             }
@@ -483,7 +527,7 @@ def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
             {
                 "conversionAction": action,
                 "orderId": ORDER,
-                "adjustmentDateTime": google_time(reversed_at),
+                "adjustmentDateTime": google_time(REVERSED),
                 "adjustmentType": "RETRACTION",
             }
         ],
@@ -503,7 +547,7 @@ def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
                 {
                     "name": "Sale",
                     "partner_unique_id": ORDER,
-                    "occurred_at_time": sold.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                    "occurred_at_time": SOLD.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
                     "revenue": revenue,
                     "value": value,
                 }
@@ -537,7 +581,7 @@ def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
     ga4_rows = as_json(run("deliveries", "--target", str(ids["ga4"]), "--json"))
     assert ga4_rows[1]["detail"].startswith("GA4 keeps the first purchase of a transaction_id")
 
-    # -- 6. deliver again: nothing more is sent anywhere; the context is forgotten ----
+    # -- 6. deliver again: nothing more is sent anywhere; every row stays settled -----
     before = platforms.counts()
     assert deliver(db_path) == {
         "requests": 0,
@@ -552,8 +596,4 @@ def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
         "unsupported",
     }
     assert as_json(run("deliveries", "--status", "pending", "--json")) == []
-    contexts = storage.delivery_contexts([1, 2, 3])
-    assert [contexts[tid].conversion for tid in (1, 2, 3)] == [None, None, None]
-    # What the other targets still need of the click and the buyer stays.
-    assert contexts[1].click == context.click
-    storage.close()
+    assert storage.delivery_contexts([1])[1].conversion is None
