@@ -287,7 +287,9 @@ def shop(tmp_path: Path, platforms: Platforms, monkeypatch: pytest.MonkeyPatch) 
 def test_a_sale_its_correction_and_its_reversal_reach_every_platform_exactly(
     shop: Shop, platforms: Platforms
 ) -> None:
+    # -- 1. the store, its catalog, a credential, six targets by the CLI: the fixture --
     run, storage, ids, db_path = shop.run, shop.storage, shop.ids, shop.db_path
+    # -- 2. the visitor clicks and buys; 3. the advertiser's server corrects, reverses --
     shop.visit()
     shop.correct_and_reverse()
 
