@@ -66,8 +66,11 @@ COOKIE_MAX_AGE = 30 * 24 * 3600
 TARGET_PASS_THROUGH_US = 0.5  # wrapped - bare, microseconds
 TARGET_PIXEL_OVER_RAW = 2.5  # pixel hit / raw INSERT+COMMIT, at most
 TARGET_FLASK_OVER_PIXEL = 3.0  # Flask view / pixel hit, at least
+TARGET_TARGETS_OVER_PIXEL = 1.05  # pixel hit with five delivery targets / without, at most
 
-OTHER_COOKIES = "session=9f2c1e7ab34d; _ga=GA1.2.1234567890.1700000000"
+OTHER_COOKIES = (
+    "session=9f2c1e7ab34d; _ga=GA1.2.1234567890.1700000000; _fbp=fb.1.1700000000000.987654321"
+)
 USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/126.0 Safari/537.36"
@@ -394,6 +397,13 @@ class Bench:
     advertiser_id: int
     link_id: int
     cookie_header: str
+    #: an advertiser with five delivery targets that keep no conversion context
+    targets_advertiser_id: int
+    targets_cookie_header: str
+    #: an advertiser with five targets, Meta's and GA4's among them: its pixel keeps the
+    #: conversion's context (cookies, user agent, IP prefix, page) for them
+    context_advertiser_id: int
+    context_cookie_header: str
     counts: dict[str, int] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -402,19 +412,19 @@ class Bench:
         self.flask_app.config["BENCH_CONN"].close()
 
 
-def setup(tmpdir: Path) -> Bench:
-    storage = SQLiteStorage(tmpdir / "pixel.db")
-    middleware = PixelMiddleware(bare_app, storage, secret_key=SECRET_KEY)
-    advertiser = storage.add_advertiser("Bench Advertiser")
-    publisher = storage.add_publisher("Bench Publisher")
+def clicked_advertiser(
+    storage: SQLiteStorage, middleware: PixelMiddleware, name: str
+) -> tuple[int, int, str]:
+    """A new advertiser with a campaign and a link, clicked once through the middleware:
+    its id, its link's id and the Cookie header of the visitor (real Set-Cookie value)."""
+    advertiser = storage.add_advertiser(name)
+    publisher = storage.add_publisher(f"{name} Publisher")
     campaign = storage.add_campaign(
         advertiser.id,
-        "Bench Campaign",
+        f"{name} Campaign",
         PayoutRule(kind=PayoutKind.FIXED, value=Decimal("5.00"), currency="USD"),
     )
     link = storage.add_link(campaign.id, publisher.id, "/landing")
-
-    # A real click through the middleware, for the real Set-Cookie value.
     capture = Capture()
     call(middleware, make_environ(f"/pixels/click/{link.id}"), capture)
     set_cookies = [v for k, v in capture.headers if k.lower() == "set-cookie"]
@@ -423,7 +433,71 @@ def setup(tmpdir: Path) -> Bench:
     cookie_pair = set_cookies[0].split(";", 1)[0]
     if not cookie_pair.startswith(f"{COOKIE_PREFIX}{advertiser.id}="):
         raise RuntimeError(f"unexpected attribution cookie {set_cookies[0]!r}")
-    cookie_header = f"{OTHER_COOKIES}; {cookie_pair}"
+    return advertiser.id, link.id, f"{OTHER_COOKIES}; {cookie_pair}"
+
+
+def add_five_targets(storage: SQLiteStorage, advertiser_id: int, *, with_context: bool) -> None:
+    """Five delivery targets for the advertiser, as ``pixel-wsgi target add`` makes them
+    (nothing is sent: the benchmark runs no worker). With ``with_context``, Meta's and
+    GA4's are among them, so the pixel keeps each conversion's context."""
+    from pixel_wsgi.delivery.outbox import add_target
+    from pixel_wsgi.delivery.secrets import SecretBox
+    from pixel_wsgi.models import TargetKind
+
+    box = SecretBox([SECRET_KEY.encode()])
+    [publisher, *_] = storage.publishers()
+    kinds: list[tuple[TargetKind, dict[str, str], dict[str, str], int | None]] = [
+        (
+            TargetKind.POSTBACK,
+            {"url": "https://publisher.example/pb?tid={transaction_id}&s={sub1}"},
+            {},
+            publisher.id,
+        ),
+        (TargetKind.WEBHOOK, {"url": "https://hooks.example/pixel"}, {}, None),
+        (
+            TargetKind.GOOGLE_ADS,
+            {"customer_id": "1234567890", "conversion_action": "987654321", "client_id": "c"},
+            {"client_secret": "s", "refresh_token": "r"},
+            None,
+        ),
+    ]
+    if with_context:
+        kinds += [
+            (TargetKind.META_CAPI, {"pixel_id": "1234567890"}, {"access_token": "EAAB"}, None),
+            (TargetKind.GA4, {"measurement_id": "G-BENCH1"}, {"api_secret": "s"}, None),
+        ]
+    else:
+        kinds += [
+            (
+                TargetKind.INVOCA_SIGNAL,
+                {"signal_name": "Sale", "call_id_field": "call_id"},
+                {"api_token": "t"},
+                None,
+            ),
+            (TargetKind.WEBHOOK, {"url": "https://hooks.example/second"}, {}, None),
+        ]
+    for kind, settings, secrets, publisher_id in kinds:
+        add_target(
+            storage,
+            box,
+            advertiser_id,
+            kind,
+            settings=settings,
+            secrets=secrets,
+            publisher_id=publisher_id,
+        )
+
+
+def setup(tmpdir: Path) -> Bench:
+    storage = SQLiteStorage(tmpdir / "pixel.db")
+    middleware = PixelMiddleware(bare_app, storage, secret_key=SECRET_KEY)
+    advertiser_id, link_id, cookie_header = clicked_advertiser(
+        storage, middleware, "Bench Advertiser"
+    )
+    targets_id, _, targets_cookie = clicked_advertiser(storage, middleware, "Bench Targets")
+    context_id, _, context_cookie = clicked_advertiser(storage, middleware, "Bench Context")
+    add_five_targets(storage, targets_id, with_context=False)
+    add_five_targets(storage, context_id, with_context=True)
 
     flask_app = build_flask_app(tmpdir / "flask.db")
     raw_conn = open_baseline_db(tmpdir / "raw.db")
@@ -433,9 +507,13 @@ def setup(tmpdir: Path) -> Bench:
         middleware=middleware,
         flask_app=flask_app,
         raw_conn=raw_conn,
-        advertiser_id=advertiser.id,
-        link_id=link.id,
+        advertiser_id=advertiser_id,
+        link_id=link_id,
         cookie_header=cookie_header,
+        targets_advertiser_id=targets_id,
+        targets_cookie_header=targets_cookie,
+        context_advertiser_id=context_id,
+        context_cookie_header=context_cookie,
     )
 
 
@@ -446,11 +524,11 @@ def build_variants(bench: Bench, heavy: int, light: int) -> list[Variant]:
     pass_env = make_environ("/shop/cart", "item=34657&qty=1", OTHER_COOKIES)
     ids = Counter("ref")  # pixel hits, Flask hits, raw rows, rejections all draw from it
     counts = bench.counts
-    for key in ("pixel", "flask", "raw", "reject", "click"):
+    for key in ("pixel", "targets", "context", "flask", "raw", "reject", "click"):
         counts[key] = 0
 
-    def hit_environs(n: int, cookie: str | None) -> list[Environ]:
-        base = make_environ(pixel_path, "", cookie)
+    def hit_environs(n: int, cookie: str | None, path: str = pixel_path) -> list[Environ]:
+        base = make_environ(path, "", cookie)
         out = []
         for ref in ids.take(n):
             env = base.copy()
@@ -461,6 +539,19 @@ def build_variants(bench: Bench, heavy: int, light: int) -> list[Variant]:
     def pixel(n: int) -> int:
         envs = hit_environs(n, bench.cookie_header)
         counts["pixel"] += n
+        return timed_each(mw, envs)
+
+    targets_path = f"/pixels/conversion/{bench.targets_advertiser_id}.gif"
+    context_path = f"/pixels/conversion/{bench.context_advertiser_id}.gif"
+
+    def targets(n: int) -> int:
+        envs = hit_environs(n, bench.targets_cookie_header, targets_path)
+        counts["targets"] += n
+        return timed_each(mw, envs)
+
+    def context(n: int) -> int:
+        envs = hit_environs(n, bench.context_cookie_header, context_path)
+        counts["context"] += n
         return timed_each(mw, envs)
 
     def flask(n: int) -> int:
@@ -497,6 +588,8 @@ def build_variants(bench: Bench, heavy: int, light: int) -> list[Variant]:
         Variant("bare", "bare WSGI app, 43-byte GIF", light, bare),
         Variant("wrapped", "PixelMiddleware pass-through /shop/cart", light, wrapped),
         Variant("pixel", "pixel hit, PixelMiddleware (writes a row)", heavy, pixel),
+        Variant("targets", "pixel hit, five delivery targets", heavy, targets),
+        Variant("context", "pixel hit, five targets with Meta and GA4", heavy, context, info=True),
         Variant("raw", "raw sqlite3 INSERT+COMMIT (WAL, NORMAL)", heavy, raw),
         Variant("flask", "pixel hit, hand-written Flask view", heavy, flask),
         Variant("click", "tracking-link click (302 + cookie)", heavy, click, info=True),
@@ -524,16 +617,22 @@ def sanity_checks(bench: Bench) -> list[str]:
             " GROUP BY reason"
         ).fetchall()
         visits = pixel_db.execute("SELECT COUNT(*) FROM visits").fetchone()[0]
+        kept = pixel_db.execute(
+            "SELECT COUNT(delivery_context) FROM transactions WHERE source = 'pixel'"
+        ).fetchone()[0]
     finally:
         pixel_db.close()
-    if tx != counts["pixel"] or tx_visits != tx:
-        problems.append(f"pixel hits: {counts['pixel']} calls but {tx} attributed transactions")
+    hits = counts["pixel"] + counts["targets"] + counts["context"]
+    if tx != hits or tx_visits != tx:
+        problems.append(f"pixel hits: {hits} calls but {tx} attributed transactions")
+    if kept != counts["context"]:
+        problems.append(f"conversion contexts: {counts['context']} hits kept one, {kept} stored")
     if rejections != counts["reject"]:
         problems.append(f"rejections: {counts['reject']} calls but {rejections} logged")
     if other_rejections:
         problems.append(f"unexpected rejections: {other_rejections}")
-    if visits != counts["click"] + 1:  # + the setup click
-        problems.append(f"clicks: {counts['click']} calls but {visits - 1} visits")
+    if visits != counts["click"] + 3:  # + the setup clicks
+        problems.append(f"clicks: {counts['click']} calls but {visits - 3} visits")
     flask_conn = bench.flask_app.config["BENCH_CONN"]
     flask_rows = flask_conn.execute(
         "SELECT COUNT(*) FROM conversions WHERE visit_id IS NOT NULL"
@@ -616,9 +715,19 @@ def report(variants: list[Variant], rounds: int) -> None:
         flask_over_pixel >= TARGET_FLASK_OVER_PIXEL,
         paired("flask", "pixel", lambda x, y: x / y),
     )
+    targets_over_pixel = by["targets"].median_us / by["pixel"].median_us
+    line(
+        4,
+        "pixel hit, five targets / no target",
+        f"{targets_over_pixel:.2f} x",
+        f"<= {TARGET_TARGETS_OVER_PIXEL:.2f} x",
+        targets_over_pixel <= TARGET_TARGETS_OVER_PIXEL,
+        paired("targets", "pixel", lambda x, y: x / y),
+    )
     print()
     print("informational")
     for a, b, text in (
+        ("context", "pixel", "five targets with Meta, GA4 / no target"),
         ("reject", "pixel", "rejection / pixel hit"),
         ("click", "raw", "click / raw INSERT+COMMIT"),
         ("pixel", "bare", "pixel hit / bare app"),

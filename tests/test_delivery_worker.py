@@ -28,8 +28,9 @@ from pixel_wsgi.delivery.worker import Worker
 from pixel_wsgi.models import DeliveryStatus, StoredTarget, TargetKind, TargetStatus
 from pixel_wsgi.storage import SQLiteStorage
 
-from .conftest import SECRET, World, host_app
+from .conftest import SECRET, World, host_app, pixel_url
 from .delivery_servers import Received, Reply, TunePostbackServer, WebhookReceiver
+from .meta_ga4_servers import MetaServer
 
 BOX = SecretBox([SECRET.encode()])
 POSTBACK_QUERY = "transaction_id={transaction_id}&type={transaction_type}&amount={sale_amount}"
@@ -421,3 +422,38 @@ def keeps_context(world: World) -> bool:
     advertiser = world.storage.advertiser(world.advertiser_id)
     assert advertiser is not None
     return advertiser.keeps_conversion_context
+
+
+def test_a_meta_event_past_seven_days_is_expired_and_its_batch_goes_through(
+    world: World, clock: Clock
+) -> None:
+    meta = MetaServer("1234567890", "EAAB-token")
+    with meta.running():
+        target = add_target(
+            world.storage,
+            BOX,
+            world.advertiser_id,
+            TargetKind.META_CAPI,
+            settings={"pixel_id": "1234567890", "endpoint": meta.base_url},
+            secrets={"access_token": "EAAB-token"},
+        ).stored
+        real_now = clock()
+        shop = TestApp(PixelMiddleware(host_app, world.storage, secret_key=SECRET, clock=clock))
+        clock.now = real_now - timedelta(days=8)
+        shop.get(f"/pixels/click/{world.percent_link_id}?fbclid=IwAR-test")
+        browser = {
+            "User-Agent": "Mozilla/5.0 Firefox/133.0",
+            "Referer": "https://shop.example/thanks",
+        }
+        shop.get(pixel_url(world.advertiser_id, "sale_amount=10&reference_id=old"), headers=browser)
+        clock.now = real_now - timedelta(hours=1)
+        shop.get(pixel_url(world.advertiser_id, "sale_amount=20&reference_id=new"), headers=browser)
+        clock.now = real_now
+        Worker(world.storage, BOX, clock=clock).run_once()
+        rows = {d.transaction_id: d for d in world.storage.deliveries(target.id)}
+        old, new = sorted(rows)
+        assert rows[old].status is DeliveryStatus.EXPIRED and rows[old].attempts == 0
+        assert rows[new].status is DeliveryStatus.DELIVERED
+        assert len(meta.received) == 1
+        assert [event_id for _, event_id in meta.events] == ["new"]
+        assert Worker(world.storage, BOX, clock=clock).run_once().requests == 0

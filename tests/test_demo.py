@@ -114,7 +114,10 @@ def test_create_demo_app_seeds_and_accepts_a_url(tmp_path: Path) -> None:
 
 def test_publisher_link_to_conversion(shop: TestApp, storage: SQLiteStorage) -> None:
     publisher = shop.get("/publisher")
-    assert '<a href="/pixels/click/1">Shop the Spring sale at Demo Shop</a>' in publisher.text
+    assert (
+        '<a href="/pixels/click/1?sub1=spring-tea-post">Shop the Spring sale at Demo Shop</a>'
+        in publisher.text
+    )
     click = publisher.click(description="Shop the Spring sale")
     assert click.status_int == 302
     assert click.headers["Location"] == "/landing"
@@ -203,7 +206,7 @@ def test_bad_shop_requests(
 def test_index_explains_the_demo(shop: TestApp) -> None:
     page = shop.get("/")
     assert '<a href="/publisher">' in page.text
-    assert "<code>/pixels/click/1</code>" in page.text
+    assert "<code>/pixels/click/1?sub1=spring-tea-post</code>" in page.text
 
 
 def test_products_have_exact_prices() -> None:
@@ -261,7 +264,9 @@ def test_run_demo(
 
     out = capsys.readouterr().out
     assert "  1. the publisher's page:  http://127.0.0.1:8123/publisher\n" in out
-    assert "  2. its tracking link:     http://127.0.0.1:8123/pixels/click/1\n" in out
+    link = "http://127.0.0.1:8123/pixels/click/1?sub1=spring-tea-post"
+    assert f"  2. its tracking link:     {link}\n" in out
+    assert "  the publisher's postbacks: http://127.0.0.1:8123/publisher/postbacks\n" in out
     assert "  3. buy something, then:   http://127.0.0.1:8123/report\n" in out
     assert f"pixel-wsgi --storage {url} conversions\n" in out
 
@@ -273,7 +278,12 @@ def test_run_demo(
     restarted.get(pixel_src(buy(restarted, "Stoneware mug", "1")))
     store = SQLiteStorage(tmp_path / "demo.db")
     assert [c.payout for c in store.conversions()] == [Decimal("1.20")]
+    # The postback target follows the demo to its new address, once.
+    [target] = store.targets()
+    assert target.settings["url"].startswith("http://localhost:8124/publisher/postback?")
     store.close()
+    for _, _, served_app, _ in served:
+        served_app.extensions["pixel_wsgi_middleware"].close()
     assert "http://localhost:8124/publisher" in capsys.readouterr().out
 
 

@@ -7,6 +7,7 @@ import http.cookiejar
 import json
 import subprocess
 import sys
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -31,8 +32,9 @@ def test_the_demo_records_an_attributed_conversion_over_http(demo: tuple[str, st
     browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
 
     publisher_page = browser.open(f"{base}/publisher").read().decode()
-    assert 'href="/pixels/click/1"' in publisher_page
-    landing = browser.open(f"{base}/pixels/click/1")  # 302, followed like a browser does
+    assert 'href="/pixels/click/1?sub1=spring-tea-post"' in publisher_page
+    # 302, followed like a browser does
+    landing = browser.open(f"{base}/pixels/click/1?sub1=spring-tea-post")
     assert landing.geturl() == f"{base}/landing"
     assert [cookie.name for cookie in jar] == ["pixel_wsgi_a1"]
 
@@ -56,3 +58,14 @@ def test_the_demo_records_an_attributed_conversion_over_http(demo: tuple[str, st
     [conversion] = json.loads(listing.stdout)
     assert (conversion["sale_amount"], conversion["payout"]) == ("49.00", "4.90")
     assert (conversion["campaign_id"], conversion["publisher_id"]) == (1, 1)
+
+    # The demo publisher's server gets its postback from the app's delivery thread.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        page = browser.open(f"{base}/publisher/postbacks").read().decode()
+        if "spring-tea-post" in page:
+            break
+        time.sleep(0.2)
+    row = f"<tr><td>{conversion['transaction_id']}</td><td>conversion</td>"
+    assert row in page
+    assert "<td>49.00 USD</td><td>4.90</td><td>spring-tea-post</td>" in page

@@ -12,6 +12,12 @@ wrapped in :class:`~pixel_wsgi.middleware.PixelMiddleware` exactly as a real
 shop would be. Orders live in memory (see :class:`OrderBook`); everything the
 middleware records lives in the store.
 
+Given the address it is served at (``base_url``, as ``pixel-wsgi demo`` does), the demo
+also plays the publisher's server: a postback target of the demo publisher (as
+``pixel-wsgi target add --kind postback`` makes one) points at ``/publisher/postback``,
+and a delivery thread in the app (``deliver_in_background=True``) sends each ledger row
+there within a second or two; ``/publisher/postbacks`` lists what arrived.
+
 The operator dashboard is mounted at ``/dashboard/`` (user ``admin``, password
 from ``PIXEL_WSGI_DASHBOARD_PASSWORD``, ``demo`` when unset). ``demo`` is fine on
 127.0.0.1 only: listening beyond this machine (``--host 0.0.0.0``) needs a real
@@ -56,6 +62,7 @@ __all__ = [
     "DASHBOARD_PATH",
     "PRODUCTS",
     "SECRET_KEY_ENV",
+    "DemoPostbacks",
     "DemoSeed",
     "OrderBook",
     "Product",
@@ -78,6 +85,14 @@ DEMO_ADVERTISER = "Demo Shop"
 DEMO_PUBLISHER = "Demo Publisher"
 DEMO_CAMPAIGN = "Spring sale"
 DEMO_LANDING = "/landing"
+#: The sub id the publisher's tracking link carries, returned in its postback.
+DEMO_SUB1 = "spring-tea-post"
+#: Where the demo publisher's server takes postbacks, and the macros it asks for.
+DEMO_POSTBACK_PATH = "/publisher/postback"
+DEMO_POSTBACK_QUERY = (
+    "transaction_id={transaction_id}&type={transaction_type}&amount={sale_amount}"
+    "&currency={sale_currency}&payout={payout}&sub1={sub1}"
+)
 DEMO_PAYOUT = PayoutRule(PayoutKind.PERCENT, Decimal("10"))
 
 _NEEDS_FLASK = "the demo needs Flask: pip install 'pixel-wsgi[demo]'"
@@ -155,6 +170,54 @@ class DemoSeed(TypedDict):
     campaign: Campaign
     link: Link
     created: bool
+
+
+class DemoPostbacks:
+    """The postbacks the demo publisher's server received, newest last (in memory)."""
+
+    def __init__(self, keep: int = 100) -> None:
+        self._lock = threading.Lock()
+        self._keep = keep
+        self.received: list[dict[str, str]] = []
+
+    def add(self, params: dict[str, str]) -> None:
+        with self._lock:
+            self.received.append(params)
+            del self.received[: -self._keep]
+
+    def snapshot(self) -> list[dict[str, str]]:
+        with self._lock:
+            return list(self.received)
+
+
+def seed_demo_postback(storage: Storage, seed: DemoSeed, base_url: str, secret_key: str) -> int:
+    """The demo publisher's postback target, pointing at ``base_url``; its id.
+
+    Added once, as ``pixel-wsgi target add --kind postback`` would; a later run on
+    another address points the same target there.
+    """
+    from .delivery.outbox import add_target, change_target
+    from .delivery.secrets import SecretBox
+    from .models import TargetKind
+    from .settings import secret_keys
+
+    box = SecretBox(secret_keys(secret_key))
+    url = f"{base_url.rstrip('/')}{DEMO_POSTBACK_PATH}?{DEMO_POSTBACK_QUERY}"
+    for target in storage.targets(advertiser_id=seed["advertiser"].id):
+        if target.kind is TargetKind.POSTBACK and target.publisher_id == seed["publisher"].id:
+            if target.settings.get("url") != url:
+                change_target(storage, box, target, settings={"url": url}, secrets={})
+            return target.id
+    added = add_target(
+        storage,
+        box,
+        seed["advertiser"].id,
+        TargetKind.POSTBACK,
+        settings={"url": url},
+        secrets={},
+        publisher_id=seed["publisher"].id,
+    )
+    return added.stored.id
 
 
 def _find_demo_link(storage: Storage, advertiser: Advertiser) -> DemoSeed | None:
@@ -254,7 +317,29 @@ _PUBLISHER = (
     + """<h1>{{ publisher }}'s tea blog</h1>
 <p>Our favourite tea shop has a spring sale on.
 <a href="{{ click_path }}">Shop the {{ campaign }} at {{ advertiser }}</a>.</p>
-<p class="note">This page plays the publisher's site; the link above is its tracking link.</p>
+<p class="note">This page plays the publisher's site; the link above is its tracking link,
+with the publisher's own sub id (<code>sub1</code>). Once you buy something, the
+publisher's server gets a postback: <a href="/publisher/postbacks">see what arrived</a>.</p>
+"""
+    + _FOOT
+)
+
+_POSTBACKS = (
+    _HEAD
+    + """<h1>Postbacks {{ publisher }}'s server received</h1>
+<p>Each ledger row of the publisher, sent by the delivery thread as the postback URL
+template asks (<code>pixel-wsgi target list</code> shows the target).</p>
+{% if postbacks %}
+<table>
+<tr><th>transaction</th><th>type</th><th>amount</th><th>payout</th><th>sub1</th></tr>
+{% for row in postbacks %}
+<tr><td>{{ row.transaction_id }}</td><td>{{ row.type }}</td>
+<td>{{ row.amount }} {{ row.currency }}</td><td>{{ row.payout }}</td><td>{{ row.sub1 }}</td></tr>
+{% endfor %}
+</table>
+{% else %}
+<p>None yet: follow the publisher's link, buy something, and reload in a few seconds.</p>
+{% endif %}
 """
     + _FOOT
 )
@@ -351,7 +436,11 @@ def demo_dashboard_password() -> str:
 
 
 def create_demo_app(
-    storage: Storage | str, *, secret_key: str, dashboard_password: str | None = None
+    storage: Storage | str,
+    *,
+    secret_key: str,
+    dashboard_password: str | None = None,
+    base_url: str | None = None,
 ) -> flask.Flask:
     """The demo shop as a Flask app wrapped in :class:`PixelMiddleware`.
 
@@ -366,6 +455,9 @@ def create_demo_app(
     :param secret_key: signs the attribution cookies.
     :param dashboard_password: the dashboard's password for user ``admin``
         (default: :func:`demo_dashboard_password`).
+    :param base_url: where the demo is served (``http://127.0.0.1:8000``): the demo
+        publisher's postback target points there (:func:`seed_demo_postback`) and the
+        app delivers in the background. Without it, nothing is delivered.
     :raises MissingDependencyError: when Flask is not installed.
     """
     try:
@@ -380,8 +472,11 @@ def create_demo_app(
         "advertiser": seed["advertiser"].name,
         "publisher": seed["publisher"].name,
         "campaign": seed["campaign"].name,
-        "click_path": f"{_PIXEL_PREFIX}/click/{seed['link'].id}",
+        "click_path": f"{_PIXEL_PREFIX}/click/{seed['link'].id}?sub1={DEMO_SUB1}",
     }
+    if base_url is not None:
+        seed_demo_postback(store, seed, base_url, secret_key)
+    postbacks = DemoPostbacks()
     orders = OrderBook()
     app = Flask(__name__)
 
@@ -398,6 +493,18 @@ def create_demo_app(
     @app.get("/publisher")
     def publisher_page() -> str:
         return render_template_string(_PUBLISHER, title=DEMO_PUBLISHER, **names)
+
+    @app.get(DEMO_POSTBACK_PATH)
+    def publisher_postback() -> ResponseReturnValue:
+        # The publisher's own server, as TUNE's endpoint answers a postback.
+        postbacks.add(request.args.to_dict())
+        return "success=true;", 200, {"Content-Type": "text/plain"}
+
+    @app.get("/publisher/postbacks")
+    def publisher_postbacks() -> str:
+        return render_template_string(
+            _POSTBACKS, title="Postbacks", postbacks=postbacks.snapshot(), **names
+        )
 
     @app.get("/landing")
     def landing() -> str:
@@ -446,13 +553,20 @@ def create_demo_app(
         )
 
     app.extensions["pixel_wsgi_demo"] = seed
+    app.extensions["pixel_wsgi_demo_postbacks"] = postbacks
     password = dashboard_password or demo_dashboard_password()
     operator_dashboard = Dashboard(store, authenticate=basic_auth(password))
     # The dispatcher sends /dashboard/... to the dashboard (SCRIPT_NAME=/dashboard)
     # and everything else through the pixel middleware to the shop.
+    pixels = PixelMiddleware(
+        app.wsgi_app,
+        store,
+        secret_key=secret_key,
+        deliver_in_background=base_url is not None,
+    )
+    app.extensions["pixel_wsgi_middleware"] = pixels
     app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
-        PixelMiddleware(app.wsgi_app, store, secret_key=secret_key),
-        {DASHBOARD_PATH: operator_dashboard},
+        pixels, {DASHBOARD_PATH: operator_dashboard}
     )
     return app
 
@@ -541,9 +655,9 @@ def run_demo(
             if isinstance(storage, SQLiteStorage)
             else "a random key (cookies end when the demo stops)"
         )
-    app = create_demo_app(storage, secret_key=secret_key)
-    seed: DemoSeed = app.extensions["pixel_wsgi_demo"]
     base = f"http://{url_host(host)}:{port}"
+    app = create_demo_app(storage, secret_key=secret_key, base_url=base)
+    seed: DemoSeed = app.extensions["pixel_wsgi_demo"]
     # A password chosen through the environment is not printed.
     shown_password = (
         f"from ${DASHBOARD_PASSWORD_ENV}"
@@ -553,8 +667,10 @@ def run_demo(
     print(
         f"pixel-wsgi demo on {base}/ (store: {storage!r}, cookie key: {key_source})\n"
         f"  1. the publisher's page:  {base}/publisher\n"
-        f"  2. its tracking link:     {base}{_PIXEL_PREFIX}/click/{seed['link'].id}\n"
+        f"  2. its tracking link:     {base}{_PIXEL_PREFIX}/click/{seed['link'].id}"
+        f"?sub1={DEMO_SUB1}\n"
         f"  3. buy something, then:   {base}/report\n"
+        f"  the publisher's postbacks: {base}/publisher/postbacks\n"
         f"  the operator dashboard:   {base}{DASHBOARD_PATH}/"
         f" (user admin, password {shown_password})\n"
         f"  or from a shell:          {_cli_command()} --storage {shlex.quote(storage_url)}"

@@ -63,6 +63,8 @@ logger = logging.getLogger("pixel_wsgi.delivery")
 QUEUE_PAGE = 1000
 #: Rows claimed at once by a target that sends one row per request.
 SINGLE_ROW_CLAIM = 20
+#: How often the ledger id of a context's keeping age is read again.
+_AGE_REFRESH = timedelta(minutes=10)
 #: What the attempt log keeps of an answer's body.
 _LOGGED_BODY = 2000
 
@@ -133,6 +135,8 @@ class Worker:
         self._types: dict[int, tuple[str, TargetType]] = {}
         # Per advertiser, the ledger id through which contexts were forgotten.
         self._forgotten: dict[int, int] = {}
+        # Per age, when the newest ledger id that old was read, and that id.
+        self._ages: dict[timedelta, tuple[datetime, int]] = {}
 
     # -- passes -------------------------------------------------------------------
 
@@ -169,17 +173,33 @@ class Worker:
     def _forget_contexts(self) -> None:
         """Drop the conversion contexts (cookies, user agent, IP prefix) that no target
         needs any more: those of rows every context-taking target of the advertiser has
-        settled. Kept only for as long as delivery needs them."""
+        settled, and past the time a target keeps them for later corrections
+        (:attr:`~.targets.base.TargetType.context_kept_for`). Kept only for as long as
+        delivery needs them."""
         frontiers: dict[int, int] = {}
         for stored in self.storage.targets():
-            if target_type(stored.kind).needs_conversion_context:
-                reached = self.storage.settled_through(stored.id)
-                known = frontiers.get(stored.advertiser_id, reached)
-                frontiers[stored.advertiser_id] = min(known, reached)
+            kind = target_type(stored.kind)
+            if not kind.needs_conversion_context:
+                continue
+            reached = self.storage.settled_through(stored.id)
+            if kind.context_kept_for is not None:
+                reached = min(reached, self._made_before(kind.context_kept_for))
+            known = frontiers.get(stored.advertiser_id, reached)
+            frontiers[stored.advertiser_id] = min(known, reached)
         for advertiser_id, through in frontiers.items():
             if through > self._forgotten.get(advertiser_id, 0):
                 self.storage.forget_conversion_contexts(advertiser_id, through)
                 self._forgotten[advertiser_id] = through
+
+    def _made_before(self, age: timedelta) -> int:
+        """The newest ledger id at least ``age`` old, read again every ten minutes (it
+        reads the rows made since, and a pass runs every second)."""
+        now = self.clock()
+        known = self._ages.get(age)
+        if known is None or now - known[0] >= _AGE_REFRESH:
+            known = (now, self.storage.last_transaction_id(before=iso_utc(now - age)))
+            self._ages[age] = known
+        return known[1]
 
     def run(self, *, idle: float = 1.0, sleep: Callable[[float], object] | None = None) -> None:
         """Deliver until :attr:`stop` is set: a pass, then ``idle`` seconds' rest after

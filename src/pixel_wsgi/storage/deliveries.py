@@ -43,7 +43,8 @@ _DELIVERY_COLUMNS = (
     " d.next_attempt_at, d.detail, d.created_at, d.updated_at, d.lease_until"
 )
 # Due rows, oldest first: their time has come, nobody holds them, and no earlier row
-# of their chain is pending for the target (a correction waits for its original).
+# of their chain is pending for the target (a correction waits for its original; a
+# conversion, the first of its chain, skips that look-up).
 # Each comes with where its original stands with the same target.
 _DUE = (
     f"SELECT {_DELIVERY_COLUMNS}, o.status FROM deliveries d"
@@ -52,9 +53,10 @@ _DUE = (
     " AND d.original_transaction_id <> d.transaction_id"
     " WHERE d.target_id = ? AND d.status = 'pending' AND d.next_attempt_at <= ?"
     " AND (d.lease_until IS NULL OR d.lease_until <= ?)"
-    " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.target_id = d.target_id"
+    " AND (d.original_transaction_id = d.transaction_id"
+    " OR NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.target_id = d.target_id"
     " AND e.original_transaction_id = d.original_transaction_id"
-    " AND e.transaction_id < d.transaction_id AND e.status = 'pending')"
+    " AND e.transaction_id < d.transaction_id AND e.status = 'pending'))"
     " ORDER BY d.transaction_id LIMIT ?"
 )
 # Whether any row might be due (the partial index of pending rows): before a claim.
@@ -248,11 +250,15 @@ class SQLDeliveryStorage(SQLStorage):
     # -- the outbox --------------------------------------------------------------
 
     def last_transaction_id(self, *, before: str | None = None) -> int:
+        # Newest first along the primary key: with ``before``, only the rows made since
+        # are read before the answer (ledger ids follow commit order).
         condition, params = filters(("created_at < ?", before), prefix=" WHERE ")
         row = self._one(
-            "read the newest ledger id", f"SELECT MAX(id) FROM transactions{condition}", params
+            "read the newest ledger id",
+            f"SELECT id FROM transactions{condition} ORDER BY id DESC LIMIT 1",
+            params,
         )
-        return int(row[0]) if row is not None and row[0] is not None else 0
+        return 0 if row is None else int(row[0])
 
     def queue_deliveries(
         self,

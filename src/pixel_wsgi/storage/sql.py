@@ -172,9 +172,11 @@ _DELIVERY_CONTEXTS = (
     " WHERE t.id IN ({ids})"
 )
 # The one UPDATE the ledger's triggers allow.
+# The ledger ids after the advertiser's last forgetting, through the new bound: a range
+# of the primary key, however large the ledger.
 _FORGET_CONVERSION_CONTEXTS = (
-    "UPDATE transactions SET delivery_context = NULL"
-    " WHERE advertiser_id = ? AND id <= ? AND delivery_context IS NOT NULL"
+    "UPDATE transactions SET delivery_context = NULL WHERE id > ? AND id <= ?"
+    " AND advertiser_id = ? AND delivery_context IS NOT NULL"
 )
 #: Ids per statement of a batch read or write by id: far under every backend's limit on
 #: parameters (SQLite 32,766, PostgreSQL 65,535), and a delivery batch fits one.
@@ -817,8 +819,21 @@ class SQLStorage(Storage):
 
     def forget_conversion_contexts(self, advertiser_id: int, through_transaction_id: int) -> int:
         with self._transaction("forget conversion contexts") as execute:
-            cursor = execute(_FORGET_CONVERSION_CONTEXTS, (advertiser_id, through_transaction_id))
-            return int(cursor.rowcount)
+            row = execute(
+                "SELECT contexts_forgotten_through FROM advertisers WHERE id = ?",
+                (advertiser_id,),
+            ).fetchone()
+            if row is None or through_transaction_id <= row[0]:
+                return 0
+            # Read the count first: PostgreSQL's execute reuses one cursor.
+            forgotten = execute(
+                _FORGET_CONVERSION_CONTEXTS, (row[0], through_transaction_id, advertiser_id)
+            ).rowcount
+            execute(
+                "UPDATE advertisers SET contexts_forgotten_through = ? WHERE id = ?",
+                (through_transaction_id, advertiser_id),
+            )
+            return int(forgotten)
 
     def erase_personal_data(self, advertiser_id: int, reference_id: str) -> int:
         with self._transaction("erase personal data") as execute:

@@ -79,6 +79,10 @@ class TargetType(abc.ABC):
     required_secrets: ClassVar[frozenset[str]] = frozenset()
     #: whether the pixel must keep the conversion's context (cookies, user agent) for it
     needs_conversion_context: ClassVar[bool] = False
+    #: how long after a conversion its context stays needed once its rows were sent:
+    #: for the corrections the platform can take later (GA4's refund needs the visitor's
+    #: client id); None forgets it as soon as every row made so far is settled
+    context_kept_for: ClassVar[timedelta | None] = None
 
     def __init__(self, target: Target) -> None:
         self.target = target

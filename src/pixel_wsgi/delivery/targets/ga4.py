@@ -70,6 +70,8 @@ class GoogleAnalytics4(TargetType):
     optional_settings: ClassVar[frozenset[str]] = frozenset({"validate", "endpoint"})
     required_secrets: ClassVar[frozenset[str]] = frozenset({"api_secret"})
     needs_conversion_context: ClassVar[bool] = True
+    #: a refund needs the purchase's client id: kept 30 days, a usual refund window
+    context_kept_for: ClassVar[timedelta | None] = timedelta(days=30)
 
     @classmethod
     def check_settings(cls, settings: Mapping[str, str], secrets: Mapping[str, str]) -> None:

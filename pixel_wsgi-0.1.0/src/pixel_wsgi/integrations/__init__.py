@@ -1,0 +1,1 @@
+"""Integrations with host frameworks and servers: PasteDeploy, Flask, Pyramid."""

@@ -1,0 +1,1 @@
+"""The ledger: the rules of attribution, dedup, corrections, reversals, payouts and caps."""

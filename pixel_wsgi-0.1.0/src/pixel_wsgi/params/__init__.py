@@ -1,0 +1,1 @@
+"""Params: pure parsing and validation of query strings, forms, JSON and CSV rows."""

@@ -1,0 +1,64 @@
+"""The benchmark script runs end to end (its figures are a report, never a test)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCHMARK = BENCHMARKS / "hot_path.py"
+
+
+def test_hot_path_benchmark_runs_and_checks_its_own_row_counts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("hot_path", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Its dataclasses look their module up in sys.modules.
+    monkeypatch.setitem(sys.modules, "hot_path", module)
+    spec.loader.exec_module(module)
+    # Exit 2 would mean a variant did not write the rows it claims to time.
+    assert module.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "pass-through overhead" in out
+    assert "pixel hit / raw INSERT+COMMIT" in out
+    assert "BENCHMARK BROKEN" not in out
+
+
+def test_dashboard_benchmark_runs_and_prints_the_ratio(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("dashboard_bench", BENCHMARKS / "dashboard.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "dashboard_bench", module)
+    spec.loader.exec_module(module)
+    # Exit 2 would mean a page did not answer or did not show the rows it should.
+    assert module.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "100 rows in range with 2,000 outside vs none: x" in out
+    assert "BENCHMARK BROKEN" not in out
+
+
+@pytest.mark.parametrize(
+    "options", [pytest.param([], id="plain"), pytest.param(["--keep-context"], id="keep-context")]
+)
+def test_the_callgrind_script_runs_its_hits(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, options: list[str]
+) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "pixel_callgrind", BENCHMARKS / "pixel_callgrind.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "pixel_callgrind", module)
+    # It loads hot_path.py into sys.modules itself: undone after the test.
+    monkeypatch.setitem(sys.modules, "hot_path", None)
+    spec.loader.exec_module(module)
+    # Exit 2 would mean a hit did not write its row.
+    assert module.main(["5", *options]) == 0
+    assert capsys.readouterr().out == "55 rows for 55 hits\n"
