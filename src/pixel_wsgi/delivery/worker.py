@@ -238,8 +238,9 @@ class Worker:
             sendable = [
                 item for item in kind.sendable(items, now) if (kind.not_before(item) or now) <= now
             ]
-            for request in kind.requests(sendable, now) if sendable else []:
-                yield stored, request, kind.redacted(request)
+            for wave in _waves(sendable):
+                for request in kind.requests(wave, now):
+                    yield stored, request, kind.redacted(request)
 
     # -- one target -------------------------------------------------------------------
 
@@ -345,6 +346,23 @@ class Worker:
 
 def _original_id(row: Transaction) -> int:
     return row.original_transaction_id or row.transaction_id
+
+
+def _waves(items: Sequence[DeliveryItem]) -> list[list[DeliveryItem]]:
+    """``items`` as a pass sends them: a row of a chain only once the row before it has
+    settled, so the first row of each chain, then the second of each, and so on (a
+    correction never shares a request with its conversion). ``--dry-run`` prints its
+    requests so."""
+    waves: list[list[DeliveryItem]] = []
+    depth: dict[int, int] = {}
+    for item in items:
+        chain = item.original.transaction_id
+        wave = depth.get(chain, 0)
+        depth[chain] = wave + 1
+        if wave == len(waves):
+            waves.append([])
+        waves[wave].append(item)
+    return waves
 
 
 def _described(response: HttpResponse | None, error: str | None) -> str:
