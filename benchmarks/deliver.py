@@ -184,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         storage.close()
     finally:
         server.shutdown()
+        server.server_close()
         shutil.rmtree(tmpdir, ignore_errors=True)
 
     print("pixel-wsgi delivery benchmark: one worker pass, a meta_capi target, loopback")

@@ -62,3 +62,19 @@ def test_the_callgrind_script_runs_its_hits(
     # Exit 2 would mean a hit did not write its row.
     assert module.main(["5", *options]) == 0
     assert capsys.readouterr().out == "55 rows for 55 hits\n"
+
+
+def test_the_delivery_benchmark_delivers_every_row_once(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("deliver_bench", BENCHMARKS / "deliver.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "deliver_bench", module)
+    spec.loader.exec_module(module)
+    # Exit 2 would mean a row was not delivered exactly once to the loopback server.
+    assert module.main(["--rows", "3000"]) == 0
+    out = capsys.readouterr().out
+    assert "delivered 3,000 rows in 3 requests in" in out
+    assert "growth after the first tenth:" in out
+    assert "BENCHMARK BROKEN" not in out
