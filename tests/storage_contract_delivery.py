@@ -26,6 +26,7 @@ from .storage_contract import MakeStorage, draft
 T0 = "2026-12-01T10:00:00.000000Z"
 T1 = "2026-12-01T10:01:00.000000Z"
 LATER = "2026-12-01T11:00:00.000000Z"
+EVEN_LATER = "2026-12-01T12:00:00.000000Z"
 
 
 @dataclass
@@ -195,6 +196,50 @@ class DeliveryContract:
         )
         assert (claimed.transaction_id, claimed.original_status) == (fix, DeliveryStatus.DELIVERED)
         assert outbox.store.settled_through(outbox.target.id) == first
+
+    def test_a_renewed_lease_keeps_the_rows_and_a_lost_one_is_not_renewed(
+        self, outbox: Outbox
+    ) -> None:
+        first, second = outbox.conversion("a"), outbox.conversion("b")
+        outbox.queue((first, first), (second, second))
+        store, target_id = outbox.store, outbox.target.id
+        assert outbox.claim("a") == [first, second]
+        assert store.renew_lease(target_id, "a", lease_until=EVEN_LATER) == {first, second}
+        assert outbox.claim("b", now=LATER) == []  # renewed: still a's
+        assert outbox.settle("a", first, DeliveryStatus.DELIVERED) == 1
+        # Past the renewed lease another worker takes the rest; a's renewal finds none.
+        assert outbox.claim("c", now=EVEN_LATER) == [second]
+        assert store.renew_lease(target_id, "a", lease_until=EVEN_LATER) == set()
+
+    def test_a_paused_target_has_nothing_due(self, outbox: Outbox) -> None:
+        first = outbox.conversion("a")
+        outbox.queue((first, first))
+        outbox.store.set_target_status(outbox.target.id, TargetStatus.PAUSED, None)
+        assert outbox.claim("a") == []
+        outbox.store.set_target_status(outbox.target.id, TargetStatus.ACTIVE, None)
+        assert outbox.claim("a") == [first]
+
+    def test_a_correction_says_which_later_row_superseded_it(self, outbox: Outbox) -> None:
+        first = outbox.conversion("a")
+        fix = outbox.correction(first, first)
+        newer = outbox.correction(first, fix)
+        outbox.queue((first, first), (fix, first), (newer, first))
+        assert outbox.claim("a") == [first]
+        outbox.settle("a", first, DeliveryStatus.DELIVERED)
+        assert outbox.claim("b") == [fix]
+        outbox.settle("b", fix, DeliveryStatus.DEAD)
+        assert outbox.claim("c") == [newer]
+        outbox.settle("c", newer, DeliveryStatus.DELIVERED)
+        store, target_id = outbox.store, outbox.target.id
+        store.move_deliveries(
+            target_id,
+            from_statuses=[DeliveryStatus.DEAD],
+            to_status=DeliveryStatus.PENDING,
+            now=T1,
+            detail=None,
+        )
+        [again] = store.claim_deliveries(target_id, now=T1, lease_until=LATER, token="d", limit=5)
+        assert (again.transaction_id, again.superseded_by) == (fix, newer)
 
     def test_due_deliveries_lease_nothing(self, outbox: Outbox) -> None:
         first = outbox.conversion("a")

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -54,12 +53,17 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def api(world: World, clock: Clock, auth: dict[str, str]) -> Iterator[TestApp]:
+def api_on(world: World, clock: Clock, auth: dict[str, str]) -> TestApp:
+    """The world's middleware on ``clock``, with the API's credentials at hand."""
     app = TestApp(PixelMiddleware(host_app, world.storage, secret_key=SECRET, clock=clock))
     app.extra_environ = {}
     app.auth_headers = auth  # type: ignore[attr-defined]
-    yield app
+    return app
+
+
+@pytest.fixture
+def api(world: World, clock: Clock, auth: dict[str, str]) -> TestApp:
+    return api_on(world, clock, auth)
 
 
 def report(api: TestApp, world: World, reference_id: str, **fields: str) -> None:

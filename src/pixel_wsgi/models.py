@@ -744,6 +744,8 @@ class Delivery:
     :param original_status: for a correction or reversal, where its original stands with
         the same target (None when the original was never queued for it).
     :param lease_until: while a worker holds the row (sending it), until when.
+    :param superseded_by: for a correction claimed for sending, the newest later row of
+        its chain the target already has (None: none).
     """
 
     target_id: int
@@ -757,6 +759,7 @@ class Delivery:
     updated_at: str
     lease_until: str | None = None
     original_status: DeliveryStatus | None = None
+    superseded_by: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -578,7 +578,8 @@ def _set_status(state: State, target_id: int, status: TargetStatus, as_json: boo
 @json_option
 @click.pass_obj
 def target_pause(state: State, target_id: int, as_json: bool) -> None:
-    """Stop sending to a target; its rows wait (new ones are still queued)."""
+    """Stop sending to a target (a pass under way stops at its next claim); its rows,
+    and those recorded meanwhile, wait for resume."""
     _set_status(state, target_id, TargetStatus.PAUSED, as_json)
 
 

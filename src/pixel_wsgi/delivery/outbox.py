@@ -55,6 +55,13 @@ def _check(
         raise ConfigurationError("a postback target needs --publisher: the publisher it pays")
     if kind is not TargetKind.POSTBACK and publisher_id is not None:
         raise ConfigurationError(f"a {kind.value} target takes no publisher")
+    for name, value in secrets.items():
+        # A pasted token with its newline would make every request fail to send.
+        if value != value.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ConfigurationError(
+                f"the {name} of a {kind.value} target has blanks around it or control"
+                " characters (a copied newline?)"
+            )
     target_type(kind).check_settings(settings, secrets)
 
 

@@ -6,24 +6,34 @@ One pass (:meth:`Worker.run_once`) goes over every active target:
    concerns become pending deliveries and the cursor moves, atomically (two workers
    never queue a row twice). Recording a conversion wrote nothing for this.
 2. **Claim.** Due pending rows are leased (PostgreSQL: ``FOR UPDATE SKIP LOCKED``
-   first), oldest first; a correction only once its original was settled. Two workers
-   on two machines never hold one row.
+   first), oldest first; a correction only once its original was settled, and only
+   on an active target. Two workers on two machines never hold one row (see Leases).
 3. **Send and settle.** Rows the platform cannot take settle at once (``expired``,
    ``unsupported``; a correction whose original never reached the platform); the
    others go out in batches of the platform's size, each request settled as soon as
-   its answer is read, so a worker killed mid-pass resends at most the request in
-   flight, with the same idempotency key (the platforms count it once).
+   its answer is read (a failed one once the next tells why, see below), so a worker
+   killed mid-pass resends at most the request in flight, with the same idempotency
+   key (the platforms count it once); a row it had tried and failed is tried again.
 
-Failures: a request whose every row must wait (no answer, 5xx, 429) opens the
-target's circuit breaker for a backoff delay (full jitter, ``Retry-After`` honoured);
-the target is passed over until then, others go on, and its rows stay in order. A row
-refused on its own waits on its own backoff. Refused credentials pause the target
+Failures: a request whose every row must wait opens the target's circuit breaker for
+a backoff delay (full jitter, ``Retry-After`` honoured) when the target as a whole is
+failing: no answer at all, a ``Retry-After``, or the next row failing too. The target
+is then passed over until the delay is over, others go on, and its rows stay in
+order. A row failing while the next one goes through waits on its own backoff, so
+one bad row never holds the others up. Refused credentials pause the target
 (``auth_failed``) until an operator resumes it. Rows still failing after
-:data:`~.backoff.GIVE_UP_AFTER` are dead-lettered with the reason.
+:data:`~.backoff.GIVE_UP_AFTER` are dead-lettered with the reason; a row no request
+can be made of is dead-lettered at once.
+
+Leases: a claim holds its rows for :attr:`Worker.lease`; before each request the
+worker makes sure the lease outlasts the request's :func:`~.http.deadline`, renewing
+it if not, and never sends a row it no longer holds. The machines' clocks must agree
+(NTP): a lease is a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -67,6 +77,8 @@ SINGLE_ROW_CLAIM = 20
 _AGE_REFRESH = timedelta(minutes=10)
 #: What the attempt log keeps of an answer's body.
 _LOGGED_BODY = 2000
+#: Seconds a lease must still run after a request's deadline when it is sent.
+LEASE_MARGIN = 5.0
 
 _SETTLED_BY_OUTCOME = {
     OutcomeKind.DELIVERED: DeliveryStatus.DELIVERED,
@@ -126,6 +138,8 @@ class Worker:
         self.box = box
         self.clock = clock
         self.send = send or functools.partial(http.send, timeout=timeout)
+        #: the most one request takes: the lease must outlast it when it is sent
+        self.request_deadline = timedelta(seconds=http.deadline(timeout) + LEASE_MARGIN)
         self.lease = lease or timedelta(seconds=max(60.0, SINGLE_ROW_CLAIM * (timeout + 1)))
         self.target_ids = None if target_ids is None else set(target_ids)
         self.rng = rng or random.Random()
@@ -161,11 +175,16 @@ class Worker:
                 self._deliver(stored, report)
             except _Stop:
                 report.waiting_targets += 1
-            except (PixelError, OSError) as exc:
+            except Exception as exc:
                 # One target's trouble (its credentials no longer open, the store
-                # failing) must not stop the others; the breaker spaces the retries.
-                logger.warning("delivery to target %s failed: %s", stored.id, exc)
-                self._open_breaker(stored, str(exc), retry_after=None)
+                # failing, a fault of ours) must not stop the others; the breaker
+                # spaces the retries.
+                if isinstance(exc, (PixelError, OSError)):
+                    logger.warning("delivery to target %s failed: %s", stored.id, exc)
+                else:
+                    logger.exception("delivery to target %s failed", stored.id)
+                with contextlib.suppress(PixelError, OSError):
+                    self._open_breaker(stored, str(exc), retry_after=None)
                 report.waiting_targets += 1
         self._forget_contexts()
         return report
@@ -210,6 +229,9 @@ class Worker:
                 report = self.run_once()
             except PixelError as exc:  # the store is down: try again later
                 logger.warning("delivery pass failed: %s", exc)
+                report = PassReport()
+            except Exception:  # a fault of ours: logged, and the loop goes on
+                logger.exception("delivery pass failed")
                 report = PassReport()
             if not report.busy and not self.stop.is_set():
                 wait(idle)
@@ -269,7 +291,7 @@ class Worker:
             )
             if not claimed:
                 return
-            batch = _Batch(self, stored, kind, token, claimed, report)
+            batch = _Batch(self, stored, kind, token, claimed, report, now + self.lease)
             sendable = batch.settle_unsendable(now)
             if not sendable:
                 continue
@@ -327,6 +349,11 @@ class Worker:
             )
         return items
 
+    def _secrets(self, stored: StoredTarget) -> Sequence[str]:
+        """The target's credentials, to mask them in what is logged (none if not opened)."""
+        known = self._types.get(stored.id)
+        return () if known is None else list(known[1].secrets.values())
+
     def _open_breaker(
         self, stored: StoredTarget, detail: str, retry_after: float | None
     ) -> datetime:
@@ -337,7 +364,7 @@ class Worker:
         logger.info(
             "target %s: %s; trying again at %s (failure %d in a row)",
             stored.id,
-            detail,
+            masked(detail, self._secrets(stored)),
             iso_utc(resume),
             failures,
         )
@@ -372,6 +399,30 @@ def _described(response: HttpResponse | None, error: str | None) -> str:
     return f"{response.status}\n{body}"
 
 
+@dataclass
+class _Answered:
+    """One request sent, and what its answer means for each of its rows."""
+
+    request: HttpRequest
+    #: per row of the request, in its order
+    outcomes: list[Outcome]
+    attempt: DeliveryAttempt
+    #: no answer came at all (refused, reset, timed out)
+    unanswered: bool
+
+    @property
+    def whole_target(self) -> Outcome | None:
+        """The outcome that concerns the target rather than its rows: refused
+        credentials, or every row to be tried again; None otherwise."""
+        every = self.outcomes
+        auth = next((o for o in every if o.kind is OutcomeKind.AUTH), None)
+        if auth is not None:
+            return auth
+        if every and all(o.kind is OutcomeKind.RETRY for o in every):
+            return every[0]
+        return None
+
+
 class _Batch:
     """The rows one claim leased, from their claim to their settlement."""
 
@@ -383,6 +434,7 @@ class _Batch:
         token: str,
         claimed: list[Delivery],
         report: PassReport,
+        lease_until: datetime,
     ) -> None:
         self.worker = worker
         self.storage = worker.storage
@@ -391,6 +443,8 @@ class _Batch:
         self.token = token
         self.claimed = {delivery.transaction_id: delivery for delivery in claimed}
         self.report = report
+        self.lease_until = lease_until
+        self.breaker_closed = not (stored.failures or stored.resume_at)
 
     def _settle(
         self, settlements: list[Settlement], attempts: Sequence[DeliveryAttempt] = ()
@@ -406,13 +460,14 @@ class _Batch:
     ) -> Settlement:
         return Settlement(delivery.transaction_id, status, delivery.attempts, iso_utc(now), detail)
 
-    def release(self) -> None:
-        """Give back the rows not sent, as they were (still due)."""
-        if self.claimed:
+    def release(self, deliveries: Sequence[Delivery] | None = None) -> None:
+        """Give back the rows not sent (all, or ``deliveries``), as they were (still due)."""
+        given = list(self.claimed.values()) if deliveries is None else deliveries
+        if given:
             self._settle(
                 [
                     Settlement(d.transaction_id, d.status, d.attempts, d.next_attempt_at, d.detail)
-                    for d in self.claimed.values()
+                    for d in given
                 ]
             )
 
@@ -448,6 +503,12 @@ class _Batch:
                 return self._final(delivery, DeliveryStatus.UNSUPPORTED, detail, now)
             if not original.reached:
                 detail = f"its conversion did not reach the target ({original.value})"
+                return self._final(delivery, DeliveryStatus.UNSUPPORTED, detail, now)
+            if delivery.superseded_by is not None:
+                detail = (
+                    f"superseded: row {delivery.superseded_by} of its chain reached the target"
+                    " first, and this older one would undo it"
+                )
                 return self._final(delivery, DeliveryStatus.UNSUPPORTED, detail, now)
         if self.kind.expired(item, now):
             age = self.kind.max_event_age
@@ -490,93 +551,159 @@ class _Batch:
             self.worker._open_breaker(self.stored, outcome.detail, outcome.retry_after)
         raise _Stop
 
+    # -- sending ----------------------------------------------------------------------
+
     def send(self, items: list[DeliveryItem], now: datetime) -> None:
-        for request in self.kind.requests(items, now):
+        """Send ``items`` request after request, each settled as its answer is read.
+
+        A request whose every row must wait is held back, leased, until the next one
+        tells a failing row (that one goes through: its rows wait on their own
+        backoff) from a failing target (it fails too: the breaker opens, and every
+        held row waits for it, in order).
+        """
+        held: list[_Answered] = []
+        for request in self._requests(items):
             if self.worker.stop.is_set():
-                self.release()
-                return
-            self._send_one(request)
-        if self.claimed:  # a row no request carried would come back forever
+                break
+            if not self._hold_lease(request):
+                continue
+            answered = self._send_one(request)
+            whole = answered.whole_target
+            if whole is None:
+                self._close_breaker()
+                self._settle_answered([*held, answered], resume=None)
+                held = []
+            elif whole.kind is OutcomeKind.AUTH:
+                self._settle_answered([*held, answered], resume=None)
+                self._stop(whole)
+            elif answered.unanswered or whole.retry_after is not None or held:
+                resume = self.worker._open_breaker(self.stored, whole.detail, whole.retry_after)
+                self._settle_answered([*held, answered], resume=resume)
+                self._stop(whole, breaker_open=True)
+            else:
+                held.append(answered)
+        # A failing row with no row after it to tell: its own backoff.
+        self._settle_answered(held, resume=None)
+        if self.worker.stop.is_set():
+            self.release()
+        elif self.claimed:  # a row no request carried would come back forever
             detail = "the target built no request for it"
             self._settle(
                 [self._final(d, DeliveryStatus.DEAD, detail, now) for d in self.claimed.values()]
             )
 
-    def _send_one(self, request: HttpRequest) -> None:
+    def _requests(self, items: list[DeliveryItem]) -> Iterator[HttpRequest]:
+        """The requests for ``items``, each made as late as possible (a request carries
+        the time it was made: Standard Webhooks' receivers allow five minutes). A row
+        no request can be made of is dead-lettered with the reason."""
+        if self.kind.batch_limit > 1:
+            try:
+                made = self.kind.requests(items, self.worker.clock())
+            except Exception:  # one row at a time, to tell which one
+                made = None
+            if made is not None:
+                yield from made
+                return
+        for item in items:
+            try:
+                one = self.kind.requests([item], self.worker.clock())
+            except Exception as exc:
+                logger.exception("target %s: no request for row %s", self.stored.id, item)
+                delivery = self.claimed.get(item.row.transaction_id)
+                if delivery is not None:
+                    detail = f"no request can be made of it: {type(exc).__name__}: {exc}"
+                    detail = masked(detail, self.kind.secrets.values())[:500]
+                    self._settle(
+                        [self._final(delivery, DeliveryStatus.DEAD, detail, self.worker.clock())]
+                    )
+                continue
+            yield from one
+
+    def _hold_lease(self, request: HttpRequest) -> bool:
+        """Whether the rows of ``request`` are still this worker's until the request's
+        deadline has passed (the lease is renewed when it would end before)."""
+        now = self.worker.clock()
+        if now + self.worker.request_deadline >= self.lease_until:
+            lease_until = now + self.worker.lease
+            held = self.storage.renew_lease(
+                self.stored.id, self.token, lease_until=iso_utc(lease_until)
+            )
+            self.lease_until = lease_until
+            for transaction_id in set(self.claimed) - held:
+                del self.claimed[transaction_id]  # another worker has it now
+        if all(tid in self.claimed for tid in request.transaction_ids):
+            return True
+        # Part of it is another worker's now: give the rest back, unsent.
+        self.release([self.claimed[t] for t in request.transaction_ids if t in self.claimed])
+        return False
+
+    def _close_breaker(self) -> None:
+        if not self.breaker_closed:
+            self.storage.set_target_breaker(self.stored.id, 0, None)
+            self.breaker_closed = True
+
+    def _send_one(self, request: HttpRequest) -> _Answered:
         started = time.monotonic()
         attempted_at = self.worker.clock()
         response: HttpResponse | None
         try:
             response, error = self.worker.send(request), None
-        except OSError as exc:
+        except Exception as exc:  # no answer (OSError), or a fault of a custom sender
             response, error = (
                 None,
                 f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
             )
         outcomes = self.kind.classify(request, response, error)
         self.report.requests += 1
-        now = self.worker.clock()
-        kinds = {
-            outcomes.get(tid, Outcome(OutcomeKind.RETRY, "no outcome for this row")).kind
+        every = [
+            outcomes.get(tid, Outcome(OutcomeKind.RETRY, "no outcome for this row"))
             for tid in request.transaction_ids
-        }
+        ]
+        kinds = {outcome.kind for outcome in every}
+        secrets = self.kind.secrets.values()
         attempt = DeliveryAttempt(
             target_id=self.stored.id,
             transaction_ids=request.transaction_ids,
             attempted_at=iso_utc(attempted_at),
             outcome=kinds.pop().value if len(kinds) == 1 else "mixed",
-            detail=masked(
-                "; ".join(sorted({o.detail for o in outcomes.values()})),
-                self.kind.secrets.values(),
-            )[:500],
+            detail=masked("; ".join(sorted({o.detail for o in every})), secrets)[:500],
             request=self.kind.redacted(request),
-            response=masked(_described(response, error), self.kind.secrets.values()),
+            response=masked(_described(response, error), secrets),
             duration_ms=int((time.monotonic() - started) * 1000),
         )
-        every = [
-            outcomes.get(tid, Outcome(OutcomeKind.RETRY, "no outcome for this row"))
-            for tid in request.transaction_ids
-        ]
-        whole_target = next(
-            (o for o in every if o.kind is OutcomeKind.AUTH),
-            every[0] if every and all(o.kind is OutcomeKind.RETRY for o in every) else None,
-        )
-        settlements = []
-        resume: datetime | None = None
-        if whole_target is not None and whole_target.kind is OutcomeKind.RETRY:
-            resume = self.worker._open_breaker(
-                self.stored, whole_target.detail, whole_target.retry_after
+        return _Answered(request, every, attempt, unanswered=response is None)
+
+    def _settle_answered(self, answers: Sequence[_Answered], resume: datetime | None) -> None:
+        """Settle the rows of ``answers`` with their attempts; ``resume``: when the
+        breaker lets the target be tried again (the rows that must wait, wait for it)."""
+        if not answers:
+            return
+        now = self.worker.clock()
+        settlements = [
+            self._after(delivery, outcome, now, resume)
+            for answered in answers
+            for tid, outcome in zip(
+                answered.request.transaction_ids, answered.outcomes, strict=True
             )
-        elif self.stored.failures or self.stored.resume_at:
-            self.storage.set_target_breaker(self.stored.id, 0, None)
-        for tid, outcome in zip(request.transaction_ids, every, strict=True):
-            delivery = self.claimed.get(tid)
-            if delivery is not None:
-                settlements.append(self._after(delivery, outcome, now, resume))
-        self._settle(settlements, [attempt])
-        if whole_target is not None:
-            self._stop(whole_target, breaker_open=resume is not None)
+            if (delivery := self.claimed.get(tid)) is not None
+        ]
+        self._settle(settlements, [answered.attempt for answered in answers])
 
     def _after(
         self, delivery: Delivery, outcome: Outcome, now: datetime, resume: datetime | None
     ) -> Settlement:
         attempts = delivery.attempts + 1
+        detail = masked(outcome.detail, self.kind.secrets.values())
         status = _SETTLED_BY_OUTCOME.get(outcome.kind)
         if status is not None:
-            return Settlement(
-                delivery.transaction_id, status, attempts, iso_utc(now), outcome.detail
-            )
+            return Settlement(delivery.transaction_id, status, attempts, iso_utc(now), detail)
         if outcome.kind is OutcomeKind.AUTH:  # sent again once the target is resumed
             return Settlement(
-                delivery.transaction_id,
-                DeliveryStatus.PENDING,
-                attempts,
-                iso_utc(now),
-                outcome.detail,
+                delivery.transaction_id, DeliveryStatus.PENDING, attempts, iso_utc(now), detail
             )
         if now - parse_utc(delivery.created_at) >= GIVE_UP_AFTER:
             days = GIVE_UP_AFTER.days
-            detail = f"gave up after {attempts} attempts over {days} days: {outcome.detail}"
+            detail = f"gave up after {attempts} attempts over {days} days: {detail}"
             return Settlement(
                 delivery.transaction_id, DeliveryStatus.DEAD, attempts, iso_utc(now), detail
             )
@@ -585,9 +712,5 @@ class _Batch:
                 attempts, retry_after=outcome.retry_after, rng=self.worker.rng
             )
         return Settlement(
-            delivery.transaction_id,
-            DeliveryStatus.PENDING,
-            attempts,
-            iso_utc(resume),
-            outcome.detail,
+            delivery.transaction_id, DeliveryStatus.PENDING, attempts, iso_utc(resume), detail
         )

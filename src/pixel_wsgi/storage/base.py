@@ -541,12 +541,18 @@ class Storage(abc.ABC):
 
         A row is due when its time has come, no lease on it is running, and no earlier
         row of its chain is pending for this target (a correction waits for its
-        original). Each comes with ``original_status``.
+        original), on a target that is active. Each comes with ``original_status`` and,
+        for a correction, ``superseded_by``.
         """
 
     @abc.abstractmethod
     def due_deliveries(self, target_id: int, *, now: str, limit: int) -> list[Delivery]:
         """The rows :meth:`claim_deliveries` would claim, leasing nothing (``--dry-run``)."""
+
+    @abc.abstractmethod
+    def renew_lease(self, target_id: int, token: str, *, lease_until: str) -> set[int]:
+        """Extend the lease of the rows ``token`` still holds to ``lease_until``; their
+        transaction ids (a row another worker claimed since is not among them)."""
 
     @abc.abstractmethod
     def settle_deliveries(

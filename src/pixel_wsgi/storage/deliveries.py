@@ -42,17 +42,27 @@ _DELIVERY_COLUMNS = (
     "d.target_id, d.transaction_id, d.original_transaction_id, d.status, d.attempts,"
     " d.next_attempt_at, d.detail, d.created_at, d.updated_at, d.lease_until"
 )
-# Due rows, oldest first: their time has come, nobody holds them, and no earlier row
-# of their chain is pending for the target (a correction waits for its original; a
-# conversion, the first of its chain, skips that look-up).
-# Each comes with where its original stands with the same target.
+# Due rows of an active target, oldest first: their time has come, nobody holds them,
+# and no earlier row of their chain is pending for the target (a correction waits for
+# its original; a conversion, the first of its chain, skips that look-up).
+# Each comes with where its original stands with the same target, and for a
+# correction the newest later row of its chain the target already has (a correction
+# retried after a newer one arrived would undo it).
 _DUE = (
-    f"SELECT {_DELIVERY_COLUMNS}, o.status FROM deliveries d"
+    f"SELECT {_DELIVERY_COLUMNS}, o.status,"
+    " CASE WHEN d.original_transaction_id <> d.transaction_id THEN"
+    " (SELECT MAX(l.transaction_id) FROM deliveries l WHERE l.target_id = d.target_id"
+    " AND l.original_transaction_id = d.original_transaction_id"
+    " AND l.transaction_id > d.transaction_id AND l.status IN ('delivered', 'duplicate'))"
+    " END"
+    " FROM deliveries d"
     " LEFT JOIN deliveries o ON o.target_id = d.target_id"
     " AND o.transaction_id = d.original_transaction_id"
     " AND d.original_transaction_id <> d.transaction_id"
     " WHERE d.target_id = ? AND d.status = 'pending' AND d.next_attempt_at <= ?"
     " AND (d.lease_until IS NULL OR d.lease_until <= ?)"
+    " AND EXISTS (SELECT 1 FROM delivery_targets t WHERE t.id = d.target_id"
+    " AND t.status = 'active')"
     " AND (d.original_transaction_id = d.transaction_id"
     " OR NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.target_id = d.target_id"
     " AND e.original_transaction_id = d.original_transaction_id"
@@ -123,6 +133,7 @@ def _delivery_from_row(row: Row) -> Delivery:
         updated_at=row[8],
         lease_until=row[9],
         original_status=DeliveryStatus(row[10]) if len(row) > 10 and row[10] else None,
+        superseded_by=row[11] if len(row) > 11 else None,
     )
 
 
@@ -310,7 +321,19 @@ class SQLDeliveryStorage(SQLStorage):
                     f" WHERE target_id = ? AND transaction_id IN ({placeholders})",
                     (token, lease_until, target_id, *chunk),
                 )
-        return [_delivery_from_row((*row[:9], lease_until, row[10])) for row in rows]
+        return [_delivery_from_row((*row[:9], lease_until, *row[10:])) for row in rows]
+
+    def renew_lease(self, target_id: int, token: str, *, lease_until: str) -> set[int]:
+        with self._transaction("renew a delivery lease") as execute:
+            execute(
+                "UPDATE deliveries SET lease_until = ? WHERE target_id = ? AND lease_token = ?",
+                (lease_until, target_id, token),
+            )
+            held = execute(
+                "SELECT transaction_id FROM deliveries WHERE target_id = ? AND lease_token = ?",
+                (target_id, token),
+            ).fetchall()
+        return {row[0] for row in held}
 
     def due_deliveries(self, target_id: int, *, now: str, limit: int) -> list[Delivery]:
         rows = self._read("read due deliveries", _DUE, (target_id, now, now, limit))

@@ -39,6 +39,14 @@ _FORBIDDEN = {
 _QUOTE = 300
 
 
+
+def _revenue(amount: Decimal) -> str:
+    """``amount`` with at least two decimals and never rounded (10.005 stays 10.005)."""
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2:
+        return format(amount, "f")
+    return format(amount.quantize(_CENT), "f")
+
 class InvocaSignal(TargetType):
     """Signals posted to Invoca's Signal API, one call per request.
 
@@ -125,7 +133,7 @@ class InvocaSignal(TargetType):
             signal["value"] = "false"
         else:
             if row.sale_amount is not None:
-                signal["revenue"] = str(row.sale_amount.quantize(_CENT))
+                signal["revenue"] = _revenue(row.sale_amount)
             signal["value"] = "true"
         self._currencies[row.transaction_id] = row.sale_currency
         body = {"search": {"transaction_id": call}, "signals": [signal]}
