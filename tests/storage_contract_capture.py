@@ -111,7 +111,7 @@ class CaptureContract:
         new_id = store.append_transaction(self._draft(world, reference_id="r"))
         assert new_id is not None
         assert store.delivery_contexts([new_id]) == {
-            new_id: DeliveryContext(click=CLICK, conversion=None, personal={})
+            new_id: DeliveryContext(click=CLICK, conversion=None, personal={}, original_click=CLICK)
         }
 
     def test_a_click_that_carried_nothing_keeps_none(
@@ -174,7 +174,7 @@ class CaptureContract:
             bare = writer.insert_transaction(self._draft(world, "plain", reference_id="bare"))
         assert appended is not None and written is not None and bare is not None
         contexts = store.delivery_contexts([appended, written, bare])
-        assert contexts[appended] == DeliveryContext(CLICK, CONTEXT, {})
+        assert contexts[appended] == DeliveryContext(CLICK, CONTEXT, {}, CLICK)
         assert contexts[written] == DeliveryContext(None, partial, {})
         assert contexts[bare] == DeliveryContext(None, None, {})
         # The ledger rows themselves read as they always did.
@@ -184,7 +184,7 @@ class CaptureContract:
         self, store: Storage, world: dict[str, Any]
     ) -> None:
         original, correction, reversal = self._chain(store, world)
-        expected = DeliveryContext(CLICK, CONTEXT, {"email_address": "a@b.example"})
+        expected = DeliveryContext(CLICK, CONTEXT, {"email_address": "a@b.example"}, CLICK)
         assert store.delivery_contexts([reversal, correction, original, 999]) == {
             original: expected,
             correction: expected,
@@ -217,7 +217,8 @@ class CaptureContract:
     ) -> None:
         _, correction, _ = self._chain(store, world)
         assert store.erase_personal_data(world["advertiser"], "o-1") == 2
-        assert store.delivery_contexts([correction])[correction] == DeliveryContext(CLICK, None, {})
+        expected = DeliveryContext(CLICK, None, {}, CLICK)
+        assert store.delivery_contexts([correction])[correction] == expected
 
     # -- forgetting, the one change the ledger allows ------------------------------------
 
@@ -231,7 +232,7 @@ class CaptureContract:
         assert store.forget_conversion_contexts(world["advertiser"], reversal) == 1
         assert store.forget_conversion_contexts(world["advertiser"], reversal) == 0
         for context in store.delivery_contexts([original, correction, reversal]).values():
-            assert context == DeliveryContext(CLICK, None, {"email_address": "a@b.example"})
+            assert context == DeliveryContext(CLICK, None, {"email_address": "a@b.example"}, CLICK)
         assert list(store.transactions()) == before
 
     @pytest.mark.parametrize(

@@ -94,7 +94,9 @@ def test_a_click_keeps_the_sub_ids_and_click_ids_of_its_link(app: TestApp, world
     ]
     fire(app, world, "sale_amount=10&reference_id=o-1", cookie)
     [context] = contexts(world).values()
-    assert context == DeliveryContext(click=expected, conversion=None, personal={})
+    assert context == DeliveryContext(
+        click=expected, conversion=None, personal={}, original_click=expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -274,12 +276,14 @@ def test_a_spooled_click_and_conversion_keep_their_contexts_through_replay(
     summary = replay(Spool(spool_dir), world.storage)
     assert (summary.applied, summary.quarantined) == (2, 0)
     [context] = contexts(world).values()
+    clicked = ClickContext(
+        sub_ids={"sub1": "pub-7"}, click_ids={"gclid": GCLID}, clicked_at_ms=CLICKED_AT_MS
+    )
     assert context == DeliveryContext(
-        click=ClickContext(
-            sub_ids={"sub1": "pub-7"}, click_ids={"gclid": GCLID}, clicked_at_ms=CLICKED_AT_MS
-        ),
+        click=clicked,
         conversion=KEPT,
         personal={"email_address": "a@b.example"},
+        original_click=clicked,
     )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from webtest import TestApp
 
-from pixel_wsgi import ConfigurationError
+from pixel_wsgi import ConfigurationError, PixelMiddleware
 from pixel_wsgi.clock import iso_utc
 from pixel_wsgi.delivery import http
 from pixel_wsgi.delivery.model import HttpRequest, HttpResponse
@@ -28,7 +28,7 @@ from pixel_wsgi.delivery.worker import Worker
 from pixel_wsgi.models import DeliveryStatus, TargetKind, TargetStatus
 from pixel_wsgi.storage import SQLiteStorage
 
-from .conftest import World
+from .conftest import World, pixel_url
 from .delivery_servers import Received, Reply, TunePostbackServer
 from .test_delivery_worker import (
     BOX,
@@ -281,3 +281,54 @@ def test_an_answer_dripped_past_the_deadline_is_no_answer() -> None:
         stop.set()
         dripping.join(timeout=5)
         listener.close()
+
+
+def test_a_contest_the_server_decides_reaches_both_publishers(
+    world: World, middleware: PixelMiddleware, auth: dict[str, str], clock: Clock
+) -> None:
+    """A coupon site's visitor claims the order number first; the buyer's browser
+    claims it too; the advertiser's server confirms the buyer. The coupon site gets its
+    conversion, then its reversal; the buyer's publisher gets the conversion, with its
+    own click's sub ids, once the server has spoken."""
+    rival = world.storage.add_publisher("Coupon Site")
+    rival_link = world.storage.add_link(world.percent_campaign_id, rival.id, "/landing").id
+    query = (
+        "transaction_id={transaction_id}&tid={transaction_id}&type={transaction_type}"
+        "&payout={payout}&s={sub1}&c={campaign_id}&amount={sale_amount}"
+    )
+    with TunePostbackServer() as buyers, TunePostbackServer() as coupons:
+        for publisher_id, server in ((world.publisher_id, buyers), (rival.id, coupons)):
+            add_target(
+                world.storage,
+                BOX,
+                world.advertiser_id,
+                TargetKind.POSTBACK,
+                publisher_id=publisher_id,
+                settings={
+                    "url": f"{server.url}{server.PATH}?transaction_id={{transaction_id}}&{query}"
+                },
+                secrets={},
+            )
+        squatter, buyer = TestApp(middleware), TestApp(middleware)
+        squatter.get(f"/pixels/click/{rival_link}?sub1=coupon-7", status=302)
+        buyer.get(f"/pixels/click/{world.percent_link_id}?sub1=buyer-3", status=302)
+        squatter.get(pixel_url(world.advertiser_id, "reference_id=order-1&sale_amount=0.01"))
+        buyer.get(pixel_url(world.advertiser_id, "reference_id=order-1&sale_amount=200.00"))
+        worker = Worker(world.storage, BOX, clock=clock)
+        worker.run_once()
+        assert buyers.received == []
+        [first] = [r.params for r in coupons.received]
+        assert (first["type"], first["s"]) == ("conversion", "coupon-7")
+        buyer.post(
+            "/pixels/api/conversions",
+            {"reference_id": "order-1", "sale_amount": "200.00"},
+            headers=auth,
+        )
+        worker.run_once()
+        [won] = [r.params for r in buyers.received]
+        assert (won["type"], won["s"], won["payout"]) == ("conversion", "buyer-3", "20.00")
+        [_, lost] = [r.params for r in coupons.received]
+        assert (lost["type"], lost["s"], lost["payout"]) == ("reversal", "coupon-7", "0.00")
+        assert (lost["amount"], won["amount"]) == ("0.00", "200.00")
+        assert lost["tid"] == won["tid"]  # the ledger row that moved the credit
+        assert lost["c"] == first["c"]

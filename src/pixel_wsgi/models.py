@@ -432,20 +432,23 @@ def conversion_context_json(context: ConversionContext) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryContext:
-    """What delivery may need of a ledger row beyond the row: all of it is its chain's
-    original's (a correction or a reversal shares its conversion's).
+    """What delivery may need of a ledger row beyond the row: its chain's original's
+    (a correction or a reversal shares its conversion's), but for the click of a row
+    credited to another visit than its original's (a contest the server decided).
 
-    :param click: the click of the original's visit, when its link carried sub ids or
-        click ids.
+    :param click: the click of the row's own visit (its original's, for a row with
+        none), when its link carried sub ids or click ids.
     :param conversion: the original's request context, when its advertiser keeps it
         (and until delivery forgets it).
     :param personal: the original's personal (remarketing) fields; empty when none or
         erased.
+    :param original_click: the click of the original's visit.
     """
 
     click: ClickContext | None
     conversion: ConversionContext | None
     personal: Mapping[str, str]
+    original_click: ClickContext | None = None
 
 
 @dataclass(frozen=True, slots=True)

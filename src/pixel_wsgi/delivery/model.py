@@ -73,7 +73,8 @@ class DeliveryItem:
     row: Transaction
     #: the first row of its chain (the row itself for a conversion)
     original: Transaction
-    #: the click that led to the conversion, when it came through a tracking link
+    #: the click that led to the conversion, when it came through a tracking link (for
+    #: a row a contest credited to another visit, that visit's)
     click: ClickContext | None = None
     #: the conversion request's context, when a target of the advertiser needed it
     conversion: ConversionContext | None = None
@@ -81,6 +82,8 @@ class DeliveryItem:
     personal: Mapping[str, str] = field(default_factory=dict)
     #: how many times this row was sent to this target before (0 the first time)
     attempts: int = 0
+    #: the click of the original's visit (the same as ``click`` but after a contest)
+    original_click: ClickContext | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -250,12 +250,15 @@ class Worker:
             kind = self._type(stored)
             due = self.storage.due_deliveries(stored.id, now=iso_utc(now), limit=QUEUE_PAGE)
             rows = [(d.transaction_id, d.original_transaction_id, d.attempts) for d in due]
-            after = stored.cursor
-            for row in self.storage.transactions(
-                advertiser_id=stored.advertiser_id, after_transaction_id=after, limit=QUEUE_PAGE
-            ):
-                if kind.concerns(row):
-                    rows.append((row.transaction_id, _original_id(row), 0))
+            page = list(
+                self.storage.transactions(
+                    advertiser_id=stored.advertiser_id,
+                    after_transaction_id=stored.cursor,
+                    limit=QUEUE_PAGE,
+                )
+            )
+            placed = self._placements(stored, kind, page)
+            rows += [(transaction_id, origin, 0) for transaction_id, origin in placed]
             items = self._items(rows)
             sendable = [
                 item for item in kind.sendable(items, now) if (kind.not_before(item) or now) <= now
@@ -313,7 +316,7 @@ class Worker:
             )
             if not page:
                 return
-            rows = [(row.transaction_id, _original_id(row)) for row in page if kind.concerns(row)]
+            rows = self._placements(stored, kind, page)
             new_cursor = page[-1].transaction_id
             if not self.storage.queue_deliveries(
                 stored.id, cursor, new_cursor, rows, iso_utc(self.clock())
@@ -324,6 +327,19 @@ class Worker:
                     return
                 new_cursor = now_stored.cursor
             cursor = new_cursor
+
+    def _placements(
+        self, stored: StoredTarget, kind: TargetType, page: Sequence[Transaction]
+    ) -> list[tuple[int, int]]:
+        """The deliveries a page of new ledger rows makes for the target."""
+        if not kind.follows_credit:
+            return kind.placements(page, {}, {})
+        wanted = sorted(
+            {row.corrects_transaction_id for row in page if row.corrects_transaction_id}
+        )
+        corrected = self.storage.transactions_by_id(wanted)
+        origins = self.storage.delivery_origins(stored.id, wanted)
+        return kind.placements(page, corrected, origins)
 
     def _items(self, rows: Sequence[tuple[int, int, int]]) -> list[DeliveryItem]:
         """Delivery items for ``(transaction_id, original_id, attempts)``, in order."""
@@ -345,6 +361,7 @@ class Worker:
                     conversion=None if context is None else context.conversion,
                     personal={} if context is None else dict(context.personal),
                     attempts=attempts,
+                    original_click=None if context is None else context.original_click,
                 )
             )
         return items
@@ -369,10 +386,6 @@ class Worker:
             failures,
         )
         return resume
-
-
-def _original_id(row: Transaction) -> int:
-    return row.original_transaction_id or row.transaction_id
 
 
 def _waves(items: Sequence[DeliveryItem]) -> list[list[DeliveryItem]]:

@@ -550,6 +550,11 @@ class Storage(abc.ABC):
         """The rows :meth:`claim_deliveries` would claim, leasing nothing (``--dry-run``)."""
 
     @abc.abstractmethod
+    def delivery_origins(self, target_id: int, transaction_ids: Sequence[int]) -> dict[int, int]:
+        """For those of ``transaction_ids`` queued for the target, the origin each was
+        queued with (what a correction of it waits for)."""
+
+    @abc.abstractmethod
     def renew_lease(self, target_id: int, token: str, *, lease_until: str) -> set[int]:
         """Extend the lease of the rows ``token`` still holds to ``lease_until``; their
         transaction ids (a row another worker claimed since is not among them)."""

@@ -323,6 +323,18 @@ class SQLDeliveryStorage(SQLStorage):
                 )
         return [_delivery_from_row((*row[:9], lease_until, *row[10:])) for row in rows]
 
+    def delivery_origins(self, target_id: int, transaction_ids: Sequence[int]) -> dict[int, int]:
+        found: dict[int, int] = {}
+        for chunk, placeholders in id_chunks(transaction_ids):
+            rows = self._read(
+                "read where deliveries were placed",
+                "SELECT transaction_id, original_transaction_id FROM deliveries"
+                f" WHERE target_id = ? AND transaction_id IN ({placeholders})",
+                (target_id, *chunk),
+            )
+            found.update((row[0], row[1]) for row in rows)
+        return found
+
     def renew_lease(self, target_id: int, token: str, *, lease_until: str) -> set[int]:
         with self._transaction("renew a delivery lease") as execute:
             execute(

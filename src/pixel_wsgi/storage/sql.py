@@ -172,9 +172,11 @@ _SELECT_IDEMPOTENCY = f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys"
 # What delivery needs of ledger rows (``{ids}``: their placeholders): the click of the
 # chain's original's visit, the original's request context and personal data.
 _DELIVERY_CONTEXTS = (
-    "SELECT t.id, v.click_data, o.delivery_context, p.data FROM transactions t"
+    "SELECT t.id, v.click_data, o.delivery_context, p.data, ov.click_data"
+    " FROM transactions t"
     " JOIN transactions o ON o.id = COALESCE(t.original_transaction_id, t.id)"
-    " LEFT JOIN visits v ON v.id = o.visit_id"
+    " LEFT JOIN visits v ON v.id = COALESCE(t.visit_id, o.visit_id)"
+    " LEFT JOIN visits ov ON ov.id = o.visit_id"
     " LEFT JOIN personal_data p ON p.transaction_id = o.id"
     " WHERE t.id IN ({ids})"
 )
@@ -816,11 +818,12 @@ class SQLStorage(Storage):
             rows = self._read(
                 "read delivery contexts", _DELIVERY_CONTEXTS.format(ids=placeholders), chunk
             )
-            for transaction_id, click, conversion, personal in rows:
+            for transaction_id, click, conversion, personal, original_click in rows:
                 found[transaction_id] = DeliveryContext(
                     click=click_from_data(click),
                     conversion=conversion_from_data(conversion),
                     personal={} if personal is None else dict(json.loads(personal)),
+                    original_click=click_from_data(original_click),
                 )
         return found
 

@@ -38,6 +38,11 @@ SEND_MARGIN = timedelta(minutes=1)
 Send = Callable[[HttpRequest], HttpResponse]
 
 
+def original_id(row: Transaction) -> int:
+    """The first row of ``row``'s chain in the ledger (the row itself for a conversion)."""
+    return row.original_transaction_id or row.transaction_id
+
+
 def with_endpoint(documented_url: str, endpoint: str | None) -> str:
     """The platform's documented URL, or the same path on ``endpoint``'s scheme, host and
     port (``--endpoint``: tests and staging point a target at a local server).
@@ -109,10 +114,30 @@ class TargetType(abc.ABC):
             if not value.strip():
                 raise ConfigurationError(f"{name} of a {cls.kind.value} target must not be empty")
 
+    #: whether :meth:`placements` needs the rows that ``rows`` correct, and where they
+    #: were placed (a postback follows the credit from publisher to publisher)
+    follows_credit: ClassVar[bool] = False
+
     def concerns(self, row: Transaction) -> bool:
         """Whether the target is meant to get ``row`` at all (a postback gets only its
         publisher's rows); rows it is not are passed over without a trace."""
         return True
+
+    def placements(
+        self,
+        rows: Sequence[Transaction],
+        corrected: Mapping[int, Transaction],
+        origins: Mapping[int, int],
+    ) -> list[tuple[int, int]]:
+        """The deliveries ``rows`` (new ledger rows, in order) make for this target:
+        ``(transaction id, origin)``, the origin being the first row of the row's chain
+        as this target sees it (what a correction waits for). The default: every row
+        :meth:`concerns`, in its ledger chain.
+
+        :param corrected: with :attr:`follows_credit`, the rows that ``rows`` correct.
+        :param origins: with :attr:`follows_credit`, the origins those were placed with.
+        """
+        return [(row.transaction_id, original_id(row)) for row in rows if self.concerns(row)]
 
     def unsupported(self, item: DeliveryItem) -> str | None:
         """Why the platform cannot take this row (recorded as ``unsupported``), or None."""

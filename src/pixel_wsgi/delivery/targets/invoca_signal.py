@@ -39,13 +39,13 @@ _FORBIDDEN = {
 _QUOTE = 300
 
 
-
 def _revenue(amount: Decimal) -> str:
     """``amount`` with at least two decimals and never rounded (10.005 stays 10.005)."""
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -2:
         return format(amount, "f")
     return format(amount.quantize(_CENT), "f")
+
 
 class InvocaSignal(TargetType):
     """Signals posted to Invoca's Signal API, one call per request.

@@ -7,6 +7,7 @@ request carries it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,7 @@ from typing import ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ...errors import ConfigurationError
-from ...models import Transaction
+from ...models import Transaction, TransactionType
 from ..model import (
     SUB_ID_PARAMS,
     DeliveryItem,
@@ -27,7 +28,7 @@ from ..model import (
     TargetKind,
 )
 from .answers import described, no_answer, retrying
-from .base import TargetType
+from .base import TargetType, original_id
 from .payloads import check_http_url
 
 __all__ = ["MACROS", "METHODS", "Postback", "macro_values"]
@@ -62,20 +63,40 @@ def _decimal_text(value: Decimal | None) -> str:
     return "" if value is None else format(value, "f")
 
 
-def macro_values(item: DeliveryItem) -> dict[str, str]:
-    """What each macro stands for in ``item``'s row, not yet encoded ("" when unknown)."""
+def macro_values(item: DeliveryItem, publisher_id: int | None = None) -> dict[str, str]:
+    """What each macro stands for in ``item``'s row, not yet encoded ("" when unknown),
+    as publisher ``publisher_id`` is told it.
+
+    A row whose credit a contest moved away from the publisher reaches it as the
+    reversal of its conversion (its campaign, its click's sub ids, sale and payout 0);
+    one whose credit moved to the publisher is its conversion.
+    """
     row: Transaction = item.row
-    sub_ids = item.click.sub_ids if item.click is not None else {}
+    click, campaign_id, payout = item.click, row.campaign_id, row.payout
+    kind = row.transaction_type.value
+    if item.row.transaction_id == item.original.transaction_id:
+        kind = TransactionType.CONVERSION.value
+    elif publisher_id is not None and row.publisher_id != publisher_id:
+        click, campaign_id = item.original_click, item.original.campaign_id
+        payout = Decimal(0) if payout is None else Decimal(0).quantize(payout)
+        kind = TransactionType.REVERSAL.value
+        sale = row.sale_amount
+        row = dataclasses.replace(
+            row,
+            publisher_id=publisher_id,
+            sale_amount=None if sale is None else Decimal(0).quantize(sale),
+        )
+    sub_ids = click.sub_ids if click is not None else {}
     return {
         "transaction_id": str(row.transaction_id),
         "reference_id": row.reference_id or "",
         "sale_amount": _decimal_text(row.sale_amount),
         "sale_currency": row.sale_currency,
-        "payout": _decimal_text(row.payout),
-        "campaign_id": str(row.campaign_id),
+        "payout": _decimal_text(payout),
+        "campaign_id": str(campaign_id),
         "publisher_id": str(row.publisher_id),
         **{name: sub_ids.get(name, "") for name in SUB_ID_PARAMS},
-        "transaction_type": row.transaction_type.value,
+        "transaction_type": kind,
     }
 
 
@@ -172,13 +193,45 @@ class Postback(TargetType):
                 f"the method of a postback target is GET or POST, got {method!r}"
             )
 
+    follows_credit: ClassVar[bool] = True
+
     def concerns(self, row: Transaction) -> bool:
         """Only the rows of the target's publisher."""
         return row.publisher_id == self.target.publisher_id
 
+    def placements(
+        self,
+        rows: Sequence[Transaction],
+        corrected: Mapping[int, Transaction],
+        origins: Mapping[int, int],
+    ) -> list[tuple[int, int]]:
+        """The publisher's rows, following the credit: a row a contest credited to the
+        publisher, correcting another publisher's, starts a chain of its own (its
+        conversion); a row that moved the credit away from it is queued in its chain
+        (sent as a reversal, see :func:`macro_values`)."""
+        mine = self.target.publisher_id
+        known = dict(origins)
+        placed = []
+        for row in rows:
+            before = corrected.get(row.corrects_transaction_id or 0)
+            origin: int | None = None
+            if before is None:
+                origin = original_id(row) if row.publisher_id == mine else None
+            elif row.publisher_id == mine:
+                if before.publisher_id == mine:
+                    origin = known.get(before.transaction_id, original_id(row))
+                else:  # the credit came to this publisher: its conversion
+                    origin = row.transaction_id
+            elif before.publisher_id == mine:  # the credit went away: its reversal
+                origin = known.get(before.transaction_id, original_id(row))
+            if origin is not None:
+                placed.append((row.transaction_id, origin))
+                known[row.transaction_id] = origin
+        return placed
+
     def expand(self, item: DeliveryItem) -> str:
         """The template with every macro replaced by its percent-encoded value."""
-        values = macro_values(item)
+        values = macro_values(item, self.target.publisher_id)
         return _MACRO.sub(lambda m: quote(values[m.group(1)], safe=""), self.settings["url"])
 
     def requests(self, items: Sequence[DeliveryItem], now: datetime) -> list[HttpRequest]:
