@@ -5,22 +5,28 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-BENCHMARK = BENCHMARKS / "hot_path.py"
+
+
+def load(script: str, name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``benchmarks/<script>`` as module ``name``, in sys.modules for the test only (its
+    dataclasses look their module up there)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_hot_path_benchmark_runs_and_checks_its_own_row_counts(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = importlib.util.spec_from_file_location("hot_path", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Its dataclasses look their module up in sys.modules.
-    monkeypatch.setitem(sys.modules, "hot_path", module)
-    spec.loader.exec_module(module)
+    module = load("hot_path.py", "hot_path", monkeypatch)
     # Exit 2 would mean a variant did not write the rows it claims to time.
     assert module.main(["--quick"]) == 0
     out = capsys.readouterr().out
@@ -32,11 +38,7 @@ def test_hot_path_benchmark_runs_and_checks_its_own_row_counts(
 def test_dashboard_benchmark_runs_and_prints_the_ratio(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = importlib.util.spec_from_file_location("dashboard_bench", BENCHMARKS / "dashboard.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "dashboard_bench", module)
-    spec.loader.exec_module(module)
+    module = load("dashboard.py", "dashboard_bench", monkeypatch)
     # Exit 2 would mean a page did not answer or did not show the rows it should.
     assert module.main(["--quick"]) == 0
     out = capsys.readouterr().out
@@ -50,15 +52,9 @@ def test_dashboard_benchmark_runs_and_prints_the_ratio(
 def test_the_callgrind_script_runs_its_hits(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, options: list[str]
 ) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "pixel_callgrind", BENCHMARKS / "pixel_callgrind.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "pixel_callgrind", module)
     # It loads hot_path.py into sys.modules itself: undone after the test.
     monkeypatch.setitem(sys.modules, "hot_path", None)
-    spec.loader.exec_module(module)
+    module = load("pixel_callgrind.py", "pixel_callgrind", monkeypatch)
     # Exit 2 would mean a hit did not write its row.
     assert module.main(["5", *options]) == 0
     assert capsys.readouterr().out == "55 rows for 55 hits\n"
@@ -67,11 +63,7 @@ def test_the_callgrind_script_runs_its_hits(
 def test_the_delivery_benchmark_delivers_every_row_once(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = importlib.util.spec_from_file_location("deliver_bench", BENCHMARKS / "deliver.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "deliver_bench", module)
-    spec.loader.exec_module(module)
+    module = load("deliver.py", "deliver_bench", monkeypatch)
     # Exit 2 would mean a row was not delivered exactly once to the loopback server.
     assert module.main(["--rows", "3000"]) == 0
     out = capsys.readouterr().out
