@@ -404,6 +404,56 @@ class StorageContract:
         assert (row.transaction_id, row.sale_amount) == (first, Decimal("10.00"))
         assert store.personal_data(first) == {"name": "Jo"}
 
+    # -- batches -------------------------------------------------------------------
+
+    def test_a_batch_commits_its_writes_together(
+        self, store: Storage, setup: dict[str, int]
+    ) -> None:
+        advertiser, _, publisher, _ = self.ids(setup)
+
+        def committed() -> list[int]:
+            """What another thread (another connection) reads: only what is committed."""
+            seen: list[int] = []
+            reader = threading.Thread(
+                target=lambda: seen.extend(t.transaction_id for t in store.transactions())
+            )
+            reader.start()
+            reader.join()
+            return seen
+
+        with store.batch():
+            first = store.append_transaction(draft(*self.ids(setup), reference_id="b1"))
+            with store.writer() as writer:
+                second = writer.insert_transaction(draft(*self.ids(setup), reference_id="b2"))
+            # A write that fails is undone alone: the batch goes on.
+            with pytest.raises(NotFoundError):
+                store.append_transaction(draft(advertiser, 999, publisher, None, reference_id="x"))
+            with pytest.raises(RuntimeError), store.writer() as writer:
+                writer.insert_transaction(draft(*self.ids(setup), reference_id="gone"))
+                raise RuntimeError("this event failed")
+            with store.batch():  # nested: part of the outer one
+                third = store.append_transaction(draft(*self.ids(setup), reference_id="b3"))
+            # Reads inside see the batch's writes; other connections do not yet.
+            assert [t.reference_id for t in store.transactions()] == ["b1", "b2", "b3"]
+            assert committed() == []
+        assert committed() == [first, second, third]
+
+    def test_a_batch_that_raises_leaves_nothing(
+        self, store: Storage, setup: dict[str, int]
+    ) -> None:
+        with pytest.raises(RuntimeError), store.batch():
+            store.append_transaction(draft(*self.ids(setup), reference_id="b1"))
+            with store.writer() as writer:
+                writer.insert_rejection(rejection(setup["advertiser"]))
+            raise RuntimeError("the applier stopped")
+        assert list(store.transactions()) == []
+        assert list(store.rejections()) == []
+        # The store is usable afterwards, in and out of batches.
+        with store.batch():
+            store.append_transaction(draft(*self.ids(setup), reference_id="b1"))
+        assert store.append_transaction(draft(*self.ids(setup), reference_id="b2")) is not None
+        assert len(list(store.transactions())) == 2
+
     def test_append_transaction_for_a_gone_visit_is_not_found(
         self, store: Storage, setup: dict[str, int]
     ) -> None:

@@ -343,6 +343,17 @@ class Storage(abc.ABC):
         """An atomic write serialised against all other writers (commit on success)."""
 
     @abc.abstractmethod
+    def batch(self) -> AbstractContextManager[None]:
+        """One transaction for every write this thread makes inside it: each write
+        (``writer()``, ``append_transaction()``, ...) is a savepoint in it, undone alone
+        when it fails; all commit together when the block ends, or none when it raises.
+        Reads inside see the batch's writes. Nested batches are part of the outer one.
+
+        What applies many small events at once (the queued mode's applier) pays one
+        commit for all of them.
+        """
+
+    @abc.abstractmethod
     def transactions(
         self,
         *,

@@ -431,6 +431,8 @@ class PostgresStorage(SQLDeliveryStorage):
         self._deadline = 2 * self.statement_timeout
         self.max_rejections = max_rejections
         self.page_size = check_page_size(page_size)
+        # This thread's connection while it runs a batch (see batch()).
+        self._batched = threading.local()
         self._password = str(params.get("password") or "")
         self._where = self._describe(params)
         milliseconds = round(self.statement_timeout * 1000)
@@ -582,6 +584,15 @@ class PostgresStorage(SQLDeliveryStorage):
     ) -> Iterator[Connection[TupleRow]]:
         from psycopg import Error
 
+        pinned: Connection[TupleRow] | None = getattr(self._batched, "conn", None)
+        if pinned is not None:
+            # Inside a batch: its connection, each use a savepoint of its transaction.
+            try:
+                with pinned.transaction():
+                    yield pinned
+            except (Error, UnicodeEncodeError) as exc:
+                raise self._error(operation, exc) from exc
+            return
         slot = self._enter_pool()
         try:
             with slot.pool.connection() as conn:
@@ -684,6 +695,9 @@ class PostgresStorage(SQLDeliveryStorage):
         # the server works, not across the network twice (the pixel's hot path).
         from psycopg import ClientCursor
 
+        if getattr(self._batched, "conn", None) is not None:
+            with self._cursor("append a conversion", lock=True) as cur:
+                return _insert_transaction(cur, draft)
         sql, params = _insert_statement(draft)
         with self._connection("append a conversion") as conn, ClientCursor(conn) as cur:
             cur.execute(f"{_TAKE_WRITE_LOCK};\n{sql}", params)
@@ -694,3 +708,16 @@ class PostgresStorage(SQLDeliveryStorage):
     def writer(self) -> Iterator[LedgerWriter]:
         with self._cursor("write to the ledger", lock=True) as cur:
             yield PostgresLedgerWriter(cur, self.max_rejections)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        if getattr(self._batched, "conn", None) is not None:
+            yield  # part of the outer batch
+            return
+        # No deadline: an applier's batch may rightly outlast one statement's.
+        with self._connection("apply a batch", deadline=False) as conn, conn.transaction():
+            self._batched.conn = conn
+            try:
+                yield
+            finally:
+                self._batched.conn = None

@@ -346,6 +346,10 @@ class SQLiteStorage(SQLDeliveryStorage):
     @contextmanager
     def _immediate(self) -> Iterator[sqlite3.Connection]:
         conn = self._connection()
+        if getattr(self._local, "batch", 0):
+            with self._savepoint(conn):
+                yield conn
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -359,6 +363,40 @@ class SQLiteStorage(SQLDeliveryStorage):
             if isinstance(exc, (sqlite3.Error, UnicodeEncodeError)):
                 raise _storage_error(f"write to {self.path} failed", exc) from exc
             raise
+
+    @contextmanager
+    def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """One write inside a batch: undone alone when it fails."""
+        try:
+            conn.execute("SAVEPOINT pixel_write")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot start a write on {self.path}: {exc}") from exc
+        try:
+            yield
+            conn.execute("RELEASE pixel_write")
+        except BaseException as exc:
+            conn.execute("ROLLBACK TO pixel_write")
+            conn.execute("RELEASE pixel_write")
+            if isinstance(exc, (sqlite3.Error, UnicodeEncodeError)):
+                raise _storage_error(f"write to {self.path} failed", exc) from exc
+            raise
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        local = self._local
+        if getattr(local, "batch", 0):
+            local.batch += 1
+            try:
+                yield
+            finally:
+                local.batch -= 1
+            return
+        with self._immediate():
+            local.batch = 1
+            try:
+                yield
+            finally:
+                local.batch = 0
 
     def _read(self, operation: str, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
         try:
@@ -425,6 +463,9 @@ class SQLiteStorage(SQLDeliveryStorage):
 
     def append_transaction(self, draft: TransactionDraft) -> int | None:
         if draft.personal_data:
+            with self._immediate() as conn:
+                return _append_new(conn, draft)
+        if getattr(self._local, "batch", 0):
             with self._immediate() as conn:
                 return _append_new(conn, draft)
         # One statement is atomic on its own: no BEGIN/COMMIT round trip, and the
