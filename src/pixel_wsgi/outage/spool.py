@@ -265,6 +265,27 @@ def _reason_line(reason: str) -> bytes:
 
 
 _HARD_LINKS = "it has other names (hard links)"
+#: Seconds between two reads of the bytes waiting (the cap) by the quick append path.
+_PENDING_REFRESH = 0.5
+
+
+@dataclass(slots=True)
+class _QuickFile:
+    """A process's live spool file kept open by the quick append path."""
+
+    pid: int
+    name: str
+    dir_fd: int
+    file_fd: int
+    inode: int
+    #: the bytes waiting, as last read, plus what this path appended since
+    pending: int = 0
+    pending_read_at: float = float("-inf")
+
+    def close(self) -> None:
+        for fd in (self.file_fd, self.dir_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class Spool:
@@ -299,6 +320,9 @@ class Spool:
             "pixel-wsgi LOST events: the store failed and the spool did not take them",
             level=logging.CRITICAL,
         )
+        #: this process's open file for :meth:`append` ``(durable=False)``
+        self._quick: _QuickFile | None = None
+        self._quick_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Spool({str(self.directory)!r})"
@@ -420,6 +444,7 @@ class Spool:
         *,
         erasable: tuple[int, str | None] | None = None,
         share: int = 1,
+        durable: bool = True,
         **fields: Any,
     ) -> str:
         """Durably append one event; return its id (replay applies each id once).
@@ -429,15 +454,82 @@ class Spool:
             :meth:`erase` destroys. An event with personal data needs it.
         :param share: refuse the record if the spool would then hold more than
             ``max_bytes // share`` (a smaller budget for less valuable records).
+        :param durable: ``fsync`` the record before returning: it then survives a crash
+            of the machine. With False (the queued mode) it is written with one
+            ``write()`` to a file this process keeps open: it survives a crash of the
+            process, not of the machine (SQLite's ``synchronous=NORMAL`` class), at a
+            few microseconds instead of a disk flush.
         :raises SpoolFull: when the record does not fit under the cap.
         :raises SpoolError: when the record could not be made durable.
         """
         event_id = uuid.uuid4().hex
         event = {"id": event_id, "kind": kind, **fields}
         name = f"{os.getpid()}{_LIVE_SUFFIX}"
-        self._append(name, event, erasable, self.max_bytes // share)
+        limit = self.max_bytes // share
+        if durable or _has_personal(event) or not self._append_quick(name, event, limit):
+            self._append(name, event, erasable, limit, durable=durable)
         self._refused_size = 0
         return event_id
+
+    def _append_quick(self, name: str, event: dict[str, Any], limit: int) -> bool:
+        """Append ``event`` through this process's open file; False to leave it to the
+        full path (the cap may be near, the file moved too often, it cannot be opened).
+
+        The hand-over with replay is :meth:`_write`'s: under the file's lock, the name
+        must still be this file's, else the file is opened anew.
+        """
+        record = _encode(event)
+        with self._quick_lock:
+            try:
+                for _ in range(3):
+                    quick = self._quick
+                    if quick is None or quick.pid != os.getpid() or quick.name != name:
+                        quick = self._quick = self._open_quick(name, quick)
+                    now = time.monotonic()
+                    if now >= quick.pending_read_at + _PENDING_REFRESH:
+                        quick.pending = self.pending()
+                        quick.pending_read_at = now
+                    if quick.pending + len(record) > limit:
+                        return False  # the full path decides, exactly, and says why
+                    fcntl.flock(quick.file_fd, fcntl.LOCK_EX)
+                    try:
+                        try:
+                            current = os.stat(name, dir_fd=quick.dir_fd, follow_symlinks=False)
+                        except FileNotFoundError:
+                            current = None
+                        if current is None or current.st_ino != quick.inode:
+                            self._quick = None  # replay took it: a new file
+                            quick.close()
+                            continue
+                        if current.st_nlink != 1:
+                            return False
+                        if os.write(quick.file_fd, record) != len(record):
+                            raise OSError("short write")
+                    finally:
+                        if self._quick is quick:
+                            fcntl.flock(quick.file_fd, fcntl.LOCK_UN)
+                    quick.pending += len(record)
+                    return True
+            except (OSError, SpoolError):
+                if self._quick is not None:
+                    self._quick.close()
+                    self._quick = None
+                return False
+        return False
+
+    def _open_quick(self, name: str, previous: _QuickFile | None) -> _QuickFile:
+        """This process's live file, open for appending, in the checked directory."""
+        if previous is not None and previous.pid == os.getpid():
+            previous.close()  # a parent's, after a fork, is the parent's to close
+        with self._opened() as (fd, owner):
+            dir_fd = os.dup(fd)
+            try:
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                file_fd = self._open(fd, owner, name, flags, "write to the spool")
+            except BaseException:
+                os.close(dir_fd)
+                raise
+        return _QuickFile(os.getpid(), name, dir_fd, file_fd, os.fstat(file_fd).st_ino)
 
     def _append(
         self,
@@ -445,6 +537,8 @@ class Spool:
         event: dict[str, Any],
         erasable: tuple[int, str | None] | None,
         limit: int,
+        *,
+        durable: bool = True,
     ) -> None:
         with self._opened() as (fd, owner), contextlib.ExitStack() as stack:
             if _has_personal(event):
@@ -453,7 +547,7 @@ class Spool:
                 event = self._sealed(fd, owner, stack, event, erasable)
             record = _encode(event)
             self._check_room(fd, owner, len(record), limit)
-            self._write(fd, owner, name, record)
+            self._write(fd, owner, name, record, durable=durable)
 
     def _check_room(self, fd: int, owner: int, size: int, limit: int) -> None:
         pending = sum(st.st_size for _, st in self._spool_files(fd, owner))
@@ -472,7 +566,7 @@ class Spool:
         self._refused_size = size
         raise SpoolFull(f"the spool {self.directory} is full ({self.max_bytes} bytes)")
 
-    def _write(self, fd: int, owner: int, name: str, record: bytes) -> None:
+    def _write(self, fd: int, owner: int, name: str, record: bytes, *, durable: bool) -> None:
         for attempt in range(10):
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
             file_fd = self._open(fd, owner, name, flags, "write to the spool", links_ok=True)
@@ -493,7 +587,8 @@ class Spool:
                     continue
                 if os.write(file_fd, record) != len(record):
                     raise OSError("short write")
-                os.fsync(file_fd)
+                if durable:
+                    os.fsync(file_fd)
                 return
             finally:
                 os.close(file_fd)  # also releases the lock
