@@ -112,7 +112,8 @@ def test_a_replay_that_died_half_way_applies_the_rest_only(
         shop.get(f"/pixels/click/{world.percent_link_id}")
         for n in range(3):
             shop.get(pixel_url(world.advertiser_id, f"sale_amount=1&reference_id=r-{n}"))
-    first = replay(Spool(spool_dir), FailsAfter(world.storage.path, 2))
+    # One event a transaction: the first two conversions stay applied.
+    first = replay(Spool(spool_dir), FailsAfter(world.storage.path, 2), batch_size=1)
     assert (first.applied, first.stopped) == (3, "the store went away again")  # visit + 2
     assert len(list(world.storage.transactions())) == 2
     [leftover] = Spool(spool_dir).files()
@@ -125,6 +126,23 @@ def test_a_replay_that_died_half_way_applies_the_rest_only(
         "r-1",
         "r-2",
     ]
+    assert len(list(world.storage.transactions())) == 3
+    assert Spool(spool_dir).files() == []
+
+
+def test_a_batch_the_store_fails_in_is_applied_whole_next_time(
+    shop: TestApp, world: World, spool_dir: Path
+) -> None:
+    with write_locked(world.storage.path):
+        shop.get(f"/pixels/click/{world.percent_link_id}")
+        for n in range(3):
+            shop.get(pixel_url(world.advertiser_id, f"sale_amount=1&reference_id=r-{n}"))
+    first = replay(Spool(spool_dir), FailsAfter(world.storage.path, 2))
+    # The batch's transaction is undone whole: nothing applied, nothing counted.
+    assert (first.applied, first.stopped) == (0, "the store went away again")
+    assert list(world.storage.transactions()) == []
+    rest = replay(Spool(spool_dir), world.storage)
+    assert (rest.applied, rest.already_applied, rest.stopped) == (4, 0, None)
     assert len(list(world.storage.transactions())) == 3
     assert Spool(spool_dir).files() == []
 

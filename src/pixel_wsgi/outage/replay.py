@@ -29,7 +29,7 @@ from ..storage.base import Storage
 from .records import RECORD_KINDS, decode_text
 from .spool import Spool, SpooledRecord
 
-__all__ = ["ReplaySummary", "replay"]
+__all__ = ["DEFAULT_BATCH", "ReplaySummary", "replay"]
 
 logger = logging.getLogger("pixel_wsgi")
 
@@ -83,11 +83,25 @@ def _apply(ledger: Ledger, event: dict[str, Any], limits: Limits) -> bool:
     return True
 
 
-def replay(spool: Spool, storage: Storage, *, limits: Limits = DEFAULT_LIMITS) -> ReplaySummary:
+#: Events applied in one transaction by default: one commit for them all.
+DEFAULT_BATCH = 500
+
+
+def replay(
+    spool: Spool,
+    storage: Storage,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    batch_size: int = DEFAULT_BATCH,
+) -> ReplaySummary:
     """Apply every spooled event to ``storage``; see the module docs.
 
     :param limits: the size caps reports are validated with: the middleware's own
         ``limits`` when it was given larger ones than the defaults.
+    :param batch_size: events applied in one transaction (:meth:`Storage.batch`): each
+        event is still a write of its own inside it (a record the store refuses is
+        undone alone), and all of them commit together, or none (a crash, the store
+        failing: the batch is applied again next time, the events claimed by it too).
     """
     clock = _EventClock()
     ledger = Ledger(storage, clock=clock)  # no spool: a failure stops the replay
@@ -95,7 +109,7 @@ def replay(spool: Spool, storage: Storage, *, limits: Limits = DEFAULT_LIMITS) -
     try:
         quarantined_before = len(spool.quarantined())
         with spool.replaying():
-            _replay_files(spool, ledger, clock, summary, limits)
+            _replay_files(spool, ledger, clock, summary, limits, max(1, batch_size))
         spool.forget_keys()
     except StorageError as exc:  # the store failed again (or another replay runs)
         summary.stopped = str(exc)
@@ -105,11 +119,40 @@ def replay(spool: Spool, storage: Storage, *, limits: Limits = DEFAULT_LIMITS) -
 
 
 def _replay_files(
-    spool: Spool, ledger: Ledger, clock: _EventClock, summary: ReplaySummary, limits: Limits
+    spool: Spool,
+    ledger: Ledger,
+    clock: _EventClock,
+    summary: ReplaySummary,
+    limits: Limits,
+    batch_size: int,
 ) -> None:
     for path in spool.files():
         taken = spool.take(path)
+        batch: list[SpooledRecord] = []
         for record in spool.records(taken):
+            batch.append(record)
+            if len(batch) == batch_size:
+                _apply_batch(spool, ledger, clock, summary, limits, batch)
+                batch = []
+        _apply_batch(spool, ledger, clock, summary, limits, batch)
+        spool.finish(taken)
+        summary.files_done += 1
+
+
+def _apply_batch(
+    spool: Spool,
+    ledger: Ledger,
+    clock: _EventClock,
+    summary: ReplaySummary,
+    limits: Limits,
+    records: list[SpooledRecord],
+) -> None:
+    """Apply ``records`` in one transaction; count them once it has committed."""
+    if not records:
+        return
+    done = ReplaySummary()
+    with ledger.storage.batch():
+        for record in records:
             try:
                 event = spool.unsealed(record.event)
                 clock.now = datetime.fromisoformat(str(event["at"]).replace("Z", "+00:00"))
@@ -120,13 +163,15 @@ def _replay_files(
                 _quarantine(spool, record, exc)
                 continue
             if applied:
-                summary.applied += 1
+                done.applied += 1
                 kind = str(record.event["kind"])
-                summary.kinds[kind] = summary.kinds.get(kind, 0) + 1
+                done.kinds[kind] = done.kinds.get(kind, 0) + 1
             else:
-                summary.already_applied += 1
-        spool.finish(taken)
-        summary.files_done += 1
+                done.already_applied += 1
+    summary.applied += done.applied
+    summary.already_applied += done.already_applied
+    for kind, count in done.kinds.items():
+        summary.kinds[kind] = summary.kinds.get(kind, 0) + count
 
 
 def _quarantine(spool: Spool, record: SpooledRecord, exc: Exception) -> None:
