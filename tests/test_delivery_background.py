@@ -346,7 +346,7 @@ def _in_the_child(middleware: PixelMiddleware, results: Any) -> None:
     """Run in a forked child: no thread until the first request, then its own."""
     background = middleware.background
     assert background is not None
-    before = (background.running, middleware._start_delivery, len(delivery_threads()))
+    before = (background.running, middleware._start_threads, len(delivery_threads()))
     call(middleware, "/shop")
     after = (background.running, len(delivery_threads()))
     middleware.close()

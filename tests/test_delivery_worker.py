@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from standardwebhooks.webhooks import Webhook as StandardWebhook
 from webtest import TestApp
 
 from pixel_wsgi import ConfigurationError, PixelMiddleware
@@ -127,7 +128,7 @@ def test_a_conversion_its_correction_and_reversal_arrive_once_in_order(
 ) -> None:
     with WebhookReceiver([]) as receiver:
         target, secret = webhook_target(world, receiver.url)
-        receiver.verifiers = WebhookReceiver([secret]).verifiers
+        receiver.verifiers = [StandardWebhook(secret)]
         report(api, world, "order-1")
         report(api, world, "order-1", sale_amount="20.00")
         report(api, world, "order-1", reversal_reason="cancelled")
@@ -232,7 +233,7 @@ def test_refused_credentials_pause_the_target_until_resumed(
         assert set(statuses(world, target).values()) == {DeliveryStatus.PENDING}
         worker.run_once()
         assert len(receiver.received) == 1  # paused: nothing sent
-        receiver.verifiers = WebhookReceiver([secret]).verifiers
+        receiver.verifiers = [StandardWebhook(secret)]
         world.storage.set_target_status(target.id, TargetStatus.ACTIVE, None)
         worker.run_once()
         assert len(receiver.messages) == 2
@@ -326,6 +327,7 @@ from datetime import timedelta
 from pixel_wsgi.delivery.secrets import SecretBox
 from pixel_wsgi.delivery.worker import Worker
 from pixel_wsgi.storage import SQLiteStorage
+from standardwebhooks.webhooks import Webhook as StandardWebhook
 store = SQLiteStorage(sys.argv[1])
 print("ready", flush=True)
 lease = timedelta(seconds=float(sys.argv[3]))
@@ -366,7 +368,7 @@ def test_a_worker_killed_mid_send_is_resent_with_the_same_key(
 ) -> None:
     with WebhookReceiver([]) as receiver:
         target, secret = webhook_target(world, receiver.url)
-        receiver.verifiers = WebhookReceiver([secret]).verifiers
+        receiver.verifiers = [StandardWebhook(secret)]
         report(api, world, "order-1")
         # The first request is answered only after 30 s: the worker dies waiting.
         receiver.script(Reply(None, delay=30))

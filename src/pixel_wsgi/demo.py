@@ -680,4 +680,7 @@ def run_demo(
     )
     if public:
         print(PLAIN_HTTP_WARNING, file=sys.stderr, flush=True)
-    run_simple(host, port, app, threaded=True)
+    try:
+        run_simple(host, port, app, threaded=True)
+    finally:
+        app.extensions["pixel_wsgi_middleware"].close()  # its delivery thread

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .delivery.background import BackgroundDelivery
+    from .outage.applier import QueueApplier
 
 logger = logging.getLogger("pixel_wsgi")
 
@@ -163,6 +164,15 @@ class PixelMiddleware:
         sends nothing the pixel waits for, and stops at exit or on :meth:`close`; its
         failures are logged (``pixel_wsgi.delivery``), never raised. Running it in many
         processes, or beside ``pixel-wsgi deliver``, sends no row twice.
+    :param ingest: ``"sync"`` (the default): a click or a conversion is in the store
+        when its request is answered. ``"queued"``, for high traffic: the pixel and the
+        click append their event to the local log (the spool directory) and answer; an
+        applier thread in each process applies the log in batches, one transaction
+        each, exactly once, through the same rules (within a fraction of a second
+        while it keeps up), and ``pixel-wsgi replay --loop`` may run as a service
+        beside it. An event survives a crash of the process, not a power loss (as
+        SQLite's ``synchronous=NORMAL``). Server-side reports (the APIs, in-process)
+        still apply at once. See the README, "Throughput".
     :param clock: the current UTC time (for tests).
 
     Signed pixel URLs for templates: ``middleware.pixel_urls.url(advertiser_id,
@@ -200,6 +210,7 @@ class PixelMiddleware:
         spool_dir: str | os.PathLike[str] | None = "auto",
         spool_max_bytes: int = DEFAULT_MAX_BYTES,
         deliver_in_background: bool = False,
+        ingest: str = "sync",
         clock: Clock = utc_now,
     ) -> None:
         self.application = app
@@ -228,6 +239,7 @@ class PixelMiddleware:
             spool_dir=spool_dir,
             spool_max_bytes=spool_max_bytes,
             deliver_in_background=deliver_in_background,
+            ingest=ingest,
             clock=clock,
         )
         self.prefix = prefix
@@ -239,7 +251,12 @@ class PixelMiddleware:
         #: or ``spool_dir=None``); ``/pixels/health`` reports it.
         self.spool_problem: str | None = None
         self.spool = self._open_spool(spool_dir, spool_max_bytes)
-        self.ledger = SpoolingLedger(
+        ledger_type = SpoolingLedger
+        if ingest == "queued":
+            from .outage.queued import QueuedLedger  # only when asked for
+
+            ledger_type = QueuedLedger
+        self.ledger = ledger_type(
             self.storage, self.spool, reload_window=reload_window, clock=clock
         )
         self.filters = settings.filters()
@@ -256,12 +273,18 @@ class PixelMiddleware:
         self.health = HealthCheck(self.storage, self.spool, self.spool_problem, clock=clock)
         #: The delivery thread of ``deliver_in_background`` (None without it).
         self.background: BackgroundDelivery | None = None
-        #: Whether this process's delivery thread is still to be started: the one thing
-        #: every request checks (set again in the child of a fork).
-        self._start_delivery = False
+        #: Whether this process's background threads (delivery, the applier) are still
+        #: to be started: the one thing every request checks (set again after a fork).
+        self._start_threads = False
         if settings.deliver_in_background:
             self.background = _background_delivery(self)
-            self._start_delivery = True
+            self._start_threads = True
+        #: The queued mode's applier thread (None in the default mode, or without a
+        #: usable spool: then events are written at once).
+        self.applier: QueueApplier | None = None
+        if ingest == "queued" and self.spool is not None:
+            self.applier = self._queue_applier()
+            self._start_threads = True
         #: Our routes, the most frequent first: the pixel is the hot path.
         self.routes = (
             _Route(f"{prefix}/conversion/", self.conversion_pixel, suffix=".gif", cut=-4),
@@ -328,23 +351,41 @@ class PixelMiddleware:
     def close(self) -> None:
         """Stop what the middleware runs in the background: the delivery thread of
         ``deliver_in_background`` (the request in flight may finish within a few
-        seconds). Requests are still answered; the thread does not start again."""
-        if self.background is not None:
-            self._start_delivery = False
-            self.background.close()
+        seconds) and the queued mode's applier (after a last pass over the log).
+        Requests are still answered; the threads do not start again (queued events
+        then wait in the log for ``pixel-wsgi replay``)."""
+        self._start_threads = False
+        for thread in (self.background, self.applier):
+            if thread is not None:
+                thread.close()
+
+    def _queue_applier(self) -> QueueApplier:
+        """The applier thread of the queued mode (not started)."""
+        from .outage.applier import QueueApplier
+
+        assert self.spool is not None
+        owner = weakref.ref(self)  # the fork hook must not keep the middleware alive
+
+        def rearm() -> None:
+            alive = owner()
+            if alive is not None:
+                alive._start_threads = True
+
+        return QueueApplier(self.spool, self.storage, limits=self.settings.limits, after_fork=rearm)
 
     def _begin_delivery(self) -> None:
-        """Start this process's delivery thread (the first request, and the first after
-        a fork); a failure to start it is logged, never the host's."""
-        self._start_delivery = False
-        try:
-            if self.background is not None:
-                self.background.start()
-        except Exception:
-            logger.exception("pixel-wsgi could not start delivering in the background")
+        """Start this process's background threads (the first request, and the first
+        after a fork); a failure to start one is logged, never the host's."""
+        self._start_threads = False
+        for thread, what in ((self.background, "deliver"), (self.applier, "apply its queue")):
+            try:
+                if thread is not None:
+                    thread.start()
+            except Exception:
+                logger.exception("pixel-wsgi could not %s in the background", what)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if self._start_delivery:  # deliver_in_background, once per process: ~20 instructions
+        if self._start_threads:  # background threads, once per process: ~20 instructions
             self._begin_delivery()
         path: str = environ.get("PATH_INFO", "")
         if not path.startswith(self._prefixes):
@@ -408,7 +449,7 @@ def _background_delivery(middleware: PixelMiddleware) -> BackgroundDelivery:
     def rearm() -> None:
         alive = owner()
         if alive is not None:
-            alive._start_delivery = True
+            alive._start_threads = True
 
     settings = middleware.settings
     return BackgroundDelivery(

@@ -25,7 +25,11 @@ from .ledger.ledger import DEFAULT_RELOAD_WINDOW
 from .outage.spool import DEFAULT_MAX_BYTES
 from .params.sale import DEFAULT_LIMITS, Limits
 
-__all__ = ["SECRET_KEY_ENV", "Settings", "check_prefix", "secret_keys"]
+__all__ = ["INGEST_MODES", "SECRET_KEY_ENV", "Settings", "check_prefix", "secret_keys"]
+
+#: How the pixel and the click write: at once (``sync``), or through the local log and
+#: its applier (``queued``).
+INGEST_MODES = ("sync", "queued")
 
 #: The environment variable read for ``secret_key`` when none is given.
 SECRET_KEY_ENV = "PIXEL_WSGI_SECRET_KEY"
@@ -87,6 +91,7 @@ class Settings:
     spool_dir: str | os.PathLike[str] | None = "auto"
     spool_max_bytes: int = DEFAULT_MAX_BYTES
     deliver_in_background: bool = False
+    ingest: str = "sync"
     clock: Clock = utc_now
 
     def __post_init__(self) -> None:
@@ -97,6 +102,15 @@ class Settings:
                 f"default_currency must be an ISO 4217 code, got {self.default_currency!r}"
             )
         check_window(self.attribution_window)
+        if self.ingest not in INGEST_MODES:
+            raise ConfigurationError(
+                f"ingest must be one of {', '.join(INGEST_MODES)}, got {self.ingest!r}"
+            )
+        if self.ingest == "queued" and self.spool_dir is None:
+            raise ConfigurationError(
+                "ingest='queued' writes through the spool: give spool_dir a directory"
+                " (or 'auto'), not None"
+            )
         if not isinstance(self.deliver_in_background, bool):
             raise ConfigurationError(
                 f"deliver_in_background must be True or False, got {self.deliver_in_background!r}"

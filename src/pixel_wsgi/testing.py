@@ -31,7 +31,10 @@ a browser does; ``pip install WebTest``):
   browser loads its ``<img>`` elements.
 
 Assertions, which read the store and fail with what *was* recorded and the
-latest rejections with their reasons (usually why a conversion is missing):
+latest rejections with their reasons (usually why a conversion is missing). With
+``PixelMiddleware(..., ingest="queued")`` they first wait for the applier: what the
+requests logged is applied before anything is read, so tests read what they would in
+the default mode. They are
 :func:`assert_conversion`, :func:`assert_conversions`,
 :func:`assert_no_conversion` and :func:`assert_rejected`. Give them a
 :class:`ConversionRecorder` instead of the store to look only at what happened
@@ -95,6 +98,7 @@ refused (here the visitor never clicked a tracking link)::
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -543,6 +547,7 @@ class ConversionRecorder:
     def __init__(self, store: Storage, *, advertiser_id: int | None = None) -> None:
         self.store = store
         self.advertiser_id = advertiser_id
+        _applied()  # what came before the window is not in it
         self._after_transaction = self._last_transaction_id()
         self._after_rejection = self._last_rejection_id()
         self._until: tuple[int, int] | None = None
@@ -566,6 +571,7 @@ class ConversionRecorder:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        _applied()  # what the block's requests logged is in it
         self._until = (self._last_transaction_id(), self._last_rejection_id())
 
     def transactions(self) -> list[Transaction]:
@@ -614,7 +620,18 @@ class ConversionRecorder:
 Recorded: TypeAlias = "Storage | ConversionRecorder"
 
 
+def _applied() -> None:
+    """Wait for the queued mode's appliers of this process, if any runs: what the
+    requests logged is in the store before a test reads it."""
+    applier = sys.modules.get("pixel_wsgi.outage.applier")  # loaded by a queued middleware
+    if applier is not None and not applier.apply_queued_events():
+        raise AssertionError(
+            "the queued events could not be applied within 5 seconds: is the store writable?"
+        )
+
+
 def _conversions(store: Recorded, advertiser_id: int | None) -> list[Transaction]:
+    _applied()
     if isinstance(store, ConversionRecorder):
         rows = store.conversions()
         return [r for r in rows if advertiser_id is None or r.advertiser_id == advertiser_id]
@@ -622,6 +639,7 @@ def _conversions(store: Recorded, advertiser_id: int | None) -> list[Transaction
 
 
 def _rejections(store: Recorded, limit: int | None = None) -> list[Rejection]:
+    _applied()
     if isinstance(store, ConversionRecorder):
         return store.rejections()[:limit]
     return list(store.rejections(limit=limit))

@@ -177,7 +177,8 @@ class ConversionPixel:
             # Made only for an advertiser that keeps conversion contexts.
             conversion=lambda: request_context(environ),
         )
-        if too_fast is not None and outcome.accepted and report.parent_reference_id is None:
+        counted = outcome.accepted or outcome.spooled  # queued or spooled: applied later
+        if too_fast is not None and counted and report.parent_reference_id is None:
             # A flag in the rejection log: the conversion above stands.
             self.ledger.reject(
                 advertiser_id=advertiser_id,

@@ -27,6 +27,7 @@ Put the middleware in front of an application in a Paste ``.ini`` file
     min_seconds_to_convert = 3
     spool_dir = %(here)s/pixel-wsgi.spool
     deliver_in_background = true
+    ingest = sync
     max_query_length = 8192
 
 Every option of :class:`~pixel_wsgi.middleware.PixelMiddleware` that text can
@@ -51,7 +52,8 @@ a value that cannot be used:
 - ``advertiser_id``: a whole number; ``min_seconds_to_convert``: a number of seconds
   (``3``, ``1.5``).
 - ``environ_key``: a name, or ``none`` for no in-process reporter in the environ;
-  ``spool_dir``: a directory, ``auto`` (the default) or ``none``.
+  ``spool_dir``: a directory, ``auto`` (the default) or ``none``; ``ingest``: ``sync``
+  (the default) or ``queued``.
 - The fields of :class:`~pixel_wsgi.params.sale.Limits` (``max_query_length``,
   ``max_parameters``, ...): whole numbers.
 
@@ -184,6 +186,7 @@ _CONVERTED: dict[str, tuple[str, _Convert]] = {
     "spool_dir": ("spool_dir", _as_optional_text),
     "spool_max_bytes": ("spool_max_bytes", _as_whole),
     "deliver_in_background": ("deliver_in_background", _as_bool),
+    "ingest": ("ingest", _as_text),
 }
 _LIMITS = tuple(field.name for field in dataclasses.fields(Limits))
 #: Every option the filter takes.

@@ -94,7 +94,10 @@ class _OwnedConnection(sqlite3.Connection):
         self.pid = os.getpid()
 
     def __del__(self) -> None:
-        if self.pid == os.getpid():
+        pid = getattr(self, "pid", None)
+        if pid is None:  # the connection failed to open: nothing to close
+            return
+        if pid == os.getpid():
             self.close()
         else:
             # Closing the parent's connection here could touch its WAL: keep it.
