@@ -308,3 +308,38 @@ def test_the_plugins_assertions_wait_for_the_applier(world: World, log_dir: Path
         assert_rejected(world.storage, Reason.DUPLICATE_REFERENCE_ID)
     finally:
         middleware.close()
+
+
+def test_replay_loop_applies_as_a_service_until_sigterm(
+    world: World, log_dir: Path, db_path: Path
+) -> None:
+    middleware = queued_shop(world, log_dir)
+    middleware.close()  # the service applies, not the application's threads
+    browser = TestApp(middleware)
+    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    command = [sys.executable, "-m", "pixel_wsgi", "--storage", f"sqlite:///{db_path}"]
+    service = subprocess.Popen(
+        [*command, "replay", "--spool-dir", str(log_dir), "--loop", "--interval", "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for n in range(5):
+            buy(browser, world, f"order-{n}")
+        deadline = time.monotonic() + 30
+        while len(references(world)) < 5:
+            assert time.monotonic() < deadline, "the service did not apply the log"
+            time.sleep(0.02)
+        service.send_signal(signal.SIGTERM)
+        stdout, stderr = service.communicate(timeout=30)
+        assert stdout == ""
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+    assert service.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert stderr.startswith(f"applying {log_dir} every 0.05 s until stopped\n")
+    assert "applied " in stderr
+    assert sorted(references(world)) == [f"order-{n}" for n in range(5)]

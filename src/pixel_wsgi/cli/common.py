@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -246,3 +250,23 @@ def require_advertiser(storage: Storage, advertiser_id: int) -> None:
 # -- the commands ------------------------------------------------------------------
 
 ID = click.IntRange(min=1)
+
+
+@contextlib.contextmanager
+def stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (a service's ``--loop``: the work in hand finishes,
+    then the command returns). A second Ctrl-C interrupts at once."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    if threading.current_thread() is not threading.main_thread():  # signals need it
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

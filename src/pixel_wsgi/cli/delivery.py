@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -34,7 +32,15 @@ from ..clock import iso_utc, utc_now
 from ..errors import ConfigurationError, NotFoundError
 from ..models import Delivery, DeliveryStatus, StoredTarget, TargetKind, TargetStatus
 from ..storage import Storage
-from .common import ID, emit_json, json_option, print_list, require_advertiser, text
+from .common import (
+    ID,
+    emit_json,
+    json_option,
+    print_list,
+    require_advertiser,
+    stopped_by_signals,
+    text,
+)
 from .group import cli
 from .state import State
 
@@ -608,26 +614,6 @@ def target_remove(state: State, target_id: int, as_json: bool) -> None:
 # -- deliver -----------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set ``stop``: the worker finishes the request in flight and
-    returns. A second Ctrl-C interrupts at once."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    if threading.current_thread() is not threading.main_thread():  # signals need it
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 @cli.command()
 @click.option("--loop", is_flag=True, help="Keep delivering until SIGTERM or Ctrl-C (a service).")
 @click.option("--target", "target_id", type=ID, help="Only this target.")
@@ -660,7 +646,7 @@ def deliver(state: State, loop: bool, target_id: int | None, dry_run: bool, as_j
     if dry_run:
         _print_plan(worker, as_json)
         return
-    with _stopped_by_signals(stop):
+    with stopped_by_signals(stop):
         if loop:
             click.echo("pixel-wsgi: delivering until SIGTERM or Ctrl-C", err=True)
             worker.run()
