@@ -99,6 +99,13 @@ class ProcessThread(abc.ABC):
             self._stop.set()
             return self._thread if self._pid == os.getpid() else None
 
+    def _retire(self) -> None:
+        """Called by the thread that ends by itself (not stopped), before it says so:
+        from now on this process has no thread, and :meth:`start` starts a new one."""
+        with self._lock:
+            if self._thread is threading.current_thread():
+                self._thread = None
+
     def _forked(self) -> None:
         """In the child of a fork: the parent's thread, lock and stop event are not ours."""
         self._lock = threading.Lock()

@@ -271,20 +271,28 @@ class PixelMiddleware:
         self.api = ReportingAPI(self.ledger, settings)
         self.reporter = ConversionReporter(self.ledger, self.cookies, settings)
         self.health = HealthCheck(self.storage, self.spool, self.spool_problem, clock=clock)
+        #: Whether this process's background threads are still to be started: the one
+        #: thing every request checks (set again after a fork, and by a thread that
+        #: ended idle).
+        self._start_threads = False
+        rearm = _rearming(self)
         #: The delivery thread of ``deliver_in_background`` (None without it).
         self.background: BackgroundDelivery | None = None
-        #: Whether this process's background threads (delivery, the applier) are still
-        #: to be started: the one thing every request checks (set again after a fork).
-        self._start_threads = False
         if settings.deliver_in_background:
-            self.background = _background_delivery(self)
-            self._start_threads = True
+            self.background = _background_delivery(self, rearm)
         #: The queued mode's applier thread (None in the default mode, or without a
         #: usable spool: then events are written at once).
         self.applier: QueueApplier | None = None
         if ingest == "queued" and self.spool is not None:
-            self.applier = self._queue_applier()
-            self._start_threads = True
+            self.applier = self._queue_applier(rearm)
+        #: The store's upkeep off the request path (SQLite: WAL checkpoints), or None.
+        self.housekeeping = self.storage.housekeeping(after_exit=rearm)
+        self._threads = tuple(
+            thread
+            for thread in (self.background, self.applier, self.housekeeping)
+            if thread is not None
+        )
+        self._start_threads = bool(self._threads)
         #: Our routes, the most frequent first: the pixel is the hot path.
         self.routes = (
             _Route(f"{prefix}/conversion/", self.conversion_pixel, suffix=".gif", cut=-4),
@@ -351,42 +359,34 @@ class PixelMiddleware:
     def close(self) -> None:
         """Stop what the middleware runs in the background: the delivery thread of
         ``deliver_in_background`` (the request in flight may finish within a few
-        seconds) and the queued mode's applier (after a last pass over the log).
-        Requests are still answered; the threads do not start again (queued events
-        then wait in the log for ``pixel-wsgi replay``)."""
+        seconds), the queued mode's applier (after a last pass over the log) and the
+        store's upkeep. Requests are still answered; the threads do not start again
+        (queued events then wait in the log for ``pixel-wsgi replay``)."""
         self._start_threads = False
-        for thread in (self.background, self.applier):
-            if thread is not None:
-                thread.close()
+        for thread in self._threads:
+            thread.close()
 
-    def _queue_applier(self) -> QueueApplier:
+    def _queue_applier(self, rearm: Callable[[], None]) -> QueueApplier:
         """The applier thread of the queued mode (not started)."""
         from .outage.applier import QueueApplier
 
         assert self.spool is not None
-        owner = weakref.ref(self)  # the fork hook must not keep the middleware alive
-
-        def rearm() -> None:
-            alive = owner()
-            if alive is not None:
-                alive._start_threads = True
-
         return QueueApplier(self.spool, self.storage, limits=self.settings.limits, after_fork=rearm)
 
-    def _begin_delivery(self) -> None:
-        """Start this process's background threads (the first request, and the first
-        after a fork); a failure to start one is logged, never the host's."""
+    def _begin_threads(self) -> None:
+        """Start this process's background threads (the first request, the first after
+        a fork, the first after one ended idle); a failure to start one is logged,
+        never the host's."""
         self._start_threads = False
-        for thread, what in ((self.background, "deliver"), (self.applier, "apply its queue")):
+        for thread in self._threads:
             try:
-                if thread is not None:
-                    thread.start()
+                thread.start()
             except Exception:
-                logger.exception("pixel-wsgi could not %s in the background", what)
+                logger.exception("pixel-wsgi could not start its %s thread", thread.name)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self._start_threads:  # background threads, once per process: ~20 instructions
-            self._begin_delivery()
+            self._begin_threads()
         path: str = environ.get("PATH_INFO", "")
         if not path.startswith(self._prefixes):
             # Inline rather than self._host(): this is every host request's cost.
@@ -437,19 +437,27 @@ class PixelMiddleware:
         return None
 
 
-def _background_delivery(middleware: PixelMiddleware) -> BackgroundDelivery:
-    """The delivery thread of ``middleware`` (not started): imported only when asked for,
-    so that a site without it loads no delivery code (nor its cryptography)."""
-    from .delivery.background import BackgroundDelivery
-    from .delivery.secrets import SecretBox
-
-    # Held weakly: the fork hook must not keep a discarded middleware alive.
+def _rearming(middleware: PixelMiddleware) -> Callable[[], None]:
+    """What a background thread calls for the middleware's next request to start it
+    again (in the child of a fork, or after it ended idle). It holds the middleware
+    weakly: a fork hook must not keep a discarded middleware alive."""
     owner = weakref.ref(middleware)
 
     def rearm() -> None:
         alive = owner()
         if alive is not None:
             alive._start_threads = True
+
+    return rearm
+
+
+def _background_delivery(
+    middleware: PixelMiddleware, rearm: Callable[[], None]
+) -> BackgroundDelivery:
+    """The delivery thread of ``middleware`` (not started): imported only when asked for,
+    so that a site without it loads no delivery code (nor its cryptography)."""
+    from .delivery.background import BackgroundDelivery
+    from .delivery.secrets import SecretBox
 
     settings = middleware.settings
     return BackgroundDelivery(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from ..background import ProcessThread
 from ..errors import ConfigurationError
 from ..models import (
     Advertiser,
@@ -198,6 +199,18 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
+
+    def housekeeping(
+        self, *, after_exit: Callable[[], object] | None = None
+    ) -> ProcessThread | None:
+        """A thread (not started) that keeps the store's own upkeep off the request
+        path, for the middleware to run in each process; None when the backend needs
+        none (SQLite's checkpoints its write-ahead log).
+
+        :param after_exit: called when the thread ends by itself, idle (the middleware
+            starts it again with its next request).
+        """
+        return None
 
     def default_spool_dir(self) -> Path:
         """Where the outage spool goes unless the middleware is told otherwise."""
