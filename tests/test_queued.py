@@ -343,3 +343,25 @@ def test_replay_loop_applies_as_a_service_until_sigterm(
     assert stderr.startswith(f"applying {log_dir} every 0.05 s until stopped\n")
     assert "applied " in stderr
     assert sorted(references(world)) == [f"order-{n}" for n in range(5)]
+
+
+def test_health_is_ok_while_the_log_is_recent_and_degraded_once_it_is_stale(
+    world: World, log_dir: Path
+) -> None:
+    from datetime import timedelta
+
+    from .conftest import FakeClock
+
+    clock = FakeClock()
+    middleware = queued_shop(world, log_dir, clock=clock)
+    middleware.close()  # nobody applies: the log only grows
+    browser = TestApp(middleware)
+    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    buy(browser, world, "order-1")
+    assert Spool(log_dir).pending() > 0
+    assert browser.get("/pixels/health").json == {"status": "ok"}
+    clock.advance(timedelta(seconds=11))  # the appliers are not keeping up
+    stale = browser.get("/pixels/health", status=503).json
+    assert stale["status"] == "degraded" and stale["spooled_bytes"] > 0
+    replay(Spool(log_dir), world.storage)
+    assert browser.get("/pixels/health").json == {"status": "ok"}

@@ -270,7 +270,9 @@ class PixelMiddleware:
         self.tracking_link = TrackingLink(self.ledger, self.cookies, settings, filters=self.filters)
         self.api = ReportingAPI(self.ledger, settings)
         self.reporter = ConversionReporter(self.ledger, self.cookies, settings)
-        self.health = HealthCheck(self.storage, self.spool, self.spool_problem, clock=clock)
+        self.health = HealthCheck(
+            self.storage, self.spool, self.spool_problem, clock=clock, queued=ingest == "queued"
+        )
         #: Whether this process's background threads are still to be started: the one
         #: thing every request checks (set again after a fork, and by a thread that
         #: ended idle).

@@ -1,4 +1,5 @@
-"""``/pixels/health``: 200 when the store answers and the spool is empty, else 503.
+"""``/pixels/health``: 200 when the store answers and the spool is empty (or, in the
+queued mode, its oldest event is recent), else 503.
 
 With delivery targets, the answer also says where each stands (``delivery``): a target
 that is behind or whose credentials were refused does not make the check fail (the store
@@ -9,10 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ..clock import Clock, seconds_since, utc_now
+from ..clock import Clock, parse_utc, seconds_since, utc_now
 from ..models import TargetHealth, TargetStatus
 from .responses import json_response
 
@@ -56,6 +57,10 @@ def target_health(health: TargetHealth, now: datetime) -> dict[str, object]:
     return report
 
 
+#: How old the oldest queued event may be before the appliers count as behind.
+QUEUE_LAG_LIMIT = timedelta(seconds=10)
+
+
 class HealthCheck:
     """Answers a load balancer's or a monitor's health check.
 
@@ -75,6 +80,8 @@ class HealthCheck:
     :param spool: the outage spool, or None.
     :param spool_problem: why there is no spool although one was asked for, if so.
     :param clock: the current UTC time, for the ages of undelivered rows.
+    :param queued: the spool is the queued mode's log (``ingest="queued"``): events
+        waiting in it are degraded only once the oldest is :data:`QUEUE_LAG_LIMIT` old.
     """
 
     def __init__(
@@ -84,11 +91,28 @@ class HealthCheck:
         spool_problem: str | None = None,
         *,
         clock: Clock = utc_now,
+        queued: bool = False,
     ) -> None:
         self.storage = storage
         self.spool = spool
         self.spool_problem = spool_problem
         self.clock = clock
+        self.queued = queued
+
+    def _queue_keeps_up(self) -> bool:
+        """Whether the oldest queued event is younger than :data:`QUEUE_LAG_LIMIT`."""
+        assert self.spool is not None
+        try:
+            oldest = self.spool.oldest_pending_at()
+        except Exception:
+            return False
+        if oldest is None:
+            return True
+        try:
+            age = self.clock() - parse_utc(oldest)
+        except ValueError:
+            return False
+        return age < QUEUE_LAG_LIMIT
 
     def _delivery(self) -> dict[str, object] | None:
         """Each target's report by id; None without targets (or when they cannot be read)."""
@@ -118,6 +142,10 @@ class HealthCheck:
             store = "ok"
         delivery = self._delivery() if store == "ok" else None
         problem = self.spool_problem or (None if spool == "ok" else spool)
+        if spooled and self.queued and store == "ok" and not problem:
+            # The queued mode's log always holds the newest events: only a backlog
+            # older than QUEUE_LAG_LIMIT says the appliers are not keeping up.
+            spooled = 0 if self._queue_keeps_up() else spooled
         if store != "ok" or spooled or problem:
             # Degraded until the store answers and a replay has drained the spool.
             body: dict[str, object] = {"status": "degraded", "store": store}

@@ -793,6 +793,18 @@ class Spool:
         with self._opened() as (fd, owner):
             return sum(st.st_size for _, st in self._spool_files(fd, owner))
 
+    def oldest_pending_at(self) -> str | None:
+        """When the oldest event still waiting was written (its ``at``, UTC ISO text),
+        read from the first line of each file; None when nothing waits."""
+        oldest: str | None = None
+        for path in self.files():
+            with contextlib.suppress(OSError), open(path, "rb") as file:
+                event = _decode(file.readline(_MAX_LINE))
+                at = None if event is None else event.get("at")
+                if isinstance(at, str) and (oldest is None or at < oldest):
+                    oldest = at
+        return oldest
+
     def take(self, path: Path) -> Path:
         """Rename a live file so that no writer appends to it any more; wait for one
         that is appending now to finish."""
