@@ -6,22 +6,29 @@ Run from the project root::
     .venv/bin/python benchmarks/load.py --quick    # one small configuration per backend
 
 For every configuration of {sqlite, postgresql} x {2, 4 workers} x {sync, gthread
-(4 threads)} it seeds a fresh store (an advertiser, a publisher, a campaign, a
-link), serves ``load_app.py`` twice with the same gunicorn settings -- ``bare`` (a
-WSGI app answering the same 43-byte GIF with the same headers) and ``pixel``
-(``PixelMiddleware``) -- takes one attribution cookie from a real click, and then:
+(4 threads)} it serves ``load_app.py`` three times with the same gunicorn settings
+(``--modes``): ``bare`` (a WSGI app answering the same 43-byte GIF with the same
+headers), ``pixel`` (``PixelMiddleware``, the default synchronous mode) and
+``queued`` (``PixelMiddleware(..., ingest="queued")``: the pixel appends to a log,
+an applier thread per worker applies it). Each pixel server gets a fresh store (an
+advertiser, a publisher, a campaign, a link) and one attribution cookie from a real
+click on it; then:
 
-1. fires ``--requests`` pixel hits with unique ``reference_id`` values at
-   ``--concurrency`` keep-alive connections, in rounds that alternate between the
-   bare and the pixel server, so that noise from the rest of the machine lands on
-   both alike; every hit carries the cookie, so every one must become a row;
-2. fires 100 ``reference_id`` values 20 times each (2,000 hits, shuffled, same
-   concurrency): exactly 100 rows may come of them.
+1. it fires ``--requests`` hits per server with unique ``reference_id`` values at
+   ``--concurrency`` keep-alive connections, in rounds that fire every server once,
+   in an order that rotates from round to round, so that noise from the rest of the
+   machine lands on all alike; every hit carries the cookie, so every one must
+   become a row. After the queued server's share of a round it reads that store
+   every 10 ms until the round's rows are all there: the apply lag;
+2. it fires 100 ``reference_id`` values 20 times each (2,000 hits, shuffled, same
+   concurrency) at each pixel server: exactly 100 rows may come of them.
 
-Then it stops both servers and counts, through the Storage API, the rows stored
-against the 200 responses, the lock errors that surfaced (non-200 answers, failed
-connections, and log lines of the servers that mention a lock, a timeout or a
-traceback), and the records of the outage spool when the middleware has one.
+It waits for the queued log to be applied (what the applier leaves, ``replay()``
+applies once the servers stopped, and the lag criterion fails), stops the servers
+and counts, through the Storage API, the rows stored against the 200 responses, the
+lock errors that surfaced (non-200 answers, failed connections, and log lines of the
+servers that mention a lock, a timeout, a failure or a traceback), and the records
+left in each spool directory.
 
 The load generator is an asyncio client on raw sockets with hand-written HTTP/1.1
 requests, prepared before the clock starts; gunicorn's sync workers close every
@@ -30,10 +37,11 @@ client shares the machine's CPUs with the server: the bare app's figure is the
 ceiling of this client and this server together, and the pixel's figure is read
 against it (the ratio), never alone.
 
-Every figure is printed, with PASS/FAIL lines for the correctness criteria; the
-exit status is 0 either way (a report, not a gate). Exit status 2 means the
-script itself broke: a server did not start, the click set no cookie, a phase did
-not finish in time, or it was interrupted.
+Every figure is printed, with PASS/FAIL lines for the issue's criteria (throughput
+and p99 ratios, apply lag, rows, lock errors, duplicates); the exit status is 0
+either way (a report, not a gate). Exit status 2 means the script itself broke: a
+server did not start, the click set no cookie, a phase did not finish in time, or it
+was interrupted.
 """
 
 from __future__ import annotations
@@ -57,13 +65,15 @@ import tempfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
 
+from pixel_wsgi.outage.replay import replay
+from pixel_wsgi.outage.spool import Spool
 from pixel_wsgi.storage import storage_from_url
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -85,6 +95,9 @@ USER_AGENT = (
 COOKIE_PREFIX = "pixel_wsgi_a"
 
 BACKENDS = ("sqlite", "postgresql")
+#: The servers compared in every configuration: the GIF app, the default
+#: (synchronous) PixelMiddleware, and PixelMiddleware(ingest="queued").
+MODES = ("bare", "pixel", "queued")
 WORKER_CLASSES = ("sync", "gthread")
 GTHREAD_THREADS = 4
 BACKLOG = 2048
@@ -92,13 +105,29 @@ BACKLOG = 2048
 DUP_IDS = 100
 DUP_REPEATS = 20
 
+#: The issue's targets: the synchronous pixel on SQLite (sync x2, gthread x2) at this
+#: share of the bare app's requests per second, with a p99 at most this multiple of
+#: bare's; on PostgreSQL at this share; the queued mode (sync x2) at this share, its
+#: rows in the store within LAG_LIMIT seconds of a round's last response.
+SYNC_RATIO = 0.75
+SYNC_P99 = 1.5
+PG_RATIO = 0.5
+QUEUED_RATIO = 0.9
+LAG_LIMIT = 1.0
+
+#: How often the queued server's store is read while its rows arrive, and how long
+#: they may take before the applier counts as not having caught up.
+POLL_INTERVAL = 0.01
+APPLY_TIMEOUT = 30.0
+
 #: How long a server may take to boot all its workers, and to stop.
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
 #: Lines of a server's log that say a write did not go through (or might not have).
 LOG_PROBLEM = re.compile(
-    r"locked|could not|traceback|not stored|timed? ?out|deadlock|busy|error", re.IGNORECASE
+    r"locked|could not|traceback|not stored|timed? ?out|deadlock|busy|error|fail|lost",
+    re.IGNORECASE,
 )
 
 
@@ -135,6 +164,7 @@ class Fired:
     connections: int = 0  # connections opened
     retried: int = 0  # requests resent once after a reused connection closed under them
     errors: list[str] = field(default_factory=list)  # the first few failures
+    last_ns: int = 0  # perf_counter_ns() of the last response read
 
     def add(self, other: Fired) -> None:
         self.requests += other.requests
@@ -145,6 +175,7 @@ class Fired:
         self.connections += other.connections
         self.retried += other.retried
         self.errors.extend(other.errors[: max(0, 5 - len(self.errors))])
+        self.last_ns = max(self.last_ns, other.last_ns)
 
     @property
     def ok(self) -> int:
@@ -223,7 +254,8 @@ async def _drive(port: int, requests: list[bytes], fired: Fired) -> None:
                     if len(fired.errors) < 5:
                         fired.errors.append(f"{type(exc).__name__}: {exc}")
                     break
-                latencies.append(perf() - started)
+                answered = fired.last_ns = perf()
+                latencies.append(answered - started)
                 statuses[status] += 1
                 if _is_close(head):
                     writer.close()
@@ -506,27 +538,39 @@ class Config:
 
 
 @dataclass
-class Result:
-    config: Config
-    bare: Fired = field(default_factory=Fired)
-    pixel: Fired = field(default_factory=Fired)  # the timed rounds
-    warmup: Fired = field(default_factory=Fired)  # pixel warm-up: rows too
+class ModeResult:
+    """What one server of a configuration (``bare``, ``pixel`` or ``queued``) did."""
+
+    mode: str
+    timed: Fired = field(default_factory=Fired)  # the timed rounds
+    warmup: Fired = field(default_factory=Fired)  # warm-up: rows too
     dup: Fired = field(default_factory=Fired)
-    round_ratios: list[float] = field(default_factory=list)
+    round_ratios: list[float] = field(default_factory=list)  # req/s over bare's, per round
+    #: queued: seconds from a round's last response until all its rows were in the
+    #: store, per round (None: not within APPLY_TIMEOUT)
+    round_lags: list[float | None] = field(default_factory=list)
+    #: queued: whether the applier emptied the log within APPLY_TIMEOUT after the run
+    applier_finished: bool = True
+    replayed: int = 0  # queued: events the benchmark's own replay() applied afterwards
     stored: int = 0  # rows of the warm-up and timed hits
     dup_rows: Counter[str] = field(default_factory=Counter)  # reference_id -> rows
     rejections: Counter[str] = field(default_factory=Counter)
     log_lines: list[str] = field(default_factory=list)
-    bare_log_lines: list[str] = field(default_factory=list)
-    spool_records: int | None = None
+    spool_records: int | None = None  # records left in the spool once the servers stopped
+    quarantined: int = 0
+
+    @property
+    def stores(self) -> bool:
+        """Whether this mode's hits must become rows (every mode but ``bare``)."""
+        return self.mode != "bare"
 
     @property
     def responses_200(self) -> int:
-        return self.warmup.ok + self.pixel.ok
+        return self.warmup.ok + self.timed.ok
 
     @property
     def lock_errors(self) -> int:
-        return self.warmup.not_ok + self.pixel.not_ok + self.dup.not_ok + len(self.log_lines)
+        return self.warmup.not_ok + self.timed.not_ok + self.dup.not_ok + len(self.log_lines)
 
     @property
     def dup_total(self) -> int:
@@ -539,6 +583,39 @@ class Result:
     @property
     def dup_ok(self) -> bool:
         return len(self.dup_rows) == DUP_IDS and all(n == 1 for n in self.dup_rows.values())
+
+    @property
+    def max_lag(self) -> float:
+        """The longest apply lag of a round, in seconds (inf: a round never caught up)."""
+        if any(lag is None for lag in self.round_lags):
+            return math.inf
+        return max((lag for lag in self.round_lags if lag is not None), default=math.nan)
+
+    @property
+    def lag_ok(self) -> bool:
+        return self.applier_finished and self.max_lag < LAG_LIMIT
+
+
+@dataclass
+class Result:
+    config: Config
+    modes: dict[str, ModeResult]
+
+    @property
+    def bare(self) -> ModeResult:
+        return self.modes["bare"]
+
+    def storing(self) -> list[ModeResult]:
+        return [m for m in self.modes.values() if m.stores]
+
+    def ratio(self, mode: str) -> float:
+        """The mode's requests per second over the bare app's, over all rounds."""
+        bare = self.bare.timed.per_second
+        return self.modes[mode].timed.per_second / bare if bare else math.nan
+
+    def p99_ratio(self, mode: str) -> float:
+        bare = self.bare.timed.percentile_ms(99)
+        return self.modes[mode].timed.percentile_ms(99) / bare if bare else math.nan
 
 
 def seed(url: str) -> tuple[int, int]:
@@ -557,7 +634,7 @@ def seed(url: str) -> tuple[int, int]:
         storage.close()
 
 
-def count_rows(url: str, advertiser_id: int, result: Result) -> None:
+def count_rows(url: str, advertiser_id: int, result: ModeResult) -> None:
     storage = storage_from_url(url)
     try:
         for tx in storage.transactions(advertiser_id=advertiser_id):
@@ -575,85 +652,218 @@ def count_rows(url: str, advertiser_id: int, result: Result) -> None:
 
 
 def count_spool(directory: Path) -> int:
-    return sum(
-        len(path.read_bytes().splitlines()) for path in directory.rglob("*") if path.is_file()
-    )
+    """Records waiting in the spool's files (live, or taken by a replay)."""
+    return sum(len(path.read_bytes().splitlines()) for path in Spool(directory).files())
+
+
+class RowWatcher:
+    """Reads a store's new rows every :data:`POLL_INTERVAL` seconds (a keyset cursor,
+    so a poll costs only what was committed since the last): the queued mode's lag."""
+
+    def __init__(self, url: str, advertiser_id: int) -> None:
+        self.storage = storage_from_url(url)
+        self.advertiser_id = advertiser_id
+        self.after = 0  # the last transaction_id read
+        self.seen: set[str] = set()  # reference_ids with a row
+
+    def poll(self) -> list[str]:
+        """The reference_ids of the rows committed since the last poll."""
+        new: list[str] = []
+        for tx in self.storage.transactions(
+            advertiser_id=self.advertiser_id, after_transaction_id=self.after
+        ):
+            self.after = tx.transaction_id
+            new.append(tx.reference_id or "")
+        self.seen.update(new)
+        return new
+
+    def wait_for(self, refs: Sequence[str], since_ns: int) -> float | None:
+        """Seconds from ``since_ns`` (``perf_counter_ns``) until a row of every one of
+        ``refs`` is in the store; None when they were not all there within
+        :data:`APPLY_TIMEOUT`."""
+        missing = set(refs) - self.seen
+        deadline = time.monotonic() + APPLY_TIMEOUT
+        while True:
+            missing.difference_update(self.poll())
+            if not missing:
+                return max(0, time.perf_counter_ns() - since_ns) / 1e9
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(POLL_INTERVAL)
+
+    def wait_applied(self, spool: Spool) -> bool:
+        """Whether the log emptied (``Spool.pending() == 0``) and the row count stopped
+        growing within :data:`APPLY_TIMEOUT`."""
+        deadline = time.monotonic() + APPLY_TIMEOUT
+        while True:
+            drained = spool.pending() == 0  # before the poll: what it counted is committed
+            if not self.poll() and drained:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_INTERVAL)
+
+    def close(self) -> None:
+        self.storage.close()
+
+
+@dataclass
+class ModeServer:
+    """One mode's gunicorn, with its own store, spool directory and attribution cookie."""
+
+    mode: str
+    gunicorn: Gunicorn
+    url: str = ""  # the store ("" for the bare app, which has none)
+    spool_dir: Path | None = None
+    advertiser_id: int = 1
+    link_id: int = 0
+    cookie: str = ""
+    watcher: RowWatcher | None = None  # queued: its store, read as the applier fills it
+
+    def hits(self, refs: Sequence[str]) -> list[bytes]:
+        port = self.gunicorn.port
+        return [pixel_request(port, self.advertiser_id, ref, self.cookie) for ref in refs]
+
+
+def start_server(
+    mode: str, config: Config, backend: Backend, directory: Path, stack: ExitStack
+) -> ModeServer:
+    """A fresh store (not for ``bare``) and a started gunicorn serving ``mode``."""
+    home = directory / mode
+    home.mkdir()
+    env = {load_app.SECRET_ENV: SECRET_KEY}
+    url, spool_dir, advertiser_id, link_id = "", None, 1, 0
+    if mode != "bare":
+        url = backend.new_store(home)
+        advertiser_id, link_id = seed(url)
+        spool_dir = home / "spool"
+        spool_dir.mkdir()
+        env.update({load_app.STORAGE_ENV: url, load_app.SPOOL_ENV: str(spool_dir)})
+    gunicorn = Gunicorn(home, mode, config.workers, config.worker_class, env)
+    server = ModeServer(mode, gunicorn, url, spool_dir, advertiser_id, link_id)
+    if mode == "queued":
+        server.watcher = RowWatcher(server.url, server.advertiser_id)
+        stack.callback(server.watcher.close)
+    stack.callback(server.gunicorn.stop)
+    server.gunicorn.start()
+    return server
+
+
+def warm_up(
+    servers: dict[str, ModeServer], result: Result, requests: int, concurrency: int
+) -> None:
+    """Every worker imports, connects, fills its caches (untimed; its rows count).
+    The queued store is let catch up, so that the timed rounds start from an empty log."""
+    warm = min(requests, max(2 * concurrency, requests // 20))
+    refs = [f"w-{i}" for i in range(warm)]
+    for mode, server in servers.items():
+        fired = fire(server.gunicorn.port, server.hits(refs), concurrency)
+        result.modes[mode].warmup = fired
+        if server.watcher is not None:
+            server.watcher.wait_for(refs, fired.last_ns)
+
+
+def timed_rounds(
+    servers: dict[str, ModeServer], result: Result, requests: int, concurrency: int, rounds: int
+) -> None:
+    """``requests`` hits per mode in ``rounds`` rounds; each round fires every mode
+    once, in an order that rotates from round to round. After the queued server's
+    share of a round, its apply lag: until every row of the round is in the store."""
+    modes = list(servers)
+    sizes = [requests // rounds + (1 if r < requests % rounds else 0) for r in range(rounds)]
+    first = 0
+    for r, size in enumerate(sizes):
+        refs = [f"m-{i}" for i in range(first, first + size)]
+        first += size
+        prepared = {mode: server.hits(refs) for mode, server in servers.items()}
+        fired: dict[str, Fired] = {}
+        for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:
+            fired[mode] = fire(servers[mode].gunicorn.port, prepared.pop(mode), concurrency)
+            watcher = servers[mode].watcher
+            if watcher is not None:
+                result.modes[mode].round_lags.append(watcher.wait_for(refs, fired[mode].last_ns))
+        bare_rate = fired["bare"].per_second
+        for mode, round_fired in fired.items():
+            result.modes[mode].timed.add(round_fired)
+            if bare_rate:
+                result.modes[mode].round_ratios.append(round_fired.per_second / bare_rate)
+
+
+def duplicate_check(servers: dict[str, ModeServer], result: Result, concurrency: int) -> None:
+    """Each of DUP_IDS reference_ids fired DUP_REPEATS times, shuffled, all at once."""
+    dup_refs = [f"d-{i}" for i in range(DUP_IDS) for _ in range(DUP_REPEATS)]
+    random.Random(f"{result.config}").shuffle(dup_refs)
+    for mode, server in servers.items():
+        if server.url:
+            result.modes[mode].dup = fire(server.gunicorn.port, server.hits(dup_refs), concurrency)
+
+
+def apply_leftovers(server: ModeServer, result: ModeResult) -> None:
+    """Replay what the queued server's applier left in its log (once it has stopped):
+    those rows count as stored; the lag criterion fails."""
+    assert server.spool_dir is not None
+    if not Spool(server.spool_dir).pending():
+        return
+    result.applier_finished = False
+    storage = storage_from_url(server.url)
+    try:
+        summary = replay(Spool(server.spool_dir), storage)
+    finally:
+        storage.close()
+    result.replayed = summary.applied
+    if summary.stopped:
+        raise BenchmarkBroken(f"replay() of the queued log stopped: {summary.stopped}")
 
 
 def run_config(
     config: Config,
     backend: Backend,
     workdir: Path,
+    modes: Sequence[str],
     requests: int,
     concurrency: int,
     rounds: int,
     stack: ExitStack,
 ) -> Result:
-    result = Result(config)
     directory = Path(tempfile.mkdtemp(prefix=f"{config.backend}-{config.workers}-", dir=workdir))
-    url = backend.new_store(directory)
-    advertiser_id, link_id = seed(url)
-    spool_dir = directory / "spool"
-    spool_dir.mkdir()
-    env = {
-        load_app.STORAGE_ENV: url,
-        load_app.SECRET_ENV: SECRET_KEY,
-        load_app.SPOOL_ENV: str(spool_dir),
-    }
-    bare = Gunicorn(directory, "bare", config.workers, config.worker_class, env)
-    pixel = Gunicorn(directory, "pixel", config.workers, config.worker_class, env)
-    stack.callback(bare.stop)
-    stack.callback(pixel.stop)
-    bare.start()
-    pixel.start()
-    cookie = pixel.click_cookie(link_id, advertiser_id)
+    servers = {mode: start_server(mode, config, backend, directory, stack) for mode in modes}
+    for server in servers.values():
+        if server.url:
+            server.cookie = server.gunicorn.click_cookie(server.link_id, server.advertiser_id)
+    # The bare app ignores them, but its requests are the same bytes as the pixel's.
+    storing = [server for server in servers.values() if server.url]
+    servers["bare"].cookie = storing[0].cookie if storing else f"{COOKIE_PREFIX}1={'x' * 80}"
 
-    def hits(server: Gunicorn, refs: Sequence[str]) -> list[bytes]:
-        return [pixel_request(server.port, advertiser_id, ref, cookie) for ref in refs]
-
-    # Warm-up: every worker imports, connects, fills its caches (untimed; its rows count).
-    warm = min(requests, max(2 * concurrency, requests // 20))
-    fire(bare.port, hits(bare, [f"w-{i}" for i in range(warm)]), concurrency)
-    result.warmup = fire(pixel.port, hits(pixel, [f"w-{i}" for i in range(warm)]), concurrency)
-
-    sizes = [requests // rounds + (1 if r < requests % rounds else 0) for r in range(rounds)]
-    first = 0
-    for r, size in enumerate(sizes):
-        refs = [f"m-{i}" for i in range(first, first + size)]
-        first += size
-        bare_requests, pixel_requests = hits(bare, refs), hits(pixel, refs)
-        order = ("bare", "pixel") if r % 2 == 0 else ("pixel", "bare")
-        round_results: dict[str, Fired] = {}
-        for which in order:
-            if which == "bare":
-                round_results[which] = fire(bare.port, bare_requests, concurrency)
-            else:
-                round_results[which] = fire(pixel.port, pixel_requests, concurrency)
-        result.bare.add(round_results["bare"])
-        result.pixel.add(round_results["pixel"])
-        if round_results["bare"].per_second:
-            result.round_ratios.append(
-                round_results["pixel"].per_second / round_results["bare"].per_second
+    result = Result(config, {mode: ModeResult(mode) for mode in modes})
+    warm_up(servers, result, requests, concurrency)
+    timed_rounds(servers, result, requests, concurrency, rounds)
+    duplicate_check(servers, result, concurrency)
+    for mode, server in servers.items():
+        if server.watcher is not None and server.spool_dir is not None:
+            result.modes[mode].applier_finished = server.watcher.wait_applied(
+                Spool(server.spool_dir)
             )
 
-    # The duplicate check: each reference_id fired DUP_REPEATS times, all at once.
-    dup_refs = [f"d-{i}" for i in range(DUP_IDS) for _ in range(DUP_REPEATS)]
-    random.Random(f"{config}").shuffle(dup_refs)
-    result.dup = fire(pixel.port, hits(pixel, dup_refs), concurrency)
-
-    for server in (bare, pixel):
-        if server.process is None or server.process.poll() is not None:
+    for server in servers.values():
+        process = server.gunicorn.process
+        if process is None or process.poll() is not None:
             raise BenchmarkBroken(
                 f"gunicorn ({server.mode}, {config}) died during the run:\n"
-                + server.log_text()[-3000:]
+                + server.gunicorn.log_text()[-3000:]
             )
-    bare.stop()
-    pixel.stop()
-    result.log_lines = pixel.problem_lines()
-    result.bare_log_lines = bare.problem_lines()
-    if load_app.spool_option() is not None:
-        result.spool_records = count_spool(spool_dir)
-    count_rows(url, advertiser_id, result)
+    for server in servers.values():
+        server.gunicorn.stop()
+    for mode, server in servers.items():
+        mode_result = result.modes[mode]
+        mode_result.log_lines = server.gunicorn.problem_lines()
+        if server.spool_dir is None:
+            continue
+        if load_app.spool_option() is not None:
+            mode_result.spool_records = count_spool(server.spool_dir)
+            mode_result.quarantined = len(Spool(server.spool_dir).quarantined())
+        if server.watcher is not None:
+            apply_leftovers(server, mode_result)
+        count_rows(server.url, server.advertiser_id, mode_result)
     return result
 
 
@@ -664,108 +874,255 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def _ms(seconds: float | None) -> str:
+    """A lag in milliseconds; ``>`` the time limit for one that never ended."""
+    if seconds is None or math.isinf(seconds):
+        return f">{APPLY_TIMEOUT * 1000:.0f}"
+    return "-" if math.isnan(seconds) else f"{seconds * 1000:.0f}"
+
+
 def print_progress(result: Result) -> None:
-    r = result
-    spool = "n/a" if r.spool_records is None else str(r.spool_records)
-    ratio = r.pixel.per_second / r.bare.per_second if r.bare.per_second else math.nan
-    print(
-        f"  {r.config!s:<24} bare {r.bare.per_second:>7,.0f}/s  pixel {r.pixel.per_second:>7,.0f}/s"
-        f" ({ratio:.2f})  200s {r.responses_200:,}  stored {r.stored:,}"
-        f"  lock errors {r.lock_errors}  spool {spool}  dup rows {r.dup_total}",
-        flush=True,
+    bits = [f"bare {result.bare.timed.per_second:>7,.0f}/s"]
+    for m in result.storing():
+        text = (
+            f"{m.mode} {m.timed.per_second:>7,.0f}/s ({result.ratio(m.mode):.2f})"
+            f" 200s {m.responses_200:,} stored {m.stored:,} lock errors {m.lock_errors}"
+            f" dup rows {m.dup_total}"
+        )
+        if m.mode == "queued":
+            text += f" lag {_ms(m.max_lag)} ms" + ("" if m.applier_finished else " (UNFINISHED)")
+        bits.append(text)
+    print(f"  {result.config!s:<18} " + " | ".join(bits), flush=True)
+
+
+def _table_line(r: Result, m: ModeResult) -> str:
+    rate = f"{m.timed.per_second:>7,.0f}"
+    p50, p99 = m.timed.percentile_ms(50), m.timed.percentile_ms(99)
+    if not m.stores:
+        return (
+            f"{r.config!s:<18} {m.mode:<6} {rate} {'':>5} {'':>11} {p50:>7.1f} {p99:>7.1f}"
+            f" {'':>8} {m.responses_200:>6} {'-':>6} {'-':>8} {'-':>5} {'-':>8} {'-':>7}"
+        )
+    spread = f"{min(m.round_ratios):.2f}..{max(m.round_ratios):.2f}" if m.round_ratios else "-"
+    spool = "n/a" if m.spool_records is None else str(m.spool_records)
+    lag = _ms(m.max_lag) if m.mode == "queued" else "-"
+    return (
+        f"{r.config!s:<18} {m.mode:<6} {rate} {r.ratio(m.mode):>5.2f} {spread:>11}"
+        f" {p50:>7.1f} {p99:>7.1f} {r.p99_ratio(m.mode):>8.2f} {m.responses_200:>6}"
+        f" {m.stored:>6} {m.lock_errors:>8} {spool:>5} {m.dup_total:>8} {lag:>7}"
     )
 
 
-def report(results: list[Result]) -> None:
-    print()
+def print_table(results: list[Result]) -> None:
     header = (
-        f"{'configuration':<24} {'bare/s':>7} {'pixel/s':>7} {'ratio':>5} {'(rounds)':>11}"
-        f" {'p50 ms':>7} {'p99 ms':>7} {'bare p50':>8} {'bare p99':>8}"
-        f" {'200s':>6} {'stored':>6} {'lock err':>8} {'spool':>5} {'dup rows':>8}"
+        f"{'configuration':<18} {'mode':<6} {'req/s':>7} {'ratio':>5} {'(rounds)':>11}"
+        f" {'p50 ms':>7} {'p99 ms':>7} {'p99/bare':>8} {'200s':>6} {'stored':>6}"
+        f" {'lock err':>8} {'spool':>5} {'dup rows':>8} {'lag ms':>7}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
-        ratio = r.pixel.per_second / r.bare.per_second if r.bare.per_second else math.nan
-        spread = f"{min(r.round_ratios):.2f}..{max(r.round_ratios):.2f}" if r.round_ratios else "-"
-        spool = "n/a" if r.spool_records is None else str(r.spool_records)
-        print(
-            f"{r.config!s:<24} {r.bare.per_second:>7,.0f} {r.pixel.per_second:>7,.0f}"
-            f" {ratio:>5.2f} {spread:>11} {r.pixel.percentile_ms(50):>7.1f}"
-            f" {r.pixel.percentile_ms(99):>7.1f} {r.bare.percentile_ms(50):>8.1f}"
-            f" {r.bare.percentile_ms(99):>8.1f} {r.responses_200:>6} {r.stored:>6}"
-            f" {r.lock_errors:>8} {spool:>5} {r.dup_total:>8}"
-        )
+        for m in r.modes.values():
+            print(_table_line(r, m))
     print("-" * len(header))
     print(
-        "bare/s, pixel/s: requests per second over the timed rounds (warm-up excluded);"
-        " ratio = pixel/bare over all rounds, (rounds) its range per round."
+        "req/s: requests per second over the timed rounds (warm-up excluded); ratio = req/s"
+        " over bare's over all rounds, (rounds) its range per round."
     )
     print(
-        "p50/p99: latency of one request from send (or connect) to the last byte, ms."
-        " 200s and stored: the warm-up and timed pixel hits, and their rows."
+        "p50/p99: latency of one request from send (or connect) to the last byte, ms;"
+        " p99/bare: p99 over bare's p99. 200s and stored: the warm-up and timed hits, and"
+        " their rows."
     )
     print(
-        "lock err: non-200 pixel answers + log lines of the pixel server mentioning a lock,"
-        " timeout, error or traceback. dup rows: rows from 100 ids x 20 hits (must be 100)."
+        "lock err: non-200 answers + log lines of the server mentioning a lock, timeout,"
+        " failure, error or traceback. spool: records left in the spool directory once the"
+        " servers stopped."
+    )
+    print(
+        f"dup rows: rows from {DUP_IDS} ids x {DUP_REPEATS} hits (must be {DUP_IDS})."
+        f" lag ms (queued): the longest, over rounds, from a round's last response until"
+        f" all its rows were in the store (polled every {POLL_INTERVAL * 1000:.0f} ms)."
     )
     if results:
-        best = max(results, key=lambda r: r.bare.per_second)
+        best = max(results, key=lambda r: r.bare.timed.per_second)
         print(
-            f"client ceiling: the bare app peaked at {best.bare.per_second:,.0f} req/s"
+            f"client ceiling: the bare app peaked at {best.bare.timed.per_second:,.0f} req/s"
             f" ({best.config}); client and server share {os.cpu_count()} CPUs, so no"
-            " pixel figure can exceed what the bare column shows for its configuration."
+            " pixel figure can exceed what the bare line shows for its configuration."
         )
 
-    print()
+
+def _mode_details(r: Result, m: ModeResult) -> list[str]:
+    """The details of one storing mode, as ``; ``-joined bits and indented lines."""
+    bits = [
+        f"resent {m.timed.retried + m.dup.retried + m.warmup.retried}",
+        f"connections {m.timed.connections:,}",
+    ]
+    statuses = m.warmup.statuses + m.timed.statuses + m.dup.statuses
+    bits.append("statuses " + ", ".join(f"{k or 'none'}: {v}" for k, v in sorted(statuses.items())))
+    if m.rejections:
+        bits.append("rejections " + ", ".join(f"{k} {v}" for k, v in sorted(m.rejections.items())))
+    if m.mode == "queued":
+        bits.append("lag per round " + ", ".join(_ms(lag) for lag in m.round_lags) + " ms")
+        if not m.applier_finished:
+            bits.append(
+                f"APPLIER UNFINISHED: the log was not empty {APPLY_TIMEOUT:.0f} s after the"
+                f" last hit; replay() applied {m.replayed} events left once the servers stopped"
+            )
+    elif m.spool_records:
+        bits.append(
+            f"{m.spool_records} spool records (durable, not yet stored): stored + spooled"
+            f" {m.stored + m.spool_records:,} vs 200s {m.responses_200:,}"
+        )
+    if m.quarantined:
+        bits.append(f"{m.quarantined} records QUARANTINED")
+    missing = DUP_IDS - len(m.dup_rows)
+    extra = sum(n - 1 for n in m.dup_rows.values() if n > 1)
+    if missing or extra:
+        bits.append(f"duplicate check: {missing} ids without a row, {extra} extra rows")
+    lines = [f"    {m.mode}: " + "; ".join(bits)]
+    lines += [f"      client: {line}" for line in (m.timed.errors + m.dup.errors)[:3]]
+    lines += [f"      log: {line[:200]}" for line in m.log_lines[:5]]
+    if len(m.log_lines) > 5:
+        lines.append(f"      log: ... {len(m.log_lines) - 5} more such lines")
+    return lines
+
+
+def print_details(results: list[Result]) -> None:
     print("details")
     for r in results:
+        cpu = ", ".join(f"{m.timed.client_cpu:.0%} on {m.mode}" for m in r.modes.values())
+        bare = r.bare
         bits = [
-            f"client CPU {r.bare.client_cpu:.0%} of a core on bare,"
-            f" {r.pixel.client_cpu:.0%} on pixel",
-            f"connections {r.pixel.connections:,} (bare {r.bare.connections:,})",
-            f"resent {r.pixel.retried + r.dup.retried} (bare {r.bare.retried})",
+            f"client CPU {cpu} (share of a core)",
+            f"bare connections {bare.timed.connections:,}",
         ]
-        statuses = r.warmup.statuses + r.pixel.statuses + r.dup.statuses
-        bits.append(
-            "statuses " + ", ".join(f"{k or 'none'}: {v}" for k, v in sorted(statuses.items()))
-        )
-        if r.rejections:
-            bits.append(
-                "rejections " + ", ".join(f"{k} {v}" for k, v in sorted(r.rejections.items()))
-            )
-        if r.spool_records:
-            bits.append(
-                f"{r.spool_records} spool records (durable, not yet stored): stored + spooled"
-                f" {r.stored + r.spool_records:,} vs 200s {r.responses_200:,}"
-            )
-        missing = DUP_IDS - len(r.dup_rows)
-        extra = sum(n - 1 for n in r.dup_rows.values() if n > 1)
-        if missing or extra:
-            bits.append(f"duplicate check: {missing} ids without a row, {extra} extra rows")
-        if r.bare.not_ok:
-            bits.append(f"BARE APP: {r.bare.not_ok} non-200")
-        print(f"  {r.config!s:<24} " + "; ".join(bits))
-        for line in (r.pixel.errors + r.dup.errors)[:3]:
-            print(f"      client: {line}")
-        for line in r.log_lines[:5]:
-            print(f"      log: {line[:200]}")
-        if len(r.log_lines) > 5:
-            print(f"      log: ... {len(r.log_lines) - 5} more such lines")
-        for line in r.bare_log_lines[:2]:
+        bits.append(f"bare resent {bare.timed.retried}")
+        if bare.timed.not_ok or bare.warmup.not_ok:
+            bits.append(f"BARE APP: {bare.timed.not_ok + bare.warmup.not_ok} non-200")
+        print(f"  {r.config!s:<18} " + "; ".join(bits))
+        for line in bare.log_lines[:2]:
             print(f"      bare log: {line[:200]}")
+        for m in r.storing():
+            for line in _mode_details(r, m):
+                print(line)
 
+
+@dataclass
+class Criterion:
+    """One line of the criteria: a rule over some (configuration, mode) runs."""
+
+    text: str
+    runs: list[tuple[Result, ModeResult]]
+    ok: Callable[[Result, ModeResult], bool]
+    figure: Callable[[Result, ModeResult], str] | None = None  # shown for every run
+    scope: str = ""  # what it needs, shown when no run is in scope
+
+    def line(self) -> str:
+        verdicts = [self.ok(r, m) for r, m in self.runs]
+        if not self.runs:
+            return f"  {self.text:<62} n/a   no run measured ({self.scope})"
+        out = f"  {self.text:<62} {_verdict(all(verdicts))}  {sum(verdicts)}/{len(verdicts)} runs"
+        if self.figure is not None:
+            out += "  " + ", ".join(
+                f"{r.config} {m.mode} {self.figure(r, m)}" for r, m in self.runs
+            )
+        else:
+            failing = [
+                f"{r.config} {m.mode}"
+                for (r, m), ok in zip(self.runs, verdicts, strict=True)
+                if not ok
+            ]
+            if failing:
+                out += f"  failing: {', '.join(failing)}"
+        return out
+
+
+def criteria(results: list[Result]) -> list[Criterion]:
+    """The issue's criteria, over the runs each applies to."""
+
+    def runs(
+        mode: str, keep: Callable[[Config], bool] = lambda c: True
+    ) -> list[tuple[Result, ModeResult]]:
+        return [(r, r.modes[mode]) for r in results if mode in r.modes and keep(r.config)]
+
+    def sync_sqlite_x2(c: Config) -> bool:
+        return c.backend == "sqlite" and c.workers == 2
+
+    def ratio(r: Result, m: ModeResult) -> str:
+        return f"{r.ratio(m.mode):.2f}"
+
+    def p99(r: Result, m: ModeResult) -> str:
+        return f"{r.p99_ratio(m.mode):.2f}"
+
+    storing = runs("pixel") + runs("queued")
+    return [
+        Criterion(
+            f"pixel >= {SYNC_RATIO} x bare req/s (SQLite, sync x2 and gthread x2)",
+            runs("pixel", sync_sqlite_x2),
+            lambda r, m: r.ratio(m.mode) >= SYNC_RATIO,
+            ratio,
+            "sqlite, --workers 2, --modes with pixel",
+        ),
+        Criterion(
+            f"pixel p99 <= {SYNC_P99} x bare p99 (SQLite, sync x2 and gthread x2)",
+            runs("pixel", sync_sqlite_x2),
+            lambda r, m: r.p99_ratio(m.mode) <= SYNC_P99,
+            p99,
+            "sqlite, --workers 2, --modes with pixel",
+        ),
+        Criterion(
+            f"pixel >= {PG_RATIO} x bare req/s (PostgreSQL)",
+            runs("pixel", lambda c: c.backend == "postgresql"),
+            lambda r, m: r.ratio(m.mode) >= PG_RATIO,
+            ratio,
+            "postgresql, --modes with pixel",
+        ),
+        Criterion(
+            f"queued >= {QUEUED_RATIO} x bare req/s (gunicorn sync x2)",
+            runs("queued", lambda c: c.workers == 2 and c.worker_class == "sync"),
+            lambda r, m: r.ratio(m.mode) >= QUEUED_RATIO,
+            ratio,
+            "--workers 2, --worker-classes sync, --modes with queued",
+        ),
+        Criterion(
+            f"queued apply lag < {LAG_LIMIT:g} s (every round, applier done)",
+            runs("queued"),
+            lambda r, m: m.lag_ok,
+            lambda r, m: _ms(m.max_lag) + " ms" + ("" if m.applier_finished else " UNFINISHED"),
+            "--modes with queued",
+        ),
+        Criterion(
+            "stored rows == 200 responses",
+            storing,
+            lambda r, m: m.stored_ok,
+            scope="--modes with pixel or queued",
+        ),
+        Criterion(
+            "0 lock errors surfaced",
+            storing,
+            lambda r, m: m.lock_errors == 0,
+            scope="--modes with pixel or queued",
+        ),
+        Criterion(
+            f"0 duplicates ({DUP_IDS} ids x {DUP_REPEATS} hits)",
+            storing,
+            lambda r, m: m.dup_ok,
+            scope="--modes with pixel or queued",
+        ),
+    ]
+
+
+def report(results: list[Result]) -> None:
+    print()
+    print_table(results)
+    print()
+    print_details(results)
     print()
     print("criteria")
-    n = len(results)
-    for text, ok in (
-        ("stored rows == 200 responses", [r.stored_ok for r in results]),
-        ("0 lock errors surfaced", [r.lock_errors == 0 for r in results]),
-        (f"0 duplicates ({DUP_IDS} ids x {DUP_REPEATS} hits)", [r.dup_ok for r in results]),
-    ):
-        failing = [str(r.config) for r, good in zip(results, ok, strict=True) if not good]
-        suffix = f"  failing: {', '.join(failing)}" if failing else ""
-        print(f"  {text:<36} {_verdict(all(ok))}  {sum(ok)}/{n} configurations{suffix}")
+    for criterion in criteria(results):
+        print(criterion.line())
 
 
 # ----------------------------------------------------------------------------- main
@@ -789,7 +1146,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Load test of pixel-wsgi under gunicorn (a report, not a gate)."
     )
-    parser.add_argument("--requests", type=int, default=None, help="timed pixel hits (20000)")
+    parser.add_argument(
+        "--requests", type=int, default=None, help="timed hits per mode and configuration (20000)"
+    )
     parser.add_argument("--concurrency", type=int, default=64, help="connections (64)")
     parser.add_argument(
         "--backends", type=_csv(str, BACKENDS), default=list(BACKENDS), help="sqlite,postgresql"
@@ -802,7 +1161,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="sync,gthread",
     )
     parser.add_argument(
-        "--rounds", type=int, default=None, help="alternating bare/pixel rounds (4; 2 quick)"
+        "--modes",
+        type=_csv(str, MODES),
+        default=list(MODES),
+        help="servers to compare, bare among them (bare,pixel,queued)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="rounds rotating the modes' order (6; 3 quick)"
     )
     parser.add_argument(
         "--quick",
@@ -824,11 +1189,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.requests is None:
         args.requests = 1000 if args.quick else 20000
     if args.rounds is None:
-        args.rounds = 2 if args.quick else 4
+        args.rounds = 3 if args.quick else 6
     if args.requests < 1 or args.concurrency < 1 or args.rounds < 1:
         parser.error("--requests, --concurrency and --rounds must be at least 1")
     if any(w < 1 for w in args.workers):
         parser.error("--workers must be at least 1")
+    if "bare" not in args.modes:
+        parser.error("--modes must include bare: every figure is read against it")
+    if "queued" in args.modes and not load_app.queued_supported():
+        parser.error("--modes queued: this PixelMiddleware has no ingest= or spool_dir=")
+    # In the order of MODES, once each: the table reads the same whatever was typed.
+    args.modes = [mode for mode in MODES if mode in args.modes]
     if args.quick:
         args.workers = args.workers[:1]
         args.worker_classes = args.worker_classes[:1]
@@ -839,9 +1210,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the servers on kill, too
+def print_header(args: argparse.Namespace) -> None:
     print("pixel-wsgi load test (gunicorn, real sockets, asyncio keep-alive client)")
     print(
         f"Python {platform.python_version()}, gunicorn {_pkg('gunicorn')},"
@@ -849,49 +1218,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" load average {_load_average()}"
     )
     spool = load_app.spool_option()
+    servers = {
+        "bare": "the GIF app",
+        "pixel": "PixelMiddleware(...)"
+        + (f" with {spool}=<its spool>" if spool else " (no outage spool option)"),
+        "queued": f'PixelMiddleware(..., ingest="queued", {spool}=<its log>)',
+    }
     print(
-        f"{args.requests:,} timed pixel hits (unique reference_id) in {args.rounds} rounds"
-        f" alternating with the bare app, concurrency {args.concurrency}, backlog {BACKLOG};"
-        f" then {DUP_IDS} ids x {DUP_REPEATS} hits; outage spool: "
-        + (f"PixelMiddleware({spool}=...)" if spool else "n/a (PixelMiddleware has no option)"),
+        f"{args.requests:,} timed hits (unique reference_id) per mode in {args.rounds} rounds"
+        f" rotating {', '.join(args.modes)}, concurrency {args.concurrency}, backlog {BACKLOG};"
+        f" then {DUP_IDS} ids x {DUP_REPEATS} hits."
+    )
+    print(
+        "servers: " + "; ".join(f"{mode} = {servers[mode]}" for mode in args.modes),
         flush=True,
     )
+
+
+def run_backends(args: argparse.Namespace, workdir: Path, results: list[Result]) -> None:
+    """Every configuration of every backend asked for, appended to ``results``."""
+    with ExitStack() as stack:
+        for backend_name in args.backends:
+            backend: Backend
+            if backend_name == "sqlite":
+                backend = SQLiteBackend()
+            else:
+                pg = stack.enter_context(postgres_backend(args.pg_durable))
+                if isinstance(pg, str):
+                    print(f"{backend_name}: SKIPPED: {pg}", flush=True)
+                    continue
+                backend = pg
+            print(f"{backend_name}: {backend.describe()}", flush=True)
+            for workers in args.workers:
+                for worker_class in args.worker_classes:
+                    config = Config(backend_name, workers, worker_class)
+                    with ExitStack() as servers:
+                        result = run_config(
+                            config,
+                            backend,
+                            workdir,
+                            args.modes,
+                            args.requests,
+                            args.concurrency,
+                            args.rounds,
+                            servers,
+                        )
+                    results.append(result)
+                    print_progress(result)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the servers on kill, too
+    print_header(args)
     workdir = Path(tempfile.mkdtemp(prefix="pixel-load-", dir=args.tmpdir.resolve()))
     results: list[Result] = []
     try:
-        with ExitStack() as stack:
-            for backend_name in args.backends:
-                backend: Backend
-                if backend_name == "sqlite":
-                    backend = SQLiteBackend()
-                else:
-                    pg = stack.enter_context(postgres_backend(args.pg_durable))
-                    if isinstance(pg, str):
-                        print(f"{backend_name}: SKIPPED: {pg}", flush=True)
-                        continue
-                    backend = pg
-                print(f"{backend_name}: {backend.describe()}", flush=True)
-                for workers in args.workers:
-                    for worker_class in args.worker_classes:
-                        config = Config(backend_name, workers, worker_class)
-                        with ExitStack() as servers:
-                            result = run_config(
-                                config,
-                                backend,
-                                workdir,
-                                args.requests,
-                                args.concurrency,
-                                args.rounds,
-                                servers,
-                            )
-                        results.append(result)
-                        print_progress(result)
+        run_backends(args, workdir, results)
         print(f"load average after: {_load_average()}")
         report(results)
         if not results:
             print("BENCHMARK BROKEN: no backend could be run")
             return 2
-        broken = [str(r.config) for r in results if r.bare.not_ok]
+        broken = [str(r.config) for r in results if r.bare.timed.not_ok or r.bare.warmup.not_ok]
         if broken:
             # The bare app cannot fail: the client or the machine did.
             print(f"BENCHMARK BROKEN: the bare app did not answer 200 every time: {broken}")

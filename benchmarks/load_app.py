@@ -4,12 +4,15 @@ Every worker calls :func:`build`, which makes its application from environment
 variables, as a deployment would:
 
 - ``PIXEL_LOAD_MODE``: ``bare`` (a plain WSGI app answering every request with the
-  43-byte GIF and the pixel's own headers: the server's floor) or ``pixel``
-  (:class:`~pixel_wsgi.PixelMiddleware` around a trivial host app);
-- ``PIXEL_LOAD_STORAGE``: the store's URL (``pixel`` mode);
-- ``PIXEL_LOAD_SECRET``: the attribution cookies' key (``pixel`` mode);
-- ``PIXEL_LOAD_SPOOL``: the outage spool's directory, passed to the middleware only
-  when its constructor takes one (see :func:`spool_option`);
+  43-byte GIF and the pixel's own headers: the server's floor), ``pixel``
+  (:class:`~pixel_wsgi.PixelMiddleware` around a trivial host app, the default
+  synchronous mode) or ``queued`` (the same with ``ingest="queued"``: the pixel
+  appends to the log in the spool directory, an applier thread per worker applies it);
+- ``PIXEL_LOAD_STORAGE``: the store's URL (``pixel`` and ``queued``);
+- ``PIXEL_LOAD_SECRET``: the attribution cookies' key (``pixel`` and ``queued``);
+- ``PIXEL_LOAD_SPOOL``: the spool's directory, passed to the middleware when its
+  constructor takes one (see :func:`spool_option`): the outage spool of ``pixel``,
+  the log of ``queued`` (which needs it);
 - ``PIXEL_LOAD_READY_DIR``: where each worker drops a ``<pid>.ready`` file once its
   application is built, so the load script knows every worker has booted.
 """
@@ -28,6 +31,8 @@ from pixel_wsgi.endpoints.gif import GIF_HEADERS, TRANSPARENT_GIF
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+MODES = ("bare", "pixel", "queued")
+
 MODE_ENV = "PIXEL_LOAD_MODE"
 STORAGE_ENV = "PIXEL_LOAD_STORAGE"
 SECRET_ENV = "PIXEL_LOAD_SECRET"
@@ -42,6 +47,12 @@ def spool_option() -> str | None:
     """The name of ``PixelMiddleware``'s spool-directory parameter, or None if it has none."""
     parameters = inspect.signature(PixelMiddleware.__init__).parameters
     return next((name for name in SPOOL_PARAMETERS if name in parameters), None)
+
+
+def queued_supported() -> bool:
+    """Whether ``PixelMiddleware`` takes ``ingest=`` and a spool directory (the queued mode)."""
+    parameters = inspect.signature(PixelMiddleware.__init__).parameters
+    return "ingest" in parameters and spool_option() is not None
 
 
 def bare_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -70,13 +81,17 @@ def _application() -> WSGIApplication:
     mode = os.environ.get(MODE_ENV, "")
     if mode == "bare":
         return bare_app
-    if mode != "pixel":
-        raise RuntimeError(f"{MODE_ENV} must be 'bare' or 'pixel', got {mode!r}")
+    if mode not in MODES:
+        raise RuntimeError(f"{MODE_ENV} must be one of {', '.join(MODES)}, got {mode!r}")
     options: dict[str, Any] = {}
     spool_dir = os.environ.get(SPOOL_ENV)
     name = spool_option()
     if spool_dir and name is not None:
         options[name] = Path(spool_dir)
+    if mode == "queued":
+        if not (spool_dir and queued_supported()):
+            raise RuntimeError(f"the queued mode needs {SPOOL_ENV} and PixelMiddleware(ingest=)")
+        options["ingest"] = "queued"
     return PixelMiddleware(
         host_app, os.environ[STORAGE_ENV], secret_key=os.environ[SECRET_ENV], **options
     )
