@@ -21,11 +21,11 @@ import secrets
 
 from ..errors import SpoolError
 from ..ledger.ledger import ContextSource, Outcome
-from ..ledger.refusals import Params, loggable
+from ..ledger.refusals import Params
 from ..models import ClickContext, Link, Reason, SaleReport, Source, VisitClaim
-from .records import SpooledClick, SpooledConversion, SpooledEvent, SpooledRejection
+from .records import SpooledClick, SpooledEvent
 from .spool import Tally
-from .spooling import SpoolingLedger
+from .spooling import SpoolingLedger, _spooled_rejection
 
 __all__ = ["QueuedLedger"]
 
@@ -66,14 +66,8 @@ class QueuedLedger(SpoolingLedger):
         visit_id: int | None = None,
         reference_id: str | None = None,
     ) -> Outcome:
-        queued = SpooledRejection(
-            advertiser_id,
-            source.value if isinstance(source, Source) else source,
-            reason,
-            detail,
-            loggable(params),
-            visit_id,
-            reference_id,
+        queued = _spooled_rejection(
+            advertiser_id, source, reason, detail, params, visit_id, reference_id
         )
         if self._queued(queued):
             return Outcome(reason=reason, spooled=True)
@@ -100,21 +94,16 @@ class QueuedLedger(SpoolingLedger):
         conversion: ContextSource | None = None,
         signed_requirement_unread: bool = False,
     ) -> Outcome:
-        queued = SpooledConversion(
+        queued = self._spooled_conversion(
             advertiser_id,
             report,
             source,
             visit,
             cookie_problem,
-            loggable(params),
+            params,
             once_key,
-            check_signed_requirement=signed_requirement_unread,
-            # A correction keeps none: it shares its conversion's.
-            conversion=(
-                None
-                if report.parent_reference_id is not None
-                else self._spooled_context(conversion, visit)
-            ),
+            conversion,
+            signed_requirement_unread,
         )
         if self._queued(queued):
             return Outcome(spooled=True)

@@ -118,14 +118,8 @@ class SpoolingLedger(Ledger):
             )
         except StorageError as failure:
             if reason in SPOOLED_REJECTIONS and not self._cannot_count(advertiser_id, None):
-                rejection = SpooledRejection(
-                    advertiser_id,
-                    source.value if isinstance(source, Source) else source,
-                    reason,
-                    detail,
-                    loggable(params),
-                    visit_id,
-                    reference_id,
+                rejection = _spooled_rejection(
+                    advertiser_id, source, reason, detail, params, visit_id, reference_id
                 )
                 with contextlib.suppress(SpoolFull):  # its share is used: counted below
                     self._spool(failure, rejection)
@@ -179,21 +173,16 @@ class SpoolingLedger(Ledger):
             if why is not None:
                 self._skip(failure, why)
                 return Outcome(reason=why)
-            spooled = SpooledConversion(
+            spooled = self._spooled_conversion(
                 advertiser_id,
                 report,
                 source,
                 visit,
                 cookie_problem,
-                loggable(params),
+                params,
                 once_key,
-                check_signed_requirement=signed_requirement_unread,
-                # A correction keeps none: it shares its conversion's.
-                conversion=(
-                    None
-                    if report.parent_reference_id is not None
-                    else self._spooled_context(conversion, visit)
-                ),
+                conversion,
+                signed_requirement_unread,
             )
             self._spool(failure, spooled)
             return Outcome(spooled=True)
@@ -252,6 +241,36 @@ class SpoolingLedger(Ledger):
             raise failure
         self.spool.skip(why.value)
 
+    def _spooled_conversion(
+        self,
+        advertiser_id: int,
+        report: SaleReport,
+        source: Source,
+        visit: VisitClaim | None,
+        cookie_problem: Reason | None,
+        params: Params,
+        once_key: str | None,
+        conversion: ContextSource | None,
+        signed_requirement_unread: bool,
+    ) -> SpooledConversion:
+        """A browser-reported conversion as a spool record."""
+        return SpooledConversion(
+            advertiser_id,
+            report,
+            source,
+            visit,
+            cookie_problem,
+            loggable(params),
+            once_key,
+            check_signed_requirement=signed_requirement_unread,
+            # A correction keeps none: it shares its conversion's.
+            conversion=(
+                None
+                if report.parent_reference_id is not None
+                else self._spooled_context(conversion, visit)
+            ),
+        )
+
     def _spooled_context(
         self, conversion: ContextSource | None, visit: VisitClaim | None
     ) -> ConversionContext | None:
@@ -284,3 +303,24 @@ class SpoolingLedger(Ledger):
         if attribution is not None and attribution.advertiser_id != advertiser_id:
             return Reason.CROSS_ADVERTISER
         return None
+
+
+def _spooled_rejection(
+    advertiser_id: int | None,
+    source: Source | str,
+    reason: Reason,
+    detail: str,
+    params: Params,
+    visit_id: int | None,
+    reference_id: str | None,
+) -> SpooledRejection:
+    """A rejection as a spool record."""
+    return SpooledRejection(
+        advertiser_id,
+        source.value if isinstance(source, Source) else source,
+        reason,
+        detail,
+        loggable(params),
+        visit_id,
+        reference_id,
+    )
