@@ -25,7 +25,7 @@ from ..ledger.refusals import Params
 from ..models import ClickContext, Link, Reason, SaleReport, Source, VisitClaim
 from .records import SpooledClick, SpooledEvent
 from .spool import Tally
-from .spooling import SpoolingLedger, _spooled_rejection
+from .spooling import SpoolingLedger
 
 __all__ = ["QueuedLedger"]
 
@@ -66,7 +66,7 @@ class QueuedLedger(SpoolingLedger):
         visit_id: int | None = None,
         reference_id: str | None = None,
     ) -> Outcome:
-        queued = _spooled_rejection(
+        queued = self._spooled_rejection(
             advertiser_id, source, reason, detail, params, visit_id, reference_id
         )
         if self._queued(queued):

@@ -118,7 +118,7 @@ class SpoolingLedger(Ledger):
             )
         except StorageError as failure:
             if reason in SPOOLED_REJECTIONS and not self._cannot_count(advertiser_id, None):
-                rejection = _spooled_rejection(
+                rejection = self._spooled_rejection(
                     advertiser_id, source, reason, detail, params, visit_id, reference_id
                 )
                 with contextlib.suppress(SpoolFull):  # its share is used: counted below
@@ -271,6 +271,27 @@ class SpoolingLedger(Ledger):
             ),
         )
 
+    @staticmethod
+    def _spooled_rejection(
+        advertiser_id: int | None,
+        source: Source | str,
+        reason: Reason,
+        detail: str,
+        params: Params,
+        visit_id: int | None,
+        reference_id: str | None,
+    ) -> SpooledRejection:
+        """A rejection as a spool record."""
+        return SpooledRejection(
+            advertiser_id,
+            source.value if isinstance(source, Source) else source,
+            reason,
+            detail,
+            loggable(params),
+            visit_id,
+            reference_id,
+        )
+
     def _spooled_context(
         self, conversion: ContextSource | None, visit: VisitClaim | None
     ) -> ConversionContext | None:
@@ -303,24 +324,3 @@ class SpoolingLedger(Ledger):
         if attribution is not None and attribution.advertiser_id != advertiser_id:
             return Reason.CROSS_ADVERTISER
         return None
-
-
-def _spooled_rejection(
-    advertiser_id: int | None,
-    source: Source | str,
-    reason: Reason,
-    detail: str,
-    params: Params,
-    visit_id: int | None,
-    reference_id: str | None,
-) -> SpooledRejection:
-    """A rejection as a spool record."""
-    return SpooledRejection(
-        advertiser_id,
-        source.value if isinstance(source, Source) else source,
-        reason,
-        detail,
-        loggable(params),
-        visit_id,
-        reference_id,
-    )
