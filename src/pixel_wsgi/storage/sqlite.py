@@ -62,6 +62,7 @@ from .rows import (
     transaction_values_with_context,
 )
 from .sql import PAGE_SIZE, Execute, Row, SQLLedgerWriter, check_page_size
+from .write_gate import WriteGate
 
 logger = logging.getLogger("pixel_wsgi")
 
@@ -242,6 +243,8 @@ class SQLiteStorage(SQLDeliveryStorage):
         self.read_only = read_only
         self.page_size = check_page_size(page_size)
         self._local = threading.local()
+        #: the writers' turn, in front of SQLite's lock (see :mod:`.write_gate`)
+        self._gate = WriteGate(self.path, busy_timeout)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStorage:
@@ -393,19 +396,20 @@ class SQLiteStorage(SQLDeliveryStorage):
             with self._savepoint(conn):
                 yield conn
             return
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot start a write on {self.path}: {exc}") from exc
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, (sqlite3.Error, UnicodeEncodeError)):
-                raise _storage_error(f"write to {self.path} failed", exc) from exc
-            raise
+        with self._gate.turn():
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot start a write on {self.path}: {exc}") from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, (sqlite3.Error, UnicodeEncodeError)):
+                    raise _storage_error(f"write to {self.path} failed", exc) from exc
+                raise
 
     @contextmanager
     def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -513,8 +517,10 @@ class SQLiteStorage(SQLDeliveryStorage):
                 return _append_new(conn, draft)
         # One statement is atomic on its own: no BEGIN/COMMIT round trip, and the
         # write lock is held only for the INSERT itself.
+        conn = self._connection()
         try:
-            return _append_new(self._connection(), draft)
+            with self._gate.turn():
+                return _append_new(conn, draft)
         except (sqlite3.Error, UnicodeEncodeError) as exc:
             raise _storage_error(f"write to {self.path} failed", exc) from exc
 

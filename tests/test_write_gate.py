@@ -1,0 +1,125 @@
+"""The SQLite writers' gate (:mod:`pixel_wsgi.storage.write_gate`): writers of one file
+take their turn in front of SQLite's lock, across threads and processes, and a gate
+that cannot be had never stops a write."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pixel_wsgi.models import TransactionDraft
+from pixel_wsgi.storage.sqlite import SQLiteStorage
+from pixel_wsgi.storage.write_gate import WriteGate
+
+from .conftest import race_in_processes
+from .storage_contract import draft
+from .wsgi_calls import seed_campaign
+
+Ids = tuple[int, int, int]
+
+
+def _store(tmp_path: Path, **options: float) -> tuple[SQLiteStorage, Ids]:
+    storage = SQLiteStorage(tmp_path / "gate.db", **options)
+    seeded = seed_campaign(storage, publisher="Pub", campaign="Gate")
+    return storage, (seeded.advertiser_id, seeded.campaign_id, seeded.publisher_id)
+
+
+def _draft(ids: Ids, reference_id: str) -> TransactionDraft:
+    return draft(*ids, None, reference_id=reference_id)
+
+
+def test_a_writer_waits_for_the_gate_then_writes(tmp_path: Path) -> None:
+    storage, ids = _store(tmp_path)
+    holder = os.open(storage.path, os.O_RDONLY)  # another process's turn, as the kernel sees it
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    released = threading.Timer(0.3, lambda: fcntl.flock(holder, fcntl.LOCK_UN))
+    started = time.monotonic()
+    released.start()
+    try:
+        assert storage.append_transaction(_draft(ids, "waited")) is not None
+        assert time.monotonic() - started >= 0.25  # it waited for the turn
+    finally:
+        released.join()
+        os.close(holder)
+        storage.close()
+    assert [tx.reference_id for tx in SQLiteStorage(storage.path).transactions()] == ["waited"]
+
+
+def test_a_gate_held_past_the_busy_timeout_does_not_stop_the_write(tmp_path: Path) -> None:
+    # A holder that hangs (stopped, say) while SQLite's own lock is free: the writer
+    # goes on without its turn after busy_timeout, and SQLite serialises it.
+    storage, ids = _store(tmp_path, busy_timeout=0.2)
+    holder = os.open(storage.path, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        started = time.monotonic()
+        with storage.writer() as writer:
+            writer.insert_transaction(_draft(ids, "in a transaction"))
+        assert storage.append_transaction(_draft(ids, "alone")) is not None
+        assert 0.35 <= time.monotonic() - started < 3
+    finally:
+        os.close(holder)
+        storage.close()
+    assert len(list(SQLiteStorage(storage.path).transactions())) == 2
+
+
+def test_a_forked_child_takes_its_own_turn(tmp_path: Path) -> None:
+    # The parent forks while one of its threads holds the gate: the child must wait
+    # for the parent's write to end, neither sharing the parent's lock (an inherited
+    # descriptor would) nor blocking on the parent's thread lock for ever.
+    storage, ids = _store(tmp_path)
+    storage.append_transaction(_draft(ids, "before the fork"))
+    gate: WriteGate = storage._gate
+    with gate.turn():
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                started = time.monotonic()
+                storage.append_transaction(_draft(ids, "child"))
+                waited = time.monotonic() - started
+                code = 0 if waited >= 0.25 else 2
+            finally:
+                os._exit(code)
+        time.sleep(0.4)  # the parent's write, still under way
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    refs = sorted(tx.reference_id or "" for tx in storage.transactions())
+    assert refs == ["before the fork", "child"]
+    storage.close()
+
+
+def test_threads_and_processes_all_write_through_the_gate(tmp_path: Path) -> None:
+    storage, ids = _store(tmp_path)
+    storage.close()
+
+    def worker(start: Any, index: int) -> None:
+        start.wait()
+        store = SQLiteStorage(tmp_path / "gate.db")
+        threads = [
+            threading.Thread(
+                target=lambda t=t: [
+                    store.append_transaction(_draft(ids, f"p{index}-t{t}-{n}")) for n in range(50)
+                ]
+            )
+            for t in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        store.close()
+
+    assert race_in_processes(worker, [(0,), (1,), (2,)]) == [0, 0, 0]
+    rows = list(SQLiteStorage(tmp_path / "gate.db").transactions())
+    assert len(rows) == len({tx.reference_id for tx in rows}) == 3 * 3 * 50
+
+
+def test_a_store_without_a_file_to_lock_still_writes(tmp_path: Path) -> None:
+    gate = WriteGate(tmp_path / "missing.db", timeout=1.0)
+    with gate.turn():  # nothing to lock: the write goes on, SQLite decides
+        pass
