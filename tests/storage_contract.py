@@ -454,6 +454,24 @@ class StorageContract:
         assert store.append_transaction(draft(*self.ids(setup), reference_id="b2")) is not None
         assert len(list(store.transactions())) == 2
 
+    def test_a_batch_without_savepoints_is_undone_whole_by_a_failed_write(
+        self, store: Storage, setup: dict[str, int]
+    ) -> None:
+        advertiser, _, publisher, _ = self.ids(setup)
+        with pytest.raises(NotFoundError), store.batch(savepoints=False):
+            store.append_transaction(draft(*self.ids(setup), reference_id="b1"))
+            with store.writer() as writer:
+                assert writer.claim_events(["e1"], "2026-11-25T12:00:00.000000Z") == {"e1"}
+            store.append_transaction(draft(advertiser, 999, publisher, None, reference_id="x"))
+        assert list(store.transactions()) == []
+        with store.batch(savepoints=False):
+            with store.writer() as writer:  # the claim went with the batch
+                assert writer.claim_events(["e1"], "2026-11-25T12:00:01.000000Z") == {"e1"}
+            store.append_transaction(draft(*self.ids(setup), reference_id="b1"))
+            with store.batch():  # nested: part of the outer one, without savepoints too
+                store.append_transaction(draft(*self.ids(setup), reference_id="b2"))
+        assert [t.reference_id for t in store.transactions()] == ["b1", "b2"]
+
     def test_append_transaction_for_a_gone_visit_is_not_found(
         self, store: Storage, setup: dict[str, int]
     ) -> None:
@@ -533,6 +551,17 @@ class StorageContract:
         with store.writer() as writer:
             assert not writer.claim_event("event-1", "2026-11-25T12:00:02.000000Z")
             assert writer.claim_event("event-2", "2026-11-25T12:00:02.000000Z")
+
+    def test_many_events_are_claimed_at_once_each_once(self, store: Storage) -> None:
+        at = "2026-11-25T12:00:00.000000Z"
+        with store.writer() as writer:
+            assert writer.claim_event("event-0", at)
+            many = [f"event-{n}" for n in range(600)]  # past one statement's chunk
+            assert writer.claim_events([*many, "event-7"], at) == set(many) - {"event-0"}
+            assert writer.claim_events([], at) == set()
+        with store.writer() as writer:
+            assert writer.claim_events(["event-599", "event-600"], at) == {"event-600"}
+            assert not writer.claim_event("event-600", at)
 
     def test_a_claim_rolled_back_with_its_write_can_be_claimed_again(
         self, store: Storage, setup: dict[str, int]

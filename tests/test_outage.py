@@ -14,6 +14,7 @@ from webtest import TestApp
 from pixel_wsgi import PixelMiddleware, SQLiteStorage, StorageError
 from pixel_wsgi.cli import cli
 from pixel_wsgi.endpoints.api.auth import issue_credential
+from pixel_wsgi.models import TransactionDraft
 from pixel_wsgi.outage.replay import replay
 from pixel_wsgi.outage.spool import Spool
 from pixel_wsgi.storage import LedgerWriter
@@ -92,17 +93,25 @@ def test_a_locked_store_spools_everything_and_replay_applies_it_once(
 
 
 class FailsAfter(SQLiteStorage):
-    """A store whose ledger writes fail after ``n`` of them: a replay dies half-way."""
+    """A store whose ledger writes (a batch's claims, each event's write) fail after
+    ``n`` of them: a replay dies half-way."""
 
     def __init__(self, path: Path, n: int) -> None:
         super().__init__(path)
         self.left = n
 
-    def writer(self) -> AbstractContextManager[LedgerWriter]:
+    def _one_more(self) -> None:
         if self.left == 0:
             raise StorageError("the store went away again")
         self.left -= 1
+
+    def writer(self) -> AbstractContextManager[LedgerWriter]:
+        self._one_more()
         return super().writer()
+
+    def append_transaction(self, draft: TransactionDraft) -> int | None:
+        self._one_more()
+        return super().append_transaction(draft)
 
 
 def test_a_replay_that_died_half_way_applies_the_rest_only(
@@ -112,15 +121,16 @@ def test_a_replay_that_died_half_way_applies_the_rest_only(
         shop.get(f"/pixels/click/{world.percent_link_id}")
         for n in range(3):
             shop.get(pixel_url(world.advertiser_id, f"sale_amount=1&reference_id=r-{n}"))
-    # One event a transaction: the first two conversions stay applied.
-    first = replay(Spool(spool_dir), FailsAfter(world.storage.path, 2), batch_size=1)
+    # One event a transaction (its claim, then its write): the visit and the first two
+    # conversions stay applied.
+    first = replay(Spool(spool_dir), FailsAfter(world.storage.path, 5), batch_size=1)
     assert (first.applied, first.stopped) == (3, "the store went away again")  # visit + 2
     assert len(list(world.storage.transactions())) == 2
     [leftover] = Spool(spool_dir).files()
     assert leftover.name.endswith(".replaying")  # kept until every record is in
     rest = replay(Spool(spool_dir), world.storage)
-    # The visit is idempotent by its id; the two conversions were claimed.
-    assert (rest.applied, rest.already_applied, rest.stopped) == (2, 2, None)
+    # The visit and the two conversions were claimed: only the last one is applied.
+    assert (rest.applied, rest.already_applied, rest.stopped) == (1, 3, None)
     assert sorted(c.reference_id or "" for c in world.storage.conversions()) == [
         "r-0",
         "r-1",

@@ -16,12 +16,14 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from webtest import TestApp
 
 from pixel_wsgi import ConfigurationError, PixelMiddleware
-from pixel_wsgi.models import Reason
+from pixel_wsgi.errors import RecordRefused
+from pixel_wsgi.models import Link, Reason
 from pixel_wsgi.outage.applier import apply_until_stopped
 from pixel_wsgi.outage.replay import replay
 from pixel_wsgi.outage.spool import Spool
@@ -94,6 +96,39 @@ def test_the_applier_thread_applies_within_a_fraction_of_a_second(
     assert middleware.applier is not None and not middleware.applier.running
 
 
+class RefusesOne(SQLiteStorage):
+    """A store that cannot hold one click (as PostgreSQL refuses a NUL)."""
+
+    def record_visit(self, link: Link, **fields: Any) -> int:
+        if fields["user_agent"] == "Refused/1.0":
+            raise RecordRefused("the record cannot be stored (a test's refusal)")
+        return super().record_visit(link, **fields)
+
+
+def test_a_record_the_store_refuses_mid_batch_is_undone_alone(
+    world: World, log_dir: Path, db_path: Path
+) -> None:
+    # The batch is applied without savepoints first; the refusal undoes it, and it is
+    # applied again one savepoint per event: the refused one is quarantined, the
+    # others count once.
+    middleware = queued_shop(world, log_dir)
+    middleware.close()
+    browser = TestApp(middleware)
+    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    buy(browser, world, "order-1")
+    refused = TestApp(middleware)
+    refused.get(
+        f"/pixels/click/{world.percent_link_id}", headers={"User-Agent": "Refused/1.0"}, status=302
+    )
+    buy(browser, world, "order-2")
+    summary = replay(Spool(log_dir), RefusesOne(db_path))
+    assert (summary.applied, summary.quarantined, summary.stopped) == (3, 1, None)
+    assert sorted(references(world)) == ["order-1", "order-2"]
+    assert len(list(world.storage.transactions())) == 2
+    again = replay(Spool(log_dir), world.storage)
+    assert (again.applied, again.already_applied) == (0, 0)  # the log is empty
+
+
 KILLED_MID_BATCH = """
 import os, signal, sys
 from pixel_wsgi.outage.replay import replay
@@ -103,11 +138,18 @@ from pixel_wsgi.storage import SQLiteStorage
 class DiesMidBatch(SQLiteStorage):
     writes = 0
 
-    def writer(self):
+    def _count(self):
         DiesMidBatch.writes += 1
         if DiesMidBatch.writes == int(sys.argv[3]):
             os.kill(os.getpid(), signal.SIGKILL)  # kill -9, the batch's transaction open
+
+    def writer(self):
+        self._count()
         return super().writer()
+
+    def append_transaction(self, draft):
+        self._count()
+        return super().append_transaction(draft)
 
 replay(Spool(sys.argv[2]), DiesMidBatch(sys.argv[1]), batch_size=int(sys.argv[4]))
 """
@@ -132,9 +174,8 @@ def test_an_applier_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert len(references(world)) == 9  # the visit and 9 conversions: the first batch
     summary = replay(Spool(log_dir), world.storage)
-    # The first batch's nine conversions were claimed (a replayed click is idempotent
-    # by its id, not claimed: it counts as applied again).
-    assert summary.stopped is None and summary.already_applied == 9
+    # The first batch's click and nine conversions were claimed with it.
+    assert summary.stopped is None and summary.already_applied == 10
     assert sorted(references(world)) == sorted(f"order-{n}" for n in range(30))
 
 

@@ -1,11 +1,12 @@
 """``pixel-wsgi replay``: apply what the outage spool holds to the store, exactly once.
 
-Each spooled event is redone through the ledger with its original time, inside a
-write that also claims the event's id (:meth:`~pixel_wsgi.storage.LedgerWriter.claim_event`),
-so an event is applied once however often a replay runs, crashes or races another
-replay. A replayed click stores its visit under the id its cookie already carries
-(idempotent too). A file is deleted only once every record in it is applied; when the
-store fails again the replay stops and the rest waits for the next run.
+Each spooled event is redone through the ledger with its original time, in a
+transaction that also claims the event's id
+(:meth:`~pixel_wsgi.storage.LedgerWriter.claim_events`, a batch's ids at once), so an
+event is applied once however often a replay runs, crashes or races another replay.
+A replayed click stores its visit under the id its cookie already carries. A file is
+deleted only once every record in it is applied; when the store fails again the
+replay stops and the rest waits for the next run.
 
 A record is validated as the request that made it was (see :mod:`pixel_wsgi.outage.records`):
 one that breaks a rule, or that the store refuses for its data
@@ -22,11 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..clock import iso_utc, utc_now
 from ..errors import EventAlreadyApplied, NotFoundError, RecordRefused, StorageError
 from ..ledger.ledger import Ledger, replaying
 from ..params.sale import DEFAULT_LIMITS, Limits
 from ..storage.base import Storage
-from .records import RECORD_KINDS, decode_text
+from .records import RECORD_KINDS, SpooledEvent, decode_text
 from .spool import Spool, SpooledRecord
 
 __all__ = ["DEFAULT_BATCH", "ReplaySummary", "replay"]
@@ -67,20 +69,22 @@ class _EventClock:
         return self.now
 
 
-def _apply(ledger: Ledger, event: dict[str, Any], limits: Limits) -> bool:
-    """Apply one validated event; False when it had been applied before.
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """A record read back as the ledger call it redoes, with the time it happened."""
 
-    :raises ValueError, TypeError, KeyError: for a record that breaks a rule.
-    """
-    event_id = str(decode_text(event["id"], "id"))
-    kind = RECORD_KINDS.get(event["kind"])
-    if kind is None:
-        raise ValueError(f"unknown spooled event kind {event['kind']!r}")
-    try:
-        kind.decode(event, limits).apply(replaying(ledger, event_id))
-    except EventAlreadyApplied:
-        return False
-    return True
+    record: SpooledRecord
+    event_id: str
+    at: datetime
+    event: SpooledEvent
+
+
+#: What a record that breaks a rule, or that the store cannot hold, raises.
+_RECORD_PROBLEMS = (KeyError, TypeError, ValueError, RecordRefused, NotFoundError)
+
+
+class _RecordFailed(Exception):
+    """A record failed inside a batch without savepoints: redo it with them."""
 
 
 #: Events applied in one transaction by default: one commit for them all.
@@ -147,31 +151,93 @@ def _apply_batch(
     limits: Limits,
     records: list[SpooledRecord],
 ) -> None:
-    """Apply ``records`` in one transaction; count them once it has committed."""
-    if not records:
+    """Apply ``records`` in one transaction; count them once it has committed.
+
+    The events are claimed together and applied without savepoints (the fast way);
+    when one of them fails, the transaction is undone and the batch is applied again
+    one savepoint and one claim per event, so that the failing one is undone alone
+    and quarantined."""
+    decoded = _decode_records(spool, records, limits)
+    if not decoded:
         return
-    done = ReplaySummary()
-    with ledger.storage.batch():
-        for record in records:
-            try:
-                event = spool.unsealed(record.event)
-                clock.now = datetime.fromisoformat(str(event["at"]).replace("Z", "+00:00"))
-                applied = _apply(ledger, event, limits)
-            except (KeyError, TypeError, ValueError, RecordRefused, NotFoundError) as exc:
-                # A record that breaks a rule, or that the store cannot hold: keep it
-                # aside with the reason, never drop it, and go on.
-                _quarantine(spool, record, exc)
-                continue
-            if applied:
-                done.applied += 1
-                kind = str(record.event["kind"])
-                done.kinds[kind] = done.kinds.get(kind, 0) + 1
-            else:
-                done.already_applied += 1
+    try:
+        done = _apply_claimed(ledger, clock, decoded)
+    except _RecordFailed:
+        done = _apply_one_by_one(spool, ledger, clock, decoded)
     summary.applied += done.applied
     summary.already_applied += done.already_applied
     for kind, count in done.kinds.items():
         summary.kinds[kind] = summary.kinds.get(kind, 0) + count
+
+
+def _decode_records(spool: Spool, records: list[SpooledRecord], limits: Limits) -> list[_Decoded]:
+    """The records as events, validated as their requests were; one that breaks a
+    rule is quarantined with the reason (never dropped) and left out."""
+    decoded: list[_Decoded] = []
+    for record in records:
+        try:
+            event = spool.unsealed(record.event)
+            kind = RECORD_KINDS.get(event["kind"])
+            if kind is None:
+                raise ValueError(f"unknown spooled event kind {event['kind']!r}")
+            decoded.append(
+                _Decoded(
+                    record,
+                    str(decode_text(event["id"], "id")),
+                    datetime.fromisoformat(str(event["at"]).replace("Z", "+00:00")),
+                    kind.decode(event, limits),
+                )
+            )
+        except _RECORD_PROBLEMS as exc:
+            _quarantine(spool, record, exc)
+    return decoded
+
+
+def _apply_claimed(ledger: Ledger, clock: _EventClock, decoded: list[_Decoded]) -> ReplaySummary:
+    """Claim every event of the batch at once, then apply the new ones, all without
+    savepoints: :class:`_RecordFailed` (the transaction undone) if one fails."""
+    done = ReplaySummary()
+    with ledger.storage.batch(savepoints=False):
+        with ledger.storage.writer() as writer:
+            fresh = writer.claim_events([item.event_id for item in decoded], iso_utc(utc_now()))
+        for item in decoded:
+            if item.event_id not in fresh:
+                done.already_applied += 1
+                continue
+            fresh.discard(item.event_id)  # the same event twice in a file: applied once
+            clock.now = item.at
+            try:
+                item.event.apply(ledger)
+            except _RECORD_PROBLEMS as exc:
+                raise _RecordFailed from exc
+            _count(done, item)
+    return done
+
+
+def _apply_one_by_one(
+    spool: Spool, ledger: Ledger, clock: _EventClock, decoded: list[_Decoded]
+) -> ReplaySummary:
+    """The batch with a savepoint and a claim per event: one that fails is undone
+    alone and quarantined, and the others go on."""
+    done = ReplaySummary()
+    with ledger.storage.batch():
+        for item in decoded:
+            clock.now = item.at
+            try:
+                item.event.apply(replaying(ledger, item.event_id))
+            except EventAlreadyApplied:
+                done.already_applied += 1
+                continue
+            except _RECORD_PROBLEMS as exc:
+                _quarantine(spool, item.record, exc)
+                continue
+            _count(done, item)
+    return done
+
+
+def _count(done: ReplaySummary, item: _Decoded) -> None:
+    done.applied += 1
+    done.kinds[item.event.kind] = done.kinds.get(item.event.kind, 0) + 1
 
 
 def _quarantine(spool: Spool, record: SpooledRecord, exc: Exception) -> None:

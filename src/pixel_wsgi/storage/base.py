@@ -12,7 +12,7 @@ writer, and that its unique keys hold under concurrency.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -88,6 +88,14 @@ class LedgerWriter(abc.ABC):
 
         Called inside the same write as the event's rows, so an event is applied
         exactly once however often a replay runs or crashes.
+        """
+
+    @abc.abstractmethod
+    def claim_events(self, event_ids: Collection[str], claimed_at: str) -> set[str]:
+        """Mark many spooled events as applied at once; the ids that were not before.
+
+        For a batch that applies the events it claims in the same transaction
+        (:meth:`Storage.batch`): one or two statements instead of one per event.
         """
 
     @abc.abstractmethod
@@ -356,7 +364,7 @@ class Storage(abc.ABC):
         """An atomic write serialised against all other writers (commit on success)."""
 
     @abc.abstractmethod
-    def batch(self) -> AbstractContextManager[None]:
+    def batch(self, *, savepoints: bool = True) -> AbstractContextManager[None]:
         """One transaction for every write this thread makes inside it: each write
         (``writer()``, ``append_transaction()``, ...) is a savepoint in it, undone alone
         when it fails; all commit together when the block ends, or none when it raises.
@@ -364,6 +372,11 @@ class Storage(abc.ABC):
 
         What applies many small events at once (the queued mode's applier) pays one
         commit for all of them.
+
+        :param savepoints: False to run the writes inside without savepoints (on
+            PostgreSQL two round trips fewer per write): a write that fails may then
+            leave a part of itself, so the caller must let the failure end the block,
+            which undoes the whole batch (and may redo it with savepoints).
         """
 
     @abc.abstractmethod

@@ -64,7 +64,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
@@ -586,9 +586,10 @@ class PostgresStorage(SQLDeliveryStorage):
 
         pinned: Connection[TupleRow] | None = getattr(self._batched, "conn", None)
         if pinned is not None:
-            # Inside a batch: its connection, each use a savepoint of its transaction.
+            # Inside a batch: its connection, each use a savepoint of its transaction
+            # (unless the batch runs without: then a failure undoes all of it).
             try:
-                with pinned.transaction():
+                with pinned.transaction() if self._batched.savepoints else nullcontext():
                     yield pinned
             except (Error, UnicodeEncodeError) as exc:
                 raise self._error(operation, exc) from exc
@@ -615,14 +616,14 @@ class PostgresStorage(SQLDeliveryStorage):
         self, operation: str, *, lock: bool = False, deadline: bool = True
     ) -> Iterator[Cursor[TupleRow]]:
         """A transaction on a pooled connection; ``lock`` takes the write lock first."""
-        with (
-            self._connection(operation, deadline=deadline) as conn,
-            conn.transaction(),
-            conn.cursor() as cur,
-        ):
-            if lock:
-                cur.execute(_TAKE_WRITE_LOCK)
-            yield cur
+        with self._connection(operation, deadline=deadline) as conn:
+            # A batch holds the write lock from its start, in one transaction.
+            batched = conn is getattr(self._batched, "conn", None)
+            plain = batched and not self._batched.savepoints
+            with nullcontext() if plain else conn.transaction(), conn.cursor() as cur:
+                if lock and not batched:
+                    cur.execute(_TAKE_WRITE_LOCK)
+                yield cur
 
     @contextmanager
     def _transaction(self, operation: str, *, lock: bool = False) -> Iterator[Execute]:
@@ -710,13 +711,16 @@ class PostgresStorage(SQLDeliveryStorage):
             yield PostgresLedgerWriter(cur, self.max_rejections)
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, *, savepoints: bool = True) -> Iterator[None]:
         if getattr(self._batched, "conn", None) is not None:
             yield  # part of the outer batch
             return
         # No deadline: an applier's batch may rightly outlast one statement's.
         with self._connection("apply a batch", deadline=False) as conn, conn.transaction():
+            # The write lock once, for the whole batch: its writes need not ask again.
+            conn.execute(_TAKE_WRITE_LOCK)
             self._batched.conn = conn
+            self._batched.savepoints = savepoints
             try:
                 yield
             finally:

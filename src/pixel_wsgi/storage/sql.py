@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -85,6 +85,9 @@ __all__ = [
 #: Rows per query when a listing is read (the ``page_size`` option's default).
 PAGE_SIZE = 1000
 _MAX_ID = 2**63 - 1
+#: Event ids per statement of :meth:`SQLLedgerWriter.claim_events` (two values each:
+#: well under SQLite's and PostgreSQL's limits on bound parameters).
+_CLAIM_CHUNK = 250
 
 Row = tuple[Any, ...]
 _T = TypeVar("_T")
@@ -284,6 +287,29 @@ class SQLLedgerWriter(LedgerWriter):
             (event_id, claimed_at),
         )
         return cursor.rowcount == 1
+
+    def claim_events(self, event_ids: Collection[str], claimed_at: str) -> set[str]:
+        fresh = set(event_ids)
+        wanted = sorted(fresh)
+        for start in range(0, len(wanted), _CLAIM_CHUNK):
+            chunk = wanted[start : start + _CLAIM_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            cursor = self._execute(
+                f"SELECT event_id FROM applied_events WHERE event_id IN ({marks})", tuple(chunk)
+            )
+            fresh.difference_update(row[0] for row in cursor.fetchall())
+        new = sorted(fresh)
+        for start in range(0, len(new), _CLAIM_CHUNK):
+            chunk = new[start : start + _CLAIM_CHUNK]
+            values = ", ".join("(?, ?)" for _ in chunk)
+            cursor = self._execute(
+                f"INSERT INTO applied_events (event_id, applied_at) VALUES {values}"
+                " ON CONFLICT (event_id) DO NOTHING",
+                tuple(item for event_id in chunk for item in (event_id, claimed_at)),
+            )
+            if cursor.rowcount != len(chunk):  # another writer, despite the write lock
+                raise StorageError("spooled events were claimed by another replay meanwhile")
+        return fresh
 
     def find_original(self, advertiser_id: int, reference_id: str) -> Transaction | None:
         row = self._one(

@@ -393,8 +393,14 @@ class SQLiteStorage(SQLDeliveryStorage):
     def _immediate(self) -> Iterator[sqlite3.Connection]:
         conn = self._connection()
         if getattr(self._local, "batch", 0):
-            with self._savepoint(conn):
-                yield conn
+            if self._local.savepoints:
+                with self._savepoint(conn):
+                    yield conn
+            else:
+                try:
+                    yield conn
+                except (sqlite3.Error, UnicodeEncodeError) as exc:  # the batch is undone
+                    raise _storage_error(f"write to {self.path} failed", exc) from exc
             return
         with self._gate.turn():
             try:
@@ -429,7 +435,7 @@ class SQLiteStorage(SQLDeliveryStorage):
             raise
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, *, savepoints: bool = True) -> Iterator[None]:
         local = self._local
         if getattr(local, "batch", 0):
             local.batch += 1
@@ -440,6 +446,7 @@ class SQLiteStorage(SQLDeliveryStorage):
             return
         with self._immediate():
             local.batch = 1
+            local.savepoints = savepoints
             try:
                 yield
             finally:
