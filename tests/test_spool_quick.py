@@ -82,3 +82,38 @@ def test_a_forked_child_appends_to_its_own_file(tmp_path: Path) -> None:
     events = {path.name: [r.event for r in spool.records(path)] for path in spool.files()}
     assert [e["id"] for e in events[f"{os.getpid()}.spool"]] == [parent, again]
     assert [e["who"] for e in events[f"{pid}.spool"]] == ["child"]
+
+
+def test_personal_data_is_sealed_on_the_quick_path_too(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    erasable = (1, "order-1")
+    spool.append(
+        "report",
+        durable=False,
+        erasable=erasable,
+        report={"personal_data": {"email_address": "jo@shop.example"}},
+    )
+    # An object so named anywhere is sealed as well; a custom_data field so named (text)
+    # is no personal data, and a value that merely reads like one is escaped text.
+    spool.append(
+        "report",
+        durable=False,
+        erasable=erasable,
+        report={
+            "custom_data": {"personal_data": "plan B"},
+            "x": {"personal_data": {"p": "555-0100"}},
+        },
+    )
+    spool.append(
+        "report",
+        durable=False,
+        report={"personal_data": {}, "custom_data": {"note": '"personal_data":{"a":"b"}'}},
+    )
+    text = b"".join(path.read_bytes() for path in spool.files())
+    assert b"jo@shop.example" not in text and b"555-0100" not in text
+    assert text.count(b'"sealed"') == 2
+    events = [spool.unsealed(record.event) for record in spool.records(spool.files()[0])]
+    assert events[0]["report"]["personal_data"] == {"email_address": "jo@shop.example"}
+    assert events[1]["report"]["custom_data"] == {"personal_data": "plan B"}
+    assert events[1]["report"]["x"] == {"personal_data": {"p": "555-0100"}}
+    assert events[2]["report"]["custom_data"]["note"] == '"personal_data":{"a":"b"}'

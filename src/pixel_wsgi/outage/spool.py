@@ -52,6 +52,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 import threading
@@ -80,6 +81,10 @@ _REPLAY_LOCK = "replay.lock"
 _KEYS_LOCK = "lock"
 # The members sealed: a report's remarketing fields and a conversion's request context.
 _PERSONAL = frozenset(("personal_data", "conversion_context"))
+# One of them holding an object that is not empty, in an encoded record: JSON escapes
+# every quote inside a string, so a bare ``"name":`` is always a member's key, never a
+# value's text.
+_PERSONAL_MEMBER = re.compile(rb'"(?:personal_data|conversion_context)":\{(?!\})')
 _SEALED = "sealed"
 _KEY_BYTES = 32
 _NONCE_BYTES = 16
@@ -233,10 +238,14 @@ def _unseal(key: bytes, token: str) -> dict[str, Any] | None:
 
 
 def _map_personal(value: Any, change: Callable[[Any], Any]) -> Any:
-    """``value`` with every ``personal_data`` member replaced by ``change(member)``."""
+    """``value`` with every ``personal_data`` (or ``conversion_context``) member that is
+    an object replaced by ``change(member)``; a member of another type so named (a
+    ``custom_data`` field, say) is no personal data, and stays."""
     if isinstance(value, dict):
         return {
-            key: change(item) if key in _PERSONAL else _map_personal(item, change)
+            key: change(item)
+            if key in _PERSONAL and isinstance(item, dict)
+            else _map_personal(item, change)
             for key, item in value.items()
         }
     if isinstance(value, list):
@@ -466,19 +475,23 @@ class Spool:
         event = {"id": event_id, "kind": kind, **fields}
         name = f"{os.getpid()}{_LIVE_SUFFIX}"
         limit = self.max_bytes // share
-        if durable or _has_personal(event) or not self._append_quick(name, event, limit):
+        record = None if durable else _encode(event)
+        if (
+            record is None
+            or _PERSONAL_MEMBER.search(record)
+            or not self._append_quick(name, record, limit)
+        ):
             self._append(name, event, erasable, limit, durable=durable)
         self._refused_size = 0
         return event_id
 
-    def _append_quick(self, name: str, event: dict[str, Any], limit: int) -> bool:
-        """Append ``event`` through this process's open file; False to leave it to the
+    def _append_quick(self, name: str, record: bytes, limit: int) -> bool:
+        """Append the encoded ``record`` through this process's open file; False to leave it to the
         full path (the cap may be near, the file moved too often, it cannot be opened).
 
         The hand-over with replay is :meth:`_write`'s: under the file's lock, the name
         must still be this file's, else the file is opened anew.
         """
-        record = _encode(event)
         with self._quick_lock:
             try:
                 for _ in range(3):
