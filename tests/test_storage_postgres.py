@@ -30,6 +30,7 @@ from pixel_wsgi import (
     StorageError,
     storage_from_url,
 )
+from pixel_wsgi.storage import postgres as postgres_module
 from pixel_wsgi.storage.migrations.postgres import migrations
 from pixel_wsgi.storage.postgres import redact
 
@@ -533,3 +534,26 @@ def test_both_backends_have_the_same_indexes(store: PostgresStorage, tmp_path: P
             )
         }
     assert sqlite_indexes == postgres_indexes
+
+
+def test_a_connection_back_from_a_request_is_not_tested_again_at_once(
+    store: PostgresStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from psycopg_pool import ConnectionPool
+
+    checks: list[object] = []
+    real_check = ConnectionPool.check_connection
+    monkeypatch.setattr(
+        ConnectionPool,
+        "check_connection",
+        staticmethod(lambda conn: (checks.append(conn), real_check(conn))),
+    )
+    store.add_advertiser("First")  # a new connection: tested
+    for n in range(5):  # back from a request a moment ago: handed out untested
+        store.add_advertiser(f"Next {n}")
+    assert len(checks) == 1
+    monkeypatch.setattr(postgres_module, "CHECK_AFTER_IDLE", 0.05)
+    time.sleep(0.1)  # idle past the limit: tested again before use
+    store.add_advertiser("After a rest")
+    assert len(checks) == 2
+    assert len(store.advertisers()) == 7

@@ -11,11 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+from webtest import TestApp
+
+from pixel_wsgi import PixelMiddleware
 from pixel_wsgi.models import TransactionDraft
 from pixel_wsgi.storage.sqlite import SQLiteStorage
 from pixel_wsgi.storage.write_gate import WriteGate
 
-from .conftest import race_in_processes
+from .conftest import SECRET, host_app, race_in_processes
 from .storage_contract import draft
 from .wsgi_calls import seed_campaign
 
@@ -123,3 +127,18 @@ def test_a_store_without_a_file_to_lock_still_writes(tmp_path: Path) -> None:
     gate = WriteGate(tmp_path / "missing.db", timeout=1.0)
     with gate.turn():  # nothing to lock: the write goes on, SQLite decides
         pass
+
+
+@pytest.mark.parametrize(("multithread", "gated"), [(False, True), (True, False)])
+def test_the_middleware_opens_the_gate_for_single_threaded_workers_only(
+    tmp_path: Path, multithread: bool, gated: bool
+) -> None:
+    storage, _ = _store(tmp_path)
+    middleware = PixelMiddleware(host_app, storage, secret_key=SECRET)
+    try:
+        browser = TestApp(middleware, extra_environ={"wsgi.multithread": multithread})
+        browser.get("/pixels/health")
+        assert storage._gate.enabled is gated
+    finally:
+        middleware.close()
+        storage.close()

@@ -375,11 +375,12 @@ class PixelMiddleware:
         assert self.spool is not None
         return QueueApplier(self.spool, self.storage, limits=self.settings.limits, after_fork=rearm)
 
-    def _begin_threads(self) -> None:
+    def _begin_threads(self, environ: WSGIEnvironment) -> None:
         """Start this process's background threads (the first request, the first after
         a fork, the first after one ended idle); a failure to start one is logged,
-        never the host's."""
+        never the host's. The store learns whether this server runs threads."""
         self._start_threads = False
+        self.storage.serve_threads(bool(environ.get("wsgi.multithread", True)))
         for thread in self._threads:
             try:
                 thread.start()
@@ -388,7 +389,7 @@ class PixelMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self._start_threads:  # background threads, once per process: ~20 instructions
-            self._begin_threads()
+            self._begin_threads(environ)
         path: str = environ.get("PATH_INFO", "")
         if not path.startswith(self._prefixes):
             # Inline rather than self._host(): this is every host request's cost.

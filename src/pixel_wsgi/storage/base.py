@@ -220,6 +220,13 @@ class Storage(abc.ABC):
         """
         return None
 
+    def serve_threads(self, threaded: bool) -> None:
+        """Be told whether the server runs requests in several threads of a process
+        (the middleware reads ``wsgi.multithread`` from each process's first request), for
+        a backend that writes best one way or the other (SQLite's write gate,
+        :mod:`~pixel_wsgi.storage.write_gate`). Nothing by default."""
+        return None
+
     def default_spool_dir(self) -> Path:
         """Where the outage spool goes unless the middleware is told otherwise."""
         return Path("pixel-wsgi.spool")

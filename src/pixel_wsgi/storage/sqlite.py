@@ -274,6 +274,12 @@ class SQLiteStorage(SQLDeliveryStorage):
         self.wal_autocheckpoint = FALLBACK_AUTOCHECKPOINT
         return WalCheckpointer(self, after_exit=after_exit)
 
+    def serve_threads(self, threaded: bool) -> None:
+        """Open the write gate for single-threaded workers only (see
+        :mod:`.write_gate`): a thread that holds it while it waits for the GIL makes
+        every other writer wait too."""
+        self._gate.enabled = not threaded
+
     def default_spool_dir(self) -> Path:
         """Beside the database file: ``<name>.db.spool``."""
         return self.path.with_name(f"{self.path.name}.spool")
