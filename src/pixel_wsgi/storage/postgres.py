@@ -187,7 +187,7 @@ def _insert_sql(*, reference_key: bool, after_lock: bool) -> str:
     if after_lock:
         sql += " FROM write_lock"
     if reference_key:
-        sql += f"""
+        sql += """
 WHERE NOT EXISTS (
     SELECT 1 FROM transactions WHERE advertiser_id = %s AND reference_id = %s
     AND corrects_transaction_id IS NULL
