@@ -5,7 +5,10 @@ that cannot be had never stops a write."""
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -38,7 +41,7 @@ def _draft(ids: Ids, reference_id: str) -> TransactionDraft:
 
 def test_a_writer_waits_for_the_gate_then_writes(tmp_path: Path) -> None:
     storage, ids = _store(tmp_path)
-    holder = os.open(storage.path, os.O_RDONLY)  # another process's turn, as the kernel sees it
+    holder = os.open(storage._gate.path, os.O_RDONLY | os.O_CREAT)  # another process's turn
     fcntl.flock(holder, fcntl.LOCK_EX)
     released = threading.Timer(0.3, lambda: fcntl.flock(holder, fcntl.LOCK_UN))
     started = time.monotonic()
@@ -57,7 +60,7 @@ def test_a_gate_held_past_the_busy_timeout_does_not_stop_the_write(tmp_path: Pat
     # A holder that hangs (stopped, say) while SQLite's own lock is free: the writer
     # goes on without its turn after busy_timeout, and SQLite serialises it.
     storage, ids = _store(tmp_path, busy_timeout=0.2)
-    holder = os.open(storage.path, os.O_RDONLY)
+    holder = os.open(storage._gate.path, os.O_RDONLY | os.O_CREAT)
     fcntl.flock(holder, fcntl.LOCK_EX)
     try:
         started = time.monotonic()
@@ -141,4 +144,39 @@ def test_the_middleware_opens_the_gate_for_single_threaded_workers_only(
         assert storage._gate.enabled is gated
     finally:
         middleware.close()
+        storage.close()
+
+
+_LOCK_FROM_ANOTHER_PROCESS = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError:
+    sys.exit(1)
+"""
+
+
+def _locked_by_another_process(path: Path) -> bool:
+    probe = subprocess.run([sys.executable, "-c", _LOCK_FROM_ANOTHER_PROCESS, str(path)])
+    return probe.returncode == 1
+
+
+def test_a_gate_closed_never_drops_sqlites_own_locks(tmp_path: Path) -> None:
+    # Closing any descriptor of a file drops every POSIX lock the process holds on
+    # it. The gate must never be the database file, whose locks are SQLite's.
+    storage, ids = _store(tmp_path)
+    conn = storage._connection()
+    conn.execute("BEGIN")
+    conn.execute("SELECT count(*) FROM transactions").fetchone()  # a read: SQLite's lock
+    try:
+        assert _locked_by_another_process(storage.path)
+        other = SQLiteStorage(storage.path)
+        other.append_transaction(_draft(ids, "through another store"))
+        other.close()
+        del other
+        gc.collect()  # its gate's descriptor closed
+        assert _locked_by_another_process(storage.path)
+    finally:
+        conn.execute("COMMIT")
         storage.close()

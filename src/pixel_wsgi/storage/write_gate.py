@@ -6,7 +6,8 @@ write holds it for some 30 to 70 µs. Under gunicorn's workers nearly every cont
 write therefore slept a millisecond or more (measured: 0.60 of a bare GIF app's
 requests per second with two sync workers). The gate lines the writers of one file up
 in front of SQLite's lock instead: a thread lock among the threads of a process, then
-``flock()`` on the database file among processes, tried again at steps of
+``flock()`` on a file beside the database (``<name>-gate``) among processes, tried
+again at steps of
 :data:`FIRST_STEP` to :data:`LAST_STEP` seconds, so a writer goes in within a fraction
 of a millisecond of the last one leaving.
 
@@ -17,12 +18,16 @@ under gunicorn gthread: 2,200 pixel hits a second through the gate against 2,900
 without). :meth:`~pixel_wsgi.storage.Storage.serve_threads` turns it off there;
 SQLite's own lock is then held only inside SQLite's C code, where the GIL is released.
 
-``flock()`` locks on Linux are apart from the POSIX record locks SQLite itself takes on
-the file, so the two never interfere. The gate is only a queue in front of SQLite's
+The gate's file is its own, never the database: SQLite holds POSIX record locks on the
+database and its ``-shm`` file, and a process that closes *any* descriptor of a file
+loses every POSIX lock it holds on it, SQLite's included (a test caught exactly this
+when the gate locked the database file itself). ``flock()`` locks are apart from POSIX
+ones, and a descriptor of the gate file is closed freely. The gate is only a queue in front of SQLite's
 lock, never a replacement: a writer that does not take it (another program, the
 command line tool of an older version) is still serialised by SQLite. A writer that
-cannot take it in ``timeout`` seconds (the holder hangs), or a file it cannot open
-(read-only), goes on without it, to SQLite's busy handler as before.
+cannot take it in ``timeout`` seconds (the holder hangs), or that cannot open the gate's
+file (a directory it may not write, a file another user made unreadable), goes on
+without it, to SQLite's busy handler as before.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -43,13 +49,14 @@ LAST_STEP = 0.0005
 
 
 class WriteGate:
-    """The gate of the SQLite file ``path`` for this process; see the module docs.
+    """The gate of the SQLite file ``database`` for this process; see the module docs.
 
     :param timeout: seconds a writer waits for its turn before going on without it.
     """
 
-    def __init__(self, path: Path, timeout: float) -> None:
-        self.path = path
+    def __init__(self, database: Path, timeout: float) -> None:
+        #: the file whose ``flock()`` is the turn (created readable by all, on first use)
+        self.path = database.with_name(f"{database.name}-gate")
         self.timeout = timeout
         #: whether writers take turns here (False: straight to SQLite's lock)
         self.enabled = True
@@ -73,9 +80,13 @@ class WriteGate:
             if inherited is not None:
                 with contextlib.suppress(OSError):
                     os.close(inherited)
+            flags = os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
             try:
-                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(self.path, flags, 0o644)
             except OSError:
+                return None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # not a file this code made
+                os.close(fd)
                 return None
             if self._fd is None:
                 self._fd = fd
