@@ -7,9 +7,8 @@ write therefore slept a millisecond or more (measured: 0.60 of a bare GIF app's
 requests per second with two sync workers). The gate lines the writers of one file up
 in front of SQLite's lock instead: a thread lock among the threads of a process, then
 ``flock()`` on a file beside the database (``<name>-gate``) among processes, tried
-again at steps of
-:data:`FIRST_STEP` to :data:`LAST_STEP` seconds, so a writer goes in within a fraction
-of a millisecond of the last one leaving.
+again at steps of :data:`FIRST_STEP` to :data:`LAST_STEP` seconds, so a writer goes in
+within a fraction of a millisecond of the last one leaving.
 
 The gate is for processes that serve one request at a time (gunicorn's sync
 workers): in a threaded one, the thread holding it waits for the GIL after each SQLite
@@ -22,12 +21,13 @@ The gate's file is its own, never the database: SQLite holds POSIX record locks 
 database and its ``-shm`` file, and a process that closes *any* descriptor of a file
 loses every POSIX lock it holds on it, SQLite's included (a test caught exactly this
 when the gate locked the database file itself). ``flock()`` locks are apart from POSIX
-ones, and a descriptor of the gate file is closed freely. The gate is only a queue in front of SQLite's
-lock, never a replacement: a writer that does not take it (another program, the
-command line tool of an older version) is still serialised by SQLite. A writer that
-cannot take it in ``timeout`` seconds (the holder hangs), or that cannot open the gate's
-file (a directory it may not write, a file another user made unreadable), goes on
-without it, to SQLite's busy handler as before.
+ones, and a descriptor of the gate file is closed freely.
+
+The gate is only a queue in front of SQLite's lock, never a replacement: a writer that
+does not take it (another program, the command line tool of an older version) is still
+serialised by SQLite. A writer that cannot take it in ``timeout`` seconds (the holder
+hangs), or that cannot open the gate's file (a directory it may not write, a file
+another user made unreadable), goes on without it, to SQLite's busy handler as before.
 """
 
 from __future__ import annotations
