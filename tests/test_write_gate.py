@@ -30,7 +30,9 @@ Ids = tuple[int, int, int]
 
 
 def _store(tmp_path: Path, **options: float) -> tuple[SQLiteStorage, Ids]:
+    """A store whose gate is open, as the middleware opens it for a sync worker."""
     storage = SQLiteStorage(tmp_path / "gate.db", **options)
+    storage.serve_threads(False)
     seeded = seed_campaign(storage, publisher="Pub", campaign="Gate")
     return storage, (seeded.advertiser_id, seeded.campaign_id, seeded.publisher_id)
 
@@ -107,6 +109,7 @@ def test_threads_and_processes_all_write_through_the_gate(tmp_path: Path) -> Non
     def worker(start: Any, index: int) -> None:
         start.wait()
         store = SQLiteStorage(tmp_path / "gate.db")
+        store.serve_threads(False)
         threads = [
             threading.Thread(
                 target=lambda t=t: [
@@ -127,7 +130,8 @@ def test_threads_and_processes_all_write_through_the_gate(tmp_path: Path) -> Non
 
 
 def test_a_store_without_a_file_to_lock_still_writes(tmp_path: Path) -> None:
-    gate = WriteGate(tmp_path / "missing.db", timeout=1.0)
+    gate = WriteGate(tmp_path / "no" / "such" / "directory.db", timeout=1.0)
+    gate.enabled = True
     with gate.turn():  # nothing to lock: the write goes on, SQLite decides
         pass
 
@@ -172,6 +176,7 @@ def test_a_gate_closed_never_drops_sqlites_own_locks(tmp_path: Path) -> None:
     try:
         assert _locked_by_another_process(storage.path)
         other = SQLiteStorage(storage.path)
+        other.serve_threads(False)
         other.append_transaction(_draft(ids, "through another store"))
         other.close()
         del other
@@ -180,3 +185,10 @@ def test_a_gate_closed_never_drops_sqlites_own_locks(tmp_path: Path) -> None:
     finally:
         conn.execute("COMMIT")
         storage.close()
+
+
+def test_a_store_outside_the_middleware_makes_no_gate_file(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "plain.db")
+    seed_campaign(storage)
+    storage.close()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["plain.db"]

@@ -275,9 +275,9 @@ class SQLiteStorage(SQLDeliveryStorage):
         return WalCheckpointer(self, after_exit=after_exit)
 
     def serve_threads(self, threaded: bool) -> None:
-        """Open the write gate for single-threaded workers only (see
-        :mod:`.write_gate`): a thread that holds it while it waits for the GIL makes
-        every other writer wait too."""
+        """Open the write gate for single-threaded workers only, and close it for
+        threaded ones (see :mod:`.write_gate`): a thread that holds it while it waits
+        for the GIL makes every other writer wait too."""
         self._gate.enabled = not threaded
 
     def default_spool_dir(self) -> Path:

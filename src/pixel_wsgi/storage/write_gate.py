@@ -14,8 +14,11 @@ The gate is for processes that serve one request at a time (gunicorn's sync
 workers): in a threaded one, the thread holding it waits for the GIL after each SQLite
 call while holding it, and every writer of every process waits behind it (measured
 under gunicorn gthread: 2,200 pixel hits a second through the gate against 2,900
-without). :meth:`~pixel_wsgi.storage.Storage.serve_threads` turns it off there;
-SQLite's own lock is then held only inside SQLite's C code, where the GIL is released.
+without). So the gate is closed until :meth:`~pixel_wsgi.storage.Storage.serve_threads`
+opens it, which the middleware does from the first request of a process whose server
+is not threaded; elsewhere (threads, the command line tool, a script) SQLite's own lock
+is held only inside SQLite's C code, where the GIL is released, and no gate file is
+made.
 
 The gate's file is its own, never the database: SQLite holds POSIX record locks on the
 database and its ``-shm`` file, and a process that closes *any* descriptor of a file
@@ -59,7 +62,7 @@ class WriteGate:
         self.path = database.with_name(f"{database.name}-gate")
         self.timeout = timeout
         #: whether writers take turns here (False: straight to SQLite's lock)
-        self.enabled = True
+        self.enabled = False
         self._pid: int | None = None
         self._fd: int | None = None
         self._threads = threading.Lock()
