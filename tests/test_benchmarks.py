@@ -70,3 +70,18 @@ def test_the_delivery_benchmark_delivers_every_row_once(
     assert "delivered 3,000 rows in 3 requests in" in out
     assert "growth after the first tenth:" in out
     assert "BENCHMARK BROKEN" not in out
+
+
+def test_the_group_commit_benchmark_writes_every_hit_once(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It loads hot_path.py into sys.modules itself: undone after the test.
+    monkeypatch.setitem(sys.modules, "hot_path", None)
+    module = load("group_commit.py", "group_commit_bench", monkeypatch)
+    # Exit 2 would mean a store does not hold exactly its hits' rows, or a writer
+    # process failed.
+    assert module.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "FULL / default, 8 threads" in out
+    assert "FULL / default, 2 processes x 4 threads" in out
+    assert "BENCHMARK BROKEN" not in out
