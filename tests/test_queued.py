@@ -39,12 +39,12 @@ def log_dir(tmp_path: Path) -> Path:
 
 
 def queued_shop(world: World, log_dir: Path, **options: object) -> PixelMiddleware:
+    options.setdefault("ingest", "queued")
     return PixelMiddleware(
         host_app,
         world.storage,
         secret_key=SECRET,
         spool_dir=log_dir,
-        ingest="queued",
         **options,  # type: ignore[arg-type]
     )
 
@@ -406,3 +406,78 @@ def test_health_is_ok_while_the_log_is_recent_and_degraded_once_it_is_stale(
     assert stale["status"] == "degraded" and stale["spooled_bytes"] > 0
     replay(Spool(log_dir), world.storage)
     assert browser.get("/pixels/health").json == {"status": "ok"}
+
+
+# -- ingest="queued-durable": the log synced before the answer, by group commit -------
+
+
+def test_queued_durable_syncs_each_event_before_its_answer(
+    world: World, log_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    middleware = queued_shop(world, log_dir, ingest="queued-durable")
+    middleware.close()
+    browser = TestApp(middleware)
+    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    synced: list[bytes] = []  # what the log held when each sync ran
+
+    def fdatasync(fd: int) -> None:
+        synced.append(b"".join(path.read_bytes() for path in Spool(log_dir).files()))
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    buy(browser, world, "order-1")
+    assert len(synced) == 1 and b"order-1" in synced[0]
+    assert replay(Spool(log_dir), world.storage).applied == 2  # the click, the sale
+    assert references(world) == ["order-1"]
+
+
+def test_queued_durable_shares_one_sync_among_the_requests_that_arrive_together(
+    world: World, log_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    middleware = queued_shop(world, log_dir, ingest="queued-durable")
+    middleware.close()
+    clicked = TestApp(middleware)
+    clicked.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    syncs: list[int] = []
+    real = os.fdatasync
+
+    def slow_fdatasync(fd: int) -> None:
+        syncs.append(fd)
+        time.sleep(0.05)  # a disk: the next requests gather meanwhile
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_fdatasync)
+    threads = [threading.Thread(target=buy, args=(clicked, world, f"order-{n}")) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 1 <= len(syncs) < 8
+    replay(Spool(log_dir), world.storage)
+    assert sorted(references(world)) == sorted(f"order-{n}" for n in range(8))
+
+
+def test_queued_durable_answers_and_keeps_the_event_once_when_the_sync_fails(
+    world: World, log_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    middleware = queued_shop(world, log_dir, ingest="queued-durable")
+    middleware.close()
+    browser = TestApp(middleware)
+    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+
+    def failing_fdatasync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+    buy(browser, world, "order-1")  # answered: the event is in the log all the same
+    assert "could not sync its log" in caplog.text
+    assert list(world.storage.transactions()) == []  # not written twice
+    monkeypatch.undo()
+    replay(Spool(log_dir), world.storage)
+    assert references(world) == ["order-1"]
+
+
+def test_queued_durable_needs_a_spool(world: World) -> None:
+    with pytest.raises(ConfigurationError, match="spool_dir"):
+        PixelMiddleware(
+            host_app, world.storage, secret_key=SECRET, spool_dir=None, ingest="queued-durable"
+        )

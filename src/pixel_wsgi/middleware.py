@@ -25,7 +25,7 @@ from .ledger.server_reports import ReportResult
 from .outage.spool import DEFAULT_MAX_BYTES, Spool
 from .outage.spooling import SpoolingLedger
 from .params.sale import DEFAULT_LIMITS, Limits
-from .settings import SECRET_KEY_ENV, Settings, secret_keys
+from .settings import QUEUED_MODES, SECRET_KEY_ENV, Settings, secret_keys
 from .storage import Storage, storage_from_url
 
 if TYPE_CHECKING:
@@ -171,8 +171,11 @@ class PixelMiddleware:
         each, exactly once, through the same rules (within a fraction of a second
         while it keeps up), and ``pixel-wsgi replay --loop`` may run as a service
         beside it. An event survives a crash of the process, not a power loss (as
-        SQLite's ``synchronous=NORMAL``). Server-side reports (the APIs, in-process)
-        still apply at once. See the README, "Throughput".
+        SQLite's ``synchronous=NORMAL``). ``"queued-durable"``: the same, and each
+        request's event is on disk before it is answered, one ``fdatasync`` of the log
+        for the requests that arrive together (group commit): it survives a power loss
+        too. Server-side reports (the APIs, in-process) still apply at once. See the
+        README, "Throughput".
     :param clock: the current UTC time (for tests).
 
     Signed pixel URLs for templates: ``middleware.pixel_urls.url(advertiser_id,
@@ -252,10 +255,13 @@ class PixelMiddleware:
         self.spool_problem: str | None = None
         self.spool = self._open_spool(spool_dir, spool_max_bytes)
         ledger_type = SpoolingLedger
-        if ingest == "queued":
+        queued = ingest in QUEUED_MODES
+        if queued:
             from .outage.queued import QueuedLedger  # only when asked for
 
             ledger_type = QueuedLedger
+            if ingest == "queued-durable" and self.spool is not None:
+                self.spool.sync_appends = True
         self.ledger = ledger_type(
             self.storage, self.spool, reload_window=reload_window, clock=clock
         )
@@ -271,7 +277,7 @@ class PixelMiddleware:
         self.api = ReportingAPI(self.ledger, settings)
         self.reporter = ConversionReporter(self.ledger, self.cookies, settings)
         self.health = HealthCheck(
-            self.storage, self.spool, self.spool_problem, clock=clock, queued=ingest == "queued"
+            self.storage, self.spool, self.spool_problem, clock=clock, queued=queued
         )
         #: Whether this process's background threads are still to be started: the one
         #: thing every request checks (set again after a fork, and by a thread that
@@ -285,7 +291,7 @@ class PixelMiddleware:
         #: The queued mode's applier thread (None in the default mode, or without a
         #: usable spool: then events are written at once).
         self.applier: QueueApplier | None = None
-        if ingest == "queued" and self.spool is not None:
+        if queued and self.spool is not None:
             self.applier = self._queue_applier(rearm)
         #: The store's upkeep off the request path (SQLite: WAL checkpoints), or None.
         self.housekeeping = self.storage.housekeeping(after_exit=rearm)

@@ -25,11 +25,20 @@ from .ledger.ledger import DEFAULT_RELOAD_WINDOW
 from .outage.spool import DEFAULT_MAX_BYTES
 from .params.sale import DEFAULT_LIMITS, Limits
 
-__all__ = ["INGEST_MODES", "SECRET_KEY_ENV", "Settings", "check_prefix", "secret_keys"]
+__all__ = [
+    "INGEST_MODES",
+    "QUEUED_MODES",
+    "SECRET_KEY_ENV",
+    "Settings",
+    "check_prefix",
+    "secret_keys",
+]
 
 #: How the pixel and the click write: at once (``sync``), or through the local log and
 #: its applier (``queued``).
-INGEST_MODES = ("sync", "queued")
+INGEST_MODES = ("sync", "queued", "queued-durable")
+#: The modes whose pixel and click append to the log for an applier.
+QUEUED_MODES = ("queued", "queued-durable")
 
 #: The environment variable read for ``secret_key`` when none is given.
 SECRET_KEY_ENV = "PIXEL_WSGI_SECRET_KEY"
@@ -106,7 +115,7 @@ class Settings:
             raise ConfigurationError(
                 f"ingest must be one of {', '.join(INGEST_MODES)}, got {self.ingest!r}"
             )
-        if self.ingest == "queued" and self.spool_dir is None:
+        if self.ingest in QUEUED_MODES and self.spool_dir is None:
             raise ConfigurationError(
                 "ingest='queued' writes through the spool: give spool_dir a directory"
                 " (or 'auto'), not None"

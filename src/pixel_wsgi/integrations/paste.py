@@ -53,7 +53,7 @@ a value that cannot be used:
   (``3``, ``1.5``).
 - ``environ_key``: a name, or ``none`` for no in-process reporter in the environ;
   ``spool_dir``: a directory, ``auto`` (the default) or ``none``; ``ingest``: ``sync``
-  (the default) or ``queued``.
+  (the default), ``queued`` or ``queued-durable``.
 - The fields of :class:`~pixel_wsgi.params.sale.Limits` (``max_query_length``,
   ``max_parameters``, ...): whole numbers.
 

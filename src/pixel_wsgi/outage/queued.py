@@ -4,7 +4,9 @@ append their event to the local log instead of writing to the store.
 The log is the outage spool (:mod:`.spool`): checksummed lines, safe hand-over, a byte
 cap, personal data sealed. Each event is written with one ``write()`` to a file the
 process keeps open (``durable=False``): it survives a crash of the process, not a
-power loss, as SQLite's ``synchronous=NORMAL`` does. An applier
+power loss, as SQLite's ``synchronous=NORMAL`` does; with ``ingest="queued-durable"``
+it is also synced before the request is answered (:meth:`.spool.Spool.sync_appended`,
+one ``fdatasync`` for the requests that arrive together). An applier
 (:class:`~.applier.QueueApplier`, a thread per process, or ``pixel-wsgi replay --loop``
 as a service) applies the log in batches, one transaction each, exactly once, through
 the same ledger rules a synchronous write follows (:mod:`.replay`).
@@ -17,6 +19,7 @@ mode: nothing is lost for want of the log.
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from ..errors import SpoolError
@@ -31,6 +34,12 @@ __all__ = ["QueuedLedger"]
 
 #: Events the log could not take, written to the store at once: a line a minute.
 _BYPASSED = Tally("pixel-wsgi queue could not take events; they were written to the store")
+#: Events in the log whose sync failed (queued-durable): a line a minute, critical.
+_NOT_SYNCED = Tally(
+    "pixel-wsgi queue could not sync its log: the newest events survive a crash of the"
+    " process, not a power loss",
+    level=logging.CRITICAL,
+)
 
 
 class QueuedLedger(SpoolingLedger):
@@ -136,4 +145,11 @@ class QueuedLedger(SpoolingLedger):
         except SpoolError as exc:  # full (said once as it filled) or unusable
             _BYPASSED.add(f"{event.kind}: {exc}")
             return False
+        if self.spool.sync_appends:  # ingest="queued-durable": on disk before the answer
+            try:
+                self.spool.sync_appended()
+            except SpoolError as exc:
+                # In the log all the same (a crash of the process keeps it): writing it
+                # to the store too would apply it twice.
+                _NOT_SYNCED.add(str(exc))
         return True

@@ -58,13 +58,15 @@ import stat
 import threading
 import time
 import uuid
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, SpoolError, SpoolFull
+from ..errors import ConfigurationError, SpoolError, SpoolFull, StorageError
+from ..storage.group_sync import GroupRounds, flush
 
 __all__ = ["DEFAULT_MAX_BYTES", "Spool", "SpoolError", "SpoolFull", "SpooledRecord", "Tally"]
 
@@ -290,6 +292,8 @@ class _QuickFile:
     #: the bytes waiting, as last read, plus what this path appended since
     pending: int = 0
     pending_read_at: float = float("-inf")
+    #: appended to since the last sync of :meth:`Spool.sync_appended`
+    dirty: bool = False
 
     def close(self) -> None:
         for fd in (self.file_fd, self.dir_fd):
@@ -332,6 +336,10 @@ class Spool:
         #: this process's open file for :meth:`append` ``(durable=False)``
         self._quick: _QuickFile | None = None
         self._quick_lock = threading.Lock()
+        #: the queued mode's ``queued-durable``: quick appends are made durable by
+        #: :meth:`sync_appended` (the full path then fsyncs each record itself)
+        self.sync_appends = False
+        self._appends_sync = _AppendsSync(self)
 
     def __repr__(self) -> str:
         return f"Spool({str(self.directory)!r})"
@@ -512,7 +520,7 @@ class Spool:
                             current = None
                         if current is None or current.st_ino != quick.inode:
                             self._quick = None  # replay took it: a new file
-                            quick.close()
+                            self._close_quick(quick)
                             continue
                         if current.st_nlink != 1:
                             return False
@@ -522,18 +530,62 @@ class Spool:
                         if self._quick is quick:
                             fcntl.flock(quick.file_fd, fcntl.LOCK_UN)
                     quick.pending += len(record)
+                    quick.dirty = True
                     return True
             except (OSError, SpoolError):
                 if self._quick is not None:
-                    self._quick.close()
+                    self._close_quick(self._quick)
                     self._quick = None
                 return False
         return False
 
+    def _close_quick(self, quick: _QuickFile) -> None:
+        """Close this process's quick file; with :attr:`sync_appends`, what it took
+        since the last sync is synced first (its waiters' round syncs the next file)."""
+        if self.sync_appends and quick.dirty:
+            try:
+                flush(quick.file_fd)
+            except OSError as exc:
+                logger.critical(
+                    "pixel-wsgi could not sync the queue's log %s (%s): its newest events"
+                    " survive a crash of the process, not a power loss",
+                    self.directory,
+                    exc,
+                )
+        quick.close()
+
+    def sync_appended(self) -> None:
+        """Return once every quick append (``durable=False``) this process made before
+        the call is on disk: one ``fdatasync`` for the threads that ask together (group
+        commit, :class:`~pixel_wsgi.storage.group_sync.GroupRounds`).
+
+        :raises SpoolError: when the sync failed (the events are in the log, and
+            survive a crash of the process; only a power loss may drop them).
+        """
+        try:
+            self._appends_sync.sync()
+        except StorageError as exc:
+            raise SpoolError(str(exc)) from exc
+
+    def _sync_quick_file(self) -> None:
+        """One round of :meth:`sync_appended`: the quick file as it is now."""
+        with self._quick_lock:
+            quick = self._quick
+            if quick is None or quick.pid != os.getpid() or not quick.dirty:
+                return
+            fd = os.dup(quick.file_fd)  # stays open if another thread replaces the file
+            quick.dirty = False
+        try:
+            flush(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot sync the queue's log {self.directory}: {exc}") from exc
+        finally:
+            os.close(fd)
+
     def _open_quick(self, name: str, previous: _QuickFile | None) -> _QuickFile:
         """This process's live file, open for appending, in the checked directory."""
         if previous is not None and previous.pid == os.getpid():
-            previous.close()  # a parent's, after a fork, is the parent's to close
+            self._close_quick(previous)  # a parent's, after a fork, is the parent's
         with self._opened() as (fd, owner):
             dir_fd = os.dup(fd)
             try:
@@ -600,7 +652,7 @@ class Spool:
                     continue
                 if os.write(file_fd, record) != len(record):
                     raise OSError("short write")
-                if durable:
+                if durable or self.sync_appends:
                     os.fsync(file_fd)
                 return
             finally:
@@ -917,3 +969,16 @@ def _has_personal(event: dict[str, Any]) -> bool:
     found: list[Any] = []
     _map_personal(event, found.append)
     return any(found)
+
+
+class _AppendsSync(GroupRounds):
+    """The rounds of :meth:`Spool.sync_appended`."""
+
+    def __init__(self, spool: Spool) -> None:
+        self._spool = weakref.ref(spool)
+        super().__init__()
+
+    def _round(self) -> None:
+        spool = self._spool()
+        if spool is not None:
+            spool._sync_quick_file()

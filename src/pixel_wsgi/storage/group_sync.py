@@ -61,14 +61,14 @@ from pathlib import Path
 
 from ..errors import StorageError
 
-__all__ = ["GroupSync"]
+__all__ = ["GroupRounds", "GroupSync", "flush"]
 
 # The WAL header's checkpoint sequence number and its two salts (bytes 12 to 24):
 # they change every time SQLite starts the log over.
 _GENERATION = slice(12, 24)
 
 # Every GroupSync of the process, for the fork hook at the end.
-_INSTANCES: weakref.WeakSet[GroupSync] = weakref.WeakSet()
+_INSTANCES: weakref.WeakSet[GroupRounds] = weakref.WeakSet()
 
 
 class _Round:
@@ -110,51 +110,32 @@ class _Round:
         self._ended.notify()
 
 
-class GroupSync:
-    """Makes the commits written to one SQLite ``-wal`` file durable, many writers
-    to an ``fdatasync`` (see the module docs).
+class GroupRounds:
+    """Many threads, one flush: the leader-and-rounds part of group commit, for any
+    file a subclass makes durable in :meth:`_round` (the ``-wal`` file here, the
+    queued mode's log in :mod:`pixel_wsgi.outage.spool`).
 
-    Thread-safe, and fork-safe: a forked child starts with no round under way and
-    its own descriptor of the file. Writers of other processes have their own
-    rounds; every round covers whatever any process wrote before it.
-
-    :param path: the ``-wal`` file, ``<database>-wal``; it need not exist yet, and
-        is never created.
-
-    Each writer calls :meth:`sync` after its ``COMMIT`` returned, outside any lock
-    the next writer needs::
-
-        group_sync = GroupSync(Path("pixel.db-wal"))
-        connection.execute("COMMIT")   # at synchronous=NORMAL
-        group_sync.sync()              # durable from here on, or StorageError
+    :meth:`sync` returns once a round that started after the call has ended; the
+    first caller of a round runs it while the next callers gather for the following
+    one. Thread-safe, and fork-safe: a forked child starts with no round under way.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        #: ``fdatasync`` calls this process made (the tests', the benchmark's counts)
-        self.syncs = 0
+    def __init__(self) -> None:
         self._start()
         _INSTANCES.add(self)
 
     def _start(self) -> None:
-        """This process's state: nothing asked, nothing open."""
+        """This process's state: nothing asked."""
         self._lock = threading.Lock()
         # The round the writers who ask now join: its sync has not started.
         self._open: _Round | None = None
         # A round's sync is under way, or handed to a waiter of the open round.
         self._running = False
-        # Owned by the thread that runs a round, one at a time:
-        self._fd: int | None = None
-        self._inode: int | None = None
-        # Why this file may not be vouched for, and its generation then (None: unread).
-        self._condemned: str | None = None
-        self._condemned_generation: bytes | None = None
 
     def sync(self) -> None:
-        """Return once everything written to the file before this call is durable.
+        """Return once everything written before this call is durable.
 
-        :raises ~pixel_wsgi.errors.StorageError: when it could not be made durable
-            (the sync failed, now or before this log was started over).
+        :raises ~pixel_wsgi.errors.StorageError: when it could not be made durable.
         """
         with self._lock:
             round_ = self._open
@@ -178,7 +159,7 @@ class GroupSync:
             self._round()
         except BaseException as exc:
             failure = str(exc) if isinstance(exc, StorageError) else None
-            failure = failure or f"the sync of {self.path} was interrupted ({exc!r})"
+            failure = failure or f"the sync was interrupted ({exc!r})"
             raise
         finally:
             with self._lock:
@@ -189,6 +170,53 @@ class GroupSync:
                     # Woken first: the next sync starts while these writers wake.
                     following.hand()
                 round_.end(failure)
+
+    def _round(self) -> None:
+        """Make durable what was written so far (one thread at a time runs it).
+
+        :raises ~pixel_wsgi.errors.StorageError: when it could not.
+        """
+        raise NotImplementedError
+
+    def _forget_parent(self) -> None:
+        """In a forked child: the parent's rounds and locks are not ours."""
+        self._start()
+
+
+class GroupSync(GroupRounds):
+    """Makes the commits written to one SQLite ``-wal`` file durable, many writers
+    to an ``fdatasync`` (see the module docs).
+
+    Thread-safe, and fork-safe: a forked child starts with no round under way and
+    its own descriptor of the file. Writers of other processes have their own
+    rounds; every round covers whatever any process wrote before it.
+
+    :param path: the ``-wal`` file, ``<database>-wal``; it need not exist yet, and
+        is never created.
+
+    Each writer calls :meth:`sync` after its ``COMMIT`` returned, outside any lock
+    the next writer needs::
+
+        group_sync = GroupSync(Path("pixel.db-wal"))
+        connection.execute("COMMIT")   # at synchronous=NORMAL
+        group_sync.sync()              # durable from here on, or StorageError
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        #: ``fdatasync`` calls this process made (the tests', the benchmark's counts)
+        self.syncs = 0
+        super().__init__()
+
+    def _start(self) -> None:
+        """This process's state: nothing asked, nothing open."""
+        super()._start()
+        # Owned by the thread that runs a round, one at a time:
+        self._fd: int | None = None
+        self._inode: int | None = None
+        # Why this file may not be vouched for, and its generation then (None: unread).
+        self._condemned: str | None = None
+        self._condemned_generation: bytes | None = None
 
     def _round(self) -> None:
         """One ``fdatasync`` of the file as it is now (only the leader runs it)."""
@@ -209,7 +237,7 @@ class GroupSync:
             self._condemned = None  # started over: the lost frames are behind it
         try:
             self.syncs += 1
-            _flush(self._fd)
+            flush(self._fd)
         except OSError as exc:
             self._condemned = (
                 f"{self.path} could not be synced ({exc}): writes are not durable until"
@@ -248,15 +276,15 @@ class GroupSync:
             self._inode = None
 
     def _forget_parent(self) -> None:
-        """In a forked child: the parent's rounds and locks are not ours."""
         self._close()  # the child's copy of the parent's descriptor
-        self._start()
+        super()._forget_parent()
 
     def __del__(self) -> None:
         self._close()
 
 
-def _flush(fd: int) -> None:
+def flush(fd: int) -> None:
+    """``fdatasync(fd)`` (``fsync`` where there is none, macOS)."""
     # Looked up at each call: the tests replace os.fdatasync. (macOS has only fsync.)
     if hasattr(os, "fdatasync"):
         os.fdatasync(fd)
