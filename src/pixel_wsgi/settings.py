@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: How the pixel and the click write: at once (``sync``), or through the local log and
-#: its applier (``queued``).
+#: its applier (``queued``; ``queued-durable`` syncs the log before each answer).
 INGEST_MODES = ("sync", "queued", "queued-durable")
 #: The modes whose pixel and click append to the log for an applier.
 QUEUED_MODES = ("queued", "queued-durable")
