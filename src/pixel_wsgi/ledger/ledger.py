@@ -473,7 +473,9 @@ class Ledger:
         :raises ~pixel_wsgi.errors.ReportRefused: when the report cannot be applied;
             it is also written to the rejection log.
         :raises ~pixel_wsgi.errors.StorageError: when the store failed (then nothing
-            was written).
+            was written; but for a SQLite store at ``synchronous="FULL"`` whose sync
+            failed after the commit: the report is stored, not known durable, and a
+            retry of it finds it there).
         """
         report = server_report.report
         with self._writer() as writer:
