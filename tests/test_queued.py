@@ -49,6 +49,18 @@ def queued_shop(world: World, log_dir: Path, **options: object) -> PixelMiddlewa
     )
 
 
+def clicked_without_applier(
+    world: World, log_dir: Path, **options: object
+) -> tuple[PixelMiddleware, TestApp]:
+    """A queued shop whose applier thread is stopped (the test applies the log), and a
+    visitor who followed the tracking link."""
+    middleware = queued_shop(world, log_dir, **options)
+    middleware.close()
+    browser = TestApp(middleware)
+    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    return middleware, browser
+
+
 def buy(browser: TestApp, world: World, reference_id: str, amount: str = "10.00") -> None:
     browser.get(pixel_url(world.advertiser_id, f"sale_amount={amount}&reference_id={reference_id}"))
 
@@ -60,10 +72,8 @@ def references(world: World) -> list[str]:
 def test_a_click_and_a_conversion_wait_in_the_log_then_count_as_they_would(
     world: World, log_dir: Path
 ) -> None:
-    middleware = queued_shop(world, log_dir)
-    middleware.close()  # no applier thread: this test applies the log itself
-    browser = TestApp(middleware)
-    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    # No applier thread: this test applies the log itself.
+    middleware, browser = clicked_without_applier(world, log_dir)
     buy(browser, world, "order-1", "80.00")
     buy(browser, world, "order-1", "80.00")  # a reload
     TestApp(middleware).get(pixel_url(world.advertiser_id, "sale_amount=5&reference_id=x"))
@@ -111,10 +121,7 @@ def test_a_record_the_store_refuses_mid_batch_is_undone_alone(
     # The batch is applied without savepoints first; the refusal undoes it, and it is
     # applied again one savepoint per event: the refused one is quarantined, the
     # others count once.
-    middleware = queued_shop(world, log_dir)
-    middleware.close()
-    browser = TestApp(middleware)
-    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    middleware, browser = clicked_without_applier(world, log_dir)
     buy(browser, world, "order-1")
     refused = TestApp(middleware)
     refused.get(
@@ -158,10 +165,7 @@ replay(Spool(sys.argv[2]), DiesMidBatch(sys.argv[1]), batch_size=int(sys.argv[4]
 def test_an_applier_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
     world: World, log_dir: Path, db_path: Path
 ) -> None:
-    middleware = queued_shop(world, log_dir)
-    middleware.close()
-    browser = TestApp(middleware)
-    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    _, browser = clicked_without_applier(world, log_dir)
     for n in range(30):
         buy(browser, world, f"order-{n}")
     # Batches of 10: the first commits, the second dies at its fifth conversion.
@@ -209,10 +213,7 @@ apply_until_stopped(Spool(sys.argv[2]), SQLiteStorage(sys.argv[1]), stop, interv
 def test_two_processes_appliers_at_once_apply_each_event_once(
     world: World, log_dir: Path, db_path: Path
 ) -> None:
-    middleware = queued_shop(world, log_dir)
-    middleware.close()
-    browser = TestApp(middleware)
-    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    _, browser = clicked_without_applier(world, log_dir)
     appliers = [
         subprocess.Popen(
             [sys.executable, "-c", APPLIER_PROCESS, str(db_path), str(log_dir), "3"],
@@ -235,10 +236,7 @@ def test_a_store_that_fails_leaves_the_events_in_the_log_until_it_is_back(
 ) -> None:
     world.storage.close()
     world.storage.busy_timeout = 0.05
-    middleware = queued_shop(world, log_dir)
-    middleware.close()
-    browser = TestApp(middleware)
-    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    _, browser = clicked_without_applier(world, log_dir)
     stop = threading.Event()
     passes: list[str | None] = []
     applier = threading.Thread(
@@ -263,10 +261,7 @@ def test_a_store_that_fails_leaves_the_events_in_the_log_until_it_is_back(
 
 
 def test_a_log_that_cannot_take_an_event_writes_it_at_once(world: World, log_dir: Path) -> None:
-    middleware = queued_shop(world, log_dir, spool_max_bytes=1)
-    middleware.close()
-    browser = TestApp(middleware)
-    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    _, browser = clicked_without_applier(world, log_dir, spool_max_bytes=1)
     buy(browser, world, "order-1")
     assert references(world) == ["order-1"]  # nothing waits: the log took nothing
     assert Spool(log_dir).pending() == 0
@@ -317,10 +312,7 @@ def test_a_forked_worker_starts_its_own_applier(world: World, log_dir: Path) -> 
 def test_a_database_the_applier_cannot_open_leaves_the_log_alone(
     world: World, log_dir: Path, tmp_path: Path
 ) -> None:
-    middleware = queued_shop(world, log_dir)
-    middleware.close()
-    browser = TestApp(middleware)
-    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    _, browser = clicked_without_applier(world, log_dir)
     buy(browser, world, "order-1")
     missing = SQLiteStorage(tmp_path / "nowhere" / "pixel.db")
     summary = replay(Spool(log_dir), missing)
@@ -354,10 +346,8 @@ def test_the_plugins_assertions_wait_for_the_applier(world: World, log_dir: Path
 def test_replay_loop_applies_as_a_service_until_sigterm(
     world: World, log_dir: Path, db_path: Path
 ) -> None:
-    middleware = queued_shop(world, log_dir)
-    middleware.close()  # the service applies, not the application's threads
-    browser = TestApp(middleware)
-    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    # The service applies, not the application's threads.
+    _, browser = clicked_without_applier(world, log_dir)
     command = [sys.executable, "-m", "pixel_wsgi", "--storage", f"sqlite:///{db_path}"]
     service = subprocess.Popen(
         [*command, "replay", "--spool-dir", str(log_dir), "--loop", "--interval", "0.05"],
@@ -394,10 +384,8 @@ def test_health_is_ok_while_the_log_is_recent_and_degraded_once_it_is_stale(
     from .conftest import FakeClock
 
     clock = FakeClock()
-    middleware = queued_shop(world, log_dir, clock=clock)
-    middleware.close()  # nobody applies: the log only grows
-    browser = TestApp(middleware)
-    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    # Nobody applies: the log only grows.
+    _, browser = clicked_without_applier(world, log_dir, clock=clock)
     buy(browser, world, "order-1")
     assert Spool(log_dir).pending() > 0
     assert browser.get("/pixels/health").json == {"status": "ok"}
@@ -414,10 +402,7 @@ def test_health_is_ok_while_the_log_is_recent_and_degraded_once_it_is_stale(
 def test_queued_durable_syncs_each_event_before_its_answer(
     world: World, log_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    middleware = queued_shop(world, log_dir, ingest="queued-durable")
-    middleware.close()
-    browser = TestApp(middleware)
-    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    _, browser = clicked_without_applier(world, log_dir, ingest="queued-durable")
     synced: list[bytes] = []  # what the log held when each sync ran
 
     def fdatasync(fd: int) -> None:
@@ -459,10 +444,7 @@ def test_queued_durable_shares_one_sync_among_the_requests_that_arrive_together(
 def test_queued_durable_answers_and_keeps_the_event_once_when_the_sync_fails(
     world: World, log_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    middleware = queued_shop(world, log_dir, ingest="queued-durable")
-    middleware.close()
-    browser = TestApp(middleware)
-    browser.get(f"/pixels/click/{world.percent_link_id}", status=302)
+    _, browser = clicked_without_applier(world, log_dir, ingest="queued-durable")
 
     def failing_fdatasync(fd: int) -> None:
         raise OSError(5, "Input/output error")
