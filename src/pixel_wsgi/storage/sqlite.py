@@ -546,10 +546,7 @@ class SQLiteStorage(SQLDeliveryStorage):
     # -- the ledger's writes ----------------------------------------------------------
 
     def append_transaction(self, draft: TransactionDraft) -> int | None:
-        if draft.personal_data:
-            with self._immediate() as conn:
-                return _append_new(conn, draft)
-        if getattr(self._local, "batch", 0):
+        if bool(draft.personal_data) or getattr(self._local, "batch", 0):
             with self._immediate() as conn:
                 return _append_new(conn, draft)
         # One statement is atomic on its own: no BEGIN/COMMIT round trip, and the
