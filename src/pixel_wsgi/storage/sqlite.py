@@ -546,7 +546,8 @@ class SQLiteStorage(SQLDeliveryStorage):
     # -- the ledger's writes ----------------------------------------------------------
 
     def append_transaction(self, draft: TransactionDraft) -> int | None:
-        if bool(draft.personal_data) or getattr(self._local, "batch", 0):
+        in_batch: int = getattr(self._local, "batch", 0)
+        if draft.personal_data or in_batch:
             with self._immediate() as conn:
                 return _append_new(conn, draft)
         # One statement is atomic on its own: no BEGIN/COMMIT round trip, and the
