@@ -5,8 +5,11 @@ from __future__ import annotations
 import unicodedata
 from decimal import Decimal, localcontext
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pixel_wsgi.currencies import ISO_4217_CODES
 from pixel_wsgi.errors import ConfigurationError, ParamError
@@ -1080,6 +1083,22 @@ def test_redacted_query_hides_near_miss_personal_keys(key: str) -> None:
     text = redacted_query(md((key, "ann@example.com")))
     assert "ann" not in text
     assert text.endswith("=[redacted]")
+
+
+@given(st.text(alphabet=st.characters() | st.characters(categories=["Cs"]), max_size=30))
+def test_redacted_query_values_are_percent_encoded_like_quote(value: str) -> None:
+    # The plain-text shortcut must give exactly what percent-encoding gives.
+    expected = quote(value, safe="[]/:,@", errors="backslashreplace")
+    assert redacted_query({"note": [value]}) == f"note={expected}"
+    assert redacted_query({value: ["1"]}).startswith(f"{expected}=")
+
+
+@pytest.mark.parametrize(
+    "value", ["abc-1.2_3~", "sku[]/a:b,c@d", "", "a b", "a\n", "é", "1+1", "a\ud800"]
+)
+def test_redacted_query_plain_and_escaped_values(value: str) -> None:
+    expected = quote(value, safe="[]/:,@", errors="backslashreplace")
+    assert redacted_query({"note": [value]}) == f"note={expected}"
 
 
 def test_redacted_query_escapes_control_characters() -> None:

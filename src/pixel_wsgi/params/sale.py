@@ -143,6 +143,9 @@ _REDACTED = "[redacted]"
 _PERSONAL_FOLDED = frozenset(name.lower() for name in PERSONAL_FIELDS)
 # Kept readable in the log; "&", "=", "%" and "+" stay escaped so the line re-parses.
 _LOG_SAFE = "[]/:,@"
+# What ``quote(..., safe=_LOG_SAFE)`` returns unchanged: most keys and values, which
+# then skip its encoding (the queued pixel logs every hit's query).
+_LOG_PLAIN = re.compile(r"[A-Za-z0-9_.~\-\[\]/:,@]*")
 
 
 def _check_characters(value: str, field: str, what: str | None = None) -> None:
@@ -719,6 +722,18 @@ def is_personal_key(key: str) -> bool:
     return key in _PERSONAL_FOLDED
 
 
+def _log_escaped(text: str) -> str:
+    """``text`` percent-encoded for the log, but for letters, digits and ``_.~-[]/:,@``.
+
+    >>> _log_escaped("b&c d")
+    'b%26c%20d'
+    """
+    if _LOG_PLAIN.fullmatch(text):
+        return text
+    # backslashreplace: a surrogate (from JSON) has no UTF-8 to percent-encode.
+    return quote(text, safe=_LOG_SAFE, errors="backslashreplace")
+
+
 def redacted_query(args: Query, limit: int = 2048) -> str:
     """The query as a loggable string, for the rejection log.
 
@@ -736,12 +751,9 @@ def redacted_query(args: Query, limit: int = 2048) -> str:
     size = 0
     for key, values in args.items():
         personal = is_personal_key(key)
-        name = quote(key, safe=_LOG_SAFE, errors="backslashreplace")
+        name = _log_escaped(key)
         for value in values:
-            # backslashreplace: a surrogate (from JSON) has no UTF-8 to percent-encode.
-            shown = (
-                _REDACTED if personal else quote(value, safe=_LOG_SAFE, errors="backslashreplace")
-            )
+            shown = _REDACTED if personal else _log_escaped(value)
             part = f"{name}={shown}"
             parts.append(part)
             size += len(part) + 1
