@@ -161,6 +161,11 @@ class Fired:
     latencies_ns: list[int] = field(default_factory=list)
     elapsed_ns: int = 0
     client_cpu_ns: int = 0  # CPU time this process (the client) spent meanwhile
+    #: CPU time of the server's processes (gunicorn, its workers and their threads:
+    #: the queued applier too) and of the database server's, from the phase's first
+    #: request until its rows were stored (None: not measurable, no /proc)
+    server_cpu_ns: int | None = 0
+    database_cpu_ns: int | None = 0
     connections: int = 0  # connections opened
     retried: int = 0  # requests resent once after a reused connection closed under them
     errors: list[str] = field(default_factory=list)  # the first few failures
@@ -172,6 +177,8 @@ class Fired:
         self.latencies_ns.extend(other.latencies_ns)
         self.elapsed_ns += other.elapsed_ns
         self.client_cpu_ns += other.client_cpu_ns
+        self.server_cpu_ns = _add_or_none(self.server_cpu_ns, other.server_cpu_ns)
+        self.database_cpu_ns = _add_or_none(self.database_cpu_ns, other.database_cpu_ns)
         self.connections += other.connections
         self.retried += other.retried
         self.errors.extend(other.errors[: max(0, 5 - len(self.errors))])
@@ -194,12 +201,62 @@ class Fired:
     def per_second(self) -> float:
         return self.requests / (self.elapsed_ns / 1e9) if self.elapsed_ns else 0.0
 
+    def cpu_per_request_us(self) -> tuple[float, float, float] | None:
+        """Microseconds of CPU per request: server, database, client (None: unknown)."""
+        if not self.requests or self.server_cpu_ns is None or self.database_cpu_ns is None:
+            return None
+        per = 1e3 * self.requests
+        return (self.server_cpu_ns / per, self.database_cpu_ns / per, self.client_cpu_ns / per)
+
     def percentile_ms(self, p: float) -> float:
         """Nearest-rank percentile of the latencies, in milliseconds."""
         if not self.latencies_ns:
             return math.nan
         ordered = sorted(self.latencies_ns)
         return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] / 1e6
+
+
+def _add_or_none(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else a + b
+
+
+def _spent(before: int | None, after: int | None) -> int | None:
+    return None if before is None or after is None else after - before
+
+
+# ------------------------------------------------------------------ CPU accounting
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            # The name, in parentheses, may hold spaces: the fields follow its last ")".
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None  # gone, or no /proc
+
+
+def process_tree_cpu_ns(root: int) -> int | None:
+    """CPU time (user and system, every thread) of ``root`` and of its descendants
+    alive now, each with the children it reaped (a PostgreSQL connection's backend that
+    ended): from Linux's ``/proc``. None where there is none."""
+    if _stat_fields(root) is None:
+        return None
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    ticks, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        fields = _stat_fields(pid)
+        if fields is None:
+            continue
+        ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        pending += children.get(pid, [])
+    return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
 def _is_close(head: bytes) -> bool:
@@ -406,6 +463,10 @@ class Gunicorn:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=STOP_TIMEOUT)
 
+    def cpu_ns(self) -> int | None:
+        """The CPU time gunicorn and its workers have used so far (None: unknown)."""
+        return None if self.process is None else process_tree_cpu_ns(self.process.pid)
+
     def log_text(self) -> str:
         try:
             return self.log.read_text(encoding="utf-8", errors="replace")
@@ -454,12 +515,18 @@ class Backend(Protocol):
 
     def describe(self) -> str: ...
 
+    def cpu_ns(self) -> int | None:
+        """The CPU time the database's own server has used so far (None: unknown)."""
+
 
 class SQLiteBackend:
     name = "sqlite"
 
     def new_store(self, directory: Path) -> str:
         return f"sqlite:///{directory / 'pixel.db'}"
+
+    def cpu_ns(self) -> int | None:
+        return 0  # a library in the workers: counted as theirs
 
     def describe(self) -> str:
         return f"SQLite {sqlite3.sqlite_version} (WAL; the backend's own settings)"
@@ -488,6 +555,13 @@ class PostgresBackend:
     def new_store(self, directory: Path) -> str:
         url: str = self.cluster.new_database()
         return url
+
+    def cpu_ns(self) -> int | None:
+        try:  # its first line: the postmaster's pid
+            postmaster = int((self.cluster.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return process_tree_cpu_ns(postmaster)
 
     def describe(self) -> str:
         s = self.settings
@@ -764,11 +838,17 @@ def warm_up(
 
 
 def timed_rounds(
-    servers: dict[str, ModeServer], result: Result, requests: int, concurrency: int, rounds: int
+    servers: dict[str, ModeServer],
+    backend: Backend,
+    result: Result,
+    requests: int,
+    concurrency: int,
+    rounds: int,
 ) -> None:
     """``requests`` hits per mode in ``rounds`` rounds; each round fires every mode
     once, in an order that rotates from round to round. After the queued server's
-    share of a round, its apply lag: until every row of the round is in the store."""
+    share of a round, its apply lag: until every row of the round is in the store.
+    The CPU the server and the database spent runs until then too."""
     modes = list(servers)
     sizes = [requests // rounds + (1 if r < requests % rounds else 0) for r in range(rounds)]
     first = 0
@@ -778,10 +858,14 @@ def timed_rounds(
         prepared = {mode: server.hits(refs) for mode, server in servers.items()}
         fired: dict[str, Fired] = {}
         for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:
-            fired[mode] = fire(servers[mode].gunicorn.port, prepared.pop(mode), concurrency)
+            gunicorn = servers[mode].gunicorn
+            server_cpu, database_cpu = gunicorn.cpu_ns(), backend.cpu_ns()
+            fired[mode] = fire(gunicorn.port, prepared.pop(mode), concurrency)
             watcher = servers[mode].watcher
             if watcher is not None:
                 result.modes[mode].round_lags.append(watcher.wait_for(refs, fired[mode].last_ns))
+            fired[mode].server_cpu_ns = _spent(server_cpu, gunicorn.cpu_ns())
+            fired[mode].database_cpu_ns = _spent(database_cpu, backend.cpu_ns())
         bare_rate = fired["bare"].per_second
         for mode, round_fired in fired.items():
             result.modes[mode].timed.add(round_fired)
@@ -836,7 +920,7 @@ def run_config(
 
     result = Result(config, {mode: ModeResult(mode) for mode in modes})
     warm_up(servers, result, requests, concurrency)
-    timed_rounds(servers, result, requests, concurrency, rounds)
+    timed_rounds(servers, backend, result, requests, concurrency, rounds)
     duplicate_check(servers, result, concurrency)
     for mode, server in servers.items():
         if server.watcher is not None and server.spool_dir is not None:
@@ -951,6 +1035,12 @@ def print_table(results: list[Result]) -> None:
             f" ({best.config}); client and server share {os.cpu_count()} CPUs, so no"
             " pixel figure can exceed what the bare line shows for its configuration."
         )
+    print(
+        "CPU per request (details, from /proc): gunicorn's processes (the queued applier"
+        " included), the database server's and the client's, from a round's first request"
+        " until its rows were stored; (n.nn): bare's total over the mode's, the ratio the"
+        " CPUs allow when they are what runs out."
+    )
 
 
 def _mode_details(r: Result, m: ModeResult) -> list[str]:
@@ -989,6 +1079,25 @@ def _mode_details(r: Result, m: ModeResult) -> list[str]:
     return lines
 
 
+def _cpu_line(r: Result) -> str | None:
+    """CPU per request of each mode, and the ratio to bare its CPU alone allows."""
+    bare = r.bare.timed.cpu_per_request_us()
+    if bare is None:
+        return None
+    parts = []
+    for m in r.modes.values():
+        spent = m.timed.cpu_per_request_us()
+        if spent is None:
+            return None
+        server, database, client = spent
+        total = server + database + client
+        part = f"{m.mode} {server:.0f} + {database:.0f} + {client:.0f} = {total:.0f}"
+        if m.stores and total:
+            part += f" ({sum(bare) / total:.2f})"
+        parts.append(part)
+    return "CPU per request, us (server + database + client = total): " + "; ".join(parts)
+
+
 def print_details(results: list[Result]) -> None:
     print("details")
     for r in results:
@@ -1002,6 +1111,9 @@ def print_details(results: list[Result]) -> None:
         if bare.timed.not_ok or bare.warmup.not_ok:
             bits.append(f"BARE APP: {bare.timed.not_ok + bare.warmup.not_ok} non-200")
         print(f"  {r.config!s:<18} " + "; ".join(bits))
+        cpu_line = _cpu_line(r)
+        if cpu_line is not None:
+            print(f"    {cpu_line}")
         for line in bare.log_lines[:2]:
             print(f"      bare log: {line[:200]}")
         for m in r.storing():
