@@ -20,27 +20,19 @@ prints the rows it wrote (a check that every hit counted).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import sqlite3
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))  # hot_path.py, beside this file, however it is run
+import hot_path as hot  # noqa: E402
+
 # Hits before the measured ones (in both runs): caches, prepared statements, the WAL.
 WARM_UP = 50
-
-
-def _hot_path() -> Any:
-    spec = importlib.util.spec_from_file_location("hot_path", BENCH_DIR / "hot_path.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["hot_path"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,7 +40,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("hits", type=int, help="pixel hits after the warm-up")
     parser.add_argument("--keep-context", action="store_true")
     args = parser.parse_args(argv)
-    hot = _hot_path()
     tmpdir = Path(tempfile.mkdtemp(prefix="pixel_callgrind-"))
     try:
         bench = hot.setup(tmpdir)
