@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -91,14 +92,14 @@ def _sleeping(shell: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads Linux's /proc")
-def test_process_tree_cpu_counts_live_and_reaped_children(
+def test_process_tree_cpu_counts_the_children_it_reaped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     load = _load_module(monkeypatch)
     spin = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
     # A shell whose child spins, ends and is reaped, then which sleeps.
     shell = subprocess.Popen(
-        ["sh", "-c", f"{sys.executable} -c '{spin}'; sleep 30"],
+        ["sh", "-c", f"{sys.executable} -c '{spin}'; sleep 30"], start_new_session=True
     )
     try:
         before = load.process_tree_cpu_ns(shell.pid)
@@ -111,7 +112,7 @@ def test_process_tree_cpu_counts_live_and_reaped_children(
         spent = load.process_tree_cpu_ns(shell.pid) - before
         assert 0.25e9 <= spent < 5e9
     finally:
-        shell.kill()
+        os.killpg(shell.pid, signal.SIGKILL)  # the shell and its sleep
         shell.wait()
     assert load.process_tree_cpu_ns(shell.pid) is None  # gone: nothing to measure
     assert load.process_tree_cpu_ns(os.getpid()) > 0
