@@ -194,6 +194,46 @@ def test_concurrent_migrations_from_processes(tmp_path: Path) -> None:
     assert applied[:2] == ["0001_initial", "0002_server_side_reporting"]
 
 
+def _new_database_with_a_writer(path: Path) -> sqlite3.Connection:
+    """A new database, still in rollback-journal mode, whose writer holds its lock:
+    what a worker meets when another one, started at the same moment, writes first."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other_app (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other_app VALUES (1)")
+    return holder
+
+
+def test_the_switch_to_wal_waits_for_a_writer_of_a_new_database(tmp_path: Path) -> None:
+    # SQLite answers "locked" at once there, without its busy handler (a deadlock it
+    # avoids): the store must wait as it does for any other lock.
+    db = tmp_path / "fresh.db"
+    holder = _new_database_with_a_writer(db)
+    commit = threading.Timer(0.3, holder.execute, ("COMMIT",))
+    commit.start()
+    try:
+        store = SQLiteStorage(db, busy_timeout=10)
+        store.migrate()
+        assert store.add_advertiser("after the wait").name == "after the wait"
+    finally:
+        commit.join()
+        holder.close()
+    store.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_switch_to_wal_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
+    db = tmp_path / "fresh.db"
+    holder = _new_database_with_a_writer(db)
+    try:
+        with pytest.raises(StorageError, match="locked"):
+            SQLiteStorage(db, busy_timeout=0.2).migrate()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
 def test_a_locked_database_is_a_storage_error(make_storage: MakeStorage) -> None:
     store = make_storage(busy_timeout=0.1)
     holder = sqlite3.connect(store.path, isolation_level=None)  # type: ignore[attr-defined]

@@ -319,7 +319,7 @@ class SQLiteStorage(SQLDeliveryStorage):
                 factory=_OwnedConnection,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            journal_mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            journal_mode = self._enter_wal(conn)
             # FULL in WAL mode is NORMAL plus a sync of the log after each commit, which
             # the writers share (_immediate); without a log, SQLite's own FULL.
             group_sync = self._group_sync is not None and journal_mode == "wal"
@@ -338,6 +338,25 @@ class SQLiteStorage(SQLDeliveryStorage):
                 raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
             return self._connect_read_only()
         return conn
+
+    def _enter_wal(self, conn: sqlite3.Connection) -> str:
+        """``PRAGMA journal_mode = WAL``, waiting up to the busy timeout for the lock.
+
+        On a database still in rollback-journal mode (a new file) whose lock another
+        connection holds, as when several workers start on it at once, SQLite answers
+        "locked" at once instead of calling its busy handler (a deadlock it avoids
+        for us): we wait here instead, in short and growing steps.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "database is locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.05)
 
     def _readable_not_writable(self) -> bool:
         """The file exists and may be read, but it or its directory may not be written."""
