@@ -219,8 +219,11 @@ def test_the_switch_to_wal_waits_for_a_writer_of_a_new_database(tmp_path: Path) 
         commit.join()
         holder.close()
     store.close()
-    with sqlite3.connect(db) as conn:
+    conn = sqlite3.connect(db)  # not "with": that would commit, not close
+    try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
 
 
 def test_the_switch_to_wal_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
