@@ -241,20 +241,20 @@ def process_tree_cpu_ns(root: int) -> int | None:
     alive now, each with the children it reaped (a PostgreSQL connection's backend that
     ended): from Linux's ``/proc``. None where there is none."""
     if _stat_fields(root) is None:
-        return None
+        return None  # gone, or no /proc
     children: dict[int, list[int]] = {}
+    ticks_of: dict[int, int] = {}  # every process's own and reaped children's
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             fields = _stat_fields(int(entry))
             if fields is not None:
                 children.setdefault(int(fields[1]), []).append(int(entry))
+                # utime, stime, cutime, cstime
+                ticks_of[int(entry)] = sum(int(f) for f in fields[11:15])
     ticks, pending = 0, [root]
     while pending:
         pid = pending.pop()
-        fields = _stat_fields(pid)
-        if fields is None:
-            continue
-        ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        ticks += ticks_of.get(pid, 0)
         pending += children.get(pid, [])
     return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
