@@ -40,7 +40,6 @@ import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -52,7 +51,6 @@ from typing import Any
 from pixel_wsgi import PixelMiddleware, SQLiteStorage
 
 BENCH_DIR = Path(__file__).resolve().parent
-PROJECT_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))  # hot_path.py, beside this file, however it is run
 import hot_path as hot  # noqa: E402
 
@@ -373,12 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version},"
         f" {platform.platform()}, {os.cpu_count()} CPUs"
     )
-    tmpdir = Path(tempfile.mkdtemp(prefix="group_commit-", dir=args.tmpdir.resolve()))
-    same_disk = os.stat(tmpdir).st_dev == os.stat(PROJECT_DIR).st_dev
-    print(
-        f"databases: {tmpdir} ({'same' if same_disk else 'NOT the same'} filesystem as the"
-        " project; deleted at exit)"
-    )
+    tmpdir = hot.database_dir(args.tmpdir, "group_commit-")
     print(
         f"{rounds} rounds; a batch: {per_thread} hits per writer thread (1 thread alone:"
         f" {per_thread * 2}); warm-up: one batch of each"

@@ -738,6 +738,18 @@ def report(variants: list[Variant], rounds: int) -> None:
 # ----------------------------------------------------------------------------- main
 
 
+def database_dir(base: Path, prefix: str) -> Path:
+    """A new temporary directory for a benchmark's databases, under ``base``, said
+    where, and whether on the project's filesystem (the caller deletes it)."""
+    tmpdir = Path(tempfile.mkdtemp(prefix=prefix, dir=base.resolve()))
+    same_disk = os.stat(tmpdir).st_dev == os.stat(PROJECT_DIR).st_dev
+    print(
+        f"databases: {tmpdir} ({'same' if same_disk else 'NOT the same'} filesystem as"
+        f" the project; deleted at exit)"
+    )
+    return tmpdir
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Interleaved in-process benchmark of pixel-wsgi's hot paths."
@@ -777,13 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"{platform.platform()}, {os.cpu_count()} CPUs")
 
-    base = args.tmpdir.resolve()
-    tmpdir = Path(tempfile.mkdtemp(prefix="hot_path-", dir=base))
-    same_disk = os.stat(tmpdir).st_dev == os.stat(PROJECT_DIR).st_dev
-    print(
-        f"databases: {tmpdir} ({'same' if same_disk else 'NOT the same'} filesystem as"
-        f" the project; deleted at exit)"
-    )
+    tmpdir = database_dir(args.tmpdir, "hot_path-")
     print(
         f"{rounds} rounds; batches of {heavy} calls (writes) and {light} (pass-through);"
         f" warm-up {warm_heavy}/{warm_light}; GC "
